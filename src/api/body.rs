@@ -1,0 +1,83 @@
+//! JSON request bodies: malformed JSON is a 400, a wrong or unknown field a 422 naming it.
+
+use axum::{body::Bytes, http::StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::problem::{ApiError, ErrorCode};
+
+/// Parse a JSON body into `T`, naming the offending field on failure.
+pub fn parse_json<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let inner = e.inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidRequest,
+                format!("the body is not valid JSON: {inner}"),
+            );
+        }
+        let message = inner.to_string();
+        let path = e.path().to_string();
+        let field = unknown_field(&message)
+            .map(|name| {
+                if path == "." {
+                    name.to_string()
+                } else {
+                    format!("{path}.{name}")
+                }
+            })
+            .unwrap_or(path);
+        let field = if field == "." { "(body)".into() } else { field };
+        ApiError::unprocessable(ErrorCode::InvalidRequest, &field, strip_position(&message))
+    })
+}
+
+/// serde names an unknown field only in its message: "unknown field `x`, expected …".
+fn unknown_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Sample {
+        to: String,
+        count: Option<u32>,
+    }
+
+    fn err(body: &str) -> ApiError {
+        parse_json::<Sample>(&Bytes::from(body.to_string())).unwrap_err()
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let e = format!("{:?}", err(r#"{"to":"x","colour":1}"#));
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let e = format!("{:?}", err(r#"{"to":"x","count":"many"}"#));
+        assert!(e.contains("field: Some(\"count\")"), "{e}");
+    }
+
+    #[test]
+    fn malformed_json_is_a_bad_request() {
+        let e = format!("{:?}", err(r#"{"to":"#));
+        assert!(e.contains("400"), "{e}");
+    }
+}

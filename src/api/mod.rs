@@ -1,0 +1,65 @@
+//! The HTTP surface: router, authentication, one file per resource.
+
+pub mod auth;
+mod body;
+pub mod messages;
+pub mod openapi;
+mod ops;
+pub mod problem;
+pub mod sandbox;
+
+use std::sync::Arc;
+
+use axum::{
+    extract::DefaultBodyLimit,
+    middleware,
+    routing::{get, post},
+    Router,
+};
+use tokio::sync::Notify;
+
+use crate::{config::Config, store::Store};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The durable store.
+    pub store: Arc<dyn Store>,
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// Known API keys.
+    pub keys: Arc<auth::KeyRing>,
+    /// Woken when a job is accepted.
+    pub dispatch_wake: Arc<Notify>,
+}
+
+/// Largest request body accepted.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let mut v1 = Router::new()
+        .route("/v1/messages", post(messages::create).get(messages::list))
+        .route(
+            "/v1/messages/{id}",
+            get(messages::show).delete(messages::cancel),
+        );
+    if state.config.delivery.provider == "sandbox" {
+        v1 = v1
+            .route("/v1/sandbox/inbox", get(sandbox::inbox))
+            .route("/v1/sandbox/reply", post(sandbox::reply));
+    }
+    let v1 = v1.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_api_key,
+    ));
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(ops::not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}

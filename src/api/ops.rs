@@ -1,0 +1,53 @@
+//! Liveness, readiness, metrics and the OpenAPI document.
+
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    response::IntoResponse,
+    Json,
+};
+use serde_json::json;
+
+use super::{
+    problem::{ApiError, ErrorCode},
+    AppState,
+};
+use crate::telemetry;
+
+/// Liveness: the process answers.
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+/// Readiness: the store answers and every migration is applied.
+pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    state.store.ready().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            format!("not ready: {e}"),
+        )
+    })?;
+    Ok(Json(json!({"status": "ready"})))
+}
+
+/// Prometheus text exposition.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Ok(depth) = state.store.queue_depth().await {
+        telemetry::queue_depth(depth);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        telemetry::metrics_handle().render(),
+    )
+}
+
+/// The OpenAPI 3.1 document of this API.
+pub async fn openapi() -> impl IntoResponse {
+    Json(super::openapi::document())
+}
+
+/// Unknown routes answer with a problem too.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}

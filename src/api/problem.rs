@@ -1,0 +1,187 @@
+//! The one place errors become RFC 9457 `application/problem+json` responses.
+
+use axum::{
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::StoreError;
+
+/// Stable machine-readable error codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No valid `Authorization: Bearer` API key.
+    Unauthorized,
+    /// Malformed JSON, unknown or ill-typed fields, or a value a rule refuses.
+    InvalidRequest,
+    /// `to` is not a phone number.
+    InvalidPhoneNumber,
+    /// The number is of a kind the policy refuses (050 IP phone, landline, pager, toll free…).
+    NumberTypeNotAllowed,
+    /// The number's country is not allowed.
+    CountryNotAllowed,
+    /// The number is on the deny list or opted out.
+    NumberBlocked,
+    /// The body has more characters than `delivery.max_characters`.
+    MessageTooLong,
+    /// The template uses a variable that `vars` does not give.
+    MissingTemplateVariable,
+    /// The `Idempotency-Key` was used before with a different body.
+    IdempotencyKeyReused,
+    /// No such resource.
+    NotFound,
+    /// The message is no longer scheduled.
+    NotCancelable,
+    /// Too many requests; see `Retry-After`.
+    RateLimited,
+    /// The request body is larger than allowed.
+    PayloadTooLarge,
+    /// The store cannot be reached; retry later.
+    Unavailable,
+    /// An unexpected failure; nothing was accepted.
+    Internal,
+}
+
+impl ErrorCode {
+    fn title(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => "Unauthorized",
+            ErrorCode::InvalidRequest => "Invalid request",
+            ErrorCode::InvalidPhoneNumber => "Invalid phone number",
+            ErrorCode::NumberTypeNotAllowed => "Number type not allowed",
+            ErrorCode::CountryNotAllowed => "Country not allowed",
+            ErrorCode::NumberBlocked => "Number blocked",
+            ErrorCode::MessageTooLong => "Message too long",
+            ErrorCode::MissingTemplateVariable => "Missing template variable",
+            ErrorCode::IdempotencyKeyReused => "Idempotency key reused",
+            ErrorCode::NotFound => "Not found",
+            ErrorCode::NotCancelable => "Not cancelable",
+            ErrorCode::RateLimited => "Rate limited",
+            ErrorCode::PayloadTooLarge => "Payload too large",
+            ErrorCode::Unavailable => "Service unavailable",
+            ErrorCode::Internal => "Internal error",
+        }
+    }
+
+    fn as_str(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// URI naming the problem type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the problem type.
+    pub title: &'static str,
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong with this request, in words.
+    pub detail: String,
+    /// Stable machine-readable code.
+    pub code: ErrorCode,
+    /// The request field at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Checks left, for `otp_incorrect`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts_left: Option<u32>,
+}
+
+/// An error on its way to becoming a problem response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: ErrorCode,
+    detail: String,
+    field: Option<String>,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with its status, code and detail.
+    pub fn new(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            field: None,
+            retry_after: None,
+        }
+    }
+
+    /// Name the offending field.
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// 422 for a well-formed request a rule refuses.
+    pub fn unprocessable(code: ErrorCode, field: &str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail).field(field)
+    }
+
+    /// 401 `unauthorized`.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "send a valid API key as `Authorization: Bearer <key>`",
+        )
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, what)
+    }
+
+    /// The code, for logs and tests.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the store is unavailable; nothing was changed, retry later",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = self.code.as_str();
+        let problem = Problem {
+            kind: format!("urn:tsunagi:error:{code}"),
+            title: self.code.title(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            code: self.code,
+            field: self.field,
+            attempts_left: None,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}

@@ -1,0 +1,133 @@
+//! Assemble and run the service: store, dispatcher, provider, HTTP server.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use chrono::Utc;
+use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    api::{self, auth},
+    config::Config,
+    dispatch::Dispatcher,
+    providers::sandbox::Sandbox,
+    store::{self, Store},
+    telemetry,
+};
+
+/// How long idempotency keys are kept (the promise is at least 24 h).
+const IDEMPOTENCY_RETENTION: chrono::Duration = chrono::Duration::hours(48);
+
+/// A started service.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The API key made on first start, when none existed.
+    pub created_key: Option<String>,
+    http_stop: CancellationToken,
+    workers_stop: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stop taking requests, finish those in flight, then drain the dispatcher.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.http_stop.cancel();
+        self.server.await??;
+        self.workers_stop.cancel();
+        for worker in self.workers {
+            worker.await?;
+        }
+        Ok(())
+    }
+}
+
+/// Create and keep a new API key, returning it (the only time it is seen).
+pub async fn create_key(store: &dyn Store, name: &str) -> anyhow::Result<String> {
+    let key = auth::generate_key();
+    store.create_api_key(name, &auth::hash_key(&key)).await?;
+    Ok(key)
+}
+
+/// Open the store, start the workers and serve HTTP.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    telemetry::metrics_handle();
+    let store = store::open(&config.database_url)
+        .await
+        .with_context(|| format!("opening the store at {}", config.database_url))?;
+    // This process holds the store's lock, so any lease left is from a process that died.
+    let released = store.release_leases().await?;
+    if released > 0 {
+        tracing::info!(released, "resuming jobs leased before a crash");
+    }
+    let created_key = if config.api.keys.is_empty() && store.count_api_keys().await? == 0 {
+        Some(create_key(store.as_ref(), "default").await?)
+    } else {
+        None
+    };
+    let listener = TcpListener::bind(config.listen_addr())
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+
+    let http_stop = CancellationToken::new();
+    let workers_stop = CancellationToken::new();
+    let wake = Arc::new(Notify::new());
+    let sandbox = Arc::new(Sandbox::new(
+        store.clone(),
+        Duration::from_millis(config.delivery.sandbox_latency_ms),
+    ));
+    let mut workers = vec![sandbox.spawn_reporter(workers_stop.clone())];
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        sandbox,
+        config.delivery.clone(),
+        wake.clone(),
+    );
+    workers.push(tokio::spawn(dispatcher.run(workers_stop.clone())));
+    workers.push(tokio::spawn(purge_idempotency(
+        store.clone(),
+        workers_stop.clone(),
+    )));
+
+    let state = api::AppState {
+        store,
+        keys: Arc::new(auth::KeyRing::new(&config.api.keys)),
+        config: Arc::new(config),
+        dispatch_wake: wake,
+    };
+    let app = api::router(state);
+    let stop = http_stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    });
+    Ok(Running {
+        addr,
+        created_key,
+        http_stop,
+        workers_stop,
+        server,
+        workers,
+    })
+}
+
+async fn purge_idempotency(store: Arc<dyn Store>, stop: CancellationToken) {
+    loop {
+        match store
+            .purge_idempotency(Utc::now() - IDEMPOTENCY_RETENTION)
+            .await
+        {
+            Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency keys removed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "idempotency keys not purged"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The worker loop: claim due jobs with a lease, send through the provider, record the outcome.
+//!
+//! Exactly-once: a job is leased and its message marked `sending` in one commit before the
+//! provider is called, and the outcome is committed after. A crash between the provider call and
+//! that commit leaves the lease to expire (at start, for SQLite) and the job is sent again with
+//! the same message id; the sandbox provider is idempotent on that id, so the handset sees one
+//! message. A provider without an idempotency key (Twilio) could send twice in that window only.
+
+mod backoff;
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use tokio::{sync::Notify, sync::Semaphore, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::{
+    config::DeliveryConfig,
+    domain::state::JobState,
+    providers::{OutboundSms, Provider, SendError},
+    store::{ClaimedJob, Store, Transition},
+    telemetry,
+};
+
+/// Jobs claimed per commit at most.
+const CLAIM_BATCH: usize = 64;
+/// Longest idle sleep between looks at the queue.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Moves jobs from the store to the provider.
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    provider: Arc<dyn Provider>,
+    config: DeliveryConfig,
+    owner: String,
+    wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    /// A dispatcher; `wake` is notified whenever a job is accepted.
+    pub fn new(
+        store: Arc<dyn Store>,
+        provider: Arc<dyn Provider>,
+        config: DeliveryConfig,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            provider,
+            config,
+            owner: format!("worker-{}", ulid::Ulid::new()),
+            wake,
+        }
+    }
+
+    /// Run until `shutdown`, then finish the sends in flight.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        let lease = Duration::from_secs(self.config.lease_seconds);
+        let me = Arc::new(self);
+        let mut in_flight = JoinSet::new();
+        while !shutdown.is_cancelled() {
+            while in_flight.try_join_next().is_some() {}
+            let free = permits.available_permits().min(CLAIM_BATCH);
+            if free == 0 {
+                tokio::select! {
+                    _ = in_flight.join_next() => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            match me.store.claim(&me.owner, free, lease, Utc::now()).await {
+                Ok(jobs) if !jobs.is_empty() => {
+                    for job in jobs {
+                        let Ok(permit) = permits.clone().acquire_owned().await else {
+                            break;
+                        };
+                        let me = me.clone();
+                        in_flight.spawn(async move {
+                            me.deliver(job).await;
+                            drop(permit);
+                        });
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot claim jobs; retrying"),
+            }
+            let wait = match me.store.next_due().await {
+                Ok(Some(due)) => (due - Utc::now())
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(IDLE_POLL),
+                _ => IDLE_POLL,
+            };
+            tokio::select! {
+                _ = me.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+        while in_flight.join_next().await.is_some() {}
+    }
+
+    async fn deliver(&self, job: ClaimedJob) {
+        let span = tracing::info_span!("deliver", message_id = %job.message_id, attempt = job.attempt, to = %job.to);
+        async {
+            let sms = OutboundSms {
+                message_id: job.message_id.clone(),
+                to: job.to.clone(),
+                from: job.from.clone(),
+                body: job.body.clone(),
+                attempt: job.attempt,
+            };
+            let result = self.provider.send(&sms).await;
+            let now = Utc::now();
+            let (to, detail, provider_message_id, retry_at) = match result {
+                Ok(id) => (JobState::Sent, None, Some(id), None),
+                Err(SendError::Transient(reason))
+                    if (job.attempt as usize) < self.config.max_attempts =>
+                {
+                    let delay = backoff::delay(&self.config, job.attempt);
+                    tracing::info!(%reason, retry_in_ms = delay.as_millis() as u64, "transient provider error");
+                    (
+                        JobState::Queued,
+                        Some(format!("retrying after: {reason}")),
+                        None,
+                        Some(now + delay),
+                    )
+                }
+                Err(SendError::Transient(reason)) => (
+                    JobState::Failed,
+                    Some(format!("gave up after {} attempts: {reason}", job.attempt)),
+                    None,
+                    None,
+                ),
+                Err(SendError::Permanent(reason)) => (JobState::Failed, Some(reason), None, None),
+            };
+            let t = Transition {
+                message_id: job.message_id.clone(),
+                to,
+                detail,
+                provider_message_id,
+                retry_at,
+            };
+            match self.store.transition(t, now).await {
+                Ok(Some(applied)) => {
+                    tracing::info!(status = %to, "recorded");
+                    telemetry::state_entered(to, applied.created_at);
+                }
+                Ok(None) => tracing::debug!(status = %to, "outcome overtaken by a receipt"),
+                // The lease runs out and the job is sent again, under the same message id.
+                Err(e) => tracing::error!(error = %e, "outcome not recorded"),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}

@@ -1,0 +1,7 @@
+//! Types everything shares; pure, no I/O.
+
+pub mod ids;
+pub mod phone;
+pub mod segment;
+pub mod state;
+pub mod template;

@@ -1,0 +1,679 @@
+//! Phone numbers and sender ids, read the way Japanese users type them.
+
+use std::fmt;
+
+use phonenumber::{country::Id, metadata::DATABASE, Mode, Type};
+use unicode_normalization::UnicodeNormalization;
+
+/// Dash-like characters people paste in place of '-' (katakana long vowel mark, minus sign, dashes).
+const DASHES: [char; 10] = ['-', 'ー', 'ｰ', '−', '‐', '‑', '‒', '–', '—', '―'];
+
+/// Calling code of Japan.
+const JAPAN: u16 = 81;
+
+/// A valid phone number in E.164 form; constructing one is the only way to get one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PhoneNumber {
+    e164: String,
+    country: u16,
+    kind: NumberKind,
+}
+
+impl PhoneNumber {
+    /// Reads a number as typed (national Japanese, full-width, `+cc`, hyphens, brackets) and keeps it only if valid.
+    pub fn parse(input: &str) -> Result<PhoneNumber, PhoneError> {
+        // The crate reads "+8190-1234-5678" as calling code 8190 and rejects full-width
+        // digits, so separators go and NFKC folds the digits before it sees the text.
+        let cleaned: String = input
+            .nfkc()
+            .filter(|c| !c.is_whitespace() && !DASHES.contains(c))
+            .collect();
+        let number = phonenumber::parse(Some(Id::JP), &cleaned).map_err(|_| PhoneError::Invalid)?;
+        // An extension cannot receive a text, and E.164 would silently drop it.
+        if !phonenumber::is_valid(&number) || number.extension().is_some() {
+            return Err(PhoneError::Invalid);
+        }
+        Ok(Self::from_parsed(&number))
+    }
+
+    /// Rebuilds a number stored earlier in E.164 form; never fails, falling back to kind Unknown and country 0.
+    pub fn from_e164_trusted(e164: &str) -> PhoneNumber {
+        // Stored rows must stay readable even if the crate's metadata changes under them.
+        match phonenumber::parse(None, e164) {
+            Ok(number) => Self::from_parsed(&number),
+            Err(_) => PhoneNumber {
+                e164: e164.to_owned(),
+                country: 0,
+                kind: NumberKind::Unknown,
+            },
+        }
+    }
+
+    fn from_parsed(number: &phonenumber::PhoneNumber) -> PhoneNumber {
+        PhoneNumber {
+            e164: number.format().mode(Mode::E164).to_string(),
+            country: number.code().value(),
+            kind: NumberKind::from(number.number_type(&DATABASE)),
+        }
+    }
+
+    /// The number as `+` and digits.
+    pub fn e164(&self) -> &str {
+        &self.e164
+    }
+
+    /// What sort of line the number belongs to.
+    pub fn kind(&self) -> NumberKind {
+        self.kind
+    }
+
+    /// The calling code, e.g. 81; 0 when a stored number could not be read back.
+    pub fn country_code(&self) -> u16 {
+        self.country
+    }
+
+    /// Whether the number is Japanese (+81).
+    pub fn is_japanese(&self) -> bool {
+        self.country == JAPAN
+    }
+
+    /// The number with its middle digits hidden, e.g. `+81 90-****-5678`, safe for logs and screens.
+    pub fn masked(&self) -> String {
+        if self.country == 0 {
+            // Without a calling code there is no telling which digits identify whom.
+            return mask_all_but_last(&self.e164, 2);
+        }
+        let nsn: Vec<char> = self.national().chars().collect();
+        let hidden = if nsn.len() <= 6 {
+            mask_all_but_last(self.national(), 2)
+        } else {
+            let head: String = nsn[..2].iter().collect();
+            let tail: String = nsn[nsn.len() - 4..].iter().collect();
+            format!("{head}-{}-{tail}", "*".repeat(nsn.len() - 6))
+        };
+        format!("+{} {hidden}", self.country)
+    }
+
+    /// `+`, the calling code and the first `digits` national digits, for grouping numbers by range.
+    pub fn national_prefix(&self, digits: usize) -> String {
+        let head: String = self.national().chars().take(digits).collect();
+        if self.country == 0 {
+            format!("+{head}")
+        } else {
+            format!("+{}{head}", self.country)
+        }
+    }
+
+    /// The last `n` digits of the number (all of them when it has fewer).
+    pub fn last_digits(&self, n: usize) -> &str {
+        let digits = self.e164.trim_start_matches('+');
+        if n == 0 {
+            return "";
+        }
+        match digits.char_indices().rev().nth(n - 1) {
+            Some((start, _)) => &digits[start..],
+            None => digits,
+        }
+    }
+
+    /// The national significant number: the digits after the calling code.
+    fn national(&self) -> &str {
+        let digits = self.e164.trim_start_matches('+');
+        if self.country == 0 {
+            return digits;
+        }
+        digits
+            .strip_prefix(self.country.to_string().as_str())
+            .unwrap_or(digits)
+    }
+}
+
+/// `text` with every character but the last `keep` replaced by '*'.
+fn mask_all_but_last(text: &str, keep: usize) -> String {
+    let count = text.chars().count();
+    text.chars()
+        .enumerate()
+        .map(|(i, c)| if i + keep < count { '*' } else { c })
+        .collect()
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Masked so that a number formatted into a log line by mistake does not leak.
+        f.write_str(&self.masked())
+    }
+}
+
+/// What sort of line a number belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NumberKind {
+    /// A mobile phone (Japan: 060, 070, 080, 090).
+    Mobile,
+    /// A landline (Japan: geographic 01–09 numbers).
+    FixedLine,
+    /// A number the plan does not tell apart as landline or mobile (e.g. the US).
+    FixedLineOrMobile,
+    /// Free to the caller (Japan: 0120, 0800).
+    TollFree,
+    /// Charged at a premium (Japan: 0990).
+    PremiumRate,
+    /// Cost shared between caller and callee.
+    SharedCost,
+    /// An IP phone (Japan: 050).
+    Voip,
+    /// A number that follows a person across lines.
+    PersonalNumber,
+    /// A pager (Japan: 020).
+    Pager,
+    /// A universal access number (Japan: 0570 Navi Dial).
+    Uan,
+    /// A voicemail access number.
+    Voicemail,
+    /// Anything else, or a number that could not be classified.
+    Unknown,
+}
+
+impl From<Type> for NumberKind {
+    fn from(kind: Type) -> Self {
+        match kind {
+            Type::Mobile => Self::Mobile,
+            Type::FixedLine => Self::FixedLine,
+            Type::FixedLineOrMobile => Self::FixedLineOrMobile,
+            Type::TollFree => Self::TollFree,
+            Type::PremiumRate => Self::PremiumRate,
+            Type::SharedCost => Self::SharedCost,
+            Type::Voip => Self::Voip,
+            Type::PersonalNumber => Self::PersonalNumber,
+            Type::Pager => Self::Pager,
+            Type::Uan => Self::Uan,
+            Type::Voicemail => Self::Voicemail,
+            // Listed rather than matched with `_` so a new crate variant is a compile error to decide on.
+            Type::Emergency
+            | Type::ShortCode
+            | Type::StandardRate
+            | Type::Carrier
+            | Type::NoInternational
+            | Type::Unknown => Self::Unknown,
+        }
+    }
+}
+
+impl fmt::Display for NumberKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Words an operator reads in an API error, so named as Japanese users know them.
+        f.write_str(match self {
+            Self::Mobile => "mobile",
+            Self::FixedLine => "landline",
+            Self::FixedLineOrMobile => "landline or mobile",
+            Self::TollFree => "toll-free",
+            Self::PremiumRate => "premium-rate",
+            Self::SharedCost => "shared-cost",
+            Self::Voip => "IP phone (050)",
+            Self::PersonalNumber => "personal",
+            Self::Pager => "pager",
+            Self::Uan => "navi dial (0570)",
+            Self::Voicemail => "voicemail",
+            Self::Unknown => "unclassified",
+        })
+    }
+}
+
+/// Text that cannot be used as a phone number or sender id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneError {
+    /// Not a valid number (or sender id).
+    #[error("is not a phone number")]
+    Invalid,
+}
+
+/// Which recipients a send may go to.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NumberPolicy {
+    /// Calling codes allowed, e.g. `[81]`.
+    pub allowed_country_codes: Vec<u16>,
+    /// Kinds of number allowed, e.g. `["mobile"]`.
+    pub allowed_kinds: Vec<NumberKind>,
+}
+
+impl Default for NumberPolicy {
+    fn default() -> Self {
+        // Japanese mobiles only: the cheapest, most deliverable and least abusable recipients.
+        Self {
+            allowed_country_codes: vec![JAPAN],
+            allowed_kinds: vec![NumberKind::Mobile],
+        }
+    }
+}
+
+/// Why a policy refused a recipient.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyViolation {
+    /// The number's country is not on the allow list.
+    #[error("numbers of country +{0} are not allowed")]
+    CountryNotAllowed(u16),
+    /// The number's kind is not on the allow list.
+    #[error("{0} numbers are not allowed")]
+    KindNotAllowed(NumberKind),
+}
+
+impl NumberPolicy {
+    /// Whether `n` may receive a message; the country is judged before the kind.
+    pub fn check(&self, n: &PhoneNumber) -> Result<(), PolicyViolation> {
+        if !self.allowed_country_codes.contains(&n.country_code()) {
+            return Err(PolicyViolation::CountryNotAllowed(n.country_code()));
+        }
+        if !self.allowed_kinds.contains(&n.kind()) {
+            return Err(PolicyViolation::KindNotAllowed(n.kind()));
+        }
+        Ok(())
+    }
+}
+
+/// Who a message appears to come from: an E.164 number, a Japanese carrier short code (0005 + 8–10 digits), or an alphanumeric id (1–11 ASCII letters/digits/space, at least one letter).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SenderId {
+    /// A full phone number.
+    Number(PhoneNumber),
+    /// A Japanese carrier short code, digits only.
+    ShortCode(String),
+    /// An alphanumeric name.
+    Alphanumeric(String),
+}
+
+impl SenderId {
+    /// Reads a sender id, trying short code, then alphanumeric, then phone number.
+    pub fn parse(input: &str) -> Result<SenderId, PhoneError> {
+        let text: String = input.nfkc().collect();
+        let text = text.trim();
+
+        let digits: String = text
+            .chars()
+            .filter(|c| !c.is_whitespace() && !DASHES.contains(c))
+            .collect();
+        // Checked first because 0005 numbers are not valid numbers to the crate.
+        if digits.starts_with("0005")
+            && (12..=14).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Ok(Self::ShortCode(digits));
+        }
+
+        // Any letter means the sender meant a name, so a bad name is an error rather than a number.
+        if text.chars().any(char::is_alphabetic) {
+            let fits = (1..=11).contains(&text.len())
+                && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' ');
+            return if fits {
+                Ok(Self::Alphanumeric(text.to_owned()))
+            } else {
+                Err(PhoneError::Invalid)
+            };
+        }
+
+        PhoneNumber::parse(text).map(Self::Number)
+    }
+
+    /// The canonical stored form: E.164, the short code's digits, or the name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Number(n) => n.e164(),
+            Self::ShortCode(s) | Self::Alphanumeric(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for SenderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // A sender number can be someone's own phone, so it is masked like any other.
+            Self::Number(n) => fmt::Display::fmt(n, f),
+            Self::ShortCode(s) | Self::Alphanumeric(s) => f.write_str(s),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::value::{Error as ValueError, StrDeserializer};
+    use serde::de::IntoDeserializer;
+    use serde::Deserialize;
+
+    fn kind_of(input: &str) -> NumberKind {
+        PhoneNumber::parse(input)
+            .unwrap_or_else(|e| panic!("{input}: {e}"))
+            .kind()
+    }
+
+    #[test]
+    fn hyphenated_national_mobile_parses_to_e164() {
+        let n = PhoneNumber::parse("090-1234-5678").unwrap();
+        assert_eq!(n.e164(), "+819012345678");
+        assert_eq!(n.country_code(), 81);
+        assert!(n.is_japanese());
+        assert_eq!(n.kind(), NumberKind::Mobile);
+    }
+
+    #[test]
+    fn every_typed_form_of_one_mobile_gives_the_same_e164() {
+        for input in [
+            "090-1234-5678",
+            "09012345678",
+            "０９０１２３４５６７８",
+            "０９０ー１２３４ー５６７８",
+            "０９０－１２３４－５６７８",
+            "090−1234−5678",
+            "090‐1234‐5678",
+            "090―1234―5678",
+            "090　1234　5678",
+            " 090 1234 5678 ",
+            "+81 90 1234 5678",
+            "+81 90-1234-5678",
+            "+8190-1234-5678",
+            "+819012345678",
+            "＋８１９０１２３４５６７８",
+            "(090)1234-5678",
+            "（０９０）１２３４－５６７８",
+            "+81 (0)90 1234 5678",
+        ] {
+            let n = PhoneNumber::parse(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+            assert_eq!(n.e164(), "+819012345678", "{input:?}");
+        }
+    }
+
+    #[test]
+    fn japanese_mobile_prefixes_are_mobile() {
+        for input in [
+            "090-1234-5678",
+            "080-3103-0002",
+            "070-1234-5678",
+            "060-1234-5678",
+        ] {
+            assert_eq!(kind_of(input), NumberKind::Mobile, "{input}");
+        }
+    }
+
+    #[test]
+    fn japanese_050_is_voip() {
+        assert_eq!(kind_of("050-1234-5678"), NumberKind::Voip);
+    }
+
+    #[test]
+    fn japanese_020_is_pager() {
+        assert_eq!(kind_of("020-4123-4567"), NumberKind::Pager);
+    }
+
+    #[test]
+    fn japanese_0120_and_0800_are_toll_free() {
+        assert_eq!(kind_of("0120-123-456"), NumberKind::TollFree);
+        assert_eq!(kind_of("0800-123-4567"), NumberKind::TollFree);
+    }
+
+    #[test]
+    fn japanese_0570_is_uan() {
+        assert_eq!(kind_of("0570-123-456"), NumberKind::Uan);
+    }
+
+    #[test]
+    fn japanese_0990_is_premium_rate() {
+        assert_eq!(kind_of("0990-123-456"), NumberKind::PremiumRate);
+    }
+
+    #[test]
+    fn japanese_geographic_numbers_are_fixed_line() {
+        for input in ["03-1234-5678", "06-6123-4567", "0466-12-3456"] {
+            assert_eq!(kind_of(input), NumberKind::FixedLine, "{input}");
+        }
+    }
+
+    #[test]
+    fn japanese_0180_and_0005_are_invalid() {
+        assert_eq!(PhoneNumber::parse("0180-123-456"), Err(PhoneError::Invalid));
+        assert_eq!(
+            PhoneNumber::parse("0005-1234-56789"),
+            Err(PhoneError::Invalid)
+        );
+    }
+
+    #[test]
+    fn garbage_is_invalid() {
+        for input in [
+            "",
+            "abc",
+            "12",
+            "+",
+            "090-1234-567",
+            "090-1234-56789",
+            "  2 22#:",
+        ] {
+            assert_eq!(
+                PhoneNumber::parse(input),
+                Err(PhoneError::Invalid),
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn number_with_extension_is_invalid() {
+        assert_eq!(
+            PhoneNumber::parse("090-1234-5678 ext 12"),
+            Err(PhoneError::Invalid)
+        );
+    }
+
+    #[test]
+    fn foreign_number_parses_but_default_policy_refuses_its_country() {
+        let n = PhoneNumber::parse("+1 415-555-0123").unwrap();
+        assert_eq!(n.e164(), "+14155550123");
+        assert_eq!(n.country_code(), 1);
+        assert!(!n.is_japanese());
+        assert_eq!(
+            NumberPolicy::default().check(&n),
+            Err(PolicyViolation::CountryNotAllowed(1))
+        );
+    }
+
+    #[test]
+    fn default_policy_allows_japanese_mobiles_only() {
+        let policy = NumberPolicy::default();
+        assert_eq!(policy.allowed_country_codes, vec![81]);
+        assert_eq!(policy.allowed_kinds, vec![NumberKind::Mobile]);
+        assert_eq!(
+            policy.check(&PhoneNumber::parse("090-1234-5678").unwrap()),
+            Ok(())
+        );
+        assert_eq!(
+            policy.check(&PhoneNumber::parse("050-1234-5678").unwrap()),
+            Err(PolicyViolation::KindNotAllowed(NumberKind::Voip))
+        );
+        assert_eq!(
+            policy.check(&PhoneNumber::parse("03-1234-5678").unwrap()),
+            Err(PolicyViolation::KindNotAllowed(NumberKind::FixedLine))
+        );
+    }
+
+    #[test]
+    fn policy_checks_country_before_kind() {
+        let policy = NumberPolicy::default();
+        let us_toll_free = PhoneNumber::parse("+1 800 555 0123").unwrap();
+        assert_eq!(us_toll_free.kind(), NumberKind::TollFree);
+        assert_eq!(
+            policy.check(&us_toll_free),
+            Err(PolicyViolation::CountryNotAllowed(1))
+        );
+    }
+
+    #[test]
+    fn widened_policy_admits_listed_country_and_kind() {
+        let policy = NumberPolicy {
+            allowed_country_codes: vec![81, 1],
+            allowed_kinds: vec![NumberKind::Mobile, NumberKind::FixedLineOrMobile],
+        };
+        assert_eq!(
+            policy.check(&PhoneNumber::parse("+14155550123").unwrap()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn violations_read_as_human_words() {
+        assert_eq!(
+            PolicyViolation::KindNotAllowed(NumberKind::Voip).to_string(),
+            "IP phone (050) numbers are not allowed"
+        );
+        assert_eq!(
+            PolicyViolation::KindNotAllowed(NumberKind::Uan).to_string(),
+            "navi dial (0570) numbers are not allowed"
+        );
+        assert_eq!(
+            PolicyViolation::KindNotAllowed(NumberKind::FixedLine).to_string(),
+            "landline numbers are not allowed"
+        );
+        assert_eq!(
+            PolicyViolation::CountryNotAllowed(1).to_string(),
+            "numbers of country +1 are not allowed"
+        );
+        assert_eq!(PhoneError::Invalid.to_string(), "is not a phone number");
+    }
+
+    #[test]
+    fn number_kind_deserialises_from_snake_case() {
+        let kind = |name: &str| {
+            let de: StrDeserializer<'_, ValueError> = name.into_deserializer();
+            NumberKind::deserialize(de).unwrap()
+        };
+        assert_eq!(kind("fixed_line_or_mobile"), NumberKind::FixedLineOrMobile);
+        assert_eq!(kind("toll_free"), NumberKind::TollFree);
+        assert_eq!(kind("voip"), NumberKind::Voip);
+    }
+
+    #[test]
+    fn japanese_mobile_masks_middle_digits() {
+        let n = PhoneNumber::parse("+819012345678").unwrap();
+        assert_eq!(n.masked(), "+81 90-****-5678");
+    }
+
+    #[test]
+    fn foreign_number_masks_middle_digits() {
+        let n = PhoneNumber::parse("+14155550123").unwrap();
+        assert_eq!(n.masked(), "+1 41-****-0123");
+    }
+
+    #[test]
+    fn short_national_number_masks_all_but_last_two() {
+        let n = PhoneNumber::from_e164_trusted("+6831234");
+        assert_eq!(n.country_code(), 683);
+        assert_eq!(n.masked(), "+683 **34");
+    }
+
+    #[test]
+    fn display_is_masked() {
+        let n = PhoneNumber::parse("090-1234-5678").unwrap();
+        assert_eq!(n.to_string(), "+81 90-****-5678");
+        assert!(!format!("{n}").contains("1234"));
+    }
+
+    #[test]
+    fn national_prefix_truncates_national_digits() {
+        let n = PhoneNumber::parse("090-1234-5678").unwrap();
+        assert_eq!(n.national_prefix(4), "+819012");
+        assert_eq!(n.national_prefix(0), "+81");
+        assert_eq!(n.national_prefix(99), "+819012345678");
+    }
+
+    #[test]
+    fn last_digits_are_taken_from_the_end() {
+        let n = PhoneNumber::parse("090-1234-9990").unwrap();
+        assert_eq!(n.last_digits(4), "9990");
+        assert_eq!(n.last_digits(0), "");
+        assert_eq!(n.last_digits(99), "819012349990");
+    }
+
+    #[test]
+    fn trusted_e164_round_trips() {
+        let parsed = PhoneNumber::parse("080-3103-0002").unwrap();
+        let back = PhoneNumber::from_e164_trusted(parsed.e164());
+        assert_eq!(back, parsed);
+    }
+
+    #[test]
+    fn unreadable_trusted_e164_is_kept_as_unknown() {
+        let n = PhoneNumber::from_e164_trusted("not-a-number");
+        assert_eq!(n.e164(), "not-a-number");
+        assert_eq!(n.country_code(), 0);
+        assert_eq!(n.kind(), NumberKind::Unknown);
+        assert!(!n.is_japanese());
+        assert_eq!(n.masked(), "**********er");
+        assert_eq!(n.last_digits(3), "ber");
+        assert_eq!(n.national_prefix(3), "+not");
+    }
+
+    #[test]
+    fn non_ascii_trusted_text_never_panics() {
+        let n = PhoneNumber::from_e164_trusted("電話番号");
+        assert_eq!(n.masked(), "**番号");
+        assert_eq!(n.last_digits(1), "号");
+        assert_eq!(n.national_prefix(1), "+電");
+        assert_eq!(PhoneNumber::from_e164_trusted("").masked(), "");
+    }
+
+    #[test]
+    fn carrier_short_code_sender_keeps_its_digits() {
+        let s = SenderId::parse("0005123456789").unwrap();
+        assert_eq!(s, SenderId::ShortCode("0005123456789".into()));
+        assert_eq!(s.as_str(), "0005123456789");
+        assert_eq!(s.to_string(), "0005123456789");
+        assert_eq!(
+            SenderId::parse("０００５－１２３４－５６７８９").unwrap(),
+            SenderId::ShortCode("0005123456789".into())
+        );
+    }
+
+    #[test]
+    fn short_code_length_is_bounded() {
+        assert!(matches!(
+            SenderId::parse("000512345678"),
+            Ok(SenderId::ShortCode(_))
+        ));
+        assert!(matches!(
+            SenderId::parse("00051234567890"),
+            Ok(SenderId::ShortCode(_))
+        ));
+        assert_eq!(SenderId::parse("00051234567"), Err(PhoneError::Invalid));
+        assert_eq!(SenderId::parse("000512345678901"), Err(PhoneError::Invalid));
+    }
+
+    #[test]
+    fn alphanumeric_sender_is_kept_as_written() {
+        let s = SenderId::parse("TSUNAGI").unwrap();
+        assert_eq!(s, SenderId::Alphanumeric("TSUNAGI".into()));
+        assert_eq!(s.as_str(), "TSUNAGI");
+        assert_eq!(s.to_string(), "TSUNAGI");
+        assert_eq!(
+            SenderId::parse("ＴＳＵＮＡＧＩ 2").unwrap(),
+            SenderId::Alphanumeric("TSUNAGI 2".into())
+        );
+    }
+
+    #[test]
+    fn alphanumeric_sender_over_eleven_or_non_ascii_is_invalid() {
+        assert_eq!(SenderId::parse("TSUNAGIWORKS"), Err(PhoneError::Invalid));
+        assert_eq!(SenderId::parse("つなぎ"), Err(PhoneError::Invalid));
+        assert_eq!(SenderId::parse("TSU-NAGI"), Err(PhoneError::Invalid));
+        assert_eq!(SenderId::parse(""), Err(PhoneError::Invalid));
+        assert_eq!(SenderId::parse("12345"), Err(PhoneError::Invalid));
+    }
+
+    #[test]
+    fn number_sender_is_stored_in_e164_and_shown_masked() {
+        let s = SenderId::parse("+819012345678").unwrap();
+        assert_eq!(
+            s,
+            SenderId::Number(PhoneNumber::parse("090-1234-5678").unwrap())
+        );
+        assert_eq!(s.as_str(), "+819012345678");
+        assert_eq!(s.to_string(), "+81 90-****-5678");
+    }
+}

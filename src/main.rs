@@ -1,0 +1,133 @@
+//! The `tsunagi` command line.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use tsunagi::{app, config::Config, store, telemetry};
+
+#[derive(Parser)]
+#[command(name = "tsunagi", version, about = "Connects CRMs to SMS")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve {
+        /// TOML config file (or TSUNAGI_CONFIG).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config and print every problem with its key path.
+    CheckConfig {
+        /// TOML config file (or TSUNAGI_CONFIG).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Apply the store's migrations.
+    Migrate {
+        /// TOML config file (or TSUNAGI_CONFIG).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it once; only its hash is kept.
+    Create {
+        /// A name to recognise the key by.
+        #[arg(long)]
+        name: String,
+        /// TOML config file (or TSUNAGI_CONFIG).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load(path: Option<PathBuf>) -> Result<Config, ExitCode> {
+    Config::load(path.as_deref()).map_err(|problems| {
+        eprintln!("the configuration has {} problem(s):", problems.len());
+        for p in problems {
+            eprintln!("  {p}");
+        }
+        ExitCode::from(2)
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    telemetry::init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::CheckConfig { config } => match load(config) {
+            Ok(_) => {
+                println!("configuration is valid");
+                return ExitCode::SUCCESS;
+            }
+            Err(code) => return code,
+        },
+        Command::Serve { config } => match load(config) {
+            Ok(config) => serve(config).await,
+            Err(code) => return code,
+        },
+        Command::Migrate { config } => match load(config) {
+            Ok(config) => store::open(&config.database_url)
+                .await
+                .map(|_| println!("migrations applied"))
+                .map_err(Into::into),
+            Err(code) => return code,
+        },
+        Command::Keys {
+            command: KeysCommand::Create { name, config },
+        } => match load(config) {
+            Ok(config) => create_key(&config, &name).await,
+            Err(code) => return code,
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn create_key(config: &Config, name: &str) -> anyhow::Result<()> {
+    let store = store::open(&config.database_url).await?;
+    let key = app::create_key(store.as_ref(), name).await?;
+    println!("{key}");
+    eprintln!("API key {name:?} created; it is shown only this once");
+    Ok(())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let running = app::start(config).await?;
+    if let Some(key) = &running.created_key {
+        println!("Created API key \"default\" (shown only once, keep it): {key}");
+    }
+    println!("tsunagi listening on http://{}", running.addr);
+    tracing::info!(addr = %running.addr, "listening");
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining requests and sends in flight");
+    running.stop().await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

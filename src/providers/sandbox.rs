@@ -1,0 +1,142 @@
+//! The sandbox provider: a simulated carrier whose handsets live in the store.
+//!
+//! Outcomes by the recipient's last four digits: `9990` undelivered (unreachable handset),
+//! `9991` failed (the provider refuses it), `9992` a transient error on the first attempt that
+//! the retry gets through; anything else is delivered after `sandbox_latency_ms`.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{OutboundSms, Provider, SendError};
+use crate::{
+    domain::state::JobState,
+    store::{SandboxSend, Store, Transition},
+    telemetry,
+};
+
+/// Receipts reported per commit.
+const REPORT_BATCH: usize = 256;
+
+/// The sandbox provider.
+pub struct Sandbox {
+    store: Arc<dyn Store>,
+    latency: Duration,
+    receipts_due: Arc<Notify>,
+}
+
+impl Sandbox {
+    /// A sandbox that reports receipts `latency` after each send.
+    pub fn new(store: Arc<dyn Store>, latency: Duration) -> Self {
+        Self {
+            store,
+            latency,
+            receipts_due: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Report due receipts until `shutdown`; receipts not yet reported survive in the store.
+    pub fn spawn_reporter(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        let wake = self.receipts_due.clone();
+        tokio::spawn(async move {
+            loop {
+                let reported = match report_due(store.as_ref()).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sandbox receipts not reported; retrying");
+                        0
+                    }
+                };
+                if reported == REPORT_BATCH {
+                    continue;
+                }
+                let wait = match store.sandbox_next_report().await {
+                    Ok(Some(due)) => (due - Utc::now())
+                        .to_std()
+                        .unwrap_or_default()
+                        .min(Duration::from_secs(1)),
+                    _ => Duration::from_secs(1),
+                };
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        })
+    }
+}
+
+async fn report_due(store: &dyn Store) -> Result<usize, crate::store::StoreError> {
+    let due = store.sandbox_due_reports(Utc::now(), REPORT_BATCH).await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let transitions = due
+        .iter()
+        .map(|r| Transition {
+            message_id: r.message_id.clone(),
+            to: r.outcome,
+            detail: r.detail.clone(),
+            provider_message_id: Some(r.provider_message_id.clone()),
+            retry_at: None,
+        })
+        .collect();
+    let applied = store.transitions(transitions, Utc::now()).await?;
+    for (report, applied) in due.iter().zip(applied) {
+        if let Some(applied) = applied {
+            telemetry::state_entered(report.outcome, applied.created_at);
+        }
+    }
+    let count = due.len();
+    store
+        .sandbox_mark_reported(due.into_iter().map(|r| r.message_id).collect())
+        .await?;
+    Ok(count)
+}
+
+#[async_trait]
+impl Provider for Sandbox {
+    async fn send(&self, sms: &OutboundSms) -> Result<String, SendError> {
+        let (outcome, detail) = match sms.to.last_digits(4) {
+            "9991" => {
+                return Err(SendError::Permanent(
+                    "sandbox: the provider refused the number (ends 9991)".into(),
+                ))
+            }
+            "9992" if sms.attempt == 1 => {
+                return Err(SendError::Transient(
+                    "sandbox: provider busy on the first attempt (ends 9992)".into(),
+                ))
+            }
+            "9990" => (
+                JobState::Undelivered,
+                Some("sandbox: handset unreachable (ends 9990)".to_string()),
+            ),
+            _ => (JobState::Delivered, None),
+        };
+        let now = Utc::now();
+        let send = SandboxSend {
+            message_id: sms.message_id.clone(),
+            provider_message_id: format!("sbx_{}", ulid::Ulid::new()),
+            from: sms.from.clone(),
+            to: sms.to.clone(),
+            body: sms.body.clone(),
+            outcome,
+            detail,
+            at: now,
+            report_due: now + self.latency,
+        };
+        let id = self
+            .store
+            .sandbox_send(send)
+            .await
+            .map_err(|e| SendError::Transient(format!("sandbox store: {e}")))?;
+        self.receipts_due.notify_one();
+        Ok(id)
+    }
+}

@@ -1,0 +1,58 @@
+//! Prometheus metrics (all prefixed `tsunagi_`) and the log subscriber.
+
+use std::sync::OnceLock;
+
+use chrono::{DateTime, Utc};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::domain::state::JobState;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0,
+];
+
+/// The process-wide recorder, installed on first use.
+pub fn metrics_handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+            .expect("buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // A second install (another server in the same test process) keeps the first recorder.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// A message was accepted, taking `seconds` from request to durable commit.
+pub fn accepted(seconds: f64) {
+    metrics::counter!("tsunagi_messages_accepted_total").increment(1);
+    metrics::histogram!("tsunagi_ingest_seconds").record(seconds);
+}
+
+/// A message entered `state`; `created_at` dates its acceptance.
+pub fn state_entered(state: JobState, created_at: DateTime<Utc>) {
+    metrics::counter!("tsunagi_message_outcomes_total", "status" => state.as_str()).increment(1);
+    if state.is_final() || state == JobState::Sent {
+        let seconds = (Utc::now() - created_at).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::histogram!("tsunagi_delivery_seconds", "status" => state.as_str()).record(seconds);
+    }
+}
+
+/// Jobs waiting or in flight, read at scrape time.
+pub fn queue_depth(depth: i64) {
+    metrics::gauge!("tsunagi_queue_depth").set(depth as f64);
+}
+
+/// Log to stderr; `RUST_LOG` filters, `info` by default.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
