@@ -8,7 +8,7 @@ use crate::domain::phone::{NumberPolicy, SenderId};
 
 /// The whole service configuration.
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct Config {
     /// Address the HTTP server binds.
     pub listen: String,
@@ -28,7 +28,7 @@ pub struct Config {
 
 /// `[api]`
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct ApiConfig {
     /// API keys accepted besides those created with `tsunagi keys create`.
     pub keys: Vec<String>,
@@ -36,7 +36,7 @@ pub struct ApiConfig {
 
 /// `[delivery]`
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct DeliveryConfig {
     /// Which provider sends: only `sandbox` exists in this release.
     pub provider: String,
@@ -165,6 +165,7 @@ impl Config {
         }
 
         let mut problems = Vec::new();
+        // Unknown keys are collected rather than refused, so that all of them are reported.
         let mut unknown = Vec::new();
         let mut track = serde_path_to_error::Track::new();
         let parsed = Config::deserialize(serde_ignored::Deserializer::new(

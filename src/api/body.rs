@@ -1,9 +1,24 @@
 //! JSON request bodies: malformed JSON is a 400, a wrong or unknown field a 422 naming it.
 
-use axum::{body::Bytes, http::StatusCode};
+use axum::{body::Bytes, extract::rejection::BytesRejection, http::StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::problem::{ApiError, ErrorCode};
+
+/// The raw body, or a problem when it could not be read (too large, cut short).
+pub fn read(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                "the request body is larger than 64 KiB",
+            )
+        } else {
+            ApiError::new(e.status(), ErrorCode::InvalidRequest, e.body_text())
+        }
+    })
+}
 
 /// Parse a JSON body into `T`, naming the offending field on failure.
 pub fn parse_json<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
@@ -19,9 +34,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
         }
         let message = inner.to_string();
         let path = e.path().to_string();
-        let field = unknown_field(&message)
+        let field = named_field(&message)
             .map(|name| {
-                if path == "." {
+                if path == name || path.ends_with(&format!(".{name}")) {
+                    path.clone()
+                } else if path == "." {
                     name.to_string()
                 } else {
                     format!("{path}.{name}")
@@ -33,10 +50,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     })
 }
 
-/// serde names an unknown field only in its message: "unknown field `x`, expected …".
-fn unknown_field(message: &str) -> Option<&str> {
+/// serde names an unknown or missing field only in its message: "unknown field `x`, expected …".
+fn named_field(message: &str) -> Option<&str> {
     message
         .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("missing field `"))
         .and_then(|rest| rest.split('`').next())
 }
 
@@ -73,6 +91,12 @@ mod tests {
     fn wrong_type_names_the_field() {
         let e = format!("{:?}", err(r#"{"to":"x","count":"many"}"#));
         assert!(e.contains("field: Some(\"count\")"), "{e}");
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let e = format!("{:?}", err(r#"{"count":1}"#));
+        assert!(e.contains("field: Some(\"to\")"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::{collections::BTreeMap, str::FromStr, time::Instant};
 
 use axum::{
     body::Bytes,
+    extract::rejection::BytesRejection,
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
@@ -16,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     auth::KeyScope,
-    body::parse_json,
+    body::{self, parse_json},
     problem::{ApiError, ErrorCode, Problem},
     AppState,
 };
@@ -324,6 +325,8 @@ fn validate(
                     )
                 })?
                 .with_timezone(&Utc);
+            // The store keeps milliseconds; echo what is kept.
+            let at = DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at);
             if at > now + Duration::days(MAX_SCHEDULE_DAYS) {
                 return Err(invalid(
                     "send_at",
@@ -414,9 +417,10 @@ pub async fn create(
     State(state): State<AppState>,
     Extension(scope): Extension<KeyScope>,
     headers: HeaderMap,
-    bytes: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
+    let bytes = body::read(bytes)?;
     let key = idempotency_key(&headers)?;
     let request: CreateMessage = parse_json(&bytes)?;
     let message = validate(request, &state, Utc::now())?;

@@ -2,6 +2,7 @@
 
 use axum::{
     body::Bytes,
+    extract::rejection::BytesRejection,
     extract::{Query, State},
     http::StatusCode,
     Json,
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    body::parse_json,
+    body::{self, parse_json},
     problem::{ApiError, ErrorCode, Problem},
     AppState,
 };
@@ -138,8 +139,9 @@ pub async fn inbox(
 )]
 pub async fn reply(
     State(state): State<AppState>,
-    bytes: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ReplyCreated>), ApiError> {
+    let bytes = body::read(bytes)?;
     let request: ReplyRequest = parse_json(&bytes)?;
     let from = handset(&request.from, "from")?;
     let to = SenderId::parse(&request.to).map_err(|_| {

@@ -1,0 +1,178 @@
+//! Start the real service on port 0 with a fresh SQLite file, and talk to it over HTTP.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use reqwest::{Client, Method, RequestBuilder, Response};
+use serde_json::Value;
+use tsunagi::{app, config::Config};
+
+/// The API key every test server accepts.
+pub const KEY: &str = "test-key-0123456789abcdef";
+
+/// A service running inside the test's runtime.
+pub struct TestServer {
+    pub base: String,
+    pub client: Client,
+    running: Option<app::Running>,
+    _dir: tempfile::TempDir,
+}
+
+/// Config text for a fresh database in `dir`; `extra` adds `[delivery]` keys (overriding the
+/// test defaults) and may open further tables.
+pub fn config_text(dir: &Path, extra: &str) -> String {
+    let defaults: String = [
+        ("sandbox_latency_ms", "10"),
+        ("retry_base_ms", "20"),
+        ("retry_max_ms", "200"),
+    ]
+    .iter()
+    .filter(|(key, _)| !extra.contains(&format!("{key} =")))
+    .map(|(key, value)| format!("{key} = {value}\n"))
+    .collect();
+    format!(
+        r#"listen = "127.0.0.1:0"
+database_url = "sqlite://{}"
+[api]
+keys = ["{KEY}"]
+[delivery]
+{defaults}{extra}
+"#,
+        dir.join("tsunagi.db").display()
+    )
+}
+
+impl TestServer {
+    /// Default test config.
+    pub async fn start() -> TestServer {
+        Self::with_delivery("").await
+    }
+
+    /// Extra keys under `[delivery]` (and any later tables).
+    pub async fn with_delivery(extra: &str) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse(&config_text(dir.path(), extra), |_| None).unwrap();
+        let running = app::start(config).await.unwrap();
+        TestServer {
+            base: format!("http://{}", running.addr),
+            client: Client::new(),
+            running: Some(running),
+            _dir: dir,
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(KEY)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.request(Method::POST, path)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await.unwrap()
+    }
+
+    /// POST /v1/messages and return (status, json).
+    pub async fn send(&self, body: Value) -> (u16, Value) {
+        let r = self.post("/v1/messages", body).await;
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    /// Poll a message until `done` holds for its status or 10 s pass.
+    pub async fn wait_for(&self, id: &str, done: impl Fn(&str) -> bool) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..500 {
+            last = self
+                .get(&format!("/v1/messages/{id}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            if done(last["status"].as_str().unwrap_or_default()) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("message {id} never reached the expected status: {last}");
+    }
+
+    pub async fn stop(mut self) {
+        self.running.take().unwrap().stop().await.unwrap();
+    }
+}
+
+/// The final states.
+pub fn is_final(status: &str) -> bool {
+    matches!(
+        status,
+        "delivered" | "undelivered" | "failed" | "canceled" | "rejected"
+    )
+}
+
+/// A `tsunagi serve` child process.
+pub struct ServiceProcess {
+    pub child: Child,
+    pub base: String,
+}
+
+/// Start the binary with a config file in `dir` and wait until it listens.
+pub fn spawn_service(dir: &Path, extra: &str) -> ServiceProcess {
+    let config = dir.join("tsunagi.toml");
+    std::fs::write(&config, config_text(dir, extra)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tsunagi"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| {
+                let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+                panic!("the service exited before listening:\n{log}")
+            })
+            .unwrap();
+        if let Some(addr) = line.strip_prefix("tsunagi listening on ") {
+            break addr.to_string();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    ServiceProcess { child, base }
+}
+
+/// Path of the built binary.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tsunagi"))
+}
+
+/// Send SIGTERM, as a service manager would.
+pub fn terminate(child: &Child) {
+    // SAFETY: kill(2) with a pid we spawned and own.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        // A failed test must not leave a service running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,12 @@
+//! Behaviour of tsunagi through its real HTTP API and command line.
+
+mod cli;
+mod errors;
+mod harness;
+mod idempotency;
+mod messages;
+mod ops;
+mod recovery;
+mod sandbox;
+mod scheduling;
+mod segmentation;

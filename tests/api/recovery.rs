@@ -1,0 +1,221 @@
+use std::{collections::HashMap, time::Duration};
+
+use chrono::Utc;
+use reqwest::Client;
+use serde_json::{json, Value};
+
+use crate::harness::{is_final, spawn_service, terminate, ServiceProcess, KEY};
+
+async fn post_message(client: &Client, base: &str, body: Value) -> Option<String> {
+    let r = client
+        .post(format!("{base}/v1/messages"))
+        .bearer_auth(KEY)
+        .json(&body)
+        .send()
+        .await
+        .ok()?;
+    if r.status() != 202 {
+        return None;
+    }
+    let b: Value = r.json().await.ok()?;
+    Some(b["id"].as_str()?.to_string())
+}
+
+async fn message(client: &Client, base: &str, id: &str) -> Value {
+    client
+        .get(format!("{base}/v1/messages/{id}"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Wait until every message is final; return them.
+async fn all_final(client: &Client, base: &str, ids: &[String]) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut done = Vec::new();
+    for id in ids {
+        loop {
+            let m = message(client, base, id).await;
+            if is_final(m["status"].as_str().unwrap_or_default()) {
+                done.push(m);
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{id} never became final: {m}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    done
+}
+
+fn count(m: &Value, status: &str) -> usize {
+    m["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["status"] == status)
+        .count()
+}
+
+/// Every accepted message delivered, with one `sent` event and one inbox entry each.
+async fn assert_each_sent_once(client: &Client, base: &str, ids: &[String], handset: &str) {
+    for m in all_final(client, base, ids).await {
+        assert_eq!(m["status"], "delivered", "{m}");
+        assert_eq!(count(&m, "sent"), 1, "sent twice: {m}");
+        assert_eq!(count(&m, "delivered"), 1, "{m}");
+    }
+    let inbox: Vec<Value> = client
+        .get(format!("{base}/v1/sandbox/inbox?to={handset}&limit=500"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut per_message: HashMap<String, usize> = HashMap::new();
+    for entry in &inbox {
+        *per_message
+            .entry(entry["message_id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    for id in ids {
+        assert_eq!(
+            per_message.get(id),
+            Some(&1),
+            "{id} reached the handset {:?} times",
+            per_message.get(id)
+        );
+    }
+    assert_eq!(
+        inbox.len(),
+        ids.len(),
+        "the handset got messages nobody accepted"
+    );
+}
+
+fn kill9(p: &mut ServiceProcess) {
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_150_in_flight_and_one_scheduled_loses_nothing_and_sends_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new();
+    let mut service = spawn_service(dir.path(), "sandbox_latency_ms = 300\nconcurrency = 8");
+    let base = service.base.clone();
+    let sends = (0..150).map(|i| {
+        post_message(
+            &client,
+            &base,
+            json!({"to": "090-7777-0001", "body": format!("m{i}")}),
+        )
+    });
+    let mut ids: Vec<String> = futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    let send_at = (Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let scheduled = post_message(
+        &client,
+        &base,
+        json!({"to": "090-7777-0001", "body": "scheduled", "send_at": send_at}),
+    )
+    .await
+    .unwrap();
+    kill9(&mut service);
+
+    let restarted = spawn_service(dir.path(), "sandbox_latency_ms = 10");
+    let base = restarted.base.clone();
+    let m = message(&client, &base, &scheduled).await;
+    assert_eq!(
+        m["status"], "scheduled",
+        "the scheduled message survived the crash"
+    );
+    ids.push(scheduled.clone());
+    assert_each_sent_once(&client, &base, &ids, "09077770001").await;
+    let m = message(&client, &base, &scheduled).await;
+    let sending_at: chrono::DateTime<Utc> = m["events"][1]["at"].as_str().unwrap().parse().unwrap();
+    let due: chrono::DateTime<Utc> = send_at.parse().unwrap();
+    assert!(
+        sending_at >= due - chrono::Duration::milliseconds(1),
+        "fired early: {sending_at} < {due}"
+    );
+    terminate(&restarted.child);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_ingest_keeps_every_acknowledged_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new();
+    let mut service = spawn_service(dir.path(), "sandbox_latency_ms = 50");
+    let base = service.base.clone();
+    let sends: Vec<_> = (0..300)
+        .map(|i| {
+            let (client, base) = (client.clone(), base.clone());
+            tokio::spawn(async move {
+                post_message(
+                    &client,
+                    &base,
+                    json!({"to": "080-7777-0002", "body": format!("m{i}")}),
+                )
+                .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    kill9(&mut service);
+    let mut acknowledged = Vec::new();
+    for s in sends {
+        if let Some(id) = s.await.unwrap() {
+            acknowledged.push(id);
+        }
+    }
+    let restarted = spawn_service(dir.path(), "sandbox_latency_ms = 10");
+    let base = restarted.base.clone();
+    let list: Value = client
+        .get(format!("{base}/v1/messages?limit=100"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(list["data"].is_array());
+    all_final(&client, &base, &acknowledged).await;
+    for m in all_final(&client, &base, &acknowledged).await {
+        assert_eq!(count(&m, "sent"), 1, "{m}");
+    }
+    terminate(&restarted.child);
+}
+
+#[test]
+fn sigterm_drains_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = spawn_service(dir.path(), "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = Client::new();
+    let id = rt
+        .block_on(post_message(
+            &client,
+            &service.base,
+            json!({"to": "09012345678", "body": "x"}),
+        ))
+        .unwrap();
+    terminate(&service.child);
+    let status = service.child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    let restarted = spawn_service(dir.path(), "");
+    let m = rt.block_on(all_final(&client, &restarted.base, &[id]));
+    assert_eq!(m[0]["status"], "delivered");
+    terminate(&restarted.child);
+}

@@ -1,0 +1,110 @@
+use chrono::{Duration, SecondsFormat, Utc};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::harness::TestServer;
+
+fn in_ms(ms: i64) -> String {
+    (Utc::now() + Duration::milliseconds(ms)).to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[tokio::test]
+async fn a_scheduled_message_waits_for_send_at_then_fires() {
+    let s = TestServer::start().await;
+    let send_at = Utc::now() + Duration::milliseconds(800);
+    let (status, b) = s
+        .send(json!({"to": "09012345678", "body": "later", "send_at": send_at.to_rfc3339()}))
+        .await;
+    assert_eq!((status, b["status"].as_str()), (202, Some("scheduled")));
+    assert!(b["send_at"].is_string());
+    let id = b["id"].as_str().unwrap();
+    let early: Value = s
+        .get(&format!("/v1/messages/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(early["status"], "scheduled");
+    let m = s.wait_for(id, |st| st == "delivered").await;
+    let sending_at = m["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["status"] == "sending")
+        .unwrap()["at"]
+        .as_str()
+        .unwrap()
+        .parse::<chrono::DateTime<Utc>>()
+        .unwrap();
+    assert!(
+        sending_at >= send_at - Duration::milliseconds(1),
+        "sent before its time"
+    );
+    assert!(
+        sending_at < send_at + Duration::seconds(2),
+        "sent late: {sending_at} vs {send_at}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_send_at_in_the_past_is_queued_at_once() {
+    let s = TestServer::start().await;
+    let (_, b) = s
+        .send(json!({"to": "09012345678", "body": "now", "send_at": in_ms(-60_000)}))
+        .await;
+    assert_eq!(b["status"], "queued");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_scheduled_message_can_be_canceled_and_never_sends() {
+    let s = TestServer::start().await;
+    let (_, b) = s
+        .send(json!({"to": "09012345678", "body": "cancel me", "send_at": in_ms(600)}))
+        .await;
+    let id = b["id"].as_str().unwrap();
+    let r = s
+        .request(Method::DELETE, &format!("/v1/messages/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let m: Value = r.json().await.unwrap();
+    assert_eq!(m["status"], "canceled");
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let m: Value = s
+        .get(&format!("/v1/messages/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["status"], "canceled");
+    let inbox: Value = s
+        .get("/v1/sandbox/inbox?to=09012345678")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(inbox, json!([]));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_already_sent_is_not_cancelable() {
+    let s = TestServer::start().await;
+    let (_, b) = s
+        .send(json!({"to": "09012345678", "body": "too late"}))
+        .await;
+    let id = b["id"].as_str().unwrap();
+    s.wait_for(id, |st| st == "delivered").await;
+    let r = s
+        .request(Method::DELETE, &format!("/v1/messages/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["code"], "not_cancelable");
+    s.stop().await;
+}
