@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::{OutboundSms, Provider, SendError};
 use crate::{
     domain::state::JobState,
-    store::{SandboxSend, Store, Transition},
+    store::{SandboxSend, Store},
     telemetry,
 };
 
@@ -72,31 +72,13 @@ impl Sandbox {
 }
 
 async fn report_due(store: &dyn Store) -> Result<usize, crate::store::StoreError> {
-    let due = store.sandbox_due_reports(Utc::now(), REPORT_BATCH).await?;
-    if due.is_empty() {
-        return Ok(0);
-    }
-    let transitions = due
-        .iter()
-        .map(|r| Transition {
-            message_id: r.message_id.clone(),
-            to: r.outcome,
-            detail: r.detail.clone(),
-            provider_message_id: Some(r.provider_message_id.clone()),
-            retry_at: None,
-        })
-        .collect();
-    let applied = store.transitions(transitions, Utc::now()).await?;
-    for (report, applied) in due.iter().zip(applied) {
-        if let Some(applied) = applied {
-            telemetry::state_entered(report.outcome, applied.created_at);
+    let reported = store.sandbox_report_due(Utc::now(), REPORT_BATCH).await?;
+    for r in &reported {
+        if let Some(applied) = &r.applied {
+            telemetry::state_entered(r.outcome, applied.created_at);
         }
     }
-    let count = due.len();
-    store
-        .sandbox_mark_reported(due.into_iter().map(|r| r.message_id).collect())
-        .await?;
-    Ok(count)
+    Ok(reported.len())
 }
 
 #[async_trait]

@@ -243,17 +243,15 @@ pub struct SandboxSend {
     pub report_due: DateTime<Utc>,
 }
 
-/// A sandbox receipt that is due.
+/// A sandbox receipt that was reported.
 #[derive(Clone, Debug)]
-pub struct SandboxReport {
+pub struct SandboxReported {
     /// Which message.
     pub message_id: MessageId,
-    /// The sandbox's id for it.
-    pub provider_message_id: String,
     /// delivered or undelivered.
     pub outcome: JobState,
-    /// Why.
-    pub detail: Option<String>,
+    /// The transition, if the message's state allowed it.
+    pub applied: Option<Applied>,
 }
 
 /// What a sandbox handset received.
@@ -343,27 +341,19 @@ pub trait Store: Send + Sync + 'static {
     async fn release_leases(&self) -> StoreResult<u64>;
     /// Record a state change if the message's state allows it; `None` when it did not apply.
     async fn transition(&self, t: Transition, now: DateTime<Utc>) -> StoreResult<Option<Applied>>;
-    /// `transition` for many messages in one commit.
-    async fn transitions(
-        &self,
-        ts: Vec<Transition>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Vec<Option<Applied>>>;
     /// Jobs waiting or in flight.
     async fn queue_depth(&self) -> StoreResult<i64>;
 
     /// Record a sandbox send; a second call for the same message returns the first one's id.
     async fn sandbox_send(&self, send: SandboxSend) -> StoreResult<String>;
-    /// Receipts due by `now`.
-    async fn sandbox_due_reports(
+    /// Apply the receipts due by `now` (at most `limit`) and mark them reported, in one commit.
+    async fn sandbox_report_due(
         &self,
         now: DateTime<Utc>,
         limit: usize,
-    ) -> StoreResult<Vec<SandboxReport>>;
+    ) -> StoreResult<Vec<SandboxReported>>;
     /// When the next receipt falls due.
     async fn sandbox_next_report(&self) -> StoreResult<Option<DateTime<Utc>>>;
-    /// Mark receipts reported.
-    async fn sandbox_mark_reported(&self, ids: Vec<MessageId>) -> StoreResult<()>;
     /// What a handset received, newest first.
     async fn sandbox_inbox(&self, to: &PhoneNumber, limit: u32) -> StoreResult<Vec<InboxEntry>>;
 

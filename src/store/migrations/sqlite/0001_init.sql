@@ -103,3 +103,33 @@ CREATE TABLE settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+
+-- The log and the queue follow the messages table inside SQLite, so that accepting a batch or
+-- recording a transition is one statement (one round trip to the database thread).
+CREATE TRIGGER message_accepted AFTER INSERT ON messages BEGIN
+    INSERT INTO message_events (message_id, status, at) VALUES (NEW.id, NEW.status, NEW.created_at);
+END;
+
+CREATE TRIGGER message_queued AFTER INSERT ON messages
+WHEN NEW.status IN ('queued', 'scheduled') BEGIN
+    INSERT INTO jobs (message_id, due_at) VALUES (NEW.id, COALESCE(NEW.send_at, NEW.created_at));
+END;
+
+-- Every status write is a transition (the store only writes status when one applies).
+CREATE TRIGGER message_transition AFTER UPDATE OF status ON messages BEGIN
+    INSERT INTO message_events (message_id, status, detail, at)
+    VALUES (NEW.id, NEW.status, NEW.status_detail, NEW.updated_at);
+END;
+
+CREATE TRIGGER message_left_queue AFTER UPDATE OF status ON messages
+WHEN NEW.status NOT IN ('queued', 'scheduled', 'sending') BEGIN
+    DELETE FROM jobs WHERE message_id = NEW.id;
+END;
+
+CREATE TRIGGER message_outbox AFTER UPDATE OF status ON messages
+WHEN NEW.source != 'api' BEGIN
+    INSERT INTO outbox (message_id, source, kind, payload, created_at)
+    VALUES (NEW.id, NEW.source, 'status',
+            json_object('status', NEW.status, 'detail', NEW.status_detail, 'at', NEW.updated_at),
+            NEW.updated_at);
+END;
