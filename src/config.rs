@@ -48,6 +48,8 @@ pub struct DeliveryConfig {
     pub default_from: String,
     /// Sends in flight at once per instance.
     pub concurrency: usize,
+    /// Sends per second per instance: the throughput the provider contract allows.
+    pub rate_per_second: u32,
     /// How long a claimed job stays leased to a worker before another may take it.
     pub lease_seconds: u64,
     /// Provider attempts before a message is given up as failed.
@@ -80,6 +82,7 @@ impl Default for DeliveryConfig {
             sandbox_latency_ms: 50,
             default_from: "TSUNAGI".into(),
             concurrency: 32,
+            rate_per_second: 500,
             lease_seconds: 60,
             max_attempts: 5,
             retry_base_ms: 1000,
@@ -268,6 +271,12 @@ impl Config {
         }
         if !(1..=1024).contains(&d.concurrency) {
             bad("delivery.concurrency", "must be between 1 and 1024".into());
+        }
+        if !(1..=100_000).contains(&d.rate_per_second) {
+            bad(
+                "delivery.rate_per_second",
+                "must be between 1 and 100000".into(),
+            );
         }
         if d.lease_seconds == 0 {
             bad("delivery.lease_seconds", "must be at least 1".into());

@@ -8,9 +8,10 @@
 
 mod backoff;
 
-use std::{sync::Arc, time::Duration};
+use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use chrono::Utc;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::{sync::Notify, sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -35,6 +36,7 @@ pub struct Dispatcher {
     config: DeliveryConfig,
     owner: String,
     wake: Arc<Notify>,
+    rate: DefaultDirectRateLimiter,
 }
 
 impl Dispatcher {
@@ -45,12 +47,14 @@ impl Dispatcher {
         config: DeliveryConfig,
         wake: Arc<Notify>,
     ) -> Self {
+        let per_second = NonZeroU32::new(config.rate_per_second).unwrap_or(NonZeroU32::MIN);
         Self {
             store,
             provider,
             config,
             owner: format!("worker-{}", ulid::Ulid::new()),
             wake,
+            rate: RateLimiter::direct(Quota::per_second(per_second)),
         }
     }
 
@@ -113,6 +117,7 @@ impl Dispatcher {
                 body: job.body.clone(),
                 attempt: job.attempt,
             };
+            self.rate.until_ready().await;
             let result = self.provider.send(&sms).await;
             let now = Utc::now();
             let (to, detail, provider_message_id, retry_at) = match result {

@@ -1,0 +1,686 @@
+//! SQLite backend: WAL with `synchronous=FULL`; one writer thread commits every write in group
+//! commits (see `writer`), and a pool of readers answers queries concurrently.
+
+mod writer;
+
+use std::{fs::File, path::PathBuf, str::FromStr, time::Duration};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use sqlx::{
+    sqlite::{
+        SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+        SqliteSynchronous,
+    },
+    Connection as _, QueryBuilder, Row, SqlitePool,
+};
+
+use self::writer::Writer;
+use super::*;
+use crate::domain::{phone::PhoneNumber, segment::Encoding, state::JobState};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
+
+/// The SQLite store. One process owns a database file at a time (a lock file enforces it).
+pub struct SqliteStore {
+    read: SqlitePool,
+    writer: Writer,
+    _lock: File,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database a `sqlite://PATH` URL names and migrate it.
+    pub async fn open(url: &str) -> StoreResult<SqliteStore> {
+        let path = db_path(url);
+        let lock = lock_file(&path)?;
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .optimize_on_close(false, None);
+        let mut migrator_conn = SqliteConnection::connect_with(&options).await?;
+        MIGRATOR.run_direct(&mut migrator_conn).await?;
+        migrator_conn.close().await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(options)
+            .await?;
+        let conn = Connection::open(&path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+        )?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(SqliteStore {
+            read,
+            writer: Writer::start(conn),
+            _lock: lock,
+        })
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+fn db_path(url: &str) -> PathBuf {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    PathBuf::from(rest.split('?').next().unwrap_or(rest))
+}
+
+/// Two processes writing one SQLite file would each lease the other's jobs; refuse the second.
+fn lock_file(db: &std::path::Path) -> StoreResult<File> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let file = File::create(&name).map_err(|e| {
+        StoreError::Locked(format!(
+            "cannot create {}: {e}",
+            PathBuf::from(&name).display()
+        ))
+    })?;
+    file.try_lock().map_err(|_| {
+        StoreError::Locked(format!(
+            "{} is in use by another tsunagi process; SQLite serves one instance (use PostgreSQL to share a queue)",
+            db.display()
+        ))
+    })?;
+    Ok(file)
+}
+
+/// Accept one message inside the writer's transaction (events and the job follow by trigger).
+fn accept(
+    conn: &Connection,
+    m: &NewMessage,
+    idempotency: Option<&IdempotencyRecord>,
+) -> StoreResult<Acceptance> {
+    if let Some(idem) = idempotency {
+        let earlier: Option<(String, i64, String)> = conn
+            .prepare_cached(
+                "SELECT request_hash, status, response FROM idempotency_keys WHERE scope = ? AND key = ?",
+            )?
+            .query_row(params![idem.scope, idem.key], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        match earlier {
+            Some((hash, status, response)) if hash == idem.request_hash => {
+                return Ok(Acceptance::Replayed {
+                    status: status as u16,
+                    response,
+                })
+            }
+            Some(_) => return Ok(Acceptance::KeyReused),
+            None => {}
+        }
+        conn.prepare_cached(
+            "INSERT INTO idempotency_keys (scope, key, request_hash, status, response, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )?
+        .execute(params![
+            idem.scope,
+            idem.key,
+            idem.request_hash,
+            idem.status,
+            idem.response,
+            millis(m.created_at)
+        ])?;
+    }
+    conn.prepare_cached(
+        "INSERT INTO messages (id, to_number, sender, body, encoding, characters, segments, status,
+                               source, metadata, created_at, send_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        m.id.as_str(),
+        m.to.e164(),
+        m.from,
+        m.body,
+        encoding_name(m.segmentation.encoding),
+        m.segmentation.characters,
+        m.segmentation.segments,
+        m.status.as_str(),
+        m.source,
+        m.metadata.as_ref().map(|v| v.to_string()),
+        millis(m.created_at),
+        m.send_at.map(millis),
+        millis(m.created_at),
+    ])?;
+    Ok(Acceptance::Stored)
+}
+
+/// Apply one state change inside the writer's transaction; triggers log the event, take the
+/// job off the queue and fill the outbox. A retry (`queued`) also reschedules the job.
+fn apply_transition(conn: &Connection, t: &Transition, now: i64) -> StoreResult<Option<Applied>> {
+    let from = t.to.allowed_from();
+    if from.is_empty() {
+        return Ok(None);
+    }
+    let placeholders = vec!["?"; from.len()].join(", ");
+    let sql = format!(
+        "UPDATE messages SET status = ?, status_detail = ?, updated_at = ?,
+                provider_message_id = COALESCE(?, provider_message_id)
+         WHERE id = ? AND status IN ({placeholders}) RETURNING created_at"
+    );
+    let mut values: Vec<rusqlite::types::Value> = vec![
+        t.to.as_str().to_string().into(),
+        t.detail.clone().into(),
+        now.into(),
+        t.provider_message_id.clone().into(),
+        t.message_id.as_str().to_string().into(),
+    ];
+    values.extend(from.iter().map(|s| s.as_str().to_string().into()));
+    let created_at: Option<i64> = conn
+        .prepare_cached(&sql)?
+        .query_row(params_from_iter(values), |r| r.get(0))
+        .optional()?;
+    let Some(created_at) = created_at else {
+        return Ok(None);
+    };
+    if t.to == JobState::Queued {
+        conn.prepare_cached(
+            "UPDATE jobs SET due_at = ?, lease_owner = NULL, lease_until = NULL WHERE message_id = ?",
+        )?
+        .execute(params![
+            t.retry_at.map(millis).unwrap_or(now),
+            t.message_id.as_str()
+        ])?;
+    }
+    Ok(Some(Applied {
+        created_at: from_millis(created_at),
+    }))
+}
+
+fn encoding_name(e: Encoding) -> &'static str {
+    match e {
+        Encoding::Gsm7 => "gsm7",
+        Encoding::Ucs2 => "ucs2",
+    }
+}
+
+fn parse_encoding(s: &str) -> Encoding {
+    if s == "gsm7" {
+        Encoding::Gsm7
+    } else {
+        Encoding::Ucs2
+    }
+}
+
+fn parse_state(s: &str) -> JobState {
+    // Only this module writes the column, always from `JobState::as_str`.
+    s.parse().unwrap_or(JobState::Failed)
+}
+
+const MESSAGE_COLUMNS: &str = "seq, id, to_number, sender, status, status_detail, encoding, characters, segments, source, metadata, created_at, send_at";
+
+fn message_from_row(row: &SqliteRow) -> MessageRecord {
+    MessageRecord {
+        seq: row.get("seq"),
+        id: MessageId::from_str(row.get::<&str, _>("id")).unwrap_or_default(),
+        to: PhoneNumber::from_e164_trusted(row.get("to_number")),
+        from: row.get("sender"),
+        status: parse_state(row.get("status")),
+        status_detail: row.get("status_detail"),
+        encoding: parse_encoding(row.get("encoding")),
+        characters: row.get("characters"),
+        segments: row.get("segments"),
+        source: row.get("source"),
+        metadata: row
+            .get::<Option<String>, _>("metadata")
+            .and_then(|m| serde_json::from_str(&m).ok()),
+        created_at: from_millis(row.get("created_at")),
+        send_at: row.get::<Option<i64>, _>("send_at").map(from_millis),
+        events: Vec::new(),
+        replies: Vec::new(),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ready(&self) -> StoreResult<()> {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
+                .fetch_all(&self.read)
+                .await?;
+        match MIGRATOR.iter().find(|m| !applied.contains(&m.version)) {
+            Some(m) => Err(StoreError::Database(format!(
+                "migration {} ({}) is not applied",
+                m.version, m.description
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    async fn api_key_exists(&self, key_hash: &str) -> StoreResult<bool> {
+        Ok(sqlx::query("SELECT 1 FROM api_keys WHERE key_hash = ?")
+            .bind(key_hash)
+            .fetch_optional(&self.read)
+            .await?
+            .is_some())
+    }
+
+    async fn count_api_keys(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
+            .fetch_one(&self.read)
+            .await?)
+    }
+
+    async fn message(&self, id: &MessageId) -> StoreResult<Option<MessageRecord>> {
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?");
+        let Some(row) = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.read)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut record = message_from_row(&row);
+        record.events = sqlx::query(
+            "SELECT status, detail, at FROM message_events WHERE message_id = ? ORDER BY id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|r| EventRecord {
+            status: parse_state(r.get(0)),
+            detail: r.get(1),
+            at: from_millis(r.get(2)),
+        })
+        .collect();
+        record.replies = sqlx::query(
+            "SELECT from_number, to_sender, body, received_at FROM replies WHERE message_id = ? ORDER BY id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|r| ReplyRecord {
+            message_id: Some(id.clone()),
+            from: PhoneNumber::from_e164_trusted(r.get(0)),
+            to: r.get(1),
+            body: r.get(2),
+            at: from_millis(r.get(3)),
+        })
+        .collect();
+        Ok(Some(record))
+    }
+
+    async fn messages(&self, query: ListQuery) -> StoreResult<Vec<MessageRecord>> {
+        let mut q = QueryBuilder::new(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE 1 = 1"
+        ));
+        if let Some(status) = query.status {
+            q.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(before) = query.before {
+            q.push(" AND seq < ").push_bind(before);
+        }
+        q.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(query.limit as i64);
+        Ok(q.build()
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(message_from_row)
+            .collect())
+    }
+
+    async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(CASE WHEN lease_until IS NULL THEN due_at ELSE MAX(due_at, lease_until) END) FROM jobs",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        Ok(due.map(from_millis))
+    }
+
+    async fn queue_depth(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+            .fetch_one(&self.read)
+            .await?)
+    }
+
+    async fn sandbox_next_report(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let due: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(report_due) FROM sandbox_sends WHERE reported = 0")
+                .fetch_one(&self.read)
+                .await?;
+        Ok(due.map(from_millis))
+    }
+
+    async fn sandbox_inbox(&self, to: &PhoneNumber, limit: u32) -> StoreResult<Vec<InboxEntry>> {
+        Ok(sqlx::query(
+            "SELECT message_id, sender, to_number, body, at FROM sandbox_sends
+             WHERE to_number = ? AND outcome = 'delivered' ORDER BY at DESC, rowid DESC LIMIT ?",
+        )
+        .bind(to.e164())
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|r| InboxEntry {
+            message_id: MessageId::from_str(r.get(0)).unwrap_or_default(),
+            from: r.get(1),
+            to: PhoneNumber::from_e164_trusted(r.get(2)),
+            body: r.get(3),
+            at: from_millis(r.get(4)),
+        })
+        .collect())
+    }
+
+    async fn outbox_pending(&self, limit: u32) -> StoreResult<Vec<OutboxEntry>> {
+        Ok(sqlx::query(
+            "SELECT id, message_id, source, kind, payload FROM outbox
+             WHERE done_at IS NULL ORDER BY id LIMIT ?",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|r| OutboxEntry {
+            id: r.get(0),
+            message_id: MessageId::from_str(r.get(1)).unwrap_or_default(),
+            source: r.get(2),
+            kind: r.get(3),
+            payload: serde_json::from_str(r.get(4)).unwrap_or_default(),
+        })
+        .collect())
+    }
+
+    async fn secret(&self) -> StoreResult<String> {
+        let fresh = hex::encode(rand::random::<[u8; 32]>());
+        self.writer
+            .run(move |conn| {
+                conn.execute(
+                    "INSERT OR IGNORE INTO settings (key, value) VALUES ('secret', ?)",
+                    params![fresh],
+                )?;
+                Ok(
+                    conn.query_row("SELECT value FROM settings WHERE key = 'secret'", [], |r| {
+                        r.get(0)
+                    })?,
+                )
+            })
+            .await
+    }
+
+    async fn create_api_key(&self, name: &str, key_hash: &str) -> StoreResult<()> {
+        let (name, hash) = (name.to_string(), key_hash.to_string());
+        self.writer
+            .run_statement(move |conn| {
+                conn.execute(
+                    "INSERT INTO api_keys (name, key_hash, created_at) VALUES (?, ?, ?)",
+                    params![name, hash, millis(Utc::now())],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn accept(
+        &self,
+        message: NewMessage,
+        idempotency: Option<IdempotencyRecord>,
+    ) -> StoreResult<Acceptance> {
+        self.writer.accept(message, idempotency).await
+    }
+
+    async fn cancel(&self, id: &MessageId, now: DateTime<Utc>) -> StoreResult<CancelOutcome> {
+        let id = id.clone();
+        self.writer
+            .run(move |conn| {
+                let status: Option<String> = conn
+                    .prepare_cached("SELECT status FROM messages WHERE id = ?")?
+                    .query_row(params![id.as_str()], |r| r.get(0))
+                    .optional()?;
+                let Some(status) = status else {
+                    return Ok(CancelOutcome::NotFound);
+                };
+                let t = Transition {
+                    message_id: id,
+                    to: JobState::Canceled,
+                    detail: Some("canceled by the client".into()),
+                    provider_message_id: None,
+                    retry_at: None,
+                };
+                Ok(match apply_transition(conn, &t, millis(now))? {
+                    Some(_) => CancelOutcome::Canceled,
+                    None => CancelOutcome::NotCancelable(parse_state(&status)),
+                })
+            })
+            .await
+    }
+
+    async fn purge_idempotency(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        self.writer
+            .run_statement(move |conn| {
+                Ok(conn.execute(
+                    "DELETE FROM idempotency_keys WHERE created_at < ?",
+                    params![millis(before)],
+                )? as u64)
+            })
+            .await
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<ClaimedJob>> {
+        let owner = owner.to_string();
+        let now = millis(now);
+        let until = now + lease.as_millis() as i64;
+        self.writer
+            .run(move |conn| {
+                let leased: Vec<(String, i64)> = conn
+                    .prepare_cached(
+                        "UPDATE jobs SET lease_owner = ?, lease_until = ?, attempts = attempts + 1
+                         WHERE message_id IN (
+                             SELECT message_id FROM jobs
+                             WHERE due_at <= ? AND (lease_until IS NULL OR lease_until < ?)
+                             ORDER BY due_at LIMIT ?)
+                         RETURNING message_id, attempts",
+                    )?
+                    .query_map(params![owner, until, now, now, limit as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                let mut mark = conn.prepare_cached(
+                    "UPDATE messages SET status = 'sending', status_detail = NULL, updated_at = ?
+                     WHERE id = ? AND status IN ('queued', 'scheduled', 'sending')
+                     RETURNING to_number, sender, body, created_at",
+                )?;
+                let mut jobs = Vec::with_capacity(leased.len());
+                for (id, attempt) in leased {
+                    // Triggers keep jobs only for these states; the filter restates it.
+                    let row = mark
+                        .query_row(params![now, id], |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, String>(2)?,
+                                r.get::<_, i64>(3)?,
+                            ))
+                        })
+                        .optional()?;
+                    if let Some((to, from, body, created_at)) = row {
+                        jobs.push(ClaimedJob {
+                            message_id: MessageId::from_str(&id).unwrap_or_default(),
+                            to: PhoneNumber::from_e164_trusted(&to),
+                            from,
+                            body,
+                            attempt: attempt as u32,
+                            created_at: from_millis(created_at),
+                        });
+                    }
+                }
+                Ok(jobs)
+            })
+            .await
+    }
+
+    async fn release_leases(&self) -> StoreResult<u64> {
+        self.writer
+            .run_statement(|conn| {
+                Ok(conn.execute(
+                    "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_until IS NOT NULL",
+                    [],
+                )? as u64)
+            })
+            .await
+    }
+
+    async fn transition(&self, t: Transition, now: DateTime<Utc>) -> StoreResult<Option<Applied>> {
+        // A retry reschedules the job too: two statements.
+        if t.to == JobState::Queued {
+            self.writer
+                .run(move |conn| apply_transition(conn, &t, millis(now)))
+                .await
+        } else {
+            self.writer
+                .run_statement(move |conn| apply_transition(conn, &t, millis(now)))
+                .await
+        }
+    }
+
+    async fn sandbox_send(&self, send: SandboxSend) -> StoreResult<String> {
+        self.writer
+            .run_statement(move |conn| {
+                // A repeated send (after a crash) keeps and returns the first one's id.
+                Ok(conn
+                    .prepare_cached(
+                        "INSERT INTO sandbox_sends
+                         (message_id, provider_message_id, sender, to_number, body, outcome, detail, at, report_due)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         ON CONFLICT (message_id) DO UPDATE SET message_id = excluded.message_id
+                         RETURNING provider_message_id",
+                    )?
+                    .query_row(
+                        params![
+                            send.message_id.as_str(),
+                            send.provider_message_id,
+                            send.from,
+                            send.to.e164(),
+                            send.body,
+                            send.outcome.as_str(),
+                            send.detail,
+                            millis(send.at),
+                            millis(send.report_due),
+                        ],
+                        |r| r.get(0),
+                    )?)
+            })
+            .await
+    }
+
+    async fn sandbox_report_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<SandboxReported>> {
+        let now = millis(now);
+        self.writer
+            .run(move |conn| {
+                let due: Vec<(String, String, String, Option<String>)> = conn
+                    .prepare_cached(
+                        "UPDATE sandbox_sends SET reported = 1 WHERE message_id IN (
+                             SELECT message_id FROM sandbox_sends
+                             WHERE reported = 0 AND report_due <= ? ORDER BY report_due LIMIT ?)
+                         RETURNING message_id, provider_message_id, outcome, detail",
+                    )?
+                    .query_map(params![now, limit as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                let mut reported = Vec::with_capacity(due.len());
+                for (id, provider_id, outcome, detail) in due {
+                    let t = Transition {
+                        message_id: MessageId::from_str(&id).unwrap_or_default(),
+                        to: parse_state(&outcome),
+                        detail,
+                        provider_message_id: Some(provider_id),
+                        retry_at: None,
+                    };
+                    let applied = apply_transition(conn, &t, now)?;
+                    reported.push(SandboxReported {
+                        message_id: t.message_id,
+                        outcome: t.to,
+                        applied,
+                    });
+                }
+                Ok(reported)
+            })
+            .await
+    }
+
+    async fn record_reply(&self, reply: NewReply) -> StoreResult<ReplyRecord> {
+        self.writer
+            .run(move |conn| {
+                let linked: Option<(String, String)> = conn
+                    .prepare_cached(
+                        "SELECT id, source FROM messages WHERE to_number = ? AND sender = ?
+                         ORDER BY seq DESC LIMIT 1",
+                    )?
+                    .query_row(params![reply.from.e164(), reply.to], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()?;
+                let at = millis(reply.at);
+                conn.prepare_cached(
+                    "INSERT INTO replies (message_id, from_number, to_sender, body, received_at)
+                     VALUES (?, ?, ?, ?, ?)",
+                )?
+                .execute(params![
+                    linked.as_ref().map(|(id, _)| id.as_str()),
+                    reply.from.e164(),
+                    reply.to,
+                    reply.body,
+                    at
+                ])?;
+                if let Some((id, source)) = &linked {
+                    if source != "api" {
+                        let payload = serde_json::json!({"body": reply.body, "at": at});
+                        conn.prepare_cached(
+                            "INSERT INTO outbox (message_id, source, kind, payload, created_at)
+                             VALUES (?, ?, 'reply', ?, ?)",
+                        )?
+                        .execute(params![
+                            id,
+                            source,
+                            payload.to_string(),
+                            at
+                        ])?;
+                    }
+                }
+                Ok(ReplyRecord {
+                    message_id: linked.and_then(|(id, _)| MessageId::from_str(&id).ok()),
+                    from: reply.from,
+                    to: reply.to,
+                    body: reply.body,
+                    at: reply.at,
+                })
+            })
+            .await
+    }
+
+    async fn outbox_done(&self, ids: Vec<i64>, now: DateTime<Utc>) -> StoreResult<()> {
+        self.writer
+            .run(move |conn| {
+                let mut done = conn.prepare_cached("UPDATE outbox SET done_at = ? WHERE id = ?")?;
+                for id in ids {
+                    done.execute(params![millis(now), id])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
