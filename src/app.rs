@@ -11,6 +11,7 @@ use crate::{
     api::{self, auth},
     config::Config,
     dispatch::Dispatcher,
+    domain::phone::SenderId,
     providers::sandbox::Sandbox,
     store::{self, Store},
     telemetry,
@@ -92,12 +93,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         workers_stop.clone(),
     )));
 
-    let state = api::AppState {
+    let default_from = SenderId::parse(&config.delivery.default_from)
+        .context("delivery.default_from is not a sender id")?;
+    let state = api::AppState::new(api::Shared {
         store,
-        keys: Arc::new(auth::KeyRing::new(&config.api.keys)),
-        config: Arc::new(config),
+        keys: auth::KeyRing::new(&config.api.keys),
+        config,
         dispatch_wake: wake,
-    };
+        default_from,
+    });
     let app = api::router(state);
     let stop = http_stop.clone();
     let server = tokio::spawn(async move {

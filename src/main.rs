@@ -5,6 +5,10 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use tsunagi::{app, config::Config, store, telemetry};
 
+// Ingest allocates a little per request on two threads at once; mimalloc measured faster than glibc's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "tsunagi", version, about = "Connects CRMs to SMS")]
 struct Cli {

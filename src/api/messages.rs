@@ -311,8 +311,7 @@ fn validate(
                 "`from` must be a phone number, a 0005 short code or 1-11 letters and digits",
             )
         })?,
-        None => SenderId::parse(&state.config.delivery.default_from)
-            .map_err(|_| invalid("from", "the configured default sender is not valid"))?,
+        None => state.default_from.clone(),
     };
     let send_at = match req.send_at {
         None => None,

@@ -8,7 +8,7 @@ mod ops;
 pub mod problem;
 pub mod sandbox;
 
-use std::sync::Arc;
+use std::{ops::Deref, sync::Arc};
 
 use axum::{
     extract::DefaultBodyLimit,
@@ -18,19 +18,39 @@ use axum::{
 };
 use tokio::sync::Notify;
 
-use crate::{config::Config, store::Store};
+use crate::{config::Config, domain::phone::SenderId, store::Store};
 
-/// What every handler shares.
+/// What every handler shares; one pointer to clone per request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The shared parts.
+pub struct Shared {
     /// The durable store.
     pub store: Arc<dyn Store>,
     /// The validated configuration.
-    pub config: Arc<Config>,
+    pub config: Config,
     /// Known API keys.
-    pub keys: Arc<auth::KeyRing>,
+    pub keys: auth::KeyRing,
     /// Woken when a job is accepted.
     pub dispatch_wake: Arc<Notify>,
+    /// `delivery.default_from`, parsed once.
+    pub default_from: SenderId,
+}
+
+impl AppState {
+    /// Share `shared` between handlers.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// Largest request body accepted.

@@ -66,7 +66,11 @@ impl Dispatcher {
         let mut in_flight = JoinSet::new();
         while !shutdown.is_cancelled() {
             while in_flight.try_join_next().is_some() {}
-            let free = permits.available_permits().min(CLAIM_BATCH);
+            // Never claim more than the rate allows at once: claimed jobs wait for no one.
+            let free = permits
+                .available_permits()
+                .min(CLAIM_BATCH)
+                .min(me.config.rate_per_second as usize);
             if free == 0 {
                 tokio::select! {
                     _ = in_flight.join_next() => {}
@@ -76,6 +80,10 @@ impl Dispatcher {
             }
             match me.store.claim(&me.owner, free, lease, Utc::now()).await {
                 Ok(jobs) if !jobs.is_empty() => {
+                    // Sends go out in bursts of a claim each, so the store commits each burst's
+                    // records together instead of one at a time.
+                    let burst = NonZeroU32::new(jobs.len() as u32).unwrap_or(NonZeroU32::MIN);
+                    let _ = me.rate.until_n_ready(burst).await;
                     for job in jobs {
                         let Ok(permit) = permits.clone().acquire_owned().await else {
                             break;
@@ -117,7 +125,6 @@ impl Dispatcher {
                 body: job.body.clone(),
                 attempt: job.attempt,
             };
-            self.rate.until_ready().await;
             let result = self.provider.send(&sms).await;
             let now = Utc::now();
             let (to, detail, provider_message_id, retry_at) = match result {

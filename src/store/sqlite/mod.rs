@@ -94,7 +94,7 @@ fn lock_file(db: &std::path::Path) -> StoreResult<File> {
     Ok(file)
 }
 
-/// Accept one message inside the writer's transaction (events and the job follow by trigger).
+/// Accept one message inside the writer's transaction; the row is also its job (`due_at`).
 fn accept(
     conn: &Connection,
     m: &NewMessage,
@@ -134,8 +134,8 @@ fn accept(
     }
     conn.prepare_cached(
         "INSERT INTO messages (id, to_number, sender, body, encoding, characters, segments, status,
-                               source, metadata, created_at, send_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               source, metadata, created_at, send_at, updated_at, due_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
         m.id.as_str(),
@@ -151,21 +151,33 @@ fn accept(
         millis(m.created_at),
         m.send_at.map(millis),
         millis(m.created_at),
+        matches!(m.status, JobState::Queued | JobState::Scheduled)
+            .then(|| millis(m.send_at.unwrap_or(m.created_at))),
     ])?;
     Ok(Acceptance::Stored)
 }
 
-/// Apply one state change inside the writer's transaction; triggers log the event, take the
-/// job off the queue and fill the outbox. A retry (`queued`) also reschedules the job.
+/// Apply one state change inside the writer's transaction, in one statement that also moves the
+/// job (a retry is due again, a sent or final message leaves the queue); triggers log the event
+/// and fill the outbox.
 fn apply_transition(conn: &Connection, t: &Transition, now: i64) -> StoreResult<Option<Applied>> {
     let from = t.to.allowed_from();
     if from.is_empty() {
         return Ok(None);
     }
+    let job = match t.to {
+        JobState::Queued => "due_at = ?, lease_owner = NULL, lease_until = NULL",
+        JobState::Sending | JobState::Scheduled => "due_at = COALESCE(?, due_at)",
+        _ => "due_at = ?, lease_owner = NULL, lease_until = NULL",
+    };
+    let due = match t.to {
+        JobState::Queued => Some(t.retry_at.map(millis).unwrap_or(now)),
+        _ => None,
+    };
     let placeholders = vec!["?"; from.len()].join(", ");
     let sql = format!(
         "UPDATE messages SET status = ?, status_detail = ?, updated_at = ?,
-                provider_message_id = COALESCE(?, provider_message_id)
+                provider_message_id = COALESCE(?, provider_message_id), {job}
          WHERE id = ? AND status IN ({placeholders}) RETURNING created_at"
     );
     let mut values: Vec<rusqlite::types::Value> = vec![
@@ -173,6 +185,7 @@ fn apply_transition(conn: &Connection, t: &Transition, now: i64) -> StoreResult<
         t.detail.clone().into(),
         now.into(),
         t.provider_message_id.clone().into(),
+        due.into(),
         t.message_id.as_str().to_string().into(),
     ];
     values.extend(from.iter().map(|s| s.as_str().to_string().into()));
@@ -180,20 +193,8 @@ fn apply_transition(conn: &Connection, t: &Transition, now: i64) -> StoreResult<
         .prepare_cached(&sql)?
         .query_row(params_from_iter(values), |r| r.get(0))
         .optional()?;
-    let Some(created_at) = created_at else {
-        return Ok(None);
-    };
-    if t.to == JobState::Queued {
-        conn.prepare_cached(
-            "UPDATE jobs SET due_at = ?, lease_owner = NULL, lease_until = NULL WHERE message_id = ?",
-        )?
-        .execute(params![
-            t.retry_at.map(millis).unwrap_or(now),
-            t.message_id.as_str()
-        ])?;
-    }
-    Ok(Some(Applied {
-        created_at: from_millis(created_at),
+    Ok(created_at.map(|c| Applied {
+        created_at: from_millis(c),
     }))
 }
 
@@ -281,7 +282,7 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         let mut record = message_from_row(&row);
-        record.events = sqlx::query(
+        let logged: Vec<EventRecord> = sqlx::query(
             "SELECT status, detail, at FROM message_events WHERE message_id = ? ORDER BY id",
         )
         .bind(id.as_str())
@@ -293,6 +294,20 @@ impl Store for SqliteStore {
             detail: r.get(1),
             at: from_millis(r.get(2)),
         })
+        .collect();
+        // Acceptance is the row itself: before any transition the message is in the state it was
+        // accepted in; after one, it was accepted scheduled if it had a send time, else queued.
+        let accepted_as = match (logged.is_empty(), record.send_at) {
+            (true, _) => record.status,
+            (false, Some(_)) => JobState::Scheduled,
+            (false, None) => JobState::Queued,
+        };
+        record.events = std::iter::once(EventRecord {
+            status: accepted_as,
+            detail: None,
+            at: record.created_at,
+        })
+        .chain(logged)
         .collect();
         record.replies = sqlx::query(
             "SELECT from_number, to_sender, body, received_at FROM replies WHERE message_id = ? ORDER BY id",
@@ -334,7 +349,8 @@ impl Store for SqliteStore {
 
     async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
         let due: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(CASE WHEN lease_until IS NULL THEN due_at ELSE MAX(due_at, lease_until) END) FROM jobs",
+            "SELECT MIN(CASE WHEN lease_until IS NULL THEN due_at ELSE MAX(due_at, lease_until) END)
+             FROM messages WHERE due_at IS NOT NULL",
         )
         .fetch_one(&self.read)
         .await?;
@@ -342,9 +358,11 @@ impl Store for SqliteStore {
     }
 
     async fn queue_depth(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
-            .fetch_one(&self.read)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE due_at IS NOT NULL")
+                .fetch_one(&self.read)
+                .await?,
+        )
     }
 
     async fn sandbox_next_report(&self) -> StoreResult<Option<DateTime<Utc>>> {
@@ -481,48 +499,30 @@ impl Store for SqliteStore {
         let until = now + lease.as_millis() as i64;
         self.writer
             .run(move |conn| {
-                let leased: Vec<(String, i64)> = conn
-                    .prepare_cached(
-                        "UPDATE jobs SET lease_owner = ?, lease_until = ?, attempts = attempts + 1
-                         WHERE message_id IN (
-                             SELECT message_id FROM jobs
-                             WHERE due_at <= ? AND (lease_until IS NULL OR lease_until < ?)
-                             ORDER BY due_at LIMIT ?)
-                         RETURNING message_id, attempts",
-                    )?
-                    .query_map(params![owner, until, now, now, limit as i64], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })?
-                    .collect::<Result<_, _>>()?;
-                let mut mark = conn.prepare_cached(
-                    "UPDATE messages SET status = 'sending', status_detail = NULL, updated_at = ?
-                     WHERE id = ? AND status IN ('queued', 'scheduled', 'sending')
-                     RETURNING to_number, sender, body, created_at",
+                // The trigger logs a `sending` event for every message claimed.
+                let mut claim = conn.prepare_cached(
+                    "UPDATE messages SET status = 'sending', status_detail = NULL, updated_at = ?1,
+                            lease_owner = ?2, lease_until = ?3, attempts = attempts + 1
+                     WHERE seq IN (
+                         SELECT seq FROM messages
+                         WHERE due_at IS NOT NULL AND due_at <= ?1
+                           AND (lease_until IS NULL OR lease_until < ?1)
+                         ORDER BY due_at LIMIT ?4)
+                     RETURNING id, to_number, sender, body, created_at, attempts",
                 )?;
-                let mut jobs = Vec::with_capacity(leased.len());
-                for (id, attempt) in leased {
-                    // Triggers keep jobs only for these states; the filter restates it.
-                    let row = mark
-                        .query_row(params![now, id], |r| {
-                            Ok((
-                                r.get::<_, String>(0)?,
-                                r.get::<_, String>(1)?,
-                                r.get::<_, String>(2)?,
-                                r.get::<_, i64>(3)?,
-                            ))
+                let jobs = claim
+                    .query_map(params![now, owner, until, limit as i64], |r| {
+                        Ok(ClaimedJob {
+                            message_id: MessageId::from_str(&r.get::<_, String>(0)?)
+                                .unwrap_or_default(),
+                            to: PhoneNumber::from_e164_trusted(&r.get::<_, String>(1)?),
+                            from: r.get(2)?,
+                            body: r.get(3)?,
+                            created_at: from_millis(r.get(4)?),
+                            attempt: r.get::<_, i64>(5)? as u32,
                         })
-                        .optional()?;
-                    if let Some((to, from, body, created_at)) = row {
-                        jobs.push(ClaimedJob {
-                            message_id: MessageId::from_str(&id).unwrap_or_default(),
-                            to: PhoneNumber::from_e164_trusted(&to),
-                            from,
-                            body,
-                            attempt: attempt as u32,
-                            created_at: from_millis(created_at),
-                        });
-                    }
-                }
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
                 Ok(jobs)
             })
             .await
@@ -532,7 +532,8 @@ impl Store for SqliteStore {
         self.writer
             .run_statement(|conn| {
                 Ok(conn.execute(
-                    "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_until IS NOT NULL",
+                    "UPDATE messages SET lease_owner = NULL, lease_until = NULL
+                     WHERE due_at IS NOT NULL AND lease_until IS NOT NULL",
                     [],
                 )? as u64)
             })
@@ -540,16 +541,9 @@ impl Store for SqliteStore {
     }
 
     async fn transition(&self, t: Transition, now: DateTime<Utc>) -> StoreResult<Option<Applied>> {
-        // A retry reschedules the job too: two statements.
-        if t.to == JobState::Queued {
-            self.writer
-                .run(move |conn| apply_transition(conn, &t, millis(now)))
-                .await
-        } else {
-            self.writer
-                .run_statement(move |conn| apply_transition(conn, &t, millis(now)))
-                .await
-        }
+        self.writer
+            .run_statement(move |conn| apply_transition(conn, &t, millis(now)))
+            .await
     }
 
     async fn sandbox_send(&self, send: SandboxSend) -> StoreResult<String> {

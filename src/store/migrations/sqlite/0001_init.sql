@@ -16,13 +16,20 @@ CREATE TABLE messages (
     provider_message_id TEXT,
     created_at INTEGER NOT NULL,
     send_at INTEGER,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    -- The job: set while the message waits for or is in a worker's hands, NULL after.
+    due_at INTEGER,
+    lease_owner TEXT,
+    lease_until INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX messages_by_status ON messages (status, seq);
 CREATE INDEX messages_by_thread ON messages (to_number, sender, seq);
 CREATE INDEX messages_by_provider_id ON messages (provider_message_id) WHERE provider_message_id IS NOT NULL;
+-- The queue: only messages with work left are in this index.
+CREATE INDEX messages_queue ON messages (due_at) WHERE due_at IS NOT NULL;
 
--- Every state change, in order.
+-- Every state change after acceptance, in order (acceptance itself is the message row).
 CREATE TABLE message_events (
     id INTEGER PRIMARY KEY,
     message_id TEXT NOT NULL,
@@ -31,16 +38,6 @@ CREATE TABLE message_events (
     at INTEGER NOT NULL
 );
 CREATE INDEX message_events_by_message ON message_events (message_id, id);
-
--- Work for the dispatcher: one row per message still to hand to a provider.
-CREATE TABLE jobs (
-    message_id TEXT PRIMARY KEY,
-    due_at INTEGER NOT NULL,
-    lease_owner TEXT,
-    lease_until INTEGER,
-    attempts INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX jobs_by_due ON jobs (due_at);
 
 CREATE TABLE idempotency_keys (
     scope TEXT NOT NULL,
@@ -104,26 +101,11 @@ CREATE TABLE settings (
     value TEXT NOT NULL
 );
 
--- The log and the queue follow the messages table inside SQLite, so that accepting a batch or
--- recording a transition is one statement (one round trip to the database thread).
-CREATE TRIGGER message_accepted AFTER INSERT ON messages BEGIN
-    INSERT INTO message_events (message_id, status, at) VALUES (NEW.id, NEW.status, NEW.created_at);
-END;
-
-CREATE TRIGGER message_queued AFTER INSERT ON messages
-WHEN NEW.status IN ('queued', 'scheduled') BEGIN
-    INSERT INTO jobs (message_id, due_at) VALUES (NEW.id, COALESCE(NEW.send_at, NEW.created_at));
-END;
-
--- Every status write is a transition (the store only writes status when one applies).
+-- The log and the outbox follow the messages table inside SQLite, so that recording a transition
+-- is one statement. The store writes status only when a transition applies.
 CREATE TRIGGER message_transition AFTER UPDATE OF status ON messages BEGIN
     INSERT INTO message_events (message_id, status, detail, at)
     VALUES (NEW.id, NEW.status, NEW.status_detail, NEW.updated_at);
-END;
-
-CREATE TRIGGER message_left_queue AFTER UPDATE OF status ON messages
-WHEN NEW.status NOT IN ('queued', 'scheduled', 'sending') BEGIN
-    DELETE FROM jobs WHERE message_id = NEW.id;
 END;
 
 CREATE TRIGGER message_outbox AFTER UPDATE OF status ON messages
