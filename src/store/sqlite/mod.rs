@@ -678,3 +678,175 @@ impl Store for SqliteStore {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::segment::Segmentation;
+
+    async fn store() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        (SqliteStore::open(&url).await.unwrap(), dir)
+    }
+
+    fn message(source: &str) -> NewMessage {
+        NewMessage {
+            id: MessageId::new(),
+            to: PhoneNumber::parse("09012345678").unwrap(),
+            from: "TSUNAGI".into(),
+            body: "hello".into(),
+            segmentation: Segmentation::of("hello"),
+            status: JobState::Queued,
+            source: source.into(),
+            metadata: None,
+            created_at: Utc::now(),
+            send_at: None,
+        }
+    }
+
+    fn to(id: &MessageId, state: JobState) -> Transition {
+        Transition {
+            message_id: id.clone(),
+            to: state,
+            detail: None,
+            provider_message_id: None,
+            retry_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn outbox_holds_status_changes_and_replies_of_crm_messages_only() {
+        let (s, _dir) = store().await;
+        let api = message("api");
+        let crm = message("salesforce:prod");
+        s.accept(api.clone(), None).await.unwrap();
+        s.accept(crm.clone(), None).await.unwrap();
+        let claimed = s
+            .claim("w", 10, Duration::from_secs(60), Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 2);
+        for m in [&api, &crm] {
+            s.transition(to(&m.id, JobState::Sent), Utc::now())
+                .await
+                .unwrap();
+            s.transition(to(&m.id, JobState::Delivered), Utc::now())
+                .await
+                .unwrap();
+        }
+        let reply = s
+            .record_reply(NewReply {
+                from: crm.to.clone(),
+                to: "TSUNAGI".into(),
+                body: "はい".into(),
+                at: Utc::now(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            reply.message_id.as_ref(),
+            Some(&crm.id),
+            "latest message wins"
+        );
+
+        let pending = s.outbox_pending(100).await.unwrap();
+        assert!(pending
+            .iter()
+            .all(|e| e.message_id == crm.id && e.source == "salesforce:prod"));
+        let kinds: Vec<(String, String)> = pending
+            .iter()
+            .map(|e| {
+                let what = e.payload["status"].as_str().or(e.payload["body"].as_str());
+                (e.kind.clone(), what.unwrap_or_default().to_string())
+            })
+            .collect();
+        let expected = [
+            ("status", "sending"),
+            ("status", "sent"),
+            ("status", "delivered"),
+            ("reply", "はい"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        assert_eq!(kinds, expected);
+
+        s.outbox_done(pending.iter().map(|e| e.id).collect(), Utc::now())
+            .await
+            .unwrap();
+        assert!(s.outbox_pending(100).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_leased_job_is_not_claimed_again_until_its_lease_is_released() {
+        let (s, _dir) = store().await;
+        let m = message("api");
+        s.accept(m.clone(), None).await.unwrap();
+        let lease = Duration::from_secs(60);
+        let first = s.claim("a", 10, lease, Utc::now()).await.unwrap();
+        assert_eq!((first.len(), first[0].attempt), (1, 1));
+        assert!(s
+            .claim("b", 10, lease, Utc::now())
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(s.release_leases().await.unwrap(), 1);
+        let again = s.claim("b", 10, lease, Utc::now()).await.unwrap();
+        assert_eq!((again.len(), again[0].attempt), (1, 2));
+        assert_eq!(s.queue_depth().await.unwrap(), 1);
+        s.transition(to(&m.id, JobState::Sent), Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(
+            s.queue_depth().await.unwrap(),
+            0,
+            "a sent message leaves the queue"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_is_claimed_by_another_worker() {
+        let (s, _dir) = store().await;
+        s.accept(message("api"), None).await.unwrap();
+        let now = Utc::now();
+        s.claim("a", 10, Duration::from_millis(10), now)
+            .await
+            .unwrap();
+        let later = now + chrono::Duration::milliseconds(50);
+        let taken = s
+            .claim("b", 10, Duration::from_secs(60), later)
+            .await
+            .unwrap();
+        assert_eq!(taken.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_transition_the_state_does_not_allow_changes_nothing() {
+        let (s, _dir) = store().await;
+        let m = message("api");
+        s.accept(m.clone(), None).await.unwrap();
+        assert!(s
+            .transition(to(&m.id, JobState::Delivered), Utc::now())
+            .await
+            .unwrap()
+            .is_none());
+        let record = s.message(&m.id).await.unwrap().unwrap();
+        assert_eq!(record.status, JobState::Queued);
+        assert_eq!(record.events.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_second_process_cannot_open_the_same_database() {
+        let (_s, dir) = store().await;
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let Err(err) = SqliteStore::open(&url).await else {
+            panic!("opened a database another store holds");
+        };
+        assert!(matches!(err, StoreError::Locked(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn readiness_reports_every_migration_applied() {
+        let (s, _dir) = store().await;
+        s.ready().await.unwrap();
+    }
+}
