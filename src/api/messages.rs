@@ -465,6 +465,15 @@ fn message_id(id: &str) -> Result<MessageId, ApiError> {
     MessageId::from_str(id).map_err(|_| ApiError::not_found(format!("no message {id:?}")))
 }
 
+async fn view(state: &AppState, id: &MessageId) -> Result<Json<MessageView>, ApiError> {
+    let record = state
+        .store
+        .message(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no message {id}")))?;
+    Ok(Json(MessageView::from_record(record)))
+}
+
 /// A message with its events and replies.
 #[utoipa::path(
     get, path = "/v1/messages/{id}", tag = "messages",
@@ -480,13 +489,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<MessageView>, ApiError> {
-    let id = message_id(&id)?;
-    let record = state
-        .store
-        .message(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no message {id}")))?;
-    Ok(Json(MessageView::from_record(record)))
+    view(&state, &message_id(&id)?).await
 }
 
 /// Messages, newest first.
@@ -580,10 +583,5 @@ pub async fn cancel(
             ))
         }
     }
-    let record = state
-        .store
-        .message(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no message {id}")))?;
-    Ok(Json(MessageView::from_record(record)))
+    view(&state, &id).await
 }

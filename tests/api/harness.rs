@@ -113,6 +113,16 @@ impl TestServer {
     }
 }
 
+/// The statuses of a message's events, oldest first.
+pub fn event_statuses(m: &Value) -> Vec<&str> {
+    m["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect()
+}
+
 /// The final states.
 pub fn is_final(status: &str) -> bool {
     matches!(

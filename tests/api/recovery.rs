@@ -4,7 +4,7 @@ use chrono::Utc;
 use reqwest::Client;
 use serde_json::{json, Value};
 
-use crate::harness::{is_final, spawn_service, terminate, ServiceProcess, KEY};
+use crate::harness::{event_statuses, is_final, spawn_service, terminate, ServiceProcess, KEY};
 
 async fn post_message(client: &Client, base: &str, body: Value) -> Option<String> {
     let r = client
@@ -55,12 +55,7 @@ async fn all_final(client: &Client, base: &str, ids: &[String]) -> Vec<Value> {
 }
 
 fn count(m: &Value, status: &str) -> usize {
-    m["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["status"] == status)
-        .count()
+    event_statuses(m).iter().filter(|s| **s == status).count()
 }
 
 /// Every accepted message delivered once: one inbox entry, one `delivered` event and at most one

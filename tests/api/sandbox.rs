@@ -1,6 +1,6 @@
 use serde_json::{json, Value};
 
-use crate::harness::TestServer;
+use crate::harness::{event_statuses, TestServer};
 
 async fn sent(s: &TestServer, to: &str, body: &str) -> String {
     let (status, b) = s.send(json!({"to": to, "body": body})).await;
@@ -30,12 +30,7 @@ async fn numbers_ending_9991_are_refused_by_the_provider_and_fail() {
     let id = sent(&s, "090-1234-9991", "x").await;
     let m = s.wait_for(&id, |st| st == "failed").await;
     assert!(m["status_detail"].as_str().unwrap().contains("refused"));
-    let events: Vec<&str> = m["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect();
+    let events = event_statuses(&m);
     assert_eq!(events, ["queued", "sending", "failed"]);
     s.stop().await;
 }
@@ -45,12 +40,7 @@ async fn transient_provider_errors_are_retried_with_backoff() {
     let s = TestServer::start().await;
     let id = sent(&s, "090-1234-9992", "x").await;
     let m = s.wait_for(&id, |st| st == "delivered").await;
-    let events: Vec<&str> = m["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect();
+    let events = event_statuses(&m);
     assert_eq!(
         events,
         [
