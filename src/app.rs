@@ -9,11 +9,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::{self, auth},
+    clock::{Clock, SystemClock},
     config::Config,
     dispatch::Dispatcher,
     domain::phone::SenderId,
+    numbers,
+    otp::CodeKey,
     providers::sandbox::Sandbox,
-    store::{self, Store},
+    store::{self, Hygiene, Store},
     telemetry,
 };
 
@@ -54,6 +57,11 @@ pub async fn create_key(store: &dyn Store, name: &str) -> anyhow::Result<String>
 
 /// Open the store, start the workers and serve HTTP.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// `start`, with OTP rules (expiry, cool-downs, the breaker) on `clock`.
+pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     telemetry::metrics_handle();
     let store = store::open(&config.database_url)
         .await
@@ -95,9 +103,22 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let default_from = SenderId::parse(&config.delivery.default_from)
         .context("delivery.default_from is not a sender id")?;
+    let secret = match &config.secret {
+        Some(secret) => secret.clone(),
+        None => store.secret().await?,
+    };
+    let history = numbers::from_config(&config.numbers.history, store.clone())?;
     let state = api::AppState::new(api::Shared {
         store,
         keys: auth::KeyRing::new(&config.api.keys),
+        message_policy: config.numbers.policy(),
+        otp_policy: config.otp.policy(),
+        hygiene: Hygiene {
+            allow_list_only: config.numbers.allow_list_only,
+        },
+        history,
+        otp_key: CodeKey::new(&secret),
+        clock,
         config,
         dispatch_wake: wake,
         default_from,

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::phone::{NumberPolicy, SenderId};
+use crate::domain::phone::{NumberKind, NumberPolicy, SenderId};
 
 /// The whole service configuration.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -22,8 +22,169 @@ pub struct Config {
     pub api: ApiConfig,
     /// Delivery core settings.
     pub delivery: DeliveryConfig,
-    /// Which recipients ordinary messages may go to.
-    pub numbers: NumberPolicy,
+    /// Which recipients ordinary messages may go to, and number hygiene.
+    pub numbers: NumbersConfig,
+    /// One-time passwords and their anti-fraud limits.
+    pub otp: OtpConfig,
+}
+
+/// `[numbers]`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct NumbersConfig {
+    /// Calling codes ordinary messages may go to.
+    pub allowed_country_codes: Vec<u16>,
+    /// Number kinds ordinary messages may go to.
+    pub allowed_kinds: Vec<NumberKind>,
+    /// Send only to numbers on the managed allow list (a staging safeguard).
+    pub allow_list_only: bool,
+    /// The cancellation-history check (解約履歴チェック).
+    pub history: HistoryConfig,
+}
+
+/// `[numbers.history]`: where to ask whether a number may have been cancelled or reassigned.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct HistoryConfig {
+    /// An HTTP lookup service; without one, the local deny list answers.
+    pub url: Option<String>,
+    /// Bearer token sent to the lookup service.
+    pub token: Option<String>,
+    /// How long to wait for it.
+    pub timeout_ms: u64,
+    /// `refuse` or `allow` a send when the lookup fails.
+    pub on_error: String,
+}
+
+/// `[otp]`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct OtpConfig {
+    /// Digits per code when a request names none (6–10).
+    pub code_length: u32,
+    /// Lifetime of a code when a request names none (180–600 s).
+    pub ttl_seconds: u32,
+    /// Checks allowed per code (3–5).
+    pub max_checks: u32,
+    /// The name the default text signs with.
+    pub service_name: String,
+    /// The text; `{{code}}`, `{{minutes}}` and `{{service}}` are filled in.
+    pub template: String,
+    /// Seconds before the same number may be sent another code.
+    pub resend_cooldown_seconds: u32,
+    /// Codes per number per `send_window_seconds`.
+    pub max_sends_per_number: u32,
+    /// Codes per `client_ip` per window.
+    pub max_sends_per_ip: u32,
+    /// Codes per `device_id` per window.
+    pub max_sends_per_device: u32,
+    /// The window the three limits above count in.
+    pub send_window_seconds: u32,
+    /// Calling codes codes may go to.
+    pub allowed_country_codes: Vec<u16>,
+    /// Number kinds codes may go to.
+    pub allowed_kinds: Vec<NumberKind>,
+    /// The per-prefix SMS-pumping breaker.
+    pub pumping: PumpingConfig,
+}
+
+/// `[otp.pumping]`: block a number prefix whose codes stop being verified.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PumpingConfig {
+    /// National digits that make a prefix (4: +81 90-12…).
+    pub prefix_digits: usize,
+    /// How far back sends are counted.
+    pub window_seconds: u32,
+    /// A code younger than this may still be verified and is not counted yet.
+    pub grace_seconds: u32,
+    /// Counted sends before the conversion rate is judged.
+    pub min_sends: u32,
+    /// Verified share of counted sends below which the prefix is blocked.
+    pub min_conversion: f64,
+    /// How long a tripped prefix stays blocked.
+    pub block_seconds: u32,
+}
+
+impl Default for NumbersConfig {
+    fn default() -> Self {
+        let policy = NumberPolicy::default();
+        Self {
+            allowed_country_codes: policy.allowed_country_codes,
+            allowed_kinds: policy.allowed_kinds,
+            allow_list_only: false,
+            history: HistoryConfig::default(),
+        }
+    }
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            token: None,
+            timeout_ms: 2000,
+            on_error: "refuse".into(),
+        }
+    }
+}
+
+impl NumbersConfig {
+    /// The recipient policy for ordinary messages.
+    pub fn policy(&self) -> NumberPolicy {
+        NumberPolicy {
+            allowed_country_codes: self.allowed_country_codes.clone(),
+            allowed_kinds: self.allowed_kinds.clone(),
+        }
+    }
+}
+
+/// The default OTP text: names the service and the expiry, and warns against sharing the code.
+pub const DEFAULT_OTP_TEMPLATE: &str =
+    "【{{service}}】認証コード: {{code}}\n有効期限は{{minutes}}分です。このコードを他人に教えないでください。";
+
+impl Default for OtpConfig {
+    fn default() -> Self {
+        let policy = NumberPolicy::default();
+        Self {
+            code_length: 6,
+            ttl_seconds: 300,
+            max_checks: 5,
+            service_name: "tsunagi".into(),
+            template: DEFAULT_OTP_TEMPLATE.into(),
+            resend_cooldown_seconds: 30,
+            max_sends_per_number: 5,
+            max_sends_per_ip: 20,
+            max_sends_per_device: 10,
+            send_window_seconds: 600,
+            allowed_country_codes: policy.allowed_country_codes,
+            allowed_kinds: policy.allowed_kinds,
+            pumping: PumpingConfig::default(),
+        }
+    }
+}
+
+impl OtpConfig {
+    /// The recipient policy for codes.
+    pub fn policy(&self) -> NumberPolicy {
+        NumberPolicy {
+            allowed_country_codes: self.allowed_country_codes.clone(),
+            allowed_kinds: self.allowed_kinds.clone(),
+        }
+    }
+}
+
+impl Default for PumpingConfig {
+    fn default() -> Self {
+        Self {
+            prefix_digits: 4,
+            window_seconds: 3600,
+            grace_seconds: 120,
+            min_sends: 20,
+            min_conversion: 0.3,
+            block_seconds: 12 * 3600,
+        }
+    }
 }
 
 /// `[api]`
@@ -69,7 +230,8 @@ impl Default for Config {
             secret: None,
             api: ApiConfig::default(),
             delivery: DeliveryConfig::default(),
-            numbers: NumberPolicy::default(),
+            numbers: NumbersConfig::default(),
+            otp: OtpConfig::default(),
         }
     }
 }
@@ -298,6 +460,68 @@ impl Config {
         }
         if self.numbers.allowed_kinds.is_empty() {
             bad("numbers.allowed_kinds", "allow at least one kind".into());
+        }
+        let h = &self.numbers.history;
+        if let Some(url) = &h.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bad(
+                    "numbers.history.url",
+                    "must start with http:// or https://".into(),
+                );
+            }
+        }
+        if !["refuse", "allow"].contains(&h.on_error.as_str()) {
+            bad("numbers.history.on_error", "must be refuse or allow".into());
+        }
+        let o = &self.otp;
+        if !(6..=10).contains(&o.code_length) {
+            bad("otp.code_length", "must be between 6 and 10".into());
+        }
+        if !(180..=600).contains(&o.ttl_seconds) {
+            bad(
+                "otp.ttl_seconds",
+                "must be between 180 and 600 (3 to 10 minutes)".into(),
+            );
+        }
+        if !(3..=5).contains(&o.max_checks) {
+            bad("otp.max_checks", "must be between 3 and 5".into());
+        }
+        if !o.template.contains("{{code}}") {
+            bad("otp.template", "must contain {{code}}".into());
+        }
+        if o.allowed_country_codes.is_empty() {
+            bad(
+                "otp.allowed_country_codes",
+                "allow at least one country".into(),
+            );
+        }
+        if o.allowed_kinds.is_empty() {
+            bad("otp.allowed_kinds", "allow at least one kind".into());
+        }
+        for (key, value) in [
+            ("otp.max_sends_per_number", o.max_sends_per_number),
+            ("otp.max_sends_per_ip", o.max_sends_per_ip),
+            ("otp.max_sends_per_device", o.max_sends_per_device),
+            ("otp.send_window_seconds", o.send_window_seconds),
+            ("otp.pumping.window_seconds", o.pumping.window_seconds),
+            ("otp.pumping.min_sends", o.pumping.min_sends),
+            ("otp.pumping.block_seconds", o.pumping.block_seconds),
+        ] {
+            if value == 0 {
+                bad(key, "must be at least 1".into());
+            }
+        }
+        if !(1..=10).contains(&o.pumping.prefix_digits) {
+            bad(
+                "otp.pumping.prefix_digits",
+                "must be between 1 and 10".into(),
+            );
+        }
+        if !(0.0..=1.0).contains(&o.pumping.min_conversion) {
+            bad(
+                "otp.pumping.min_conversion",
+                "must be between 0 and 1".into(),
+            );
         }
         problems
     }

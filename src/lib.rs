@@ -2,9 +2,12 @@
 
 pub mod api;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod domain;
+pub mod numbers;
+pub mod otp;
 pub mod providers;
 pub mod store;
 pub mod telemetry;

@@ -47,6 +47,34 @@ pub fn queue_depth(depth: i64) {
     metrics::gauge!("tsunagi_queue_depth").set(depth as f64);
 }
 
+/// An OTP was sent.
+pub fn otp_sent() {
+    metrics::counter!("tsunagi_otp_sends_total").increment(1);
+}
+
+/// An OTP send was refused by a limit.
+pub fn otp_refused() {
+    metrics::counter!("tsunagi_otp_refused_total").increment(1);
+}
+
+/// The pumping breaker paused a number range.
+pub fn otp_breaker_tripped() {
+    metrics::counter!("tsunagi_otp_breaker_trips_total").increment(1);
+}
+
+/// An OTP check ended with `outcome` (never the code itself).
+pub fn otp_checked(outcome: &'static str) {
+    metrics::counter!("tsunagi_otp_checks_total", "outcome" => outcome).increment(1);
+}
+
+/// OTP figures read at scrape time: verified share of the last hour's codes, paused ranges.
+pub fn otp_gauges(conversion: Option<f64>, blocked_prefixes: i64) {
+    if let Some(conversion) = conversion {
+        metrics::gauge!("tsunagi_otp_conversion_ratio").set(conversion);
+    }
+    metrics::gauge!("tsunagi_otp_blocked_prefixes").set(blocked_prefixes as f64);
+}
+
 /// Log to stderr; `RUST_LOG` filters, `info` by default.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

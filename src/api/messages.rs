@@ -10,7 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
     Extension, Json,
 };
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -60,6 +60,8 @@ pub struct CreateMessage {
     /// Any JSON object, returned with the message.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// The date (YYYY-MM-DD) your CRM last confirmed the number; enables the cancellation-history check.
+    pub number_confirmed_on: Option<String>,
 }
 
 /// The answer to an accepted message.
@@ -203,6 +205,44 @@ impl MessageView {
     }
 }
 
+/// Refuse a number that may have been cancelled or reassigned since the CRM confirmed it.
+pub(super) async fn check_history(
+    state: &AppState,
+    to: &PhoneNumber,
+    confirmed_on: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(text) = confirmed_on else {
+        return Ok(());
+    };
+    let since = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        invalid(
+            "number_confirmed_on",
+            "`number_confirmed_on` must be a date such as 2026-11-01",
+        )
+    })?;
+    match state.history.may_have_changed(to, since).await {
+        Ok(None) => Ok(()),
+        Ok(Some(reason)) => Err(ApiError::unprocessable(
+            ErrorCode::NumberBlocked,
+            "to",
+            format!("not sent: {reason}"),
+        )),
+        Err(e) if state.config.numbers.history.on_error == "allow" => {
+            tracing::warn!(error = %e, "number history unavailable; sending as configured");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "number history unavailable; refusing as configured");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "the cancellation-history check could not answer; nothing was sent, retry later",
+            )
+            .field("number_confirmed_on"))
+        }
+    }
+}
+
 /// Parse and check a recipient against the number policy.
 pub fn recipient(
     input: &str,
@@ -238,7 +278,8 @@ pub fn recipient(
     Ok(number)
 }
 
-fn invalid(field: &str, detail: impl Into<String>) -> ApiError {
+/// 422 `invalid_request` naming `field`.
+pub(super) fn invalid(field: &str, detail: impl Into<String>) -> ApiError {
     ApiError::unprocessable(ErrorCode::InvalidRequest, field, detail)
 }
 
@@ -248,7 +289,7 @@ fn validate(
     state: &AppState,
     now: DateTime<Utc>,
 ) -> Result<NewMessage, ApiError> {
-    let to = recipient(&req.to, "to", &state.config.numbers)?;
+    let to = recipient(&req.to, "to", &state.message_policy)?;
     let body = match (req.body, req.template) {
         (Some(_), Some(_)) => {
             return Err(invalid(
@@ -408,7 +449,7 @@ fn json_response(status: StatusCode, body: String) -> Response {
         (status = 202, description = "Stored durably; queued or scheduled", body = Accepted),
         (status = 400, description = "Malformed JSON or header", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field a rule refuses (invalid_request, invalid_phone_number, number_type_not_allowed, country_not_allowed, message_too_long, missing_template_variable, idempotency_key_reused)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field a rule refuses (invalid_request, invalid_phone_number, number_type_not_allowed, country_not_allowed, number_blocked, message_too_long, missing_template_variable, idempotency_key_reused)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
@@ -422,7 +463,9 @@ pub async fn create(
     let bytes = body::read(bytes)?;
     let key = idempotency_key(&headers)?;
     let request: CreateMessage = parse_json(&bytes)?;
+    let confirmed_on = request.number_confirmed_on.clone();
     let message = validate(request, &state, Utc::now())?;
+    check_history(&state, &message.to, confirmed_on.as_deref()).await?;
     let accepted = Accepted {
         id: message.id.to_string(),
         status: message.status,
@@ -443,7 +486,11 @@ pub async fn create(
     });
     let span = tracing::info_span!("accept", message_id = %message.id);
     let _guard = span.enter();
-    match state.store.accept(message, idempotency).await? {
+    match state
+        .store
+        .accept(message, idempotency, state.hygiene)
+        .await?
+    {
         Acceptance::Stored => {
             telemetry::accepted(started.elapsed().as_secs_f64());
             state.dispatch_wake.notify_one();
@@ -452,6 +499,11 @@ pub async fn create(
         Acceptance::Replayed { status, response } => Ok(json_response(
             StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED),
             response,
+        )),
+        Acceptance::Blocked(reason) => Err(ApiError::unprocessable(
+            ErrorCode::NumberBlocked,
+            "to",
+            format!("not sent: {reason}"),
         )),
         Acceptance::KeyReused => Err(ApiError::unprocessable(
             ErrorCode::IdempotencyKeyReused,

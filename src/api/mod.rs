@@ -3,8 +3,10 @@
 pub mod auth;
 mod body;
 pub mod messages;
+pub mod numbers;
 pub mod openapi;
 mod ops;
+pub mod otp;
 pub mod problem;
 pub mod sandbox;
 
@@ -18,7 +20,14 @@ use axum::{
 };
 use tokio::sync::Notify;
 
-use crate::{config::Config, domain::phone::SenderId, store::Store};
+use crate::{
+    clock::Clock,
+    config::Config,
+    domain::phone::{NumberPolicy, SenderId},
+    numbers::NumberHistory,
+    otp::CodeKey,
+    store::{Hygiene, Store},
+};
 
 /// What every handler shares; one pointer to clone per request.
 #[derive(Clone)]
@@ -36,6 +45,18 @@ pub struct Shared {
     pub dispatch_wake: Arc<Notify>,
     /// `delivery.default_from`, parsed once.
     pub default_from: SenderId,
+    /// Who ordinary messages may go to.
+    pub message_policy: NumberPolicy,
+    /// Who codes may go to.
+    pub otp_policy: NumberPolicy,
+    /// The list rules checked as each message is stored.
+    pub hygiene: Hygiene,
+    /// The cancellation-history lookup.
+    pub history: Arc<dyn NumberHistory>,
+    /// Keys OTP code hashes.
+    pub otp_key: CodeKey,
+    /// Time for OTP rules.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl AppState {
@@ -63,6 +84,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/messages/{id}",
             get(messages::show).delete(messages::cancel),
+        )
+        .route("/v1/otp", post(otp::start))
+        .route("/v1/otp/{id}", get(otp::show))
+        .route("/v1/otp/{id}/check", post(otp::check))
+        .route("/v1/numbers/{list}", get(numbers::list).post(numbers::add))
+        .route(
+            "/v1/numbers/{list}/{number}",
+            get(numbers::show).delete(numbers::remove),
         );
     if state.config.delivery.provider == "sandbox" {
         v1 = v1

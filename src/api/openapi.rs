@@ -5,7 +5,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{messages, problem, sandbox};
+use super::{messages, numbers, otp, problem, sandbox};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,6 +15,13 @@ use super::{messages, problem, sandbox};
         messages::list,
         messages::show,
         messages::cancel,
+        otp::start,
+        otp::show,
+        otp::check,
+        numbers::list,
+        numbers::add,
+        numbers::show,
+        numbers::remove,
         sandbox::inbox,
         sandbox::reply,
     ),
@@ -22,6 +29,8 @@ use super::{messages, problem, sandbox};
     modifiers(&BearerAuth),
     tags(
         (name = "messages", description = "Send SMS and follow their delivery"),
+        (name = "otp", description = "One-time passwords with carrier-grade anti-fraud defaults"),
+        (name = "numbers", description = "Managed allow and deny lists"),
         (name = "sandbox", description = "Simulated handsets of the sandbox provider"),
     )
 )]

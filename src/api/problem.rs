@@ -37,6 +37,16 @@ pub enum ErrorCode {
     NotCancelable,
     /// Too many requests; see `Retry-After`.
     RateLimited,
+    /// The code is wrong; `attempts_left` says how many checks remain.
+    OtpIncorrect,
+    /// Every check is used up; even the right code is refused now.
+    OtpAttemptsExhausted,
+    /// The code has expired.
+    OtpExpired,
+    /// A newer code to the same number replaced this one.
+    OtpCanceled,
+    /// The code was already verified.
+    OtpAlreadyUsed,
     /// The request body is larger than allowed.
     PayloadTooLarge,
     /// The store cannot be reached; retry later.
@@ -60,6 +70,11 @@ impl ErrorCode {
             ErrorCode::NotFound => "Not found",
             ErrorCode::NotCancelable => "Not cancelable",
             ErrorCode::RateLimited => "Rate limited",
+            ErrorCode::OtpIncorrect => "Incorrect code",
+            ErrorCode::OtpAttemptsExhausted => "No checks left",
+            ErrorCode::OtpExpired => "Code expired",
+            ErrorCode::OtpCanceled => "Code replaced",
+            ErrorCode::OtpAlreadyUsed => "Code already used",
             ErrorCode::PayloadTooLarge => "Payload too large",
             ErrorCode::Unavailable => "Service unavailable",
             ErrorCode::Internal => "Internal error",
@@ -104,6 +119,7 @@ pub struct ApiError {
     detail: String,
     field: Option<String>,
     retry_after: Option<u64>,
+    attempts_left: Option<u32>,
 }
 
 impl ApiError {
@@ -115,7 +131,20 @@ impl ApiError {
             detail: detail.into(),
             field: None,
             retry_after: None,
+            attempts_left: None,
         }
+    }
+
+    /// Ask the client to wait (`Retry-After`, seconds).
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// Say how many OTP checks remain.
+    pub fn attempts_left(mut self, left: u32) -> Self {
+        self.attempts_left = Some(left);
+        self
     }
 
     /// Name the offending field.
@@ -170,7 +199,7 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             code: self.code,
             field: self.field,
-            attempts_left: None,
+            attempts_left: self.attempts_left,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (self.status, body).into_response();

@@ -237,7 +237,7 @@ pub enum PhoneError {
 
 /// Which recipients a send may go to.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct NumberPolicy {
     /// Calling codes allowed, e.g. `[81]`.
     pub allowed_country_codes: Vec<u16>,

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    ids::MessageId,
+    ids::{MessageId, VerificationId},
     phone::PhoneNumber,
     segment::{Encoding, Segmentation},
     state::JobState,
@@ -96,6 +96,152 @@ pub enum Acceptance {
     },
     /// The key was seen with a different body.
     KeyReused,
+    /// The recipient is on the deny list, or not on the allow list when only it may receive.
+    Blocked(String),
+}
+
+/// Which managed number list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NumberList {
+    /// Numbers that may receive even when limits or blocks would refuse them.
+    Allow,
+    /// Numbers that must never receive.
+    Deny,
+}
+
+impl NumberList {
+    /// The list's name on the wire and in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NumberList::Allow => "allow",
+            NumberList::Deny => "deny",
+        }
+    }
+}
+
+/// A number on a managed list.
+#[derive(Clone, Debug)]
+pub struct ListedNumber {
+    /// The number.
+    pub number: PhoneNumber,
+    /// Why it is there.
+    pub reason: Option<String>,
+    /// Since when.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Who may receive, checked inside the commit that accepts a message.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hygiene {
+    /// Only numbers on the allow list may receive.
+    pub allow_list_only: bool,
+}
+
+/// The anti-fraud limits an OTP send is checked against.
+#[derive(Clone, Debug)]
+pub struct OtpLimits {
+    /// Seconds between two codes to one number.
+    pub cooldown_seconds: i64,
+    /// Codes per number in the window.
+    pub per_number: i64,
+    /// Codes per client IP in the window.
+    pub per_ip: i64,
+    /// Codes per device in the window.
+    pub per_device: i64,
+    /// The window, in seconds.
+    pub window_seconds: i64,
+    /// Breaker: window, in seconds.
+    pub pumping_window_seconds: i64,
+    /// Breaker: codes younger than this are not judged yet.
+    pub pumping_grace_seconds: i64,
+    /// Breaker: judged codes needed before judging.
+    pub pumping_min_sends: i64,
+    /// Breaker: verified share below which the prefix trips.
+    pub pumping_min_conversion: f64,
+    /// Breaker: how long a tripped prefix stays blocked.
+    pub pumping_block_seconds: i64,
+}
+
+/// A verification to start, with the message that carries its code.
+#[derive(Clone, Debug)]
+pub struct NewVerification {
+    /// Its id.
+    pub id: VerificationId,
+    /// HMAC of the code.
+    pub code_hash: Vec<u8>,
+    /// The number prefix the pumping breaker judges.
+    pub prefix: String,
+    /// Checks allowed.
+    pub max_checks: u32,
+    /// When the code stops working.
+    pub expires_at: DateTime<Utc>,
+    /// The caller's end user's IP, if given.
+    pub client_ip: Option<String>,
+    /// The caller's end user's device, if given.
+    pub device_id: Option<String>,
+    /// The SMS (its `created_at` is the send time).
+    pub message: NewMessage,
+}
+
+/// What starting a verification did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OtpStart {
+    /// Stored and queued.
+    Started,
+    /// Refused by a list.
+    Blocked(String),
+    /// Refused by a limit; retry after this many seconds.
+    Limited {
+        /// Which limit, in words.
+        reason: String,
+        /// Seconds until it may succeed.
+        retry_after: i64,
+        /// The pumping breaker tripped on this very send.
+        tripped: bool,
+    },
+}
+
+/// A verification as stored.
+#[derive(Clone, Debug)]
+pub struct VerificationRecord {
+    /// Its id.
+    pub id: VerificationId,
+    /// Recipient.
+    pub to: PhoneNumber,
+    /// pending, approved, canceled, max_attempts_reached (expiry is judged by the caller).
+    pub status: String,
+    /// Checks made.
+    pub checks: u32,
+    /// Checks allowed.
+    pub max_checks: u32,
+    /// When the code stops working.
+    pub expires_at: DateTime<Utc>,
+    /// When it was sent.
+    pub created_at: DateTime<Utc>,
+    /// The SMS that carried the code.
+    pub message_id: MessageId,
+}
+
+/// Compares a stored code hash with the code being checked, in constant time.
+pub type CodeMatcher = Box<dyn for<'a> FnOnce(&'a [u8]) -> bool + Send + 'static>;
+
+/// What a check found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckOutcome {
+    /// The code matched; the verification is used up.
+    Approved,
+    /// Wrong code; this many checks are left.
+    Incorrect(u32),
+    /// No checks left (this one included).
+    Exhausted,
+    /// Past its expiry.
+    Expired,
+    /// Already approved.
+    AlreadyUsed,
+    /// Replaced by a newer code to the same number.
+    Canceled,
+    /// No such verification.
+    NotFound,
 }
 
 /// One recorded state change.
@@ -312,11 +458,12 @@ pub trait Store: Send + Sync + 'static {
     /// How many keys are stored.
     async fn count_api_keys(&self) -> StoreResult<i64>;
 
-    /// Accept a message (and its idempotency record) durably.
+    /// Accept a message (and its idempotency record) durably, unless a number list refuses it.
     async fn accept(
         &self,
         message: NewMessage,
         idempotency: Option<IdempotencyRecord>,
+        hygiene: Hygiene,
     ) -> StoreResult<Acceptance>;
     /// One message with its events and replies.
     async fn message(&self, id: &MessageId) -> StoreResult<Option<MessageRecord>>;
@@ -359,6 +506,49 @@ pub trait Store: Send + Sync + 'static {
 
     /// Store a reply, linked to the latest message from `to` to `from`.
     async fn record_reply(&self, reply: NewReply) -> StoreResult<ReplyRecord>;
+
+    /// Check every limit and list, cancel the number's pending codes, and store the
+    /// verification and its SMS, all in one commit.
+    async fn otp_start(
+        &self,
+        verification: NewVerification,
+        limits: OtpLimits,
+        hygiene: Hygiene,
+    ) -> StoreResult<OtpStart>;
+    /// Count a check; `matches` compares the stored code hash in constant time.
+    async fn otp_check(
+        &self,
+        id: &VerificationId,
+        matches: CodeMatcher,
+        now: DateTime<Utc>,
+    ) -> StoreResult<CheckOutcome>;
+    /// One verification.
+    async fn otp_verification(
+        &self,
+        id: &VerificationId,
+    ) -> StoreResult<Option<VerificationRecord>>;
+    /// Prefixes blocked by the breaker at `now`.
+    async fn otp_blocked_prefixes(&self, now: DateTime<Utc>) -> StoreResult<i64>;
+    /// Codes sent since `since`, and how many of them were verified.
+    async fn otp_conversion(&self, since: DateTime<Utc>) -> StoreResult<(i64, i64)>;
+
+    /// Put a number on a list (again: update its reason).
+    async fn list_add(
+        &self,
+        list: NumberList,
+        number: &PhoneNumber,
+        reason: Option<String>,
+    ) -> StoreResult<()>;
+    /// Take a number off a list; whether it was there.
+    async fn list_remove(&self, list: NumberList, number: &PhoneNumber) -> StoreResult<bool>;
+    /// A list, newest first.
+    async fn list_numbers(&self, list: NumberList, limit: u32) -> StoreResult<Vec<ListedNumber>>;
+    /// Whether a number is on a list, and since when.
+    async fn listed(
+        &self,
+        list: NumberList,
+        number: &PhoneNumber,
+    ) -> StoreResult<Option<ListedNumber>>;
 
     /// Pending outbox entries, oldest first.
     async fn outbox_pending(&self, limit: u32) -> StoreResult<Vec<OutboxEntry>>;

@@ -1,6 +1,7 @@
 //! SQLite backend: WAL with `synchronous=FULL`; one writer thread commits every write in group
 //! commits (see `writer`), and a pool of readers answers queries concurrently.
 
+mod otp;
 mod writer;
 
 use std::{fs::File, path::PathBuf, str::FromStr, time::Duration};
@@ -94,11 +95,27 @@ fn lock_file(db: &std::path::Path) -> StoreResult<File> {
     Ok(file)
 }
 
+/// Why the number lists refuse a recipient, if they do.
+fn refusal(conn: &Connection, to: &PhoneNumber, hygiene: Hygiene) -> StoreResult<Option<String>> {
+    let mut listed =
+        conn.prepare_cached("SELECT 1 FROM number_lists WHERE list = ? AND number = ?")?;
+    if listed.exists(params!["deny", to.e164()])? {
+        return Ok(Some("the number is on the deny list".into()));
+    }
+    if hygiene.allow_list_only && !listed.exists(params!["allow", to.e164()])? {
+        return Ok(Some(
+            "only numbers on the allow list may receive (numbers.allow_list_only)".into(),
+        ));
+    }
+    Ok(None)
+}
+
 /// Accept one message inside the writer's transaction; the row is also its job (`due_at`).
 fn accept(
     conn: &Connection,
     m: &NewMessage,
     idempotency: Option<&IdempotencyRecord>,
+    hygiene: Hygiene,
 ) -> StoreResult<Acceptance> {
     if let Some(idem) = idempotency {
         let earlier: Option<(String, i64, String)> = conn
@@ -119,6 +136,11 @@ fn accept(
             Some(_) => return Ok(Acceptance::KeyReused),
             None => {}
         }
+    }
+    if let Some(reason) = refusal(conn, &m.to, hygiene)? {
+        return Ok(Acceptance::Blocked(reason));
+    }
+    if let Some(idem) = idempotency {
         conn.prepare_cached(
             "INSERT INTO idempotency_keys (scope, key, request_hash, status, response, created_at)
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -168,7 +190,11 @@ fn apply_transition(conn: &Connection, t: &Transition, now: i64) -> StoreResult<
     let job = match t.to {
         JobState::Queued => "due_at = ?, lease_owner = NULL, lease_until = NULL",
         JobState::Sending | JobState::Scheduled => "due_at = COALESCE(?, due_at)",
-        _ => "due_at = ?, lease_owner = NULL, lease_until = NULL",
+        // A code's text has done its work once it leaves the queue; only its HMAC stays.
+        _ => {
+            "due_at = ?, lease_owner = NULL, lease_until = NULL,
+             body = CASE WHEN source = 'otp' THEN '' ELSE body END"
+        }
     };
     let due = match t.to {
         JobState::Queued => Some(t.retry_at.map(millis).unwrap_or(now)),
@@ -196,6 +222,14 @@ fn apply_transition(conn: &Connection, t: &Transition, now: i64) -> StoreResult<
     Ok(created_at.map(|c| Applied {
         created_at: from_millis(c),
     }))
+}
+
+fn listed_from_row(r: &SqliteRow) -> ListedNumber {
+    ListedNumber {
+        number: PhoneNumber::from_e164_trusted(r.get(0)),
+        reason: r.get(1),
+        created_at: from_millis(r.get(2)),
+    }
 }
 
 fn encoding_name(e: Encoding) -> &'static str {
@@ -446,8 +480,9 @@ impl Store for SqliteStore {
         &self,
         message: NewMessage,
         idempotency: Option<IdempotencyRecord>,
+        hygiene: Hygiene,
     ) -> StoreResult<Acceptance> {
-        self.writer.accept(message, idempotency).await
+        self.writer.accept(message, idempotency, hygiene).await
     }
 
     async fn cancel(&self, id: &MessageId, now: DateTime<Utc>) -> StoreResult<CancelOutcome> {
@@ -641,7 +676,7 @@ impl Store for SqliteStore {
                     at
                 ])?;
                 if let Some((id, source)) = &linked {
-                    if source != "api" {
+                    if source != "api" && source != "otp" {
                         let payload = serde_json::json!({"body": reply.body, "at": at});
                         conn.prepare_cached(
                             "INSERT INTO outbox (message_id, source, kind, payload, created_at)
@@ -664,6 +699,133 @@ impl Store for SqliteStore {
                 })
             })
             .await
+    }
+
+    async fn otp_start(
+        &self,
+        v: NewVerification,
+        limits: OtpLimits,
+        hygiene: Hygiene,
+    ) -> StoreResult<OtpStart> {
+        self.writer
+            .run(move |conn| otp::start(conn, &v, &limits, hygiene))
+            .await
+    }
+
+    async fn otp_check(
+        &self,
+        id: &VerificationId,
+        matches: CodeMatcher,
+        now: DateTime<Utc>,
+    ) -> StoreResult<CheckOutcome> {
+        let id = id.clone();
+        self.writer
+            .run(move |conn| otp::check(conn, &id, matches, millis(now)))
+            .await
+    }
+
+    async fn otp_verification(
+        &self,
+        id: &VerificationId,
+    ) -> StoreResult<Option<VerificationRecord>> {
+        Ok(sqlx::query(
+            "SELECT to_number, status, checks, max_checks, expires_at, created_at, message_id
+             FROM otp_verifications WHERE id = ?",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.read)
+        .await?
+        .map(|r| VerificationRecord {
+            id: id.clone(),
+            to: PhoneNumber::from_e164_trusted(r.get(0)),
+            status: r.get(1),
+            checks: r.get::<i64, _>(2) as u32,
+            max_checks: r.get::<i64, _>(3) as u32,
+            expires_at: from_millis(r.get(4)),
+            created_at: from_millis(r.get(5)),
+            message_id: MessageId::from_str(r.get(6)).unwrap_or_default(),
+        }))
+    }
+
+    async fn otp_blocked_prefixes(&self, now: DateTime<Utc>) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM otp_blocked_prefixes WHERE until > ?")
+                .bind(millis(now))
+                .fetch_one(&self.read)
+                .await?,
+        )
+    }
+
+    async fn otp_conversion(&self, since: DateTime<Utc>) -> StoreResult<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), COALESCE(SUM(status = 'approved'), 0) FROM otp_verifications
+             WHERE created_at > ?",
+        )
+        .bind(millis(since))
+        .fetch_one(&self.read)
+        .await?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    async fn list_add(
+        &self,
+        list: NumberList,
+        number: &PhoneNumber,
+        reason: Option<String>,
+    ) -> StoreResult<()> {
+        let number = number.e164().to_string();
+        self.writer
+            .run_statement(move |conn| {
+                conn.execute(
+                    "INSERT INTO number_lists (list, number, reason, created_at) VALUES (?, ?, ?, ?)
+                     ON CONFLICT (list, number) DO UPDATE SET reason = excluded.reason",
+                    params![list.as_str(), number, reason, millis(Utc::now())],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_remove(&self, list: NumberList, number: &PhoneNumber) -> StoreResult<bool> {
+        let number = number.e164().to_string();
+        self.writer
+            .run_statement(move |conn| {
+                Ok(conn.execute(
+                    "DELETE FROM number_lists WHERE list = ? AND number = ?",
+                    params![list.as_str(), number],
+                )? > 0)
+            })
+            .await
+    }
+
+    async fn list_numbers(&self, list: NumberList, limit: u32) -> StoreResult<Vec<ListedNumber>> {
+        Ok(sqlx::query(
+            "SELECT number, reason, created_at FROM number_lists WHERE list = ?
+             ORDER BY created_at DESC, number LIMIT ?",
+        )
+        .bind(list.as_str())
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(listed_from_row)
+        .collect())
+    }
+
+    async fn listed(
+        &self,
+        list: NumberList,
+        number: &PhoneNumber,
+    ) -> StoreResult<Option<ListedNumber>> {
+        Ok(sqlx::query(
+            "SELECT number, reason, created_at FROM number_lists WHERE list = ? AND number = ?",
+        )
+        .bind(list.as_str())
+        .bind(number.e164())
+        .fetch_optional(&self.read)
+        .await?
+        .as_ref()
+        .map(listed_from_row))
     }
 
     async fn outbox_done(&self, ids: Vec<i64>, now: DateTime<Utc>) -> StoreResult<()> {
@@ -720,8 +882,12 @@ mod tests {
         let (s, _dir) = store().await;
         let api = message("api");
         let crm = message("salesforce:prod");
-        s.accept(api.clone(), None).await.unwrap();
-        s.accept(crm.clone(), None).await.unwrap();
+        s.accept(api.clone(), None, Hygiene::default())
+            .await
+            .unwrap();
+        s.accept(crm.clone(), None, Hygiene::default())
+            .await
+            .unwrap();
         let claimed = s
             .claim("w", 10, Duration::from_secs(60), Utc::now())
             .await
@@ -780,7 +946,7 @@ mod tests {
     async fn a_leased_job_is_not_claimed_again_until_its_lease_is_released() {
         let (s, _dir) = store().await;
         let m = message("api");
-        s.accept(m.clone(), None).await.unwrap();
+        s.accept(m.clone(), None, Hygiene::default()).await.unwrap();
         let lease = Duration::from_secs(60);
         let first = s.claim("a", 10, lease, Utc::now()).await.unwrap();
         assert_eq!((first.len(), first[0].attempt), (1, 1));
@@ -806,7 +972,9 @@ mod tests {
     #[tokio::test]
     async fn an_expired_lease_is_claimed_by_another_worker() {
         let (s, _dir) = store().await;
-        s.accept(message("api"), None).await.unwrap();
+        s.accept(message("api"), None, Hygiene::default())
+            .await
+            .unwrap();
         let now = Utc::now();
         s.claim("a", 10, Duration::from_millis(10), now)
             .await
@@ -823,7 +991,7 @@ mod tests {
     async fn a_transition_the_state_does_not_allow_changes_nothing() {
         let (s, _dir) = store().await;
         let m = message("api");
-        s.accept(m.clone(), None).await.unwrap();
+        s.accept(m.clone(), None, Hygiene::default()).await.unwrap();
         assert!(s
             .transition(to(&m.id, JobState::Delivered), Utc::now())
             .await

@@ -8,7 +8,7 @@
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::super::{Acceptance, IdempotencyRecord, NewMessage, StoreError, StoreResult};
+use super::super::{Acceptance, Hygiene, IdempotencyRecord, NewMessage, StoreError, StoreResult};
 
 /// Most operations one commit carries; more wait for the next.
 const MAX_BATCH: usize = 512;
@@ -87,11 +87,12 @@ impl Writer {
         &self,
         message: NewMessage,
         idempotency: Option<IdempotencyRecord>,
+        hygiene: Hygiene,
     ) -> StoreResult<Acceptance> {
-        // Without a key, accepting is one INSERT (the log and the job follow by trigger).
+        // Without a key, accepting writes one row: no savepoint needed.
         let single = idempotency.is_none();
         self.submit(
-            move |conn| super::accept(conn, &message, idempotency.as_ref()),
+            move |conn| super::accept(conn, &message, idempotency.as_ref(), hygiene),
             !single,
         )
         .await

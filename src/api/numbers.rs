@@ -1,0 +1,204 @@
+//! `/v1/numbers/{allow|deny}`: the managed allow and deny lists.
+
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, Path, Query, State},
+    http::StatusCode,
+    Json,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{
+    body::{self, parse_json},
+    messages::invalid,
+    problem::{ApiError, ErrorCode, Problem},
+    AppState,
+};
+use crate::{
+    domain::phone::PhoneNumber,
+    store::{ListedNumber, NumberList},
+};
+
+/// A number to list.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddNumber {
+    /// The number, in any accepted form.
+    pub number: String,
+    /// Why (e.g. "opted out by phone", "reported cancelled").
+    pub reason: Option<String>,
+}
+
+/// A listed number.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ListedView {
+    /// `allow` or `deny`.
+    pub list: String,
+    /// The number, masked.
+    pub number: String,
+    /// Why it is listed.
+    pub reason: Option<String>,
+    /// Since when.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListPage {
+    /// Newest first.
+    pub data: Vec<ListedView>,
+}
+
+/// Page size.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// 1–1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+fn which(list: &str) -> Result<NumberList, ApiError> {
+    match list {
+        "allow" => Ok(NumberList::Allow),
+        "deny" => Ok(NumberList::Deny),
+        _ => Err(ApiError::not_found(format!(
+            "no list {list:?}; the lists are allow and deny"
+        ))),
+    }
+}
+
+fn number(input: &str, field: &str) -> Result<PhoneNumber, ApiError> {
+    PhoneNumber::parse(input).map_err(|_| {
+        ApiError::unprocessable(
+            ErrorCode::InvalidPhoneNumber,
+            field,
+            format!("`{field}` is not a phone number"),
+        )
+    })
+}
+
+fn view(list: NumberList, entry: ListedNumber) -> ListedView {
+    ListedView {
+        list: list.as_str().into(),
+        number: entry.number.masked(),
+        reason: entry.reason,
+        created_at: entry.created_at,
+    }
+}
+
+/// A list's numbers, masked.
+#[utoipa::path(
+    get, path = "/v1/numbers/{list}", tag = "numbers",
+    params(("list" = String, Path, description = "allow or deny"), ListParams),
+    responses(
+        (status = 200, body = ListPage),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    Path(list): Path<String>,
+    query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ListPage>, ApiError> {
+    let list = which(&list)?;
+    let Query(params) = query.map_err(|e| invalid("(query)", e.body_text()))?;
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(invalid("limit", "`limit` must be between 1 and 1000"));
+    }
+    let entries = state.store.list_numbers(list, limit).await?;
+    Ok(Json(ListPage {
+        data: entries.into_iter().map(|e| view(list, e)).collect(),
+    }))
+}
+
+/// Put a number on a list.
+#[utoipa::path(
+    post, path = "/v1/numbers/{list}", tag = "numbers",
+    params(("list" = String, Path, description = "allow or deny")),
+    request_body = AddNumber,
+    responses(
+        (status = 201, body = ListedView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn add(
+    State(state): State<AppState>,
+    Path(list): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<ListedView>), ApiError> {
+    let list = which(&list)?;
+    let bytes = body::read(bytes)?;
+    let req: AddNumber = parse_json(&bytes)?;
+    let number = number(&req.number, "number")?;
+    if req.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+        return Err(invalid(
+            "reason",
+            "`reason` may have at most 500 characters",
+        ));
+    }
+    state.store.list_add(list, &number, req.reason).await?;
+    let entry = state
+        .store
+        .listed(list, &number)
+        .await?
+        .ok_or_else(|| ApiError::not_found("the entry vanished"))?;
+    Ok((StatusCode::CREATED, Json(view(list, entry))))
+}
+
+/// Whether a number is on a list.
+#[utoipa::path(
+    get, path = "/v1/numbers/{list}/{number}", tag = "numbers",
+    params(("list" = String, Path, description = "allow or deny"), ("number" = String, Path, description = "The number, e.g. +819012345678 or 09012345678")),
+    responses(
+        (status = 200, body = ListedView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn show(
+    State(state): State<AppState>,
+    Path((list, input)): Path<(String, String)>,
+) -> Result<Json<ListedView>, ApiError> {
+    let list = which(&list)?;
+    let number = number(&input, "number")?;
+    let entry = state.store.listed(list, &number).await?.ok_or_else(|| {
+        ApiError::not_found(format!("the number is not on the {} list", list.as_str()))
+    })?;
+    Ok(Json(view(list, entry)))
+}
+
+/// Take a number off a list.
+#[utoipa::path(
+    delete, path = "/v1/numbers/{list}/{number}", tag = "numbers",
+    params(("list" = String, Path, description = "allow or deny"), ("number" = String, Path, description = "The number")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn remove(
+    State(state): State<AppState>,
+    Path((list, input)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let list = which(&list)?;
+    let number = number(&input, "number")?;
+    if state.store.list_remove(list, &number).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "the number is not on the {} list",
+            list.as_str()
+        )))
+    }
+}

@@ -1,0 +1,85 @@
+//! The HTTP hook for an external cancellation-history service.
+//!
+//! tsunagi sends `POST <url>` with `{"number": "+819012345678", "since": "2026-01-31"}` (and
+//! `Authorization: Bearer <token>` when one is configured) and expects
+//! `200 {"may_have_changed": true|false, "reason": "…"?}`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::{HistoryError, NumberHistory};
+use crate::domain::phone::PhoneNumber;
+
+/// Asks an external service.
+pub struct HttpHistory {
+    client: reqwest::Client,
+    url: String,
+    token: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Query<'a> {
+    number: &'a str,
+    since: NaiveDate,
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    may_have_changed: bool,
+    reason: Option<String>,
+}
+
+impl HttpHistory {
+    /// A hook at `url`, waiting at most `timeout`.
+    pub fn new(url: &str, token: Option<String>, timeout: Duration) -> Result<Self, HistoryError> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| HistoryError(e.to_string()))?;
+        Ok(Self {
+            client,
+            url: url.to_string(),
+            token,
+        })
+    }
+}
+
+#[async_trait]
+impl NumberHistory for HttpHistory {
+    async fn may_have_changed(
+        &self,
+        number: &PhoneNumber,
+        since: NaiveDate,
+    ) -> Result<Option<String>, HistoryError> {
+        let mut request = self.client.post(&self.url).json(&Query {
+            number: number.e164(),
+            since,
+        });
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        // reqwest's errors name the URL, never the body, so no number reaches the log.
+        let response = request
+            .send()
+            .await
+            .map_err(|e| HistoryError(e.without_url().to_string()))?;
+        if !response.status().is_success() {
+            return Err(HistoryError(format!(
+                "the service answered {}",
+                response.status()
+            )));
+        }
+        let answer: Answer = response
+            .json()
+            .await
+            .map_err(|e| HistoryError(format!("unreadable answer: {}", e.without_url())))?;
+        Ok(answer.may_have_changed.then(|| {
+            answer.reason.unwrap_or_else(|| {
+                format!("the number may have been cancelled or reassigned since {since}")
+            })
+        }))
+    }
+}
