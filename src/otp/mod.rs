@@ -109,7 +109,7 @@ pub struct SendRequest {
     pub device_id: Option<String>,
 }
 
-/// The verification and its SMS, ready for the store.
+/// The verification and its SMS, ready for the store; `now` is the OTP rules' time.
 pub fn verification(req: SendRequest, config: &OtpConfig, now: DateTime<Utc>) -> NewVerification {
     let segmentation = Segmentation::of(&req.body);
     NewVerification {
@@ -119,6 +119,7 @@ pub fn verification(req: SendRequest, config: &OtpConfig, now: DateTime<Utc>) ->
         expires_at: now + Duration::seconds(req.ttl_seconds as i64),
         client_ip: req.client_ip,
         device_id: req.device_id,
+        created_at: now,
         message: NewMessage {
             id: MessageId::new(),
             to: req.to,
@@ -128,7 +129,8 @@ pub fn verification(req: SendRequest, config: &OtpConfig, now: DateTime<Utc>) ->
             status: JobState::Queued,
             source: "otp".into(),
             metadata: Some(serde_json::json!({"verification_id": req.id.as_str()})),
-            created_at: now,
+            // The dispatcher runs on real time whatever clock the OTP rules use.
+            created_at: Utc::now(),
             send_at: None,
         },
         id: req.id,

@@ -179,7 +179,9 @@ pub struct NewVerification {
     pub client_ip: Option<String>,
     /// The caller's end user's device, if given.
     pub device_id: Option<String>,
-    /// The SMS (its `created_at` is the send time).
+    /// When it was sent, on the OTP rules' clock (limits count from here).
+    pub created_at: DateTime<Utc>,
+    /// The SMS.
     pub message: NewMessage,
 }
 

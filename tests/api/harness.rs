@@ -18,6 +18,8 @@ pub const KEY: &str = "test-key-0123456789abcdef";
 pub struct TestServer {
     pub base: String,
     pub client: Client,
+    /// Moves OTP time (expiry, cool-downs, the breaker) forward.
+    pub clock: std::sync::Arc<tsunagi::clock::ShiftedClock>,
     running: Option<app::Running>,
     _dir: tempfile::TempDir,
 }
@@ -56,10 +58,12 @@ impl TestServer {
     pub async fn with_delivery(extra: &str) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::parse(&config_text(dir.path(), extra), |_| None).unwrap();
-        let running = app::start(config).await.unwrap();
+        let clock = std::sync::Arc::new(tsunagi::clock::ShiftedClock::default());
+        let running = app::start_with_clock(config, clock.clone()).await.unwrap();
         TestServer {
             base: format!("http://{}", running.addr),
             client: Client::new(),
+            clock,
             running: Some(running),
             _dir: dir,
         }
@@ -106,6 +110,40 @@ impl TestServer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("message {id} never reached the expected status: {last}");
+    }
+
+    /// POST a JSON body to `path` and return (status, json).
+    pub async fn call(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self.post(path, body).await;
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The text of message `message_id` as the sandbox handset `to` received it (waits up to 10 s).
+    pub async fn text_of(&self, to: &str, message_id: &Value) -> String {
+        for _ in 0..500 {
+            let inbox: Value = self
+                .get(&format!("/v1/sandbox/inbox?to={to}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            let found = inbox
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|entry| &entry["message_id"] == message_id);
+            if let Some(entry) = found {
+                return entry["body"].as_str().unwrap().to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{to} never received {message_id}");
+    }
+
+    /// Move OTP time forward.
+    pub fn advance(&self, seconds: i64) {
+        self.clock.advance(chrono::Duration::seconds(seconds));
     }
 
     pub async fn stop(mut self) {
@@ -185,4 +223,13 @@ impl Drop for ServiceProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The digits of the code in an OTP text.
+pub fn code_in(text: &str) -> String {
+    let start = text.find("認証コード: ").expect("the default OTP text") + "認証コード: ".len();
+    text[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect()
 }

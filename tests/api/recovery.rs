@@ -231,3 +231,59 @@ fn sigterm_drains_and_exits_cleanly() {
     assert_eq!(m[0]["status"], "delivered");
     terminate(&restarted.child);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_otp_cooldown_and_a_pending_code_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new();
+    let mut service = spawn_service(dir.path(), "");
+    let base = service.base.clone();
+    let v: Value = client
+        .post(format!("{base}/v1/otp"))
+        .bearer_auth(KEY)
+        .json(&json!({"to": "090-8888-1234"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = v["verification_id"].as_str().unwrap().to_string();
+    let text = loop {
+        let inbox: Value = client
+            .get(format!("{base}/v1/sandbox/inbox?to=09088881234"))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(body) = inbox[0]["body"].as_str() {
+            break body.to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    kill9(&mut service);
+
+    let restarted = spawn_service(dir.path(), "");
+    let base = restarted.base.clone();
+    let again = client
+        .post(format!("{base}/v1/otp"))
+        .bearer_auth(KEY)
+        .json(&json!({"to": "09088881234"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 429, "the cool-down was forgotten");
+    assert!(again.headers().contains_key("retry-after"));
+    let checked = client
+        .post(format!("{base}/v1/otp/{id}/check"))
+        .bearer_auth(KEY)
+        .json(&json!({"code": crate::harness::code_in(&text)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(checked.status(), 200, "the pending code was forgotten");
+    terminate(&restarted.child);
+}

@@ -59,7 +59,7 @@ pub(super) fn start(
     limits: &OtpLimits,
     hygiene: Hygiene,
 ) -> StoreResult<OtpStart> {
-    let now = millis(v.message.created_at);
+    let now = millis(v.created_at);
     let to = v.message.to.e164();
     if let Some(reason) = refusal(conn, &v.message.to, hygiene)? {
         return Ok(OtpStart::Blocked(reason));
