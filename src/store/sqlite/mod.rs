@@ -1013,6 +1013,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_otp_text_is_erased_once_the_provider_has_it_and_never_reaches_the_outbox() {
+        let (s, _dir) = store().await;
+        let m = message("otp");
+        s.accept(m.clone(), None, Hygiene::default()).await.unwrap();
+        s.claim("w", 1, Duration::from_secs(60), Utc::now())
+            .await
+            .unwrap();
+        s.transition(to(&m.id, JobState::Sent), Utc::now())
+            .await
+            .unwrap();
+        let body: String = sqlx::query_scalar("SELECT body FROM messages WHERE id = ?")
+            .bind(m.id.as_str())
+            .fetch_one(&s.read)
+            .await
+            .unwrap();
+        assert_eq!(body, "");
+        assert!(s.outbox_pending(10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn readiness_reports_every_migration_applied() {
         let (s, _dir) = store().await;
         s.ready().await.unwrap();
