@@ -18,6 +18,11 @@ async fn check(s: &TestServer, id: &Value, code: &str) -> (u16, Value) {
     .await
 }
 
+async fn status_of(s: &TestServer, v: &Value) -> Value {
+    let id = v["verification_id"].as_str().unwrap();
+    s.get(&format!("/v1/otp/{id}")).await.json().await.unwrap()
+}
+
 fn wrong(code: &str) -> String {
     let first = if code.starts_with('0') { '1' } else { '0' };
     format!("{first}{}", &code[1..])
@@ -81,15 +86,7 @@ async fn the_right_code_is_approved_once_and_then_already_used() {
         (status, body["code"].as_str()),
         (409, Some("otp_already_used"))
     );
-    let shown: Value = s
-        .get(&format!(
-            "/v1/otp/{}",
-            v["verification_id"].as_str().unwrap()
-        ))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let shown = status_of(&s, &v).await;
     assert_eq!(shown["status"], "approved");
     s.stop().await;
 }
@@ -131,15 +128,7 @@ async fn an_expired_code_is_gone_even_when_right() {
     s.advance(181);
     let (status, body) = check(&s, &v["verification_id"], &code).await;
     assert_eq!((status, body["code"].as_str()), (410, Some("otp_expired")));
-    let shown: Value = s
-        .get(&format!(
-            "/v1/otp/{}",
-            v["verification_id"].as_str().unwrap()
-        ))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let shown = status_of(&s, &v).await;
     assert_eq!(shown["status"], "expired");
     s.stop().await;
 }
@@ -297,15 +286,7 @@ async fn bad_otp_parameters_are_named() {
     let (v, _) = send_code(&s, "09012345678").await;
     let (status, p) = check(&s, &v["verification_id"], "12ab56").await;
     assert_eq!((status, p["field"].as_str()), (422, Some("code")));
-    let shown: Value = s
-        .get(&format!(
-            "/v1/otp/{}",
-            v["verification_id"].as_str().unwrap()
-        ))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let shown = status_of(&s, &v).await;
     assert_eq!(shown["attempts_left"], 5, "a malformed code is not a check");
     s.stop().await;
 }

@@ -21,9 +21,9 @@ async fn post_message(client: &Client, base: &str, body: Value) -> Option<String
     Some(b["id"].as_str()?.to_string())
 }
 
-async fn message(client: &Client, base: &str, id: &str) -> Value {
+async fn get_json(client: &Client, url: String) -> Value {
     client
-        .get(format!("{base}/v1/messages/{id}"))
+        .get(url)
         .bearer_auth(KEY)
         .send()
         .await
@@ -31,6 +31,10 @@ async fn message(client: &Client, base: &str, id: &str) -> Value {
         .json()
         .await
         .unwrap()
+}
+
+async fn message(client: &Client, base: &str, id: &str) -> Value {
+    get_json(client, format!("{base}/v1/messages/{id}")).await
 }
 
 /// Wait until every message is final; return them.
@@ -66,15 +70,14 @@ async fn assert_each_sent_once(client: &Client, base: &str, ids: &[String], hand
         assert!(count(&m, "sent") <= 1, "sent twice: {m}");
         assert_eq!(count(&m, "delivered"), 1, "{m}");
     }
-    let inbox: Vec<Value> = client
-        .get(format!("{base}/v1/sandbox/inbox?to={handset}&limit=500"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let inbox: Vec<Value> = serde_json::from_value(
+        get_json(
+            client,
+            format!("{base}/v1/sandbox/inbox?to={handset}&limit=500"),
+        )
+        .await,
+    )
+    .unwrap();
     let mut per_message: HashMap<String, usize> = HashMap::new();
     for entry in &inbox {
         *per_message
@@ -189,15 +192,7 @@ async fn sigkill_during_ingest_keeps_every_acknowledged_message() {
     );
     let restarted = spawn_service(dir.path(), "sandbox_latency_ms = 10");
     let base = restarted.base.clone();
-    let list: Value = client
-        .get(format!("{base}/v1/messages?limit=100"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = get_json(&client, format!("{base}/v1/messages?limit=100")).await;
     let stored = list["data"].as_array().unwrap().len();
     assert!(
         stored >= acknowledged.len().min(100),
@@ -250,15 +245,7 @@ async fn an_otp_cooldown_and_a_pending_code_survive_sigkill() {
         .unwrap();
     let id = v["verification_id"].as_str().unwrap().to_string();
     let text = loop {
-        let inbox: Value = client
-            .get(format!("{base}/v1/sandbox/inbox?to=09088881234"))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let inbox = get_json(&client, format!("{base}/v1/sandbox/inbox?to=09088881234")).await;
         if let Some(body) = inbox[0]["body"].as_str() {
             break body.to_string();
         }

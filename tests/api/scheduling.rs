@@ -11,7 +11,7 @@ fn in_ms(ms: i64) -> String {
 #[tokio::test]
 async fn a_scheduled_message_waits_for_send_at_then_fires() {
     let s = TestServer::start().await;
-    let send_at = Utc::now() + Duration::milliseconds(800);
+    let send_at = Utc::now() + Duration::milliseconds(1_500);
     let (status, b) = s
         .send(json!({"to": "09012345678", "body": "later", "send_at": send_at.to_rfc3339()}))
         .await;
@@ -61,7 +61,7 @@ async fn a_send_at_in_the_past_is_queued_at_once() {
 async fn a_scheduled_message_can_be_canceled_and_never_sends() {
     let s = TestServer::start().await;
     let (_, b) = s
-        .send(json!({"to": "09012345678", "body": "cancel me", "send_at": in_ms(600)}))
+        .send(json!({"to": "09012345678", "body": "cancel me", "send_at": in_ms(2_000)}))
         .await;
     let id = b["id"].as_str().unwrap();
     let r = s
@@ -72,7 +72,7 @@ async fn a_scheduled_message_can_be_canceled_and_never_sends() {
     assert_eq!(r.status(), 200);
     let m: Value = r.json().await.unwrap();
     assert_eq!(m["status"], "canceled");
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
     let m: Value = s
         .get(&format!("/v1/messages/{id}"))
         .await
