@@ -71,10 +71,15 @@ mod tests {
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
     struct Sample {
         to: String,
         count: Option<u32>,
+    }
+
+    #[test]
+    fn a_well_formed_body_parses() {
+        let s: Sample = parse_json(&Bytes::from_static(br#"{"to":"x","count":2}"#)).unwrap();
+        assert_eq!((s.to.as_str(), s.count), ("x", Some(2)));
     }
 
     fn err(body: &str) -> ApiError {
