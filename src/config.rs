@@ -2,12 +2,13 @@
 
 use std::{net::SocketAddr, path::Path};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::phone::{NumberKind, NumberPolicy, SenderId};
 
 /// The whole service configuration.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(default)]
 pub struct Config {
     /// Address the HTTP server binds.
@@ -29,7 +30,7 @@ pub struct Config {
 }
 
 /// `[numbers]`
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(default)]
 pub struct NumbersConfig {
     /// Calling codes ordinary messages may go to.
@@ -43,7 +44,7 @@ pub struct NumbersConfig {
 }
 
 /// `[numbers.history]`: where to ask whether a number may have been cancelled or reassigned.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(default)]
 pub struct HistoryConfig {
     /// An HTTP lookup service; without one, the local deny list answers.
@@ -57,7 +58,7 @@ pub struct HistoryConfig {
 }
 
 /// `[otp]`
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(default)]
 pub struct OtpConfig {
     /// Digits per code when a request names none (6–10).
@@ -89,7 +90,7 @@ pub struct OtpConfig {
 }
 
 /// `[otp.pumping]`: block a number prefix whose codes stop being verified.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(default)]
 pub struct PumpingConfig {
     /// National digits that make a prefix (4: +81 90-12…).
@@ -188,7 +189,7 @@ impl Default for PumpingConfig {
 }
 
 /// `[api]`
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(default)]
 pub struct ApiConfig {
     /// API keys accepted besides those created with `tsunagi keys create`.
@@ -196,7 +197,7 @@ pub struct ApiConfig {
 }
 
 /// `[delivery]`
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(default)]
 pub struct DeliveryConfig {
     /// Which provider sends: only `sandbox` exists in this release.
@@ -524,6 +525,11 @@ impl Config {
             );
         }
         problems
+    }
+
+    /// JSON Schema of the config file, committed as `schemas/config.schema.json`.
+    pub fn json_schema() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(Config)).expect("a schema is JSON")
     }
 
     /// The address to bind; valid once `validate` passed.

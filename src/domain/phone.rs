@@ -153,7 +153,17 @@ impl fmt::Display for PhoneNumber {
 }
 
 /// What sort of line a number belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum NumberKind {
     /// A mobile phone (Japan: 060, 070, 080, 090).

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{HistoryError, NumberHistory};
@@ -20,16 +21,30 @@ pub struct HttpHistory {
     token: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Query<'a> {
-    number: &'a str,
-    since: NaiveDate,
+/// What tsunagi asks the lookup service.
+#[derive(Serialize, JsonSchema)]
+pub struct HistoryQuery<'a> {
+    /// The number in E.164 form.
+    pub number: &'a str,
+    /// The date the CRM last confirmed the number (YYYY-MM-DD).
+    pub since: NaiveDate,
 }
 
-#[derive(Deserialize)]
-struct Answer {
-    may_have_changed: bool,
-    reason: Option<String>,
+/// What the lookup service answers.
+#[derive(Deserialize, JsonSchema)]
+pub struct HistoryAnswer {
+    /// Whether the number may have been cancelled or reassigned since `since`.
+    pub may_have_changed: bool,
+    /// Why, shown in the refusal.
+    pub reason: Option<String>,
+}
+
+/// JSON Schemas of the hook's request and answer, committed as `schemas/number_history_hook.json`.
+pub fn hook_schema() -> serde_json::Value {
+    serde_json::json!({
+        "request": schemars::schema_for!(HistoryQuery<'static>),
+        "response": schemars::schema_for!(HistoryAnswer),
+    })
 }
 
 impl HttpHistory {
@@ -54,7 +69,7 @@ impl NumberHistory for HttpHistory {
         number: &PhoneNumber,
         since: NaiveDate,
     ) -> Result<Option<String>, HistoryError> {
-        let mut request = self.client.post(&self.url).json(&Query {
+        let mut request = self.client.post(&self.url).json(&HistoryQuery {
             number: number.e164(),
             since,
         });
@@ -72,7 +87,7 @@ impl NumberHistory for HttpHistory {
                 response.status()
             )));
         }
-        let answer: Answer = response
+        let answer: HistoryAnswer = response
             .json()
             .await
             .map_err(|e| HistoryError(format!("unreadable answer: {}", e.without_url())))?;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 
-pub use http::HttpHistory;
+pub use http::{hook_schema, HistoryAnswer, HistoryQuery, HttpHistory};
 pub use local::DenyListHistory;
 
 use crate::{config::HistoryConfig, domain::phone::PhoneNumber, store::Store};

@@ -199,6 +199,27 @@ async fn the_history_hook_refuses_a_number_that_changed_hands_since_the_crm_conf
 }
 
 #[tokio::test]
+async fn an_unreadable_history_answer_is_a_failure_not_a_yes() {
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("<html>maintenance</html>"))
+        .mount(&hook)
+        .await;
+    let s =
+        TestServer::with_delivery(&format!("[numbers.history]\nurl = \"{}/h\"", hook.uri())).await;
+    let (status, p) = s
+        .call(
+            "/v1/otp",
+            json!({"to": "09012345678", "number_confirmed_on": "2026-01-31"}),
+        )
+        .await;
+    assert_eq!((status, p["code"].as_str()), (503, Some("unavailable")));
+    let stored: Value = s.get("/v1/messages").await.json().await.unwrap();
+    assert_eq!(stored["data"], json!([]), "nothing was sent");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn a_failing_history_hook_refuses_or_allows_as_configured() {
     let hook = MockServer::start().await;
     Mock::given(method("POST"))

@@ -51,23 +51,42 @@ async fn metrics_count_acceptances_outcomes_queue_depth_and_latencies() {
     s.stop().await;
 }
 
-fn committed_path() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/openapi.json")
-}
-
-/// Regenerate with `UPDATE_SCHEMAS=1 cargo nextest run openapi`.
-#[tokio::test]
-async fn committed_openapi_document_matches_the_handlers() {
-    let generated =
-        serde_json::to_string_pretty(&tsunagi::api::openapi::document()).unwrap() + "\n";
+/// Compare a generated document with its committed copy under `schemas/`; with `UPDATE_SCHEMAS`
+/// set, rewrite the copy first.
+fn assert_committed(file: &str, generated: &serde_json::Value) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas")
+        .join(file);
+    let generated = serde_json::to_string_pretty(generated).unwrap() + "\n";
     if std::env::var_os("UPDATE_SCHEMAS").is_some() {
-        std::fs::write(committed_path(), &generated).unwrap();
+        std::fs::write(&path, &generated).unwrap();
     }
-    let committed = std::fs::read_to_string(committed_path()).unwrap_or_default();
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == generated,
-        "schemas/openapi.json is out of date; regenerate it with UPDATE_SCHEMAS=1 cargo nextest run openapi"
+        "schemas/{file} is out of date; regenerate it with UPDATE_SCHEMAS=1 cargo nextest run committed"
     );
+}
+
+#[test]
+fn committed_openapi_document_matches_the_handlers() {
+    assert_committed(
+        "openapi.json",
+        &serde_json::to_value(tsunagi::api::openapi::document()).unwrap(),
+    );
+}
+
+#[test]
+fn committed_config_schema_matches_the_config_types() {
+    assert_committed(
+        "config.schema.json",
+        &tsunagi::config::Config::json_schema(),
+    );
+}
+
+#[test]
+fn committed_history_hook_schema_matches_what_tsunagi_sends_and_reads() {
+    assert_committed("number_history_hook.json", &tsunagi::numbers::hook_schema());
 }
 
 #[tokio::test]
