@@ -243,19 +243,24 @@ pub(super) async fn check_history(
     }
 }
 
+/// Parse any valid phone number, or say that `field` is not one.
+pub(super) fn phone_number(input: &str, field: &str) -> Result<PhoneNumber, ApiError> {
+    PhoneNumber::parse(input).map_err(|_| {
+        ApiError::unprocessable(
+            ErrorCode::InvalidPhoneNumber,
+            field,
+            format!("`{field}` is not a phone number"),
+        )
+    })
+}
+
 /// Parse and check a recipient against the number policy.
 pub fn recipient(
     input: &str,
     field: &str,
     policy: &crate::domain::phone::NumberPolicy,
 ) -> Result<PhoneNumber, ApiError> {
-    let number = PhoneNumber::parse(input).map_err(|_| {
-        ApiError::unprocessable(
-            ErrorCode::InvalidPhoneNumber,
-            field,
-            format!("`{field}` is not a phone number"),
-        )
-    })?;
+    let number = phone_number(input, field)?;
     policy.check(&number).map_err(|v| match v {
         PolicyViolation::CountryNotAllowed(cc) => ApiError::unprocessable(
             ErrorCode::CountryNotAllowed,

@@ -12,14 +12,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     body::{self, parse_json},
-    messages::invalid,
-    problem::{ApiError, ErrorCode, Problem},
+    messages::{invalid, phone_number},
+    problem::{ApiError, Problem},
     AppState,
 };
-use crate::{
-    domain::phone::PhoneNumber,
-    store::{ListedNumber, NumberList},
-};
+use crate::store::{ListedNumber, NumberList};
 
 /// A number to list.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -67,16 +64,6 @@ fn which(list: &str) -> Result<NumberList, ApiError> {
             "no list {list:?}; the lists are allow and deny"
         ))),
     }
-}
-
-fn number(input: &str, field: &str) -> Result<PhoneNumber, ApiError> {
-    PhoneNumber::parse(input).map_err(|_| {
-        ApiError::unprocessable(
-            ErrorCode::InvalidPhoneNumber,
-            field,
-            format!("`{field}` is not a phone number"),
-        )
-    })
 }
 
 fn view(list: NumberList, entry: ListedNumber) -> ListedView {
@@ -137,7 +124,7 @@ pub async fn add(
     let list = which(&list)?;
     let bytes = body::read(bytes)?;
     let req: AddNumber = parse_json(&bytes)?;
-    let number = number(&req.number, "number")?;
+    let number = phone_number(&req.number, "number")?;
     if req.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
         return Err(invalid(
             "reason",
@@ -169,7 +156,7 @@ pub async fn show(
     Path((list, input)): Path<(String, String)>,
 ) -> Result<Json<ListedView>, ApiError> {
     let list = which(&list)?;
-    let number = number(&input, "number")?;
+    let number = phone_number(&input, "number")?;
     let entry = state.store.listed(list, &number).await?.ok_or_else(|| {
         ApiError::not_found(format!("the number is not on the {} list", list.as_str()))
     })?;
@@ -192,7 +179,7 @@ pub async fn remove(
     Path((list, input)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let list = which(&list)?;
-    let number = number(&input, "number")?;
+    let number = phone_number(&input, "number")?;
     if state.store.list_remove(list, &number).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

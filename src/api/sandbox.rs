@@ -13,13 +13,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     body::{self, parse_json},
+    messages::phone_number,
     problem::{ApiError, ErrorCode, Problem},
     AppState,
 };
-use crate::{
-    domain::phone::{PhoneNumber, SenderId},
-    store::NewReply,
-};
+use crate::{domain::phone::SenderId, store::NewReply};
 
 /// Which handset.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -73,16 +71,6 @@ pub struct ReplyCreated {
     pub at: DateTime<Utc>,
 }
 
-fn handset(input: &str, field: &str) -> Result<PhoneNumber, ApiError> {
-    PhoneNumber::parse(input).map_err(|_| {
-        ApiError::unprocessable(
-            ErrorCode::InvalidPhoneNumber,
-            field,
-            format!("`{field}` is not a phone number"),
-        )
-    })
-}
-
 /// What a simulated handset received, newest first.
 #[utoipa::path(
     get, path = "/v1/sandbox/inbox", tag = "sandbox",
@@ -108,7 +96,7 @@ pub async fn inbox(
             "give the handset as `?to=`",
         )
     })?;
-    let to = handset(&to, "to")?;
+    let to = phone_number(&to, "to")?;
     let limit = params.limit.unwrap_or(100).clamp(1, 500);
     let entries = state.store.sandbox_inbox(&to, limit).await?;
     Ok(Json(
@@ -143,7 +131,7 @@ pub async fn reply(
 ) -> Result<(StatusCode, Json<ReplyCreated>), ApiError> {
     let bytes = body::read(bytes)?;
     let request: ReplyRequest = parse_json(&bytes)?;
-    let from = handset(&request.from, "from")?;
+    let from = phone_number(&request.from, "from")?;
     let to = SenderId::parse(&request.to).map_err(|_| {
         ApiError::unprocessable(
             ErrorCode::InvalidRequest,
