@@ -141,6 +141,30 @@ impl TestServer {
         panic!("{to} never received {message_id}");
     }
 
+    /// The Prometheus text of `/metrics` (no key needed).
+    pub async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.base);
+        self.client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// How many messages are stored (up to 100).
+    pub async fn stored_messages(&self) -> usize {
+        let list: Value = self
+            .get("/v1/messages?limit=100")
+            .await
+            .json()
+            .await
+            .unwrap();
+        list["data"].as_array().unwrap().len()
+    }
+
     /// Move OTP time forward.
     pub fn advance(&self, seconds: i64) {
         self.clock.advance(chrono::Duration::seconds(seconds));

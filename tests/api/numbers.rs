@@ -1,5 +1,5 @@
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 use wiremock::{
     matchers::{body_partial_json, header, method, path},
     Mock, MockServer, ResponseTemplate,
@@ -45,12 +45,7 @@ async fn a_denied_number_gets_neither_messages_nor_codes_and_the_list_is_masked(
         .call("/v1/messages", json!({"to": "09011112222", "body": "hi"}))
         .await;
     assert_eq!(status, 202);
-    let stored: Value = s.get("/v1/messages").await.json().await.unwrap();
-    assert_eq!(
-        stored["data"].as_array().unwrap().len(),
-        1,
-        "refused sends stored nothing"
-    );
+    assert_eq!(s.stored_messages().await, 1, "refused sends stored nothing");
     s.stop().await;
 }
 
@@ -131,6 +126,13 @@ async fn the_deny_list_answers_the_cancellation_history_check_by_default() {
     s.stop().await;
 }
 
+/// A recorded answer of a cancellation-history service.
+fn fixture(name: &str) -> Vec<u8> {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/number_history");
+    std::fs::read(dir.join(name)).unwrap()
+}
+
 async fn history_server(changed_number: &str) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -139,15 +141,18 @@ async fn history_server(changed_number: &str) -> MockServer {
         .and(body_partial_json(
             json!({"number": changed_number, "since": "2026-01-31"}),
         ))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "may_have_changed": true,
-            "reason": "cancelled on 2026-03-02 and reassigned"
-        })))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(fixture("answer_reassigned.json"), "application/json"),
+        )
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path("/history"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"may_have_changed": false})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(fixture("answer_unchanged.json"), "application/json"),
+        )
         .mount(&server)
         .await;
     server
@@ -202,7 +207,10 @@ async fn the_history_hook_refuses_a_number_that_changed_hands_since_the_crm_conf
 async fn an_unreadable_history_answer_is_a_failure_not_a_yes() {
     let hook = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("<html>maintenance</html>"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(fixture("answer_maintenance_page.html"), "text/html"),
+        )
         .mount(&hook)
         .await;
     let s =
@@ -214,8 +222,7 @@ async fn an_unreadable_history_answer_is_a_failure_not_a_yes() {
         )
         .await;
     assert_eq!((status, p["code"].as_str()), (503, Some("unavailable")));
-    let stored: Value = s.get("/v1/messages").await.json().await.unwrap();
-    assert_eq!(stored["data"], json!([]), "nothing was sent");
+    assert_eq!(s.stored_messages().await, 0, "nothing was sent");
     s.stop().await;
 }
 
@@ -231,8 +238,7 @@ async fn a_failing_history_hook_refuses_or_allows_as_configured() {
         TestServer::with_delivery(&format!("[numbers.history]\nurl = \"{}/h\"", hook.uri())).await;
     let (status, p) = refuse.call("/v1/messages", body.clone()).await;
     assert_eq!((status, p["code"].as_str()), (503, Some("unavailable")));
-    let stored: Value = refuse.get("/v1/messages").await.json().await.unwrap();
-    assert_eq!(stored["data"], json!([]));
+    assert_eq!(refuse.stored_messages().await, 0);
     refuse.stop().await;
     let allow = TestServer::with_delivery(&format!(
         "[numbers.history]\nurl = \"{}/h\"\non_error = \"allow\"",

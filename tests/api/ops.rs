@@ -29,15 +29,7 @@ async fn metrics_count_acceptances_outcomes_queue_depth_and_latencies() {
     let (_, b) = s.send(json!({"to": "09012345678", "body": "x"})).await;
     s.wait_for(b["id"].as_str().unwrap(), |st| st == "delivered")
         .await;
-    let text = s
-        .client
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics().await;
     for name in [
         "tsunagi_messages_accepted_total",
         "tsunagi_message_outcomes_total{status=\"delivered\"}",
