@@ -89,7 +89,8 @@ pub struct OtpConfig {
     pub pumping: PumpingConfig,
 }
 
-/// `[otp.pumping]`: block a number prefix whose codes stop being verified.
+/// `[otp.pumping]`: block a number prefix whose codes stop being verified, or that a burst of
+/// codes hits.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(default)]
 pub struct PumpingConfig {
@@ -105,6 +106,11 @@ pub struct PumpingConfig {
     pub min_conversion: f64,
     /// How long a tripped prefix stays blocked.
     pub block_seconds: u32,
+    /// Codes to numbers that differ only in their last four digits, within `burst_window_seconds`,
+    /// that trip the breaker at once whatever the conversion (0 turns the burst rule off).
+    pub burst_max_sends: u32,
+    /// The window the burst rule counts in.
+    pub burst_window_seconds: u32,
 }
 
 impl Default for NumbersConfig {
@@ -184,6 +190,8 @@ impl Default for PumpingConfig {
             min_sends: 20,
             min_conversion: 0.3,
             block_seconds: 12 * 3600,
+            burst_max_sends: 10,
+            burst_window_seconds: 60,
         }
     }
 }
@@ -507,6 +515,10 @@ impl Config {
             ("otp.pumping.window_seconds", o.pumping.window_seconds),
             ("otp.pumping.min_sends", o.pumping.min_sends),
             ("otp.pumping.block_seconds", o.pumping.block_seconds),
+            (
+                "otp.pumping.burst_window_seconds",
+                o.pumping.burst_window_seconds,
+            ),
         ] {
             if value == 0 {
                 bad(key, "must be at least 1".into());

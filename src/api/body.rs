@@ -1,6 +1,13 @@
-//! JSON request bodies: malformed JSON is a 400, a wrong or unknown field a 422 naming it.
+//! JSON request bodies: another media type is a 415, malformed JSON a 400, a wrong or unknown
+//! field a 422 naming it.
 
-use axum::{body::Bytes, extract::rejection::BytesRejection, http::StatusCode};
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, Request},
+    http::{header, Method, StatusCode},
+    middleware::Next,
+    response::Response,
+};
 use serde::de::DeserializeOwned;
 
 use super::problem::{ApiError, ErrorCode};
@@ -18,6 +25,35 @@ pub fn read(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
             ApiError::new(e.status(), ErrorCode::InvalidRequest, e.body_text())
         }
     })
+}
+
+/// Refuse a request that carries a body as anything but JSON (`text/plain`, a form, none at all).
+pub async fn require_json(request: Request, next: Next) -> Result<Response, ApiError> {
+    let has_body = [Method::POST, Method::PUT, Method::PATCH].contains(request.method());
+    if has_body && !is_json(request.headers().get(header::CONTENT_TYPE)) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
+            "send the body as JSON with `Content-Type: application/json`",
+        )
+        .field("Content-Type"));
+    }
+    Ok(next.run(request).await)
+}
+
+/// `application/json` or a `+json` type, parameters such as `charset` aside.
+fn is_json(value: Option<&header::HeaderValue>) -> bool {
+    let Some(essence) = value
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+    else {
+        return false;
+    };
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
 }
 
 /// Parse a JSON body into `T`, naming the offending field on failure.
@@ -102,6 +138,18 @@ mod tests {
     fn missing_field_is_named() {
         let e = format!("{:?}", err(r#"{"count":1}"#));
         assert!(e.contains("field: Some(\"to\")"), "{e}");
+    }
+
+    #[test]
+    fn json_media_types_are_recognised_with_parameters() {
+        let json = |v: &'static str| is_json(Some(&header::HeaderValue::from_static(v)));
+        assert!(json("application/json"));
+        assert!(json("Application/JSON; charset=utf-8"));
+        assert!(json("application/merge-patch+json"));
+        assert!(!json("text/plain"));
+        assert!(!json("application/x-www-form-urlencoded"));
+        assert!(!json("text/json+xml"));
+        assert!(!is_json(None));
     }
 
     #[test]

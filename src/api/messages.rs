@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{
     auth::KeyScope,
     body::{self, parse_json},
-    problem::{ApiError, ErrorCode, Problem},
+    problem::{quoted, ApiError, ErrorCode, Problem},
     AppState,
 };
 use crate::{
@@ -28,6 +28,7 @@ use crate::{
         segment::{Encoding, Segmentation},
         state::JobState,
         template::{self, TemplateError},
+        text,
     },
     store::{Acceptance, CancelOutcome, IdempotencyRecord, ListQuery, MessageRecord, NewMessage},
     telemetry,
@@ -283,6 +284,20 @@ pub fn recipient(
     Ok(number)
 }
 
+/// Refuse control characters (line breaks and tabs aside) in text that becomes a message.
+pub(super) fn plain_text(text: Option<&str>, field: &str) -> Result<(), ApiError> {
+    match text.and_then(text::forbidden_character) {
+        None => Ok(()),
+        Some((position, c)) => Err(invalid(
+            field,
+            format!(
+                "`{field}` contains a control character ({}); only text, line breaks and tabs may be sent",
+                text::describe(position, c)
+            ),
+        )),
+    }
+}
+
 /// 422 `invalid_request` naming `field`.
 pub(super) fn invalid(field: &str, detail: impl Into<String>) -> ApiError {
     ApiError::unprocessable(ErrorCode::InvalidRequest, field, detail)
@@ -295,6 +310,11 @@ fn validate(
     now: DateTime<Utc>,
 ) -> Result<NewMessage, ApiError> {
     let to = recipient(&req.to, "to", &state.message_policy)?;
+    plain_text(req.body.as_deref(), "body")?;
+    plain_text(req.template.as_deref(), "template")?;
+    for (name, value) in req.vars.iter().flatten() {
+        plain_text(value.as_str(), &format!("vars.{name}"))?;
+    }
     let body = match (req.body, req.template) {
         (Some(_), Some(_)) => {
             return Err(invalid(
@@ -519,7 +539,7 @@ pub async fn create(
 }
 
 fn message_id(id: &str) -> Result<MessageId, ApiError> {
-    MessageId::from_str(id).map_err(|_| ApiError::not_found(format!("no message {id:?}")))
+    MessageId::from_str(id).map_err(|_| ApiError::not_found(format!("no message {}", quoted(id))))
 }
 
 async fn view(state: &AppState, id: &MessageId) -> Result<Json<MessageView>, ApiError> {

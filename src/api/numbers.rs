@@ -13,10 +13,13 @@ use utoipa::{IntoParams, ToSchema};
 use super::{
     body::{self, parse_json},
     messages::{invalid, phone_number},
-    problem::{ApiError, Problem},
+    problem::{quoted, ApiError, Problem},
     AppState,
 };
-use crate::store::{ListedNumber, NumberList};
+use crate::{
+    domain::ids::ListEntryId,
+    store::{ListKey, ListedNumber, NumberList},
+};
 
 /// A number to list.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -31,6 +34,8 @@ pub struct AddNumber {
 /// A listed number.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ListedView {
+    /// The entry's id (`num_…`): use it in the URL to look the entry up or remove it.
+    pub id: String,
     /// `allow` or `deny`.
     pub list: String,
     /// The number, masked.
@@ -61,13 +66,26 @@ fn which(list: &str) -> Result<NumberList, ApiError> {
         "allow" => Ok(NumberList::Allow),
         "deny" => Ok(NumberList::Deny),
         _ => Err(ApiError::not_found(format!(
-            "no list {list:?}; the lists are allow and deny"
+            "no list {}; the lists are allow and deny",
+            quoted(list)
         ))),
     }
 }
 
+/// An entry named in the URL: its id (`num_…`) or the number in any accepted form.
+fn key(input: &str) -> Result<ListKey, ApiError> {
+    if input.starts_with("num_") {
+        return input
+            .parse::<ListEntryId>()
+            .map(ListKey::Id)
+            .map_err(|_| ApiError::not_found(format!("no list entry {}", quoted(input))));
+    }
+    phone_number(input, "number").map(ListKey::Number)
+}
+
 fn view(list: NumberList, entry: ListedNumber) -> ListedView {
     ListedView {
+        id: entry.id.to_string(),
         list: list.as_str().into(),
         number: entry.number.masked(),
         reason: entry.reason,
@@ -131,19 +149,14 @@ pub async fn add(
             "`reason` may have at most 500 characters",
         ));
     }
-    state.store.list_add(list, &number, req.reason).await?;
-    let entry = state
-        .store
-        .listed(list, &number)
-        .await?
-        .ok_or_else(|| ApiError::not_found("the entry vanished"))?;
+    let entry = state.store.list_add(list, &number, req.reason).await?;
     Ok((StatusCode::CREATED, Json(view(list, entry))))
 }
 
 /// Whether a number is on a list.
 #[utoipa::path(
     get, path = "/v1/numbers/{list}/{number}", tag = "numbers",
-    params(("list" = String, Path, description = "allow or deny"), ("number" = String, Path, description = "The number, e.g. +819012345678 or 09012345678")),
+    params(("list" = String, Path, description = "allow or deny"), ("number" = String, Path, description = "The entry's id (num_…) or the number, e.g. +819012345678 or 09012345678")),
     responses(
         (status = 200, body = ListedView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -156,17 +169,20 @@ pub async fn show(
     Path((list, input)): Path<(String, String)>,
 ) -> Result<Json<ListedView>, ApiError> {
     let list = which(&list)?;
-    let number = phone_number(&input, "number")?;
-    let entry = state.store.listed(list, &number).await?.ok_or_else(|| {
-        ApiError::not_found(format!("the number is not on the {} list", list.as_str()))
-    })?;
+    let entry = state
+        .store
+        .listed(list, &key(&input)?)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("the number is not on the {} list", list.as_str()))
+        })?;
     Ok(Json(view(list, entry)))
 }
 
 /// Take a number off a list.
 #[utoipa::path(
     delete, path = "/v1/numbers/{list}/{number}", tag = "numbers",
-    params(("list" = String, Path, description = "allow or deny"), ("number" = String, Path, description = "The number")),
+    params(("list" = String, Path, description = "allow or deny"), ("number" = String, Path, description = "The entry's id (num_…) or the number")),
     responses(
         (status = 204, description = "Removed"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -179,8 +195,7 @@ pub async fn remove(
     Path((list, input)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let list = which(&list)?;
-    let number = phone_number(&input, "number")?;
-    if state.store.list_remove(list, &number).await? {
+    if state.store.list_remove(list, &key(&input)?).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!(

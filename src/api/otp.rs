@@ -14,8 +14,8 @@ use utoipa::ToSchema;
 
 use super::{
     body::{self, parse_json},
-    messages::{check_history, invalid, recipient},
-    problem::{ApiError, ErrorCode, Problem},
+    messages::{check_history, invalid, plain_text, recipient},
+    problem::{quoted, ApiError, ErrorCode, Problem},
     AppState,
 };
 use crate::{
@@ -181,6 +181,7 @@ pub async fn start(
             }
         })
         .transpose()?;
+    plain_text(req.template.as_deref(), "template")?;
     check_history(&state, &to, req.number_confirmed_on.as_deref()).await?;
 
     let id = VerificationId::new();
@@ -267,7 +268,7 @@ pub async fn start(
 
 fn verification_id(id: &str) -> Result<VerificationId, ApiError> {
     id.parse()
-        .map_err(|_| ApiError::not_found(format!("no verification {id:?}")))
+        .map_err(|_| ApiError::not_found(format!("no verification {}", quoted(id))))
 }
 
 /// Check a code.

@@ -49,6 +49,8 @@ pub enum ErrorCode {
     OtpAlreadyUsed,
     /// The request body is larger than allowed.
     PayloadTooLarge,
+    /// The request body is not `application/json`.
+    UnsupportedMediaType,
     /// The store cannot be reached; retry later.
     Unavailable,
     /// An unexpected failure; nothing was accepted.
@@ -76,6 +78,7 @@ impl ErrorCode {
             ErrorCode::OtpCanceled => "Code replaced",
             ErrorCode::OtpAlreadyUsed => "Code already used",
             ErrorCode::PayloadTooLarge => "Payload too large",
+            ErrorCode::UnsupportedMediaType => "Unsupported media type",
             ErrorCode::Unavailable => "Service unavailable",
             ErrorCode::Internal => "Internal error",
         }
@@ -175,6 +178,19 @@ impl ApiError {
     /// The code, for logs and tests.
     pub fn code(&self) -> ErrorCode {
         self.code
+    }
+}
+
+/// Client input quoted in an error detail, cut short so a huge id is not echoed back whole.
+pub fn quoted(input: &str) -> String {
+    const SHOWN: usize = 64;
+    match input.char_indices().nth(SHOWN) {
+        None => format!("{input:?}"),
+        Some((end, _)) => format!(
+            "{:?}… ({} characters)",
+            &input[..end],
+            input.chars().count()
+        ),
     }
 }
 

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     body::{self, parse_json},
-    messages::phone_number,
+    messages::{phone_number, plain_text},
     problem::{ApiError, ErrorCode, Problem},
     AppState,
 };
@@ -139,6 +139,7 @@ pub async fn reply(
             "`to` must be a sender id: a phone number, a 0005 short code or 1-11 letters and digits",
         )
     })?;
+    plain_text(Some(&request.body), "body")?;
     if request.body.is_empty() || request.body.chars().count() > 1000 {
         return Err(ApiError::unprocessable(
             ErrorCode::InvalidRequest,

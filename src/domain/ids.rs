@@ -61,6 +61,12 @@ prefixed_id!(
     "otp_"
 );
 
+prefixed_id!(
+    /// An allow- or deny-list entry's id: `num_` and a ULID (the number itself is shown masked).
+    ListEntryId,
+    "num_"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

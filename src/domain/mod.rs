@@ -5,3 +5,4 @@ pub mod phone;
 pub mod segment;
 pub mod state;
 pub mod template;
+pub mod text;

@@ -8,6 +8,9 @@ use unicode_normalization::UnicodeNormalization;
 /// Dash-like characters people paste in place of '-' (katakana long vowel mark, minus sign, dashes).
 const DASHES: [char; 10] = ['-', 'ー', 'ｰ', '−', '‐', '‑', '‒', '–', '—', '―'];
 
+/// Longest input read as a number: generous for spaces and full-width digits, small enough to bound work.
+const MAX_INPUT_BYTES: usize = 128;
+
 /// Calling code of Japan.
 const JAPAN: u16 = 81;
 
@@ -24,10 +27,21 @@ impl PhoneNumber {
     pub fn parse(input: &str) -> Result<PhoneNumber, PhoneError> {
         // The crate reads "+8190-1234-5678" as calling code 8190 and rejects full-width
         // digits, so separators go and NFKC folds the digits before it sees the text.
-        let cleaned: String = input
-            .nfkc()
-            .filter(|c| !c.is_whitespace() && !DASHES.contains(c))
-            .collect();
+        if input.len() > MAX_INPUT_BYTES {
+            return Err(PhoneError::Invalid);
+        }
+        let mut cleaned = String::with_capacity(input.len());
+        for c in input.nfkc() {
+            match c {
+                '0'..='9' | '(' | ')' => cleaned.push(c),
+                '+' if cleaned.is_empty() => cleaned.push(c),
+                '.' => {}
+                c if c.is_whitespace() || DASHES.contains(&c) => {}
+                // The crate would skip junk such as "*", a NUL or a letter and read the digits
+                // around it; a number must be the whole input, so anything else refuses it.
+                _ => return Err(PhoneError::Invalid),
+            }
+        }
         let number = phonenumber::parse(Some(Id::JP), &cleaned).map_err(|_| PhoneError::Invalid)?;
         // The crate's `is_valid` is exactly "type is not Unknown"; classifying once halves the cost.
         let kind = number.number_type(&DATABASE);
@@ -109,6 +123,14 @@ impl PhoneNumber {
             format!("+{head}")
         } else {
             format!("+{}{head}", self.country)
+        }
+    }
+
+    /// The number without its last four digits: the block of 10,000 subscribers it belongs to.
+    pub fn burst_prefix(&self) -> &str {
+        match self.e164.char_indices().rev().nth(3) {
+            Some((end, _)) if end > 0 => &self.e164[..end],
+            _ => &self.e164,
         }
     }
 
@@ -484,6 +506,13 @@ mod tests {
             "090-1234-567",
             "090-1234-56789",
             "  2 22#:",
+            "090-1234-5678*",
+            "090-1234-5678\0",
+            "090-1234-5678#",
+            "tel:090-1234-5678",
+            "090-1234-5678 x",
+            "+81+9012345678",
+            "\u{7}09012345678",
         ] {
             assert_eq!(
                 PhoneNumber::parse(input),
@@ -619,6 +648,12 @@ mod tests {
         assert_eq!(n.national_prefix(4), "+819012");
         assert_eq!(n.national_prefix(0), "+81");
         assert_eq!(n.national_prefix(99), "+819012345678");
+    }
+
+    #[test]
+    fn burst_prefix_drops_the_last_four_digits() {
+        let n = PhoneNumber::parse("090-1234-5678").unwrap();
+        assert_eq!(n.burst_prefix(), "+81901234");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use super::{HistoryError, NumberHistory};
 use crate::{
     domain::phone::PhoneNumber,
-    store::{NumberList, Store},
+    store::{ListKey, NumberList, Store},
 };
 
 /// Answers from the managed deny list (e.g. numbers a carrier or a customer reported cancelled).
@@ -32,7 +32,7 @@ impl NumberHistory for DenyListHistory {
     ) -> Result<Option<String>, HistoryError> {
         let listed = self
             .store
-            .listed(NumberList::Deny, number)
+            .listed(NumberList::Deny, &ListKey::Number(number.clone()))
             .await
             .map_err(|e| HistoryError(e.to_string()))?;
         Ok(listed.map(|entry| match entry.reason {

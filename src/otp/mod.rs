@@ -114,6 +114,7 @@ pub fn verification(req: SendRequest, config: &OtpConfig, now: DateTime<Utc>) ->
     let segmentation = Segmentation::of(&req.body);
     NewVerification {
         prefix: req.to.national_prefix(config.pumping.prefix_digits),
+        burst_prefix: req.to.burst_prefix().to_string(),
         code_hash: req.code_hash,
         max_checks: config.max_checks,
         expires_at: now + Duration::seconds(req.ttl_seconds as i64),
@@ -151,6 +152,8 @@ pub fn limits(config: &OtpConfig) -> OtpLimits {
         pumping_min_sends: p.min_sends.into(),
         pumping_min_conversion: p.min_conversion,
         pumping_block_seconds: p.block_seconds.into(),
+        burst_max_sends: p.burst_max_sends.into(),
+        burst_window_seconds: p.burst_window_seconds.into(),
     }
 }
 

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    ids::{MessageId, VerificationId},
+    ids::{ListEntryId, MessageId, VerificationId},
     phone::PhoneNumber,
     segment::{Encoding, Segmentation},
     state::JobState,
@@ -25,6 +25,9 @@ pub enum StoreError {
     /// Another process holds the store.
     #[error("{0}")]
     Locked(String),
+    /// A stored value does not read back as what was written.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -119,9 +122,20 @@ impl NumberList {
     }
 }
 
+/// How a client names a list entry: by the number, or by the entry's id (numbers are shown masked).
+#[derive(Clone, Debug)]
+pub enum ListKey {
+    /// The number itself.
+    Number(PhoneNumber),
+    /// The id the entry was given when listed.
+    Id(ListEntryId),
+}
+
 /// A number on a managed list.
 #[derive(Clone, Debug)]
 pub struct ListedNumber {
+    /// The entry's id.
+    pub id: ListEntryId,
     /// The number.
     pub number: PhoneNumber,
     /// Why it is there.
@@ -160,6 +174,10 @@ pub struct OtpLimits {
     pub pumping_min_conversion: f64,
     /// Breaker: how long a tripped prefix stays blocked.
     pub pumping_block_seconds: i64,
+    /// Burst rule: codes to one burst prefix within the burst window that trip the breaker (0: off).
+    pub burst_max_sends: i64,
+    /// Burst rule: the window, in seconds.
+    pub burst_window_seconds: i64,
 }
 
 /// A verification to start, with the message that carries its code.
@@ -171,6 +189,8 @@ pub struct NewVerification {
     pub code_hash: Vec<u8>,
     /// The number prefix the pumping breaker judges.
     pub prefix: String,
+    /// The number without its last four digits, which the burst rule counts by.
+    pub burst_prefix: String,
     /// Checks allowed.
     pub max_checks: u32,
     /// When the code stops working.
@@ -534,23 +554,19 @@ pub trait Store: Send + Sync + 'static {
     /// Codes sent since `since`, and how many of them were verified.
     async fn otp_conversion(&self, since: DateTime<Utc>) -> StoreResult<(i64, i64)>;
 
-    /// Put a number on a list (again: update its reason).
+    /// Put a number on a list (again: update its reason, keeping its id); the entry as stored.
     async fn list_add(
         &self,
         list: NumberList,
         number: &PhoneNumber,
         reason: Option<String>,
-    ) -> StoreResult<()>;
-    /// Take a number off a list; whether it was there.
-    async fn list_remove(&self, list: NumberList, number: &PhoneNumber) -> StoreResult<bool>;
+    ) -> StoreResult<ListedNumber>;
+    /// Take an entry off a list; whether it was there.
+    async fn list_remove(&self, list: NumberList, key: &ListKey) -> StoreResult<bool>;
     /// A list, newest first.
     async fn list_numbers(&self, list: NumberList, limit: u32) -> StoreResult<Vec<ListedNumber>>;
-    /// Whether a number is on a list, and since when.
-    async fn listed(
-        &self,
-        list: NumberList,
-        number: &PhoneNumber,
-    ) -> StoreResult<Option<ListedNumber>>;
+    /// An entry of a list, if it is there.
+    async fn listed(&self, list: NumberList, key: &ListKey) -> StoreResult<Option<ListedNumber>>;
 
     /// Pending outbox entries, oldest first.
     async fn outbox_pending(&self, limit: u32) -> StoreResult<Vec<OutboxEntry>>;

@@ -305,3 +305,132 @@ async fn unknown_routes_are_problem_documents() {
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_number_with_junk_around_it_is_not_a_number() {
+    let s = TestServer::start().await;
+    for to in [
+        "090-1234-5678*",
+        "090-1234-5678\u{0}",
+        "090-1234-5678#",
+        "tel:09012345678",
+        "+81+9012345678",
+    ] {
+        let (status, body) = refused(&s, json!({"to": to, "body": "x"})).await;
+        assert_eq!(
+            (status, body["code"].as_str(), body["field"].as_str()),
+            (422, Some("invalid_phone_number"), Some("to")),
+            "{to:?}"
+        );
+        let r = s
+            .post("/v1/numbers/deny", json!({"number": to, "reason": "x"}))
+            .await;
+        let (status, body) = problem(r).await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (422, Some("number")),
+            "{to:?}"
+        );
+    }
+    assert_nothing_stored(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn control_characters_in_a_body_template_or_variable_are_refused() {
+    let s = TestServer::start().await;
+    for (request, field) in [
+        (json!({"to": "09012345678", "body": "hi\u{0}there"}), "body"),
+        (json!({"to": "09012345678", "body": "\u{1b}[2J"}), "body"),
+        (
+            json!({"to": "09012345678", "body": "https://\u{202e}moc.knab"}),
+            "body",
+        ),
+        (
+            json!({"to": "09012345678", "template": "{{a}}\u{7}", "vars": {"a": "x"}}),
+            "template",
+        ),
+        (
+            json!({"to": "09012345678", "template": "{{a}}", "vars": {"a": "x\u{0}"}}),
+            "vars.a",
+        ),
+    ] {
+        let (status, body) = refused(&s, request).await;
+        assert_eq!(
+            (status, body["code"].as_str(), body["field"].as_str()),
+            (422, Some("invalid_request"), Some(field)),
+            "{body}"
+        );
+        assert!(
+            body["detail"].as_str().unwrap().contains("U+"),
+            "the detail names the character: {body}"
+        );
+    }
+    assert_nothing_stored(&s).await;
+    let (status, body) = s
+        .send(json!({"to": "09012345678", "body": "line one\r\nline two\ttabbed"}))
+        .await;
+    assert_eq!(status, 202, "line breaks and tabs are text: {body}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_unsupported_media_type() {
+    let s = TestServer::start().await;
+    let json_text = r#"{"to": "09012345678", "body": "hi"}"#;
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut request = s
+            .request(Method::POST, "/v1/messages")
+            .body(json_text.to_string());
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        let (status, body) = problem(request.send().await.unwrap()).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (415, Some("unsupported_media_type")),
+            "{content_type:?}"
+        );
+    }
+    for path in ["/v1/otp", "/v1/numbers/deny", "/v1/sandbox/reply"] {
+        let r = s
+            .request(Method::POST, path)
+            .header("content-type", "text/plain")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 415, "{path}");
+    }
+    assert_nothing_stored(&s).await;
+    let r = s
+        .request(Method::POST, "/v1/messages")
+        .header("content-type", "application/json; charset=utf-8")
+        .body(json_text.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_not_found_detail_does_not_echo_a_huge_id() {
+    let s = TestServer::start().await;
+    let id = "x".repeat(10_000);
+    for path in [
+        format!("/v1/messages/{id}"),
+        format!("/v1/otp/{id}"),
+        format!("/v1/numbers/{id}"),
+    ] {
+        let (status, body) = problem(s.get(&path).await).await;
+        assert_eq!(status, 404);
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.len() < 200, "{} bytes: {detail}", detail.len());
+    }
+    s.stop().await;
+}

@@ -1,5 +1,5 @@
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 use wiremock::{
     matchers::{body_partial_json, header, method, path},
     Mock, MockServer, ResponseTemplate,
@@ -248,4 +248,53 @@ async fn a_failing_history_hook_refuses_or_allows_as_configured() {
     let (status, _) = allow.call("/v1/messages", body).await;
     assert_eq!(status, 202);
     allow.stop().await;
+}
+
+#[tokio::test]
+async fn a_list_entry_is_looked_up_and_removed_by_its_id() {
+    let s = TestServer::start().await;
+    let (status, entry) = s
+        .call("/v1/numbers/deny", json!({"number": "090-3333-4444"}))
+        .await;
+    assert_eq!(status, 201, "{entry}");
+    let id = entry["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("num_"), "{entry}");
+    // Listing again keeps the entry and its id.
+    let (_, again) = s
+        .call(
+            "/v1/numbers/deny",
+            json!({"number": "+819033334444", "reason": "asked twice"}),
+        )
+        .await;
+    assert_eq!(again["id"], id.as_str());
+    let list: Value = s.get("/v1/numbers/deny").await.json().await.unwrap();
+    assert_eq!(list["data"][0]["id"], id.as_str());
+    let shown: Value = s
+        .get(&format!("/v1/numbers/deny/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (shown["number"].as_str(), shown["reason"].as_str()),
+        (Some("+81 90-****-4444"), Some("asked twice"))
+    );
+    // The id of a deny entry is not one on the allow list.
+    assert_eq!(
+        s.get(&format!("/v1/numbers/allow/{id}")).await.status(),
+        404
+    );
+    let r = s
+        .request(Method::DELETE, &format!("/v1/numbers/deny/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(s.get("/v1/numbers/deny/09033334444").await.status(), 404);
+    assert_eq!(
+        s.get("/v1/numbers/deny/num_nonsense").await.status(),
+        404,
+        "a malformed id is simply not found"
+    );
+    s.stop().await;
 }

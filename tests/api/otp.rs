@@ -331,8 +331,12 @@ async fn unknown_verifications_are_not_found_and_otp_needs_an_api_key() {
 }
 
 #[tokio::test]
-async fn a_pumping_burst_pauses_the_number_range_and_says_so() {
-    let s = TestServer::with_delivery("[otp.pumping]\nmin_sends = 5\ngrace_seconds = 60").await;
+async fn a_range_whose_codes_stop_being_verified_is_paused_and_says_so() {
+    // The burst rule is widened so that this test sees the conversion rule alone.
+    let s = TestServer::with_delivery(
+        "[otp.pumping]\nmin_sends = 5\ngrace_seconds = 60\nburst_max_sends = 100",
+    )
+    .await;
     // A normal user in the range verifies; then a burst of codes nobody verifies.
     let (v, code) = send_code(&s, "09012340000").await;
     assert_eq!(check(&s, &v["verification_id"], &code).await.0, 200);
@@ -377,5 +381,68 @@ async fn a_pumping_burst_pauses_the_number_range_and_says_so() {
     assert_eq!(status, 201);
     let (status, _) = s.call("/v1/otp", json!({"to": "09012347777"})).await;
     assert_eq!(status, 201);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_to_one_block_of_numbers_trips_the_breaker_at_once() {
+    let s = TestServer::start().await;
+    // Never-verified codes to numbers that differ only in their last four digits, as fast as
+    // a pumping script sends them: the default burst rule stops them long before 80.
+    let mut sent = 0;
+    let mut refused = None;
+    for i in 0..80 {
+        let r = s
+            .post("/v1/otp", json!({"to": format!("0905555{i:04}")}))
+            .await;
+        if r.status() == 201 {
+            sent += 1;
+            continue;
+        }
+        assert_eq!(r.status(), 429);
+        assert!(r.headers().contains_key("retry-after"));
+        refused = Some(r.json::<Value>().await.unwrap());
+        break;
+    }
+    let p = refused.expect("the burst was never refused");
+    assert_eq!(
+        sent, 10,
+        "the default lets 10 codes out per block per minute"
+    );
+    assert_eq!(p["code"], "rate_limited");
+    assert!(p["detail"].as_str().unwrap().contains("pumping"), "{p}");
+    // The block stays paused after the window, with no code ever judged.
+    s.advance(120);
+    let (status, _) = s.call("/v1/otp", json!({"to": "09055559999"})).await;
+    assert_eq!(status, 429);
+    // Other blocks, even in the same wider range, still get codes.
+    for to in ["09055560001", "08012345678"] {
+        let (status, v) = s.call("/v1/otp", json!({"to": to})).await;
+        assert_eq!(status, 201, "{to}: {v}");
+    }
+    // An allow-listed handset in the paused block is exempt.
+    let (status, _) = s
+        .call("/v1/numbers/allow", json!({"number": "09055558888"}))
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = s.call("/v1/otp", json!({"to": "09055558888"})).await;
+    assert_eq!(status, 201);
+    let metrics = s.metrics().await;
+    assert!(
+        metrics.contains("tsunagi_otp_blocked_prefixes 1"),
+        "{metrics}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_burst_rule_can_be_turned_off() {
+    let s = TestServer::with_delivery("[otp.pumping]\nburst_max_sends = 0").await;
+    for i in 0..15 {
+        let (status, v) = s
+            .call("/v1/otp", json!({"to": format!("0906666{i:04}")}))
+            .await;
+        assert_eq!(status, 201, "{i}: {v}");
+    }
     s.stop().await;
 }

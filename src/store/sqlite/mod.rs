@@ -19,7 +19,7 @@ use sqlx::{
 
 use self::writer::Writer;
 use super::*;
-use crate::domain::{phone::PhoneNumber, segment::Encoding, state::JobState};
+use crate::domain::{ids::ListEntryId, phone::PhoneNumber, segment::Encoding, state::JobState};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
 
@@ -224,11 +224,26 @@ fn apply_transition(conn: &Connection, t: &Transition, now: i64) -> StoreResult<
     }))
 }
 
-fn listed_from_row(r: &SqliteRow) -> ListedNumber {
-    ListedNumber {
+fn listed_from_row(r: &SqliteRow) -> StoreResult<ListedNumber> {
+    Ok(ListedNumber {
         number: PhoneNumber::from_e164_trusted(r.get(0)),
         reason: r.get(1),
         created_at: from_millis(r.get(2)),
+        id: stored_id(r.get(3))?,
+    })
+}
+
+/// A list entry's id as stored; one that does not parse means the row is corrupt.
+fn stored_id(text: &str) -> StoreResult<ListEntryId> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("number list entry id {text:?} is not an id")))
+}
+
+/// The column and value that find a list entry.
+fn list_key(key: &ListKey) -> (&'static str, String) {
+    match key {
+        ListKey::Number(number) => ("number", number.e164().to_string()),
+        ListKey::Id(id) => ("id", id.as_str().to_string()),
     }
 }
 
@@ -772,35 +787,53 @@ impl Store for SqliteStore {
         list: NumberList,
         number: &PhoneNumber,
         reason: Option<String>,
-    ) -> StoreResult<()> {
-        let number = number.e164().to_string();
+    ) -> StoreResult<ListedNumber> {
+        let e164 = number.e164().to_string();
+        let number = number.clone();
         self.writer
             .run_statement(move |conn| {
-                conn.execute(
-                    "INSERT INTO number_lists (list, number, reason, created_at) VALUES (?, ?, ?, ?)
-                     ON CONFLICT (list, number) DO UPDATE SET reason = excluded.reason",
-                    params![list.as_str(), number, reason, millis(Utc::now())],
-                )?;
-                Ok(())
+                let (id, reason, created_at): (String, Option<String>, i64) = conn
+                    .prepare_cached(
+                        "INSERT INTO number_lists (list, number, reason, created_at, id)
+                         VALUES (?, ?, ?, ?, ?)
+                         ON CONFLICT (list, number) DO UPDATE SET reason = excluded.reason
+                         RETURNING id, reason, created_at",
+                    )?
+                    .query_row(
+                        params![
+                            list.as_str(),
+                            e164,
+                            reason,
+                            millis(Utc::now()),
+                            ListEntryId::new().as_str()
+                        ],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )?;
+                Ok(ListedNumber {
+                    id: stored_id(&id)?,
+                    number,
+                    reason,
+                    created_at: from_millis(created_at),
+                })
             })
             .await
     }
 
-    async fn list_remove(&self, list: NumberList, number: &PhoneNumber) -> StoreResult<bool> {
-        let number = number.e164().to_string();
+    async fn list_remove(&self, list: NumberList, key: &ListKey) -> StoreResult<bool> {
+        let (column, value) = list_key(key);
         self.writer
             .run_statement(move |conn| {
                 Ok(conn.execute(
-                    "DELETE FROM number_lists WHERE list = ? AND number = ?",
-                    params![list.as_str(), number],
+                    &format!("DELETE FROM number_lists WHERE list = ? AND {column} = ?"),
+                    params![list.as_str(), value],
                 )? > 0)
             })
             .await
     }
 
     async fn list_numbers(&self, list: NumberList, limit: u32) -> StoreResult<Vec<ListedNumber>> {
-        Ok(sqlx::query(
-            "SELECT number, reason, created_at FROM number_lists WHERE list = ?
+        sqlx::query(
+            "SELECT number, reason, created_at, id FROM number_lists WHERE list = ?
              ORDER BY created_at DESC, number LIMIT ?",
         )
         .bind(list.as_str())
@@ -809,23 +842,21 @@ impl Store for SqliteStore {
         .await?
         .iter()
         .map(listed_from_row)
-        .collect())
+        .collect()
     }
 
-    async fn listed(
-        &self,
-        list: NumberList,
-        number: &PhoneNumber,
-    ) -> StoreResult<Option<ListedNumber>> {
-        Ok(sqlx::query(
-            "SELECT number, reason, created_at FROM number_lists WHERE list = ? AND number = ?",
-        )
+    async fn listed(&self, list: NumberList, key: &ListKey) -> StoreResult<Option<ListedNumber>> {
+        let (column, value) = list_key(key);
+        sqlx::query(&format!(
+            "SELECT number, reason, created_at, id FROM number_lists WHERE list = ? AND {column} = ?"
+        ))
         .bind(list.as_str())
-        .bind(number.e164())
+        .bind(value)
         .fetch_optional(&self.read)
         .await?
         .as_ref()
-        .map(listed_from_row))
+        .map(listed_from_row)
+        .transpose()
     }
 
     async fn outbox_done(&self, ids: Vec<i64>, now: DateTime<Utc>) -> StoreResult<()> {

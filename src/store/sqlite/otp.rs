@@ -79,14 +79,15 @@ pub(super) fn start(
     )?
     .execute(params![now, to])?;
     conn.prepare_cached(
-        "INSERT INTO otp_verifications (id, to_number, prefix, code_hash, status, max_checks,
-             message_id, client_ip, device_id, created_at, expires_at, updated_at)
-         VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO otp_verifications (id, to_number, prefix, burst_prefix, code_hash, status,
+             max_checks, message_id, client_ip, device_id, created_at, expires_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
         v.id.as_str(),
         to,
         v.prefix,
+        v.burst_prefix,
         v.code_hash,
         v.max_checks,
         v.message.id.as_str(),
@@ -110,9 +111,10 @@ fn refuse_by_limits(
 ) -> StoreResult<Option<OtpStart>> {
     let to = v.message.to.e164();
     let blocked_until: Option<i64> = conn
-        .prepare_cached("SELECT until FROM otp_blocked_prefixes WHERE prefix = ? AND until > ?")?
-        .query_row(params![v.prefix, now], |r| r.get(0))
-        .optional()?;
+        .prepare_cached(
+            "SELECT MAX(until) FROM otp_blocked_prefixes WHERE prefix IN (?, ?) AND until > ?",
+        )?
+        .query_row(params![v.prefix, v.burst_prefix, now], |r| r.get(0))?;
     if let Some(until) = blocked_until {
         return Ok(Some(limited(
             "codes to this number range are paused: its codes stopped being verified (suspected SMS pumping)",
@@ -159,6 +161,23 @@ fn refuse_by_limits(
             )));
         }
     }
+    // A burst to one block of numbers is pumping however the older codes converted: waiting for
+    // the grace period would let the whole burst out.
+    if limits.burst_max_sends > 0 {
+        let (burst, _) = sent_since(
+            conn,
+            "burst_prefix",
+            &v.burst_prefix,
+            now - limits.burst_window_seconds * 1000,
+        )?;
+        if burst >= limits.burst_max_sends {
+            let reason = format!(
+                "{burst} codes to numbers sharing all but their last four digits in the last {} s",
+                limits.burst_window_seconds
+            );
+            return Ok(Some(trip(conn, &v.burst_prefix, &reason, limits, now)?));
+        }
+    }
     // Codes younger than the grace period may still be verified, so they are not judged yet.
     let (judged, verified): (i64, i64) = conn
         .prepare_cached(
@@ -179,27 +198,40 @@ fn refuse_by_limits(
         verified as f64 / judged as f64
     };
     if judged >= limits.pumping_min_sends && conversion < limits.pumping_min_conversion {
-        let block_ms = limits.pumping_block_seconds * 1000;
         let reason = format!(
             "{verified} of {judged} codes verified ({:.0}%) in the last {} s",
             conversion * 100.0,
             limits.pumping_window_seconds
         );
-        conn.prepare_cached(
-            "INSERT INTO otp_blocked_prefixes (prefix, until, reason, created_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (prefix) DO UPDATE SET until = excluded.until, reason = excluded.reason,
-                                                created_at = excluded.created_at",
-        )?
-        .execute(params![v.prefix, now + block_ms, reason, now])?;
-        return Ok(Some(OtpStart::Limited {
-            reason: format!(
-                "codes to this number range are paused: {reason} (suspected SMS pumping)"
-            ),
-            retry_after: limits.pumping_block_seconds,
-            tripped: true,
-        }));
+        return Ok(Some(trip(conn, &v.prefix, &reason, limits, now)?));
     }
     Ok(None)
+}
+
+/// Pause codes to `prefix` for the block period, and say why.
+fn trip(
+    conn: &Connection,
+    prefix: &str,
+    reason: &str,
+    limits: &OtpLimits,
+    now: i64,
+) -> StoreResult<OtpStart> {
+    conn.prepare_cached(
+        "INSERT INTO otp_blocked_prefixes (prefix, until, reason, created_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (prefix) DO UPDATE SET until = excluded.until, reason = excluded.reason,
+                                            created_at = excluded.created_at",
+    )?
+    .execute(params![
+        prefix,
+        now + limits.pumping_block_seconds * 1000,
+        reason,
+        now
+    ])?;
+    Ok(OtpStart::Limited {
+        reason: format!("codes to this number range are paused: {reason} (suspected SMS pumping)"),
+        retry_after: limits.pumping_block_seconds,
+        tripped: true,
+    })
 }
 
 /// Count one check of `id` at `now`.
