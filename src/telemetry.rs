@@ -42,9 +42,33 @@ pub fn state_entered(state: JobState, created_at: DateTime<Utc>) {
     }
 }
 
-/// Jobs waiting or in flight, read at scrape time.
-pub fn queue_depth(depth: i64) {
-    metrics::gauge!("tsunagi_queue_depth").set(depth as f64);
+/// Figures read from the store at scrape time.
+#[derive(Debug, Default)]
+pub struct ScrapeGauges {
+    /// Jobs waiting or in flight.
+    pub queue_depth: Option<i64>,
+    /// Verified share of the last hour's codes, when any were sent.
+    pub otp_conversion: Option<f64>,
+    /// Number ranges the pumping breaker has paused.
+    pub otp_blocked_prefixes: Option<i64>,
+}
+
+/// The Prometheus text with `gauges` set.
+pub fn render(gauges: ScrapeGauges) -> String {
+    // Gauges are process-wide: setting and rendering under one lock keeps two stores scraped
+    // at once (several servers in one test process) from showing each other's figures.
+    static SCRAPE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = SCRAPE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(depth) = gauges.queue_depth {
+        metrics::gauge!("tsunagi_queue_depth").set(depth as f64);
+    }
+    if let Some(conversion) = gauges.otp_conversion {
+        metrics::gauge!("tsunagi_otp_conversion_ratio").set(conversion);
+    }
+    if let Some(blocked) = gauges.otp_blocked_prefixes {
+        metrics::gauge!("tsunagi_otp_blocked_prefixes").set(blocked as f64);
+    }
+    metrics_handle().render()
 }
 
 /// An OTP was sent.
@@ -65,14 +89,6 @@ pub fn otp_breaker_tripped() {
 /// An OTP check ended with `outcome` (never the code itself).
 pub fn otp_checked(outcome: &'static str) {
     metrics::counter!("tsunagi_otp_checks_total", "outcome" => outcome).increment(1);
-}
-
-/// OTP figures read at scrape time: verified share of the last hour's codes, paused ranges.
-pub fn otp_gauges(conversion: Option<f64>, blocked_prefixes: i64) {
-    if let Some(conversion) = conversion {
-        metrics::gauge!("tsunagi_otp_conversion_ratio").set(conversion);
-    }
-    metrics::gauge!("tsunagi_otp_blocked_prefixes").set(blocked_prefixes as f64);
 }
 
 /// Log to stderr; `RUST_LOG` filters, `info` by default.

@@ -33,23 +33,21 @@ pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, 
 
 /// Prometheus text exposition.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    if let Ok(depth) = state.store.queue_depth().await {
-        telemetry::queue_depth(depth);
-    }
     let now = state.clock.now();
-    if let (Ok((sent, verified)), Ok(blocked)) = (
-        state
-            .store
-            .otp_conversion(now - chrono::Duration::hours(1))
-            .await,
-        state.store.otp_blocked_prefixes(now).await,
-    ) {
-        let conversion = (sent > 0).then(|| verified as f64 / sent as f64);
-        telemetry::otp_gauges(conversion, blocked);
-    }
+    let conversion = state
+        .store
+        .otp_conversion(now - chrono::Duration::hours(1))
+        .await
+        .ok()
+        .and_then(|(sent, verified)| (sent > 0).then(|| verified as f64 / sent as f64));
+    let gauges = telemetry::ScrapeGauges {
+        queue_depth: state.store.queue_depth().await.ok(),
+        otp_conversion: conversion,
+        otp_blocked_prefixes: state.store.otp_blocked_prefixes(now).await.ok(),
+    };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        telemetry::metrics_handle().render(),
+        telemetry::render(gauges),
     )
 }
 

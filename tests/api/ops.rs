@@ -56,7 +56,7 @@ fn assert_committed(file: &str, generated: &serde_json::Value) {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == generated,
-        "schemas/{file} is out of date; regenerate it with UPDATE_SCHEMAS=1 cargo nextest run committed"
+        "schemas/{file} is out of date; regenerate it with UPDATE_SCHEMAS=1 cargo test committed"
     );
 }
 
