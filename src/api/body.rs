@@ -3,17 +3,15 @@
 
 use axum::{
     body::Bytes,
-    extract::{rejection::BytesRejection, Request},
-    http::{header, Method, StatusCode},
-    middleware::Next,
-    response::Response,
+    extract::{rejection::BytesRejection, FromRequest, Request},
+    http::{header, StatusCode},
 };
 use serde::de::DeserializeOwned;
 
 use super::problem::{ApiError, ErrorCode};
 
 /// The raw body, or a problem when it could not be read (too large, cut short).
-pub fn read(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+fn read(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -27,18 +25,33 @@ pub fn read(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
-/// Refuse a request that carries a body as anything but JSON (`text/plain`, a form, none at all).
-pub async fn require_json(request: Request, next: Next) -> Result<Response, ApiError> {
-    let has_body = [Method::POST, Method::PUT, Method::PATCH].contains(request.method());
-    if has_body && !is_json(request.headers().get(header::CONTENT_TYPE)) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::UnsupportedMediaType,
-            "send the body as JSON with `Content-Type: application/json`",
-        )
-        .field("Content-Type"));
+/// A JSON request body parsed into `T`, with the bytes it came from (idempotency hashes them).
+///
+/// An extractor rather than a middleware, so that a method a route does not have is still
+/// answered 405 before the body is looked at.
+pub struct JsonBody<T> {
+    /// The parsed body.
+    pub value: T,
+    /// The body as received.
+    pub bytes: Bytes,
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(request.headers().get(header::CONTENT_TYPE)) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedMediaType,
+                "send the body as JSON with `Content-Type: application/json`",
+            )
+            .field("Content-Type"));
+        }
+        let bytes = read(Bytes::from_request(request, state).await)?;
+        let value = parse_json(&bytes)?;
+        Ok(Self { value, bytes })
     }
-    Ok(next.run(request).await)
 }
 
 /// `application/json` or a `+json` type, parameters such as `charset` aside.
@@ -57,7 +70,7 @@ fn is_json(value: Option<&header::HeaderValue>) -> bool {
 }
 
 /// Parse a JSON body into `T`, naming the offending field on failure.
-pub fn parse_json<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+fn parse_json<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let inner = e.inner();

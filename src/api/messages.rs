@@ -3,8 +3,6 @@
 use std::{collections::BTreeMap, str::FromStr, time::Instant};
 
 use axum::{
-    body::Bytes,
-    extract::rejection::BytesRejection,
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
@@ -17,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     auth::KeyScope,
-    body::{self, parse_json},
+    body::JsonBody,
     problem::{quoted, ApiError, ErrorCode, Problem},
     AppState,
 };
@@ -44,17 +42,21 @@ const MAX_METADATA_BYTES: usize = 4096;
 #[serde(deny_unknown_fields)]
 pub struct CreateMessage {
     /// Recipient: national (090-1234-5678), full-width or +81 form.
+    #[schema(max_length = 64, format = "phone")]
     pub to: String,
     /// The text; give either `body` or `template`.
+    #[schema(min_length = 1)]
     pub body: Option<String>,
     /// A body with `{{name}}` merge fields filled from `vars`.
+    #[schema(min_length = 1)]
     pub template: Option<String>,
     /// Values for the template's merge fields (strings, numbers or booleans).
     #[schema(value_type = Option<Object>)]
     pub vars: Option<BTreeMap<String, serde_json::Value>>,
     /// Sender id: a number, a 0005 short code or an alphanumeric id; defaults to `delivery.default_from`.
     pub from: Option<String>,
-    /// RFC 3339 time to send at; omitted or past means now.
+    /// RFC 3339 time to send at, at most 366 days ahead; omitted or past means now.
+    #[schema(format = DateTime)]
     pub send_at: Option<String>,
     /// Shorten links and track clicks (not available in this release: only `false` is accepted).
     pub shorten_links: Option<bool>,
@@ -62,6 +64,7 @@ pub struct CreateMessage {
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
     /// The date (YYYY-MM-DD) your CRM last confirmed the number; enables the cancellation-history check.
+    #[schema(format = Date)]
     pub number_confirmed_on: Option<String>,
 }
 
@@ -158,12 +161,16 @@ pub struct MessagePage {
 /// List filters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only messages in this state.
+    #[param(value_type = Option<JobState>)]
     pub status: Option<String>,
     /// Page size, 1–100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[1-9][0-9]{0,18}$")]
     pub cursor: Option<String>,
 }
 
@@ -467,9 +474,9 @@ fn json_response(status: StatusCode, body: String) -> Response {
 
 /// Accept a message for delivery.
 #[utoipa::path(
-    post, path = "/v1/messages", tag = "messages",
+    post, path = "/v1/messages", operation_id = "createMessage", tag = "messages",
     request_body = CreateMessage,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays return the original response for 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$", description = "Replays with the same body return the original response for 48 h")),
     responses(
         (status = 202, description = "Stored durably; queued or scheduled", body = Accepted),
         (status = 400, description = "Malformed JSON or header", body = Problem, content_type = "application/problem+json"),
@@ -482,12 +489,13 @@ pub async fn create(
     State(state): State<AppState>,
     Extension(scope): Extension<KeyScope>,
     headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
+    JsonBody {
+        value: request,
+        bytes,
+    }: JsonBody<CreateMessage>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let bytes = body::read(bytes)?;
     let key = idempotency_key(&headers)?;
-    let request: CreateMessage = parse_json(&bytes)?;
     let confirmed_on = request.number_confirmed_on.clone();
     let message = validate(request, &state, Utc::now())?;
     check_history(&state, &message.to, confirmed_on.as_deref()).await?;
@@ -553,7 +561,7 @@ async fn view(state: &AppState, id: &MessageId) -> Result<Json<MessageView>, Api
 
 /// A message with its events and replies.
 #[utoipa::path(
-    get, path = "/v1/messages/{id}", tag = "messages",
+    get, path = "/v1/messages/{id}", operation_id = "getMessage", tag = "messages",
     params(("id" = String, Path, description = "Message id")),
     responses(
         (status = 200, body = MessageView),
@@ -571,7 +579,7 @@ pub async fn show(
 
 /// Messages, newest first.
 #[utoipa::path(
-    get, path = "/v1/messages", tag = "messages",
+    get, path = "/v1/messages", operation_id = "listMessages", tag = "messages",
     params(ListParams),
     responses(
         (status = 200, body = MessagePage),
@@ -634,7 +642,7 @@ pub async fn list(
 
 /// Cancel a scheduled message.
 #[utoipa::path(
-    delete, path = "/v1/messages/{id}", tag = "messages",
+    delete, path = "/v1/messages/{id}", operation_id = "cancelMessage", tag = "messages",
     params(("id" = String, Path, description = "Message id")),
     responses(
         (status = 200, description = "Canceled", body = MessageView),

@@ -98,13 +98,10 @@ pub fn router(state: AppState) -> Router {
             .route("/v1/sandbox/inbox", get(sandbox::inbox))
             .route("/v1/sandbox/reply", post(sandbox::reply));
     }
-    // Layers run outside in: the key is checked before the media type.
-    let v1 = v1
-        .route_layer(middleware::from_fn(body::require_json))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_api_key,
-        ));
+    let v1 = v1.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_api_key,
+    ));
     Router::new()
         .merge(v1)
         .route("/healthz", get(ops::healthz))

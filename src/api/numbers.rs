@@ -1,8 +1,7 @@
 //! `/v1/numbers/{allow|deny}`: the managed allow and deny lists.
 
 use axum::{
-    body::Bytes,
-    extract::{rejection::BytesRejection, Path, Query, State},
+    extract::{Path, Query, State},
     http::StatusCode,
     Json,
 };
@@ -11,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    body::{self, parse_json},
+    body::JsonBody,
     messages::{invalid, phone_number},
     problem::{quoted, ApiError, Problem},
     AppState,
@@ -26,8 +25,10 @@ use crate::{
 #[serde(deny_unknown_fields)]
 pub struct AddNumber {
     /// The number, in any accepted form.
+    #[schema(max_length = 64, format = "phone")]
     pub number: String,
     /// Why (e.g. "opted out by phone", "reported cancelled").
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
 }
 
@@ -56,8 +57,10 @@ pub struct ListPage {
 /// Page size.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -95,12 +98,13 @@ fn view(list: NumberList, entry: ListedNumber) -> ListedView {
 
 /// A list's numbers, masked.
 #[utoipa::path(
-    get, path = "/v1/numbers/{list}", tag = "numbers",
-    params(("list" = String, Path, description = "allow or deny"), ListParams),
+    get, path = "/v1/numbers/{list}", operation_id = "listNumbers", tag = "numbers",
+    params(("list" = String, Path, pattern = "^(allow|deny)$", description = "allow or deny"), ListParams),
     responses(
         (status = 200, body = ListPage),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid_request: a bad `limit`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
@@ -123,8 +127,8 @@ pub async fn list(
 
 /// Put a number on a list.
 #[utoipa::path(
-    post, path = "/v1/numbers/{list}", tag = "numbers",
-    params(("list" = String, Path, description = "allow or deny")),
+    post, path = "/v1/numbers/{list}", operation_id = "addNumber", tag = "numbers",
+    params(("list" = String, Path, pattern = "^(allow|deny)$", description = "allow or deny")),
     request_body = AddNumber,
     responses(
         (status = 201, body = ListedView),
@@ -137,11 +141,9 @@ pub async fn list(
 pub async fn add(
     State(state): State<AppState>,
     Path(list): Path<String>,
-    bytes: Result<Bytes, BytesRejection>,
+    JsonBody { value: req, .. }: JsonBody<AddNumber>,
 ) -> Result<(StatusCode, Json<ListedView>), ApiError> {
     let list = which(&list)?;
-    let bytes = body::read(bytes)?;
-    let req: AddNumber = parse_json(&bytes)?;
     let number = phone_number(&req.number, "number")?;
     if req.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
         return Err(invalid(
@@ -155,12 +157,13 @@ pub async fn add(
 
 /// Whether a number is on a list.
 #[utoipa::path(
-    get, path = "/v1/numbers/{list}/{number}", tag = "numbers",
-    params(("list" = String, Path, description = "allow or deny"), ("number" = String, Path, description = "The entry's id (num_…) or the number, e.g. +819012345678 or 09012345678")),
+    get, path = "/v1/numbers/{list}/{number}", operation_id = "getNumber", tag = "numbers",
+    params(("list" = String, Path, pattern = "^(allow|deny)$", description = "allow or deny"), ("number" = String, Path, description = "The entry's id (num_…) or the number, e.g. +819012345678 or 09012345678")),
     responses(
         (status = 200, body = ListedView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid_phone_number: `{number}` is neither an entry id nor a number", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
@@ -181,12 +184,13 @@ pub async fn show(
 
 /// Take a number off a list.
 #[utoipa::path(
-    delete, path = "/v1/numbers/{list}/{number}", tag = "numbers",
-    params(("list" = String, Path, description = "allow or deny"), ("number" = String, Path, description = "The entry's id (num_…) or the number")),
+    delete, path = "/v1/numbers/{list}/{number}", operation_id = "removeNumber", tag = "numbers",
+    params(("list" = String, Path, pattern = "^(allow|deny)$", description = "allow or deny"), ("number" = String, Path, description = "The entry's id (num_…) or the number")),
     responses(
         (status = 204, description = "Removed"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid_phone_number: `{number}` is neither an entry id nor a number", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]

@@ -3,8 +3,7 @@
 use std::net::IpAddr;
 
 use axum::{
-    body::Bytes,
-    extract::{rejection::BytesRejection, Path, State},
+    extract::{Path, State},
     http::StatusCode,
     Json,
 };
@@ -13,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    body::{self, parse_json},
+    body::JsonBody,
     messages::{check_history, invalid, plain_text, recipient},
     problem::{quoted, ApiError, ErrorCode, Problem},
     AppState,
@@ -30,10 +29,13 @@ use crate::{
 #[serde(deny_unknown_fields)]
 pub struct StartOtp {
     /// Recipient: a Japanese mobile number by default.
+    #[schema(max_length = 64, format = "phone")]
     pub to: String,
     /// Digits, 6–10 (default `otp.code_length`).
+    #[schema(minimum = 6, maximum = 10)]
     pub code_length: Option<u32>,
     /// Lifetime in seconds, 180–600 (default `otp.ttl_seconds`).
+    #[schema(minimum = 180, maximum = 600)]
     pub ttl_seconds: Option<u32>,
     /// The text, with `{{code}}` and optionally `{{minutes}}` and `{{service}}`.
     pub template: Option<String>,
@@ -42,8 +44,10 @@ pub struct StartOtp {
     /// Your end user's IP address, for per-IP limits.
     pub client_ip: Option<String>,
     /// Your end user's device id, for per-device limits.
+    #[schema(max_length = 128)]
     pub device_id: Option<String>,
     /// The date (YYYY-MM-DD) your CRM last confirmed the number; enables the cancellation-history check.
+    #[schema(format = Date)]
     pub number_confirmed_on: Option<String>,
 }
 
@@ -70,7 +74,8 @@ pub struct VerificationView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckOtp {
-    /// The digits the user typed.
+    /// The digits the user typed (surrounding spaces are ignored).
+    #[schema(pattern = "^\\s*[0-9]{1,10}\\s*$")]
     pub code: String,
 }
 
@@ -123,7 +128,7 @@ fn in_range(
 
 /// Send a one-time password.
 #[utoipa::path(
-    post, path = "/v1/otp", tag = "otp",
+    post, path = "/v1/otp", operation_id = "startOtp", tag = "otp",
     request_body = StartOtp,
     responses(
         (status = 201, description = "The code is on its way; it is never in a response", body = VerificationView),
@@ -136,10 +141,8 @@ fn in_range(
 )]
 pub async fn start(
     State(state): State<AppState>,
-    bytes: Result<Bytes, BytesRejection>,
+    JsonBody { value: req, .. }: JsonBody<StartOtp>,
 ) -> Result<(StatusCode, Json<VerificationView>), ApiError> {
-    let bytes = body::read(bytes)?;
-    let req: StartOtp = parse_json(&bytes)?;
     let config = &state.config.otp;
     let to = recipient(&req.to, "to", &state.otp_policy)?;
     let code_length = in_range(req.code_length, config.code_length, 6..=10, "code_length")?;
@@ -273,7 +276,7 @@ fn verification_id(id: &str) -> Result<VerificationId, ApiError> {
 
 /// Check a code.
 #[utoipa::path(
-    post, path = "/v1/otp/{id}/check", tag = "otp",
+    post, path = "/v1/otp/{id}/check", operation_id = "checkOtp", tag = "otp",
     params(("id" = String, Path, description = "Verification id")),
     request_body = CheckOtp,
     responses(
@@ -290,11 +293,9 @@ fn verification_id(id: &str) -> Result<VerificationId, ApiError> {
 pub async fn check(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    bytes: Result<Bytes, BytesRejection>,
+    JsonBody { value: req, .. }: JsonBody<CheckOtp>,
 ) -> Result<Json<Approved>, ApiError> {
     let id = verification_id(&id)?;
-    let bytes = body::read(bytes)?;
-    let req: CheckOtp = parse_json(&bytes)?;
     let code = req.code.trim().to_string();
     if code.is_empty() || code.len() > 10 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid(
@@ -355,7 +356,7 @@ pub async fn check(
 
 /// A verification's status.
 #[utoipa::path(
-    get, path = "/v1/otp/{id}", tag = "otp",
+    get, path = "/v1/otp/{id}", operation_id = "getOtp", tag = "otp",
     params(("id" = String, Path, description = "Verification id")),
     responses(
         (status = 200, body = VerificationView),

@@ -1,8 +1,6 @@
 //! `/v1/sandbox/*`: the simulated handsets of the sandbox provider.
 
 use axum::{
-    body::Bytes,
-    extract::rejection::BytesRejection,
     extract::{Query, State},
     http::StatusCode,
     Json,
@@ -12,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    body::{self, parse_json},
+    body::JsonBody,
     messages::{phone_number, plain_text},
     problem::{ApiError, ErrorCode, Problem},
     AppState,
@@ -22,10 +20,13 @@ use crate::{domain::phone::SenderId, store::NewReply};
 /// Which handset.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct InboxParams {
     /// The handset's number, in any accepted form.
+    #[param(required = true, max_length = 64, format = "phone")]
     pub to: Option<String>,
     /// At most this many entries, 1–500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -49,10 +50,12 @@ pub struct InboxItem {
 #[serde(deny_unknown_fields)]
 pub struct ReplyRequest {
     /// The handset replying.
+    #[schema(max_length = 64, format = "phone")]
     pub from: String,
     /// The sender id it replies to.
     pub to: String,
     /// What it says.
+    #[schema(min_length = 1, max_length = 1000)]
     pub body: String,
 }
 
@@ -73,7 +76,7 @@ pub struct ReplyCreated {
 
 /// What a simulated handset received, newest first.
 #[utoipa::path(
-    get, path = "/v1/sandbox/inbox", tag = "sandbox",
+    get, path = "/v1/sandbox/inbox", operation_id = "sandboxInbox", tag = "sandbox",
     params(InboxParams),
     responses(
         (status = 200, body = [InboxItem]),
@@ -97,7 +100,14 @@ pub async fn inbox(
         )
     })?;
     let to = phone_number(&to, "to")?;
-    let limit = params.limit.unwrap_or(100).clamp(1, 500);
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::unprocessable(
+            ErrorCode::InvalidRequest,
+            "limit",
+            "`limit` must be between 1 and 500",
+        ));
+    }
     let entries = state.store.sandbox_inbox(&to, limit).await?;
     Ok(Json(
         entries
@@ -115,7 +125,7 @@ pub async fn inbox(
 
 /// Simulate a handset replying.
 #[utoipa::path(
-    post, path = "/v1/sandbox/reply", tag = "sandbox",
+    post, path = "/v1/sandbox/reply", operation_id = "sandboxReply", tag = "sandbox",
     request_body = ReplyRequest,
     responses(
         (status = 201, body = ReplyCreated),
@@ -127,10 +137,8 @@ pub async fn inbox(
 )]
 pub async fn reply(
     State(state): State<AppState>,
-    bytes: Result<Bytes, BytesRejection>,
+    JsonBody { value: request, .. }: JsonBody<ReplyRequest>,
 ) -> Result<(StatusCode, Json<ReplyCreated>), ApiError> {
-    let bytes = body::read(bytes)?;
-    let request: ReplyRequest = parse_json(&bytes)?;
     let from = phone_number(&request.from, "from")?;
     let to = SenderId::parse(&request.to).map_err(|_| {
         ApiError::unprocessable(

@@ -8,8 +8,9 @@ use unicode_normalization::UnicodeNormalization;
 /// Dash-like characters people paste in place of '-' (katakana long vowel mark, minus sign, dashes).
 const DASHES: [char; 10] = ['-', 'ー', 'ｰ', '−', '‐', '‑', '‒', '–', '—', '―'];
 
-/// Longest input read as a number: generous for spaces and full-width digits, small enough to bound work.
-const MAX_INPUT_BYTES: usize = 128;
+/// Longest input read as a number, in characters: generous for spaces and brackets, small enough
+/// to bound the work (the API documents it as the fields' `maxLength`).
+pub const MAX_INPUT_CHARS: usize = 64;
 
 /// Calling code of Japan.
 const JAPAN: u16 = 81;
@@ -27,7 +28,7 @@ impl PhoneNumber {
     pub fn parse(input: &str) -> Result<PhoneNumber, PhoneError> {
         // The crate reads "+8190-1234-5678" as calling code 8190 and rejects full-width
         // digits, so separators go and NFKC folds the digits before it sees the text.
-        if input.len() > MAX_INPUT_BYTES {
+        if input.chars().nth(MAX_INPUT_CHARS).is_some() {
             return Err(PhoneError::Invalid);
         }
         let mut cleaned = String::with_capacity(input.len());

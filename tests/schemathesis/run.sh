@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Property-based conformance of the live server to its OpenAPI document (schemathesis, every check).
+# Usage: tests/schemathesis/run.sh [path-to-tsunagi-binary]   (default: target/debug/tsunagi)
+# Installs schemathesis into target/schemathesis-venv on first use; bounded in examples and time.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+binary=${1:-target/debug/tsunagi}
+version=4.32.5
+venv=target/schemathesis-venv
+if [ "$("$venv/bin/st" --version 2>/dev/null)" != "st, version $version" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
+fi
+dir=$(mktemp -d)
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+key=schemathesis-key-0123456789
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
+TSUNAGI_DATABASE_URL="sqlite://$dir/st.db" TSUNAGI_API_KEYS=$key TSUNAGI_LISTEN=127.0.0.1:$port \
+  RUST_LOG=warn "$binary" serve >"$dir/server.log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+status=0
+SCHEMATHESIS_HOOKS=hooks PYTHONPATH=tests/schemathesis \
+  "$venv/bin/st" --config-file tests/schemathesis/schemathesis.toml --no-color \
+  run "http://127.0.0.1:$port/openapi.json" --generation-database none \
+  -H "Authorization: Bearer $key" || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "--- server log ---"; tail -50 "$dir/server.log"
+fi
+exit "$status"
