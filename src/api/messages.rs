@@ -27,7 +27,7 @@ use crate::{
         phone::{NumberKind, PhoneNumber, PolicyViolation, SenderId},
         segment::{Encoding, Segmentation},
         state::JobState,
-        template::{self, TemplateError},
+        template::{RenderOptions, Rules, Template, TemplateError},
     },
     store::{Acceptance, CancelOutcome, IdempotencyRecord, ListQuery, MessageRecord, NewMessage},
     telemetry,
@@ -46,7 +46,7 @@ pub struct CreateMessage {
     pub to: String,
     /// The text; give either `body` or `template`.
     pub body: Option<String>,
-    /// A body with `{{name}}` merge fields filled from `vars`.
+    /// A body with `{{name}}` fields from `vars`, `{% if %}` and the default/number/date filters.
     pub template: Option<String>,
     /// Values for the template's merge fields (strings, numbers or booleans).
     #[schema(value_type = Option<Object>)]
@@ -288,6 +288,29 @@ pub(super) fn invalid(field: &str, detail: impl Into<String>) -> ApiError {
     ApiError::unprocessable(ErrorCode::InvalidRequest, field, detail)
 }
 
+/// The problem for a template that was refused or did not render: a text over
+/// `delivery.max_characters` is `message_too_long` on `body`, like a long `body`; a printed field
+/// without a value is `missing_template_variable` on `vars.NAME`; the rest are the template's own.
+fn template_problem(e: TemplateError) -> ApiError {
+    match &e {
+        TemplateError::MissingVariable(name) => ApiError::unprocessable(
+            ErrorCode::MissingTemplateVariable,
+            &format!("vars.{name}"),
+            e.to_string(),
+        ),
+        TemplateError::OutputTooLong(max) => ApiError::unprocessable(
+            ErrorCode::MessageTooLong,
+            "body",
+            format!("the body has more than {max} characters; at most {max} are allowed"),
+        ),
+        TemplateError::Syntax(_)
+        | TemplateError::NotAllowed(_)
+        | TemplateError::TooLong
+        | TemplateError::MissingRequired(_)
+        | TemplateError::Render(_) => invalid("template", e.to_string()),
+    }
+}
+
 /// Turn a request into a message to store, or say precisely what is wrong with it.
 fn validate(
     req: CreateMessage,
@@ -310,6 +333,9 @@ fn validate(
             body
         }
         (None, Some(source)) => {
+            // Checked before the vars: a refused template is refused whatever they hold.
+            let template =
+                Template::compile(&source, &Rules::default()).map_err(template_problem)?;
             let mut vars = BTreeMap::new();
             for (name, value) in req.vars.unwrap_or_default() {
                 let text = match value {
@@ -325,14 +351,8 @@ fn validate(
                 };
                 vars.insert(name, text);
             }
-            template::render(&source, &vars).map_err(|e| match &e {
-                TemplateError::MissingVariable(name) => ApiError::unprocessable(
-                    ErrorCode::MissingTemplateVariable,
-                    &format!("vars.{name}"),
-                    e.to_string(),
-                ),
-                TemplateError::Syntax(_) => invalid("template", e.to_string()),
-            })?
+            let options = RenderOptions::japan(state.config.delivery.max_characters);
+            template.render(&vars, &options).map_err(template_problem)?
         }
     };
     if body.trim().is_empty() {
