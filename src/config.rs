@@ -69,7 +69,7 @@ pub struct OtpConfig {
     pub max_checks: u32,
     /// The name the default text signs with.
     pub service_name: String,
-    /// The text; `{{code}}`, `{{minutes}}` and `{{service}}` are filled in.
+    /// The text; `{{code}}` (only ever printed whole), `{{minutes}}` and `{{service}}` are filled in.
     pub template: String,
     /// Seconds before the same number may be sent another code.
     pub resend_cooldown_seconds: u32,
@@ -495,8 +495,8 @@ impl Config {
         if !(3..=5).contains(&o.max_checks) {
             bad("otp.max_checks", "must be between 3 and 5".into());
         }
-        if !o.template.contains("{{code}}") {
-            bad("otp.template", "must contain {{code}}".into());
+        if let Err(e) = crate::otp::compile_template(&o.template) {
+            bad("otp.template", e.to_string());
         }
         if o.allowed_country_codes.is_empty() {
             bad(
@@ -618,6 +618,21 @@ max_characters = 0
     fn wrong_type_names_its_key() {
         let problems = Config::parse("[delivery]\nmax_characters = \"lots\"", no_env).unwrap_err();
         assert_eq!(problems[0].path, "delivery.max_characters", "{problems:?}");
+    }
+
+    #[test]
+    fn an_otp_template_is_checked_like_a_request_template() {
+        for template in [
+            "hello {{service}}",
+            "{% if code == '1' %}x{% endif %}{{code}}",
+            "{% for i in [1] %}{{code}}{% endfor %}",
+        ] {
+            let text = format!("[otp]\ntemplate = {template:?}");
+            let problems = Config::parse(&text, no_env).unwrap_err();
+            assert_eq!(problems.len(), 1, "{template}: {problems:?}");
+            assert_eq!(problems[0].path, "otp.template", "{template}: {problems:?}");
+        }
+        assert!(Config::parse("[otp]\ntemplate = \"{{ code }}\"", no_env).is_ok());
     }
 
     #[test]

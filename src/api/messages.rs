@@ -25,7 +25,7 @@ use crate::{
         phone::{NumberKind, PhoneNumber, PolicyViolation, SenderId},
         segment::{Encoding, Segmentation},
         state::JobState,
-        template::{self, TemplateError},
+        template::{RenderOptions, Rules, Template, TemplateError},
         text,
     },
     store::{Acceptance, CancelOutcome, IdempotencyRecord, ListQuery, MessageRecord, NewMessage},
@@ -47,7 +47,7 @@ pub struct CreateMessage {
     /// The text; give either `body` or `template`.
     #[schema(min_length = 1)]
     pub body: Option<String>,
-    /// A body with `{{name}}` merge fields filled from `vars`.
+    /// A body with `{{name}}` fields from `vars`, `{% if %}` and the default/number/date filters.
     #[schema(min_length = 1)]
     pub template: Option<String>,
     /// Values for the template's merge fields (strings, numbers or booleans).
@@ -310,6 +310,29 @@ pub(super) fn invalid(field: &str, detail: impl Into<String>) -> ApiError {
     ApiError::unprocessable(ErrorCode::InvalidRequest, field, detail)
 }
 
+/// The problem for a template that was refused or did not render: a text over
+/// `delivery.max_characters` is `message_too_long` on `body`, like a long `body`; a printed field
+/// without a value is `missing_template_variable` on `vars.NAME`; the rest are the template's own.
+fn template_problem(e: TemplateError) -> ApiError {
+    match &e {
+        TemplateError::MissingVariable(name) => ApiError::unprocessable(
+            ErrorCode::MissingTemplateVariable,
+            &format!("vars.{name}"),
+            e.to_string(),
+        ),
+        TemplateError::OutputTooLong(max) => ApiError::unprocessable(
+            ErrorCode::MessageTooLong,
+            "body",
+            format!("the body has more than {max} characters; at most {max} are allowed"),
+        ),
+        TemplateError::Syntax(_)
+        | TemplateError::NotAllowed(_)
+        | TemplateError::TooLong
+        | TemplateError::MissingRequired(_)
+        | TemplateError::Render(_) => invalid("template", e.to_string()),
+    }
+}
+
 /// Turn a request into a message to store, or say precisely what is wrong with it.
 fn validate(
     req: CreateMessage,
@@ -337,6 +360,9 @@ fn validate(
             body
         }
         (None, Some(source)) => {
+            // Checked before the vars: a refused template is refused whatever they hold.
+            let template =
+                Template::compile(&source, &Rules::default()).map_err(template_problem)?;
             let mut vars = BTreeMap::new();
             for (name, value) in req.vars.unwrap_or_default() {
                 let text = match value {
@@ -352,14 +378,8 @@ fn validate(
                 };
                 vars.insert(name, text);
             }
-            template::render(&source, &vars).map_err(|e| match &e {
-                TemplateError::MissingVariable(name) => ApiError::unprocessable(
-                    ErrorCode::MissingTemplateVariable,
-                    &format!("vars.{name}"),
-                    e.to_string(),
-                ),
-                TemplateError::Syntax(_) => invalid("template", e.to_string()),
-            })?
+            let options = RenderOptions::japan(state.config.delivery.max_characters);
+            template.render(&vars, &options).map_err(template_problem)?
         }
     };
     if body.trim().is_empty() {

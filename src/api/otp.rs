@@ -18,8 +18,10 @@ use super::{
     AppState,
 };
 use crate::{
-    domain::{ids::VerificationId, phone::SenderId, segment::Segmentation},
-    otp::{self, SendRequest, TextError},
+    domain::{
+        ids::VerificationId, phone::SenderId, segment::Segmentation, template::TemplateError,
+    },
+    otp::{self, SendRequest},
     store::{CheckOutcome, CodeMatcher, OtpStart, VerificationRecord},
     telemetry,
 };
@@ -37,7 +39,7 @@ pub struct StartOtp {
     /// Lifetime in seconds, 180–600 (default `otp.ttl_seconds`).
     #[schema(minimum = 180, maximum = 600)]
     pub ttl_seconds: Option<u32>,
-    /// The text, with `{{code}}` and optionally `{{minutes}}` and `{{service}}`.
+    /// The text: `{{code}}` (only ever printed whole), optionally `{{minutes}}` and `{{service}}`.
     pub template: Option<String>,
     /// Sender id (default `delivery.default_from`).
     pub from: Option<String>,
@@ -190,20 +192,33 @@ pub async fn start(
     let id = VerificationId::new();
     let code = otp::generate_code(code_length);
     let template = req.template.as_deref().unwrap_or(&config.template);
-    let text =
-        otp::text(template, &code, ttl_seconds, &config.service_name).map_err(|e| match e {
-            TextError::NoCode => invalid("template", e.to_string()),
-            TextError::Template(e) => invalid("template", e.to_string()),
-        })?;
+    let max_chars = state.config.delivery.max_characters;
+    let text = otp::text(
+        template,
+        &code,
+        ttl_seconds,
+        &config.service_name,
+        max_chars,
+    )
+    .map_err(|e| match e {
+        TemplateError::OutputTooLong(max) => ApiError::unprocessable(
+            ErrorCode::MessageTooLong,
+            "template",
+            format!("the text has more than {max} characters; at most {max} are allowed"),
+        ),
+        TemplateError::Syntax(_)
+        | TemplateError::NotAllowed(_)
+        | TemplateError::TooLong
+        | TemplateError::MissingRequired(_)
+        | TemplateError::MissingVariable(_)
+        | TemplateError::Render(_) => invalid("template", e.to_string()),
+    })?;
     let characters = Segmentation::of(&text).characters;
-    if characters > state.config.delivery.max_characters {
+    if characters > max_chars {
         return Err(ApiError::unprocessable(
             ErrorCode::MessageTooLong,
             "template",
-            format!(
-                "the text has {characters} characters; at most {} are allowed",
-                state.config.delivery.max_characters
-            ),
+            format!("the text has {characters} characters; at most {max_chars} are allowed"),
         ));
     }
     let now = state.clock.now();

@@ -15,7 +15,7 @@ use crate::{
         phone::{PhoneNumber, SenderId},
         segment::Segmentation,
         state::JobState,
-        template::{self, TemplateError},
+        template::{RenderOptions, Rules, Template, TemplateError},
     },
     store::{NewMessage, NewVerification, OtpLimits},
 };
@@ -60,33 +60,34 @@ pub fn generate_code(length: u32) -> String {
         .collect()
 }
 
-/// Why an OTP text could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum TextError {
-    /// The template lacks `{{code}}`.
-    #[error("the template must contain {{{{code}}}}")]
-    NoCode,
-    /// The template does not render.
-    #[error(transparent)]
-    Template(#[from] TemplateError),
+/// What OTP templates may do with their variables: `{{code}}` may only be substituted, never
+/// inspected (a condition on its digits would show in the text's length or encoding, which the
+/// API reports), and must be there outside any `if`.
+const TEMPLATE_RULES: Rules<'static> = Rules {
+    protected: &["code"],
+    required: &["code"],
+};
+
+/// Check an OTP text template (`otp.template` or a request's `template`).
+pub fn compile_template(source: &str) -> Result<Template, TemplateError> {
+    Template::compile(source, &TEMPLATE_RULES)
 }
 
-/// The SMS text for a code.
+/// The SMS text for a code, at most `max_chars` characters.
 pub fn text(
     template_source: &str,
     code: &str,
     ttl_seconds: u32,
     service: &str,
-) -> Result<String, TextError> {
-    if !template_source.contains("{{code}}") && !template_source.contains("{{ code }}") {
-        return Err(TextError::NoCode);
-    }
+    max_chars: usize,
+) -> Result<String, TemplateError> {
+    let template = compile_template(template_source)?;
     let vars = BTreeMap::from([
         ("code".to_string(), code.to_string()),
         ("minutes".to_string(), ttl_seconds.div_ceil(60).to_string()),
         ("service".to_string(), service.to_string()),
     ]);
-    Ok(template::render(template_source, &vars)?)
+    template.render(&vars, &RenderOptions::japan(max_chars))
 }
 
 /// What one send needs beyond the config.
@@ -190,15 +191,51 @@ mod tests {
 
     #[test]
     fn the_default_text_names_the_service_the_code_and_the_expiry() {
-        let body = text(crate::config::DEFAULT_OTP_TEMPLATE, "483920", 300, "つなぎ").unwrap();
+        let body = text(
+            crate::config::DEFAULT_OTP_TEMPLATE,
+            "483920",
+            300,
+            "つなぎ",
+            660,
+        )
+        .unwrap();
         assert!(body.contains("つなぎ") && body.contains("483920") && body.contains("5分"));
     }
 
     #[test]
     fn a_template_without_the_code_is_refused() {
-        assert!(matches!(
-            text("hello {{service}}", "1", 300, "x"),
-            Err(TextError::NoCode)
-        ));
+        assert_eq!(
+            text("hello {{service}}", "1", 300, "x", 660).unwrap_err(),
+            TemplateError::MissingRequired("code".into())
+        );
+    }
+
+    #[test]
+    fn a_template_cannot_inspect_the_code() {
+        for leaky in [
+            r#"{% if code[0] == "1" %}x{% endif %}{{code}}"#,
+            r#"{{ code | default("0") }}"#,
+        ] {
+            assert!(
+                matches!(
+                    text(leaky, "123456", 300, "x", 660),
+                    Err(TemplateError::NotAllowed(_))
+                ),
+                "{leaky}"
+            );
+        }
+    }
+
+    #[test]
+    fn conditions_on_other_variables_are_allowed() {
+        let body = text(
+            r#"{{code}}{% if minutes == "5" %} (5分){% endif %}"#,
+            "483920",
+            300,
+            "x",
+            660,
+        )
+        .unwrap();
+        assert_eq!(body, "483920 (5分)");
     }
 }

@@ -12,3 +12,4 @@ mod recovery;
 mod sandbox;
 mod scheduling;
 mod segmentation;
+mod templates;
