@@ -3,6 +3,7 @@
 pub mod ids;
 pub mod phone;
 pub mod segment;
+pub mod source;
 pub mod state;
 pub mod template;
 pub mod text;
