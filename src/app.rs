@@ -13,6 +13,7 @@ use crate::{
     config::Config,
     dispatch::Dispatcher,
     domain::phone::SenderId,
+    messaging::{Admission, OtpSettings},
     numbers,
     otp::CodeKey,
     providers::sandbox::Sandbox,
@@ -108,20 +109,29 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         None => store.secret().await?,
     };
     let history = numbers::from_config(&config.numbers.history, store.clone())?;
-    let state = api::AppState::new(api::Shared {
-        store,
-        keys: auth::KeyRing::new(&config.api.keys),
-        message_policy: config.numbers.policy(),
-        otp_policy: config.otp.policy(),
+    let admission = Admission {
+        store: store.clone(),
+        history,
+        wake,
+        policy: config.numbers.policy(),
+        default_from,
+        max_characters: config.delivery.max_characters,
         hygiene: Hygiene {
             allow_list_only: config.numbers.allow_list_only,
         },
-        history,
-        otp_key: CodeKey::new(&secret),
-        clock,
+        allow_on_history_error: config.numbers.history.on_error == "allow",
+        otp: OtpSettings {
+            config: config.otp.clone(),
+            policy: config.otp.policy(),
+            key: CodeKey::new(&secret),
+            clock,
+        },
+    };
+    let state = api::AppState::new(api::Shared {
+        store,
+        keys: auth::KeyRing::new(&config.api.keys),
         config,
-        dispatch_wake: wake,
-        default_from,
+        admission,
     });
     let app = api::router(state);
     let stop = http_stop.clone();

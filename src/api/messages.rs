@@ -1,6 +1,6 @@
 //! `/v1/messages`: accept, show, list and cancel SMS.
 
-use std::{collections::BTreeMap, str::FromStr, time::Instant};
+use std::{collections::BTreeMap, str::FromStr};
 
 use axum::{
     extract::{Path, Query, State},
@@ -8,7 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
     Extension, Json,
 };
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -20,22 +20,10 @@ use super::{
     AppState,
 };
 use crate::{
-    domain::{
-        ids::MessageId,
-        phone::{NumberKind, PhoneNumber, PolicyViolation, SenderId},
-        segment::{Encoding, Segmentation},
-        state::JobState,
-        template::{RenderOptions, Rules, Template, TemplateError},
-        text,
-    },
-    store::{Acceptance, CancelOutcome, IdempotencyRecord, ListQuery, MessageRecord, NewMessage},
-    telemetry,
+    domain::{ids::MessageId, segment::Encoding, source::Source, state::JobState},
+    messaging::{Admitted, Content, Dedupe, Submission},
+    store::{CancelOutcome, ListQuery, MessageRecord},
 };
-
-/// Furthest ahead a message may be scheduled.
-const MAX_SCHEDULE_DAYS: i64 = 366;
-/// Largest `metadata` object, serialised.
-const MAX_METADATA_BYTES: usize = 4096;
 
 /// A message to send.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -213,254 +201,50 @@ impl MessageView {
     }
 }
 
-/// Refuse a number that may have been cancelled or reassigned since the CRM confirmed it.
-pub(super) async fn check_history(
-    state: &AppState,
-    to: &PhoneNumber,
-    confirmed_on: Option<&str>,
-) -> Result<(), ApiError> {
-    let Some(text) = confirmed_on else {
-        return Ok(());
-    };
-    let since = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
-        invalid(
-            "number_confirmed_on",
-            "`number_confirmed_on` must be a date such as 2026-11-01",
-        )
-    })?;
-    match state.history.may_have_changed(to, since).await {
-        Ok(None) => Ok(()),
-        Ok(Some(reason)) => Err(ApiError::unprocessable(
-            ErrorCode::NumberBlocked,
-            "to",
-            format!("not sent: {reason}"),
-        )),
-        Err(e) if state.config.numbers.history.on_error == "allow" => {
-            tracing::warn!(error = %e, "number history unavailable; sending as configured");
-            Ok(())
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "number history unavailable; refusing as configured");
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Unavailable,
-                "the cancellation-history check could not answer; nothing was sent, retry later",
-            )
-            .field("number_confirmed_on"))
-        }
-    }
-}
-
-/// Parse any valid phone number, or say that `field` is not one.
-pub(super) fn phone_number(input: &str, field: &str) -> Result<PhoneNumber, ApiError> {
-    PhoneNumber::parse(input).map_err(|_| {
-        ApiError::unprocessable(
-            ErrorCode::InvalidPhoneNumber,
-            field,
-            format!("`{field}` is not a phone number"),
-        )
-    })
-}
-
-/// Parse and check a recipient against the number policy.
-pub fn recipient(
-    input: &str,
-    field: &str,
-    policy: &crate::domain::phone::NumberPolicy,
-) -> Result<PhoneNumber, ApiError> {
-    let number = phone_number(input, field)?;
-    policy.check(&number).map_err(|v| match v {
-        PolicyViolation::CountryNotAllowed(cc) => ApiError::unprocessable(
-            ErrorCode::CountryNotAllowed,
-            field,
-            format!("`{field}` is a +{cc} number; this service sends only to allowed countries"),
-        ),
-        PolicyViolation::KindNotAllowed(kind) => ApiError::unprocessable(
-            ErrorCode::NumberTypeNotAllowed,
-            field,
-            format!(
-                "`{field}` is a number of type {kind}; {}",
-                if kind == NumberKind::FixedLine {
-                    "landlines cannot receive SMS"
-                } else {
-                    "only mobile numbers are allowed"
-                }
-            ),
-        ),
-    })?;
-    Ok(number)
-}
-
-/// Refuse control characters (line breaks and tabs aside) in text that becomes a message.
-pub(super) fn plain_text(text: Option<&str>, field: &str) -> Result<(), ApiError> {
-    match text.and_then(text::forbidden_character) {
-        None => Ok(()),
-        Some((position, c)) => Err(invalid(
-            field,
-            format!(
-                "`{field}` contains a control character ({}); only text, line breaks and tabs may be sent",
-                text::describe(position, c)
-            ),
-        )),
-    }
-}
-
 /// 422 `invalid_request` naming `field`.
 pub(super) fn invalid(field: &str, detail: impl Into<String>) -> ApiError {
     ApiError::unprocessable(ErrorCode::InvalidRequest, field, detail)
 }
 
-/// The problem for a template that was refused or did not render: a text over
-/// `delivery.max_characters` is `message_too_long` on `body`, like a long `body`; a printed field
-/// without a value is `missing_template_variable` on `vars.NAME`; the rest are the template's own.
-fn template_problem(e: TemplateError) -> ApiError {
-    match &e {
-        TemplateError::MissingVariable(name) => ApiError::unprocessable(
-            ErrorCode::MissingTemplateVariable,
-            &format!("vars.{name}"),
-            e.to_string(),
-        ),
-        TemplateError::OutputTooLong(max) => ApiError::unprocessable(
-            ErrorCode::MessageTooLong,
-            "body",
-            format!("the body has more than {max} characters; at most {max} are allowed"),
-        ),
-        TemplateError::Syntax(_)
-        | TemplateError::NotAllowed(_)
-        | TemplateError::TooLong
-        | TemplateError::MissingRequired(_)
-        | TemplateError::Render(_) => invalid("template", e.to_string()),
-    }
-}
-
-/// Turn a request into a message to store, or say precisely what is wrong with it.
-fn validate(
-    req: CreateMessage,
-    state: &AppState,
-    now: DateTime<Utc>,
-) -> Result<NewMessage, ApiError> {
-    let to = recipient(&req.to, "to", &state.message_policy)?;
-    plain_text(req.body.as_deref(), "body")?;
-    plain_text(req.template.as_deref(), "template")?;
-    for (name, value) in req.vars.iter().flatten() {
-        plain_text(value.as_str(), &format!("vars.{name}"))?;
-    }
-    let body = match (req.body, req.template) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "template",
-                "give either `body` or `template`, not both",
-            ))
-        }
-        (None, None) => return Err(invalid("body", "give `body` or `template`")),
-        (Some(body), None) => {
-            if req.vars.is_some() {
-                return Err(invalid("vars", "`vars` needs a `template`"));
-            }
-            body
-        }
-        (None, Some(source)) => {
-            // Checked before the vars: a refused template is refused whatever they hold.
-            let template =
-                Template::compile(&source, &Rules::default()).map_err(template_problem)?;
-            let mut vars = BTreeMap::new();
-            for (name, value) in req.vars.unwrap_or_default() {
-                let text = match value {
-                    serde_json::Value::String(s) => s,
-                    serde_json::Value::Number(n) => n.to_string(),
-                    serde_json::Value::Bool(b) => b.to_string(),
-                    _ => {
-                        return Err(invalid(
-                            &format!("vars.{name}"),
-                            "template variables must be strings, numbers or booleans",
-                        ))
-                    }
-                };
-                vars.insert(name, text);
-            }
-            let options = RenderOptions::japan(state.config.delivery.max_characters);
-            template.render(&vars, &options).map_err(template_problem)?
-        }
-    };
-    if body.trim().is_empty() {
-        return Err(invalid("body", "the message body is empty"));
-    }
-    let segmentation = Segmentation::of(&body);
-    let max = state.config.delivery.max_characters;
-    if segmentation.characters > max {
-        return Err(ApiError::unprocessable(
-            ErrorCode::MessageTooLong,
-            "body",
-            format!(
-                "the body has {} characters; at most {max} are allowed",
-                segmentation.characters
-            ),
-        ));
-    }
-    let from = match req.from {
-        Some(from) => SenderId::parse(&from).map_err(|_| {
-            invalid(
-                "from",
-                "`from` must be a phone number, a 0005 short code or 1-11 letters and digits",
-            )
-        })?,
-        None => state.default_from.clone(),
-    };
-    let send_at = match req.send_at {
-        None => None,
-        Some(text) => {
-            let at = DateTime::parse_from_rfc3339(&text)
-                .map_err(|_| {
-                    invalid(
-                        "send_at",
-                        "`send_at` must be an RFC 3339 time such as 2026-12-01T09:00:00+09:00",
-                    )
-                })?
-                .with_timezone(&Utc);
-            // The store keeps milliseconds; echo what is kept.
-            let at = DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at);
-            if at > now + Duration::days(MAX_SCHEDULE_DAYS) {
+impl CreateMessage {
+    /// The submission this request makes; only the request's own shape is judged here.
+    fn into_submission(self, dedupe: Option<Dedupe>) -> Result<Submission, ApiError> {
+        let content = match (self.body, self.template) {
+            (Some(_), Some(_)) => {
                 return Err(invalid(
-                    "send_at",
-                    format!("`send_at` may be at most {MAX_SCHEDULE_DAYS} days ahead"),
-                ));
+                    "template",
+                    "give either `body` or `template`, not both",
+                ))
             }
-            (at > now).then_some(at)
-        }
-    };
-    if req.shorten_links == Some(true) {
-        return Err(invalid(
-            "shorten_links",
-            "link shortening is not available in this release",
-        ));
-    }
-    if let Some(metadata) = &req.metadata {
-        if !metadata.is_object() {
-            return Err(invalid("metadata", "`metadata` must be a JSON object"));
-        }
-        if metadata.to_string().len() > MAX_METADATA_BYTES {
+            (None, None) => return Err(invalid("body", "give `body` or `template`")),
+            (Some(body), None) => {
+                if self.vars.is_some() {
+                    return Err(invalid("vars", "`vars` needs a `template`"));
+                }
+                Content::Body(body)
+            }
+            (None, Some(source)) => Content::Template {
+                source,
+                vars: self.vars.unwrap_or_default(),
+            },
+        };
+        if self.shorten_links == Some(true) {
             return Err(invalid(
-                "metadata",
-                format!("`metadata` may be at most {MAX_METADATA_BYTES} bytes"),
+                "shorten_links",
+                "link shortening is not available in this release",
             ));
         }
+        Ok(Submission {
+            source: Source::Api,
+            to: self.to,
+            content,
+            from: self.from,
+            send_at: self.send_at,
+            metadata: self.metadata,
+            number_confirmed_on: self.number_confirmed_on,
+            dedupe,
+        })
     }
-    Ok(NewMessage {
-        id: MessageId::new(),
-        to,
-        from: from.as_str().to_string(),
-        body,
-        segmentation,
-        status: if send_at.is_some() {
-            JobState::Scheduled
-        } else {
-            JobState::Queued
-        },
-        source: "api".into(),
-        metadata: req.metadata,
-        created_at: now,
-        send_at,
-    })
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -514,56 +298,39 @@ pub async fn create(
         bytes,
     }: JsonBody<CreateMessage>,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    let key = idempotency_key(&headers)?;
-    let confirmed_on = request.number_confirmed_on.clone();
-    let message = validate(request, &state, Utc::now())?;
-    check_history(&state, &message.to, confirmed_on.as_deref()).await?;
-    let accepted = Accepted {
-        id: message.id.to_string(),
-        status: message.status,
-        to: message.to.masked(),
-        segments: message.segmentation.segments,
-        encoding: message.segmentation.encoding,
-        characters: message.segmentation.characters,
-        send_at: message.send_at,
-        created_at: message.created_at,
-    };
-    let body = serde_json::to_string(&accepted).expect("serialisable");
-    let idempotency = key.map(|key| IdempotencyRecord {
+    let dedupe = idempotency_key(&headers)?.map(|key| Dedupe {
         scope: scope.0,
         key,
         request_hash: hex::encode(Sha256::digest(&bytes)),
-        status: StatusCode::ACCEPTED.as_u16(),
-        response: body.clone(),
     });
-    let span = tracing::info_span!("accept", message_id = %message.id);
-    let _guard = span.enter();
-    match state
-        .store
-        .accept(message, idempotency, state.hygiene)
-        .await?
-    {
-        Acceptance::Stored => {
-            telemetry::accepted(started.elapsed().as_secs_f64());
-            state.dispatch_wake.notify_one();
-            Ok(json_response(StatusCode::ACCEPTED, body))
-        }
-        Acceptance::Replayed { status, response } => Ok(json_response(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED),
-            response,
-        )),
-        Acceptance::Blocked(reason) => Err(ApiError::unprocessable(
-            ErrorCode::NumberBlocked,
-            "to",
-            format!("not sent: {reason}"),
-        )),
-        Acceptance::KeyReused => Err(ApiError::unprocessable(
-            ErrorCode::IdempotencyKeyReused,
-            "Idempotency-Key",
-            "this Idempotency-Key was used with a different request body",
-        )),
-    }
+    let submission = request.into_submission(dedupe)?;
+    let admitted = state
+        .admission
+        .submit(submission, |message| {
+            let accepted = Accepted {
+                id: message.id.to_string(),
+                status: message.status,
+                to: message.to.masked(),
+                segments: message.segmentation.segments,
+                encoding: message.segmentation.encoding,
+                characters: message.segmentation.characters,
+                send_at: message.send_at,
+                created_at: message.created_at,
+            };
+            (
+                StatusCode::ACCEPTED.as_u16(),
+                serde_json::to_string(&accepted).expect("serialisable"),
+            )
+        })
+        .await?;
+    let (status, body) = match admitted {
+        Admitted::Stored { response, .. } => response,
+        Admitted::Replayed { status, response } => (status, response),
+    };
+    Ok(json_response(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED),
+        body,
+    ))
 }
 
 fn message_id(id: &str) -> Result<MessageId, ApiError> {

@@ -18,16 +18,8 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use tokio::sync::Notify;
 
-use crate::{
-    clock::Clock,
-    config::Config,
-    domain::phone::{NumberPolicy, SenderId},
-    numbers::NumberHistory,
-    otp::CodeKey,
-    store::{Hygiene, Store},
-};
+use crate::{config::Config, messaging::Admission, store::Store};
 
 /// What every handler shares; one pointer to clone per request.
 #[derive(Clone)]
@@ -41,22 +33,8 @@ pub struct Shared {
     pub config: Config,
     /// Known API keys.
     pub keys: auth::KeyRing,
-    /// Woken when a job is accepted.
-    pub dispatch_wake: Arc<Notify>,
-    /// `delivery.default_from`, parsed once.
-    pub default_from: SenderId,
-    /// Who ordinary messages may go to.
-    pub message_policy: NumberPolicy,
-    /// Who codes may go to.
-    pub otp_policy: NumberPolicy,
-    /// The list rules checked as each message is stored.
-    pub hygiene: Hygiene,
-    /// The cancellation-history lookup.
-    pub history: Arc<dyn NumberHistory>,
-    /// Keys OTP code hashes.
-    pub otp_key: CodeKey,
-    /// Time for OTP rules.
-    pub clock: Arc<dyn Clock>,
+    /// The one admission path for messages and codes.
+    pub admission: Admission,
 }
 
 impl AppState {

@@ -11,12 +11,13 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     body::JsonBody,
-    messages::{invalid, phone_number},
+    messages::invalid,
     problem::{quoted, ApiError, Problem},
     AppState,
 };
 use crate::{
     domain::ids::ListEntryId,
+    messaging::phone_number,
     store::{ListKey, ListedNumber, NumberList},
 };
 
@@ -83,7 +84,7 @@ fn key(input: &str) -> Result<ListKey, ApiError> {
             .map(ListKey::Id)
             .map_err(|_| ApiError::not_found(format!("no list entry {}", quoted(input))));
     }
-    phone_number(input, "number").map(ListKey::Number)
+    Ok(ListKey::Number(phone_number(input, "number")?))
 }
 
 fn view(list: NumberList, entry: ListedNumber) -> ListedView {

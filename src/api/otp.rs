@@ -1,7 +1,5 @@
 //! `/v1/otp`: send one-time passwords and check them.
 
-use std::net::IpAddr;
-
 use axum::{
     extract::{Path, State},
     http::StatusCode,
@@ -13,16 +11,14 @@ use utoipa::ToSchema;
 
 use super::{
     body::JsonBody,
-    messages::{check_history, invalid, plain_text, recipient},
+    messages::invalid,
     problem::{quoted, ApiError, ErrorCode, Problem},
     AppState,
 };
 use crate::{
-    domain::{
-        ids::VerificationId, phone::SenderId, segment::Segmentation, template::TemplateError,
-    },
-    otp::{self, SendRequest},
-    store::{CheckOutcome, CodeMatcher, OtpStart, VerificationRecord},
+    domain::ids::VerificationId,
+    messaging::CodeRequest,
+    store::{CheckOutcome, CodeMatcher, VerificationRecord},
     telemetry,
 };
 
@@ -107,27 +103,6 @@ fn view(v: VerificationRecord, now: DateTime<Utc>) -> VerificationView {
     }
 }
 
-fn in_range(
-    value: Option<u32>,
-    default: u32,
-    range: std::ops::RangeInclusive<u32>,
-    field: &str,
-) -> Result<u32, ApiError> {
-    let value = value.unwrap_or(default);
-    if range.contains(&value) {
-        Ok(value)
-    } else {
-        Err(invalid(
-            field,
-            format!(
-                "`{field}` must be between {} and {}",
-                range.start(),
-                range.end()
-            ),
-        ))
-    }
-}
-
 /// Send a one-time password.
 #[utoipa::path(
     post, path = "/v1/otp", operation_id = "startOtp", tag = "otp",
@@ -145,143 +120,21 @@ pub async fn start(
     State(state): State<AppState>,
     JsonBody { value: req, .. }: JsonBody<StartOtp>,
 ) -> Result<(StatusCode, Json<VerificationView>), ApiError> {
-    let config = &state.config.otp;
-    let to = recipient(&req.to, "to", &state.otp_policy)?;
-    let code_length = in_range(req.code_length, config.code_length, 6..=10, "code_length")?;
-    let ttl_seconds = in_range(
-        req.ttl_seconds,
-        config.ttl_seconds,
-        180..=600,
-        "ttl_seconds",
-    )?;
-    let from = match &req.from {
-        Some(from) => SenderId::parse(from).map_err(|_| {
-            invalid(
-                "from",
-                "`from` must be a phone number, a 0005 short code or 1-11 letters and digits",
-            )
-        })?,
-        None => state.default_from.clone(),
-    };
-    let client_ip = req
-        .client_ip
-        .map(|ip| {
-            ip.trim()
-                .parse::<IpAddr>()
-                .map(|ip| ip.to_string())
-                .map_err(|_| invalid("client_ip", "`client_ip` must be an IPv4 or IPv6 address"))
+    let record = state
+        .admission
+        .start_otp(CodeRequest {
+            to: req.to,
+            code_length: req.code_length,
+            ttl_seconds: req.ttl_seconds,
+            template: req.template,
+            from: req.from,
+            client_ip: req.client_ip,
+            device_id: req.device_id,
+            number_confirmed_on: req.number_confirmed_on,
         })
-        .transpose()?;
-    let device_id = req
-        .device_id
-        .filter(|d| !d.is_empty())
-        .map(|d| {
-            if d.chars().count() <= 128 {
-                Ok(d)
-            } else {
-                Err(invalid(
-                    "device_id",
-                    "`device_id` may have at most 128 characters",
-                ))
-            }
-        })
-        .transpose()?;
-    plain_text(req.template.as_deref(), "template")?;
-    check_history(&state, &to, req.number_confirmed_on.as_deref()).await?;
-
-    let id = VerificationId::new();
-    let code = otp::generate_code(code_length);
-    let template = req.template.as_deref().unwrap_or(&config.template);
-    let max_chars = state.config.delivery.max_characters;
-    let text = otp::text(
-        template,
-        &code,
-        ttl_seconds,
-        &config.service_name,
-        max_chars,
-    )
-    .map_err(|e| match e {
-        TemplateError::OutputTooLong(max) => ApiError::unprocessable(
-            ErrorCode::MessageTooLong,
-            "template",
-            format!("the text has more than {max} characters; at most {max} are allowed"),
-        ),
-        TemplateError::Syntax(_)
-        | TemplateError::NotAllowed(_)
-        | TemplateError::TooLong
-        | TemplateError::MissingRequired(_)
-        | TemplateError::MissingVariable(_)
-        | TemplateError::Render(_) => invalid("template", e.to_string()),
-    })?;
-    let characters = Segmentation::of(&text).characters;
-    if characters > max_chars {
-        return Err(ApiError::unprocessable(
-            ErrorCode::MessageTooLong,
-            "template",
-            format!("the text has {characters} characters; at most {max_chars} are allowed"),
-        ));
-    }
-    let now = state.clock.now();
-    let verification = otp::verification(
-        SendRequest {
-            to,
-            from,
-            body: text,
-            code_hash: state.otp_key.hash(&id, &code),
-            id: id.clone(),
-            ttl_seconds,
-            client_ip,
-            device_id,
-        },
-        config,
-        now,
-    );
-    let prefix = verification
-        .message
-        .to
-        .national_prefix(config.pumping.prefix_digits);
-    let span = tracing::info_span!("otp_start", verification_id = %id);
-    let _guard = span.enter();
-    match state
-        .store
-        .otp_start(verification, otp::limits(config), state.hygiene)
-        .await?
-    {
-        OtpStart::Started => {
-            telemetry::otp_sent();
-            state.dispatch_wake.notify_one();
-            let record = state
-                .store
-                .otp_verification(&id)
-                .await?
-                .ok_or_else(|| ApiError::not_found("the verification vanished"))?;
-            Ok((StatusCode::CREATED, Json(view(record, now))))
-        }
-        OtpStart::Blocked(reason) => Err(ApiError::unprocessable(
-            ErrorCode::NumberBlocked,
-            "to",
-            reason,
-        )),
-        OtpStart::Limited {
-            reason,
-            retry_after,
-            tripped,
-        } => {
-            if tripped {
-                // The prefix is a number range, not a subscriber: safe to log.
-                tracing::warn!(%prefix, %reason, "OTP pumping breaker tripped: number range paused");
-                telemetry::otp_breaker_tripped();
-            }
-            telemetry::otp_refused();
-            Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorCode::RateLimited,
-                reason,
-            )
-            .field("to")
-            .retry_after(retry_after.max(1) as u64))
-        }
-    }
+        .await?;
+    let now = state.admission.otp.clock.now();
+    Ok((StatusCode::CREATED, Json(view(record, now))))
 }
 
 fn verification_id(id: &str) -> Result<VerificationId, ApiError> {
@@ -318,12 +171,12 @@ pub async fn check(
             "`code` must be the 6-10 digits from the SMS",
         ));
     }
-    let key = state.otp_key.clone();
+    let key = state.admission.otp.key.clone();
     let bound = id.clone();
     let matches: CodeMatcher = Box::new(move |stored: &[u8]| key.verify(&bound, &code, stored));
     let outcome = state
         .store
-        .otp_check(&id, matches, state.clock.now())
+        .otp_check(&id, matches, state.admission.otp.clock.now())
         .await?;
     telemetry::otp_checked(match &outcome {
         CheckOutcome::Approved => "approved",
@@ -390,5 +243,5 @@ pub async fn show(
         .otp_verification(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no verification {id}")))?;
-    Ok(Json(view(record, state.clock.now())))
+    Ok(Json(view(record, state.admission.otp.clock.now())))
 }

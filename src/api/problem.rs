@@ -7,7 +7,10 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::store::StoreError;
+use crate::{
+    messaging::{AdmitError, Refusal},
+    store::StoreError,
+};
 
 /// Stable machine-readable error codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
@@ -202,6 +205,62 @@ impl From<StoreError> for ApiError {
             ErrorCode::Unavailable,
             "the store is unavailable; nothing was changed, retry later",
         )
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        let (status, code) = match &r {
+            Refusal::Invalid { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidRequest)
+            }
+            Refusal::InvalidPhoneNumber { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidPhoneNumber,
+            ),
+            Refusal::NumberTypeNotAllowed { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::NumberTypeNotAllowed,
+            ),
+            Refusal::CountryNotAllowed { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::CountryNotAllowed,
+            ),
+            Refusal::NumberBlocked { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::NumberBlocked)
+            }
+            Refusal::MessageTooLong { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::MessageTooLong)
+            }
+            Refusal::MissingTemplateVariable { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::MissingTemplateVariable,
+            ),
+            Refusal::IdempotencyKeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::IdempotencyKeyReused,
+            ),
+            Refusal::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+            Refusal::Unavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+            }
+        };
+        let retry_after = match &r {
+            Refusal::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
+        let mut error = ApiError::new(status, code, r.to_string()).field(r.field());
+        error.retry_after = retry_after;
+        error
+    }
+}
+
+impl From<AdmitError> for ApiError {
+    fn from(e: AdmitError) -> Self {
+        match e {
+            AdmitError::Refused(r) => r.into(),
+            AdmitError::Store(e) => e.into(),
+        }
     }
 }
 

@@ -11,11 +11,14 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     body::JsonBody,
-    messages::{phone_number, plain_text},
     problem::{ApiError, ErrorCode, Problem},
     AppState,
 };
-use crate::{domain::phone::SenderId, store::NewReply};
+use crate::{
+    domain::phone::SenderId,
+    messaging::{phone_number, plain_text},
+    store::NewReply,
+};
 
 /// Which handset.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -147,7 +150,7 @@ pub async fn reply(
             "`to` must be a sender id: a phone number, a 0005 short code or 1-11 letters and digits",
         )
     })?;
-    plain_text(Some(&request.body), "body")?;
+    plain_text(&request.body, "body")?;
     if request.body.is_empty() || request.body.chars().count() > 1000 {
         return Err(ApiError::unprocessable(
             ErrorCode::InvalidRequest,

@@ -52,9 +52,9 @@ impl Source {
             ("api", None) => Ok(Source::Api),
             ("otp", None) => Ok(Source::Otp),
             (connection, Some(record))
-                if connection.split_once(':').is_some_and(|(kind, name)| {
-                    !kind.is_empty() && !name.is_empty()
-                }) =>
+                if connection
+                    .split_once(':')
+                    .is_some_and(|(kind, name)| !kind.is_empty() && !name.is_empty()) =>
             {
                 Ok(Source::Crm {
                     connection: connection.to_string(),

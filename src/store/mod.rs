@@ -493,6 +493,8 @@ pub trait Store: Send + Sync + 'static {
     async fn messages(&self, query: ListQuery) -> StoreResult<Vec<MessageRecord>>;
     /// Cancel a scheduled message.
     async fn cancel(&self, id: &MessageId, now: DateTime<Utc>) -> StoreResult<CancelOutcome>;
+    /// The record kept for an idempotency key, if the key was used.
+    async fn idempotency(&self, scope: &str, key: &str) -> StoreResult<Option<IdempotencyRecord>>;
     /// Forget idempotency keys created before `before`.
     async fn purge_idempotency(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 

@@ -74,3 +74,39 @@ async fn different_keys_make_different_messages() {
     assert_ne!(a["id"], b["id"]);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_replay_is_answered_from_the_stored_response_before_any_rule_runs_again() {
+    let s = TestServer::start().await;
+    // The cancellation-history check (answered by the deny list) passes the first time.
+    let body = json!({
+        "to": "09012345678",
+        "body": "once only",
+        "number_confirmed_on": "2026-01-31",
+    });
+    let (status, first) = send_with_key(&s, "order-3", body.clone()).await;
+    assert_eq!(status, 202, "{first}");
+    // Rules change after the message was accepted: the number is now denied.
+    let (status, _) = s
+        .call("/v1/numbers/deny", json!({"number": "09012345678"}))
+        .await;
+    assert_eq!(status, 201);
+    let (status, replay) = send_with_key(&s, "order-3", body).await;
+    assert_eq!(
+        (status, &replay),
+        (202, &first),
+        "a request that was accepted stays accepted on replay"
+    );
+    // A new key meets today's rules.
+    let (status, refused) = send_with_key(
+        &s,
+        "order-4",
+        json!({"to": "09012345678", "body": "once only"}),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (422, Some("number_blocked"))
+    );
+    s.stop().await;
+}

@@ -526,6 +526,23 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn idempotency(&self, scope: &str, key: &str) -> StoreResult<Option<IdempotencyRecord>> {
+        Ok(sqlx::query(
+            "SELECT request_hash, status, response FROM idempotency_keys WHERE scope = ? AND key = ?",
+        )
+        .bind(scope)
+        .bind(key)
+        .fetch_optional(&self.read)
+        .await?
+        .map(|r| IdempotencyRecord {
+            scope: scope.to_string(),
+            key: key.to_string(),
+            request_hash: r.get(0),
+            status: r.get::<i64, _>(1) as u16,
+            response: r.get(2),
+        }))
+    }
+
     async fn purge_idempotency(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         self.writer
             .run_statement(move |conn| {

@@ -1,0 +1,299 @@
+//! The rules a submission passes, each naming the field it judges.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+
+use super::Refusal;
+use crate::{
+    domain::{
+        phone::{NumberPolicy, PhoneNumber, PolicyViolation, SenderId},
+        segment::Segmentation,
+        template::{RenderOptions, Rules, Template, TemplateError},
+        text,
+    },
+    numbers::NumberHistory,
+};
+
+/// Furthest ahead a message may be scheduled.
+pub const MAX_SCHEDULE_DAYS: i64 = 366;
+/// Largest `metadata` object, serialised.
+pub const MAX_METADATA_BYTES: usize = 4096;
+
+/// Any valid phone number, or `invalid_phone_number` on `field`.
+pub fn phone_number(input: &str, field: &str) -> Result<PhoneNumber, Refusal> {
+    PhoneNumber::parse(input).map_err(|_| Refusal::InvalidPhoneNumber {
+        field: field.into(),
+    })
+}
+
+/// A number the policy lets receive.
+pub fn recipient(input: &str, field: &str, policy: &NumberPolicy) -> Result<PhoneNumber, Refusal> {
+    let number = phone_number(input, field)?;
+    policy.check(&number).map_err(|v| match v {
+        PolicyViolation::CountryNotAllowed(country) => Refusal::CountryNotAllowed {
+            field: field.into(),
+            country,
+        },
+        PolicyViolation::KindNotAllowed(kind) => Refusal::NumberTypeNotAllowed {
+            field: field.into(),
+            kind,
+        },
+    })?;
+    Ok(number)
+}
+
+/// The sender id given, or the default.
+pub fn sender(input: Option<&str>, default: &SenderId) -> Result<SenderId, Refusal> {
+    match input {
+        None => Ok(default.clone()),
+        Some(text) => SenderId::parse(text).map_err(|_| {
+            Refusal::invalid(
+                "from",
+                "`from` must be a phone number, a 0005 short code or 1-11 letters and digits",
+            )
+        }),
+    }
+}
+
+/// Refuse control characters (line breaks and tabs aside) in text that becomes a message.
+pub fn plain_text(text: &str, field: &str) -> Result<(), Refusal> {
+    match text::forbidden_character(text) {
+        None => Ok(()),
+        Some((position, c)) => Err(Refusal::invalid(
+            field,
+            format!(
+                "`{field}` contains a control character ({}); only text, line breaks and tabs may be sent",
+                text::describe(position, c)
+            ),
+        )),
+    }
+}
+
+/// A template source a caller gave, checked against the whitelist under `rules`.
+pub fn compile(source: &str, rules: &Rules<'_>) -> Result<Template, Refusal> {
+    plain_text(source, "template")?;
+    Template::compile(source, rules).map_err(template_refusal)
+}
+
+/// Field values as the text a template prints: strings, numbers and booleans, no control characters.
+pub fn var_texts(
+    vars: &BTreeMap<String, serde_json::Value>,
+) -> Result<BTreeMap<String, String>, Refusal> {
+    vars.iter()
+        .map(|(name, value)| {
+            let field = format!("vars.{name}");
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => {
+                    return Err(Refusal::invalid(
+                        field,
+                        "template variables must be strings, numbers or booleans",
+                    ))
+                }
+            };
+            plain_text(&text, &field)?;
+            Ok((name.clone(), text))
+        })
+        .collect()
+}
+
+/// Render a template with `vars`, capped at `max_characters`.
+pub fn render(
+    template: &Template,
+    vars: &BTreeMap<String, String>,
+    max_characters: usize,
+) -> Result<String, Refusal> {
+    template
+        .render(vars, &RenderOptions::japan(max_characters))
+        .map_err(template_refusal)
+}
+
+/// A text over `delivery.max_characters` is `message_too_long` on `body`, like a long `body`; a
+/// printed field without a value is `missing_template_variable`; the rest are the template's own.
+fn template_refusal(e: TemplateError) -> Refusal {
+    match e {
+        TemplateError::MissingVariable(name) => Refusal::MissingTemplateVariable { name },
+        TemplateError::OutputTooLong(max) => Refusal::MessageTooLong {
+            field: "body".into(),
+            detail: format!("the body has more than {max} characters; at most {max} are allowed"),
+        },
+        e @ (TemplateError::Syntax(_)
+        | TemplateError::NotAllowed(_)
+        | TemplateError::TooLong
+        | TemplateError::MissingRequired(_)
+        | TemplateError::Render(_)) => Refusal::invalid("template", e.to_string()),
+    }
+}
+
+/// The text's segmentation, unless it is empty or longer than `max` characters.
+pub fn length(text: &str, field: &str, max: usize) -> Result<Segmentation, Refusal> {
+    if text.trim().is_empty() {
+        return Err(Refusal::invalid(field, "the message body is empty"));
+    }
+    let segmentation = Segmentation::of(text);
+    if segmentation.characters > max {
+        return Err(Refusal::MessageTooLong {
+            field: field.into(),
+            detail: format!(
+                "the {field} has {} characters; at most {max} are allowed",
+                segmentation.characters
+            ),
+        });
+    }
+    Ok(segmentation)
+}
+
+/// When to send: `None` for now (absent or past), else a time at most a year ahead.
+pub fn send_at(input: Option<&str>, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, Refusal> {
+    let Some(text) = input else {
+        return Ok(None);
+    };
+    let at = DateTime::parse_from_rfc3339(text)
+        .map_err(|_| {
+            Refusal::invalid(
+                "send_at",
+                "`send_at` must be an RFC 3339 time such as 2026-12-01T09:00:00+09:00",
+            )
+        })?
+        .with_timezone(&Utc);
+    // The store keeps milliseconds; echo what is kept.
+    let at = DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at);
+    if at > now + Duration::days(MAX_SCHEDULE_DAYS) {
+        return Err(Refusal::invalid(
+            "send_at",
+            format!("`send_at` may be at most {MAX_SCHEDULE_DAYS} days ahead"),
+        ));
+    }
+    Ok((at > now).then_some(at))
+}
+
+/// Client metadata: a JSON object of bounded size.
+pub fn metadata(value: Option<&serde_json::Value>) -> Result<(), Refusal> {
+    let Some(value) = value else {
+        return Ok(());
+    };
+    if !value.is_object() {
+        return Err(Refusal::invalid(
+            "metadata",
+            "`metadata` must be a JSON object",
+        ));
+    }
+    if value.to_string().len() > MAX_METADATA_BYTES {
+        return Err(Refusal::invalid(
+            "metadata",
+            format!("`metadata` may be at most {MAX_METADATA_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether to send to a number that may have been cancelled or reassigned since the CRM
+/// confirmed it on `confirmed_on`; a failed lookup refuses or allows as `allow_on_error` says.
+pub async fn history(
+    history: &dyn NumberHistory,
+    to: &PhoneNumber,
+    confirmed_on: Option<&str>,
+    allow_on_error: bool,
+) -> Result<(), Refusal> {
+    let Some(text) = confirmed_on else {
+        return Ok(());
+    };
+    let since = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        Refusal::invalid(
+            "number_confirmed_on",
+            "`number_confirmed_on` must be a date such as 2026-11-01",
+        )
+    })?;
+    match history.may_have_changed(to, since).await {
+        Ok(None) => Ok(()),
+        Ok(Some(reason)) => Err(Refusal::NumberBlocked {
+            field: "to".into(),
+            reason: format!("not sent: {reason}"),
+        }),
+        Err(e) if allow_on_error => {
+            tracing::warn!(error = %e, "number history unavailable; sending as configured");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "number history unavailable; refusing as configured");
+            Err(Refusal::Unavailable {
+                field: "number_confirmed_on".into(),
+                detail:
+                    "the cancellation-history check could not answer; nothing was sent, retry later"
+                        .into(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-29T00:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn a_past_send_at_means_now_and_a_far_one_is_refused() {
+        assert_eq!(send_at(Some("2020-01-01T00:00:00Z"), now()), Ok(None));
+        assert!(send_at(Some("2026-12-01T09:00:00+09:00"), now())
+            .unwrap()
+            .is_some());
+        let far = send_at(Some("2028-01-01T00:00:00Z"), now()).unwrap_err();
+        assert_eq!(far.field(), "send_at");
+        assert_eq!(
+            send_at(Some("tomorrow"), now()).unwrap_err().field(),
+            "send_at"
+        );
+    }
+
+    #[test]
+    fn an_empty_or_long_text_is_refused_on_its_field() {
+        assert_eq!(
+            length("  ", "body", 10).unwrap_err().code(),
+            "invalid_request"
+        );
+        let long = length(&"あ".repeat(11), "body", 10).unwrap_err();
+        assert_eq!(
+            (long.code(), long.field()),
+            ("message_too_long", "body".into())
+        );
+        assert_eq!(length("hello", "body", 10).unwrap().characters, 5);
+    }
+
+    #[test]
+    fn metadata_must_be_a_small_object() {
+        assert!(metadata(Some(&serde_json::json!({"order": 1}))).is_ok());
+        assert!(metadata(Some(&serde_json::json!([1]))).is_err());
+        let big = serde_json::json!({"x": "y".repeat(MAX_METADATA_BYTES)});
+        assert!(metadata(Some(&big)).is_err());
+    }
+
+    #[test]
+    fn a_template_refusal_keeps_its_code_and_field() {
+        let template = compile("{{name}}様", &Rules::default()).unwrap();
+        let missing = render(&template, &BTreeMap::new(), 660).unwrap_err();
+        assert_eq!(missing.field(), "vars.name");
+        let looped = compile("{% for x in y %}{% endfor %}", &Rules::default()).unwrap_err();
+        assert_eq!(
+            (looped.code(), looped.field()),
+            ("invalid_request", "template".into())
+        );
+    }
+
+    #[test]
+    fn only_scalar_vars_become_text() {
+        let vars = BTreeMap::from([
+            ("n".to_string(), serde_json::json!(12)),
+            ("b".to_string(), serde_json::json!(true)),
+        ]);
+        let texts = var_texts(&vars).unwrap();
+        assert_eq!((texts["n"].as_str(), texts["b"].as_str()), ("12", "true"));
+        let nested = BTreeMap::from([("x".to_string(), serde_json::json!([1]))]);
+        assert_eq!(var_texts(&nested).unwrap_err().field(), "vars.x");
+    }
+}

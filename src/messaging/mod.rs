@@ -1,0 +1,239 @@
+//! The one admission path: a submission from the API, an OTP or a CRM record becomes a stored
+//! message or a typed refusal. Every caller gets the same rules and the same codes.
+
+mod checks;
+mod otp;
+mod refusal;
+
+use std::{collections::BTreeMap, sync::Arc, time::Instant};
+
+use chrono::Utc;
+use tokio::sync::Notify;
+
+pub use self::{
+    checks::{phone_number, plain_text, MAX_METADATA_BYTES, MAX_SCHEDULE_DAYS},
+    otp::{CodeRequest, OtpSettings},
+    refusal::Refusal,
+};
+use crate::{
+    domain::{
+        ids::MessageId,
+        phone::{NumberPolicy, SenderId},
+        source::Source,
+        state::JobState,
+        template::Rules,
+    },
+    numbers::NumberHistory,
+    store::{Acceptance, Hygiene, IdempotencyRecord, NewMessage, Store, StoreError},
+    telemetry,
+};
+
+/// What to send: a finished text, or a template with the values of its fields.
+#[derive(Clone, Debug)]
+pub enum Content {
+    /// The text as it goes out.
+    Body(String),
+    /// Merge fields filled from `vars`; values are data, never template source.
+    Template {
+        /// The template source.
+        source: String,
+        /// Values for its fields: strings, numbers or booleans.
+        vars: BTreeMap<String, serde_json::Value>,
+    },
+}
+
+/// A key that makes a submission happen once: the API's `Idempotency-Key`, a CRM's event id.
+#[derive(Clone, Debug)]
+pub struct Dedupe {
+    /// Whose key space (one per API key, or per CRM connection).
+    pub scope: String,
+    /// The key.
+    pub key: String,
+    /// Hash of the request, so the same key with another request is told apart.
+    pub request_hash: String,
+}
+
+/// A message someone asks to send, fields still as they were given.
+#[derive(Clone, Debug)]
+pub struct Submission {
+    /// Who asks.
+    pub source: Source,
+    /// The recipient, as typed.
+    pub to: String,
+    /// The text or template.
+    pub content: Content,
+    /// A sender id; the default when absent.
+    pub from: Option<String>,
+    /// RFC 3339 time to send at.
+    pub send_at: Option<String>,
+    /// Client data returned with the message.
+    pub metadata: Option<serde_json::Value>,
+    /// When the CRM last confirmed the number (YYYY-MM-DD): enables the cancellation-history check.
+    pub number_confirmed_on: Option<String>,
+    /// Makes the submission happen once.
+    pub dedupe: Option<Dedupe>,
+}
+
+/// A submission that was accepted, now or before.
+#[derive(Clone, Debug)]
+pub enum Admitted {
+    /// Stored now; `response` is what was recorded for replays.
+    Stored {
+        /// The message as stored.
+        message: NewMessage,
+        /// The status and body recorded with the dedupe key.
+        response: (u16, String),
+    },
+    /// The dedupe key was seen with the same request: the original answer.
+    Replayed {
+        /// Its status.
+        status: u16,
+        /// Its body.
+        response: String,
+    },
+}
+
+/// Why a submission did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    /// A rule refused it.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The store could not answer; nothing was stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Everything the rules need, built once at start.
+pub struct Admission {
+    /// Where accepted messages go.
+    pub store: Arc<dyn Store>,
+    /// The cancellation-history lookup.
+    pub history: Arc<dyn NumberHistory>,
+    /// Woken when a job is accepted.
+    pub wake: Arc<Notify>,
+    /// Who ordinary messages may go to.
+    pub policy: NumberPolicy,
+    /// The sender id when a submission names none.
+    pub default_from: SenderId,
+    /// Longest text, in characters.
+    pub max_characters: usize,
+    /// The list rules checked as each message is stored.
+    pub hygiene: Hygiene,
+    /// Send anyway when the history lookup fails (`numbers.history.on_error = "allow"`).
+    pub allow_on_history_error: bool,
+    /// One-time passwords.
+    pub otp: OtpSettings,
+}
+
+impl Admission {
+    /// Admit a message: a replayed dedupe key is answered first, from what was stored, so rules
+    /// or a lookup that changed since cannot refuse a request that was already accepted; then
+    /// every rule; then one commit. `respond` makes the answer recorded with the dedupe key.
+    pub async fn submit(
+        &self,
+        submission: Submission,
+        respond: impl FnOnce(&NewMessage) -> (u16, String),
+    ) -> Result<Admitted, AdmitError> {
+        let started = Instant::now();
+        if let Some(dedupe) = &submission.dedupe {
+            if let Some(earlier) = self.store.idempotency(&dedupe.scope, &dedupe.key).await? {
+                return replay(&earlier, &dedupe.request_hash);
+            }
+        }
+        let dedupe = submission.dedupe.clone();
+        let message = self.check(submission).await?;
+        let response = respond(&message);
+        let record = dedupe.map(|d| IdempotencyRecord {
+            scope: d.scope,
+            key: d.key,
+            request_hash: d.request_hash,
+            status: response.0,
+            response: response.1.clone(),
+        });
+        let span = tracing::info_span!("accept", message_id = %message.id);
+        let _guard = span.enter();
+        match self
+            .store
+            .accept(message.clone(), record, self.hygiene)
+            .await?
+        {
+            Acceptance::Stored => {
+                telemetry::accepted(started.elapsed().as_secs_f64());
+                self.wake.notify_one();
+                Ok(Admitted::Stored { message, response })
+            }
+            Acceptance::Replayed { status, response } => {
+                Ok(Admitted::Replayed { status, response })
+            }
+            Acceptance::Blocked(reason) => Err(Refusal::NumberBlocked {
+                field: "to".into(),
+                reason: format!("not sent: {reason}"),
+            }
+            .into()),
+            Acceptance::KeyReused => Err(Refusal::IdempotencyKeyReused.into()),
+        }
+    }
+
+    /// Every rule but the lists (checked in the accepting commit), in the order a caller fixes
+    /// them: recipient, text, length, sender, schedule, metadata, then the history lookup.
+    async fn check(&self, s: Submission) -> Result<NewMessage, Refusal> {
+        let now = Utc::now();
+        let to = checks::recipient(&s.to, "to", &self.policy)?;
+        let (text, field) = match &s.content {
+            Content::Body(body) => {
+                checks::plain_text(body, "body")?;
+                (body.clone(), "body")
+            }
+            Content::Template { source, vars } => {
+                // The template first: a refused template is refused whatever the values hold.
+                let template = checks::compile(source, &Rules::default())?;
+                let vars = checks::var_texts(vars)?;
+                (
+                    checks::render(&template, &vars, self.max_characters)?,
+                    "body",
+                )
+            }
+        };
+        let segmentation = checks::length(&text, field, self.max_characters)?;
+        let from = checks::sender(s.from.as_deref(), &self.default_from)?;
+        let send_at = checks::send_at(s.send_at.as_deref(), now)?;
+        checks::metadata(s.metadata.as_ref())?;
+        checks::history(
+            self.history.as_ref(),
+            &to,
+            s.number_confirmed_on.as_deref(),
+            self.allow_on_history_error,
+        )
+        .await?;
+        Ok(NewMessage {
+            id: MessageId::new(),
+            to,
+            from: from.as_str().to_string(),
+            body: text,
+            segmentation,
+            status: if send_at.is_some() {
+                JobState::Scheduled
+            } else {
+                JobState::Queued
+            },
+            source: s.source.name().to_string(),
+            metadata: s.metadata,
+            created_at: now,
+            send_at,
+        })
+    }
+}
+
+/// The answer to a dedupe key seen before: the original response for the same request, a
+/// refusal for another.
+fn replay(earlier: &IdempotencyRecord, request_hash: &str) -> Result<Admitted, AdmitError> {
+    if earlier.request_hash == request_hash {
+        Ok(Admitted::Replayed {
+            status: earlier.status,
+            response: earlier.response.clone(),
+        })
+    } else {
+        Err(Refusal::IdempotencyKeyReused.into())
+    }
+}
