@@ -79,8 +79,8 @@ pub struct Submission {
 pub enum Admitted {
     /// Stored now; `response` is what was recorded for replays.
     Stored {
-        /// The message as stored.
-        message: NewMessage,
+        /// The stored message's id.
+        id: MessageId,
         /// The status and body recorded with the dedupe key.
         response: (u16, String),
     },
@@ -161,7 +161,10 @@ impl Admission {
             Acceptance::Stored => {
                 telemetry::accepted(started.elapsed().as_secs_f64());
                 self.wake.notify_one();
-                Ok(Admitted::Stored { message, response })
+                Ok(Admitted::Stored {
+                    id: message.id,
+                    response,
+                })
             }
             Acceptance::Replayed { status, response } => {
                 Ok(Admitted::Replayed { status, response })
