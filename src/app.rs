@@ -3,7 +3,6 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use chrono::Utc;
 use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -16,7 +15,7 @@ use crate::{
     messaging::{Admission, OtpSettings},
     numbers,
     otp::CodeKey,
-    providers::sandbox::Sandbox,
+    providers::{self, Provider},
     store::{self, Hygiene, Store},
     telemetry,
 };
@@ -34,9 +33,37 @@ pub struct Running {
     workers_stop: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     workers: Vec<JoinHandle<()>>,
+    wake: Arc<Notify>,
+    provider: Arc<dyn Provider>,
+}
+
+/// Wraps the configured provider, e.g. to count its calls in a test.
+pub type ProviderWrapper = Box<dyn FnOnce(Arc<dyn Provider>) -> Arc<dyn Provider> + Send>;
+
+/// How to start beyond the config: the clock, and a way for tests to wrap the provider.
+pub struct Options {
+    /// Time for schedules, retries, expiry, cool-downs and the breaker.
+    pub clock: Arc<dyn Clock>,
+    /// Wraps the configured provider (a test counts its calls).
+    pub wrap_provider: Option<ProviderWrapper>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            wrap_provider: None,
+        }
+    }
 }
 
 impl Running {
+    /// Make the dispatcher and the provider look for due work now (after the clock moved).
+    pub fn nudge(&self) {
+        self.wake.notify_one();
+        self.provider.nudge();
+    }
+
     /// Stop taking requests, finish those in flight, then drain the dispatcher.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.http_stop.cancel();
@@ -58,11 +85,12 @@ pub async fn create_key(store: &dyn Store, name: &str) -> anyhow::Result<String>
 
 /// Open the store, start the workers and serve HTTP.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    start_with_clock(config, Arc::new(SystemClock)).await
+    start_with(config, Options::default()).await
 }
 
-/// `start`, with OTP rules (expiry, cool-downs, the breaker) on `clock`.
-pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+/// `start`, with the clock and provider `options` give.
+pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Running> {
+    let clock = options.clock;
     telemetry::metrics_handle();
     let store = store::open(&config.database_url)
         .await
@@ -85,20 +113,22 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let http_stop = CancellationToken::new();
     let workers_stop = CancellationToken::new();
     let wake = Arc::new(Notify::new());
-    let sandbox = Arc::new(Sandbox::new(
-        store.clone(),
-        Duration::from_millis(config.delivery.sandbox_latency_ms),
-    ));
-    let mut workers = vec![sandbox.spawn_reporter(workers_stop.clone())];
+    let mut provider = providers::from_config(&config, store.clone(), clock.clone())?;
+    if let Some(wrap) = options.wrap_provider {
+        provider = wrap(provider);
+    }
+    let mut workers = provider.start(workers_stop.clone());
     let dispatcher = Dispatcher::new(
         store.clone(),
-        sandbox,
+        provider.clone(),
         config.delivery.clone(),
         wake.clone(),
+        clock.clone(),
     );
     workers.push(tokio::spawn(dispatcher.run(workers_stop.clone())));
     workers.push(tokio::spawn(purge_idempotency(
         store.clone(),
+        clock.clone(),
         workers_stop.clone(),
     )));
 
@@ -112,7 +142,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let admission = Admission {
         store: store.clone(),
         history,
-        wake,
+        wake: wake.clone(),
         policy: config.numbers.policy(),
         default_from,
         max_characters: config.delivery.max_characters,
@@ -124,8 +154,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
             config: config.otp.clone(),
             policy: config.otp.policy(),
             key: CodeKey::new(&secret),
-            clock,
         },
+        clock,
     };
     let state = api::AppState::new(api::Shared {
         store,
@@ -147,13 +177,15 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         workers_stop,
         server,
         workers,
+        wake,
+        provider,
     })
 }
 
-async fn purge_idempotency(store: Arc<dyn Store>, stop: CancellationToken) {
+async fn purge_idempotency(store: Arc<dyn Store>, clock: Arc<dyn Clock>, stop: CancellationToken) {
     loop {
         match store
-            .purge_idempotency(Utc::now() - IDEMPOTENCY_RETENTION)
+            .purge_idempotency(clock.now() - IDEMPOTENCY_RETENTION)
             .await
         {
             Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency keys removed"),

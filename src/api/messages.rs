@@ -444,7 +444,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<MessageView>, ApiError> {
     let id = message_id(&id)?;
-    match state.store.cancel(&id, Utc::now()).await? {
+    match state.store.cancel(&id, state.admission.clock.now()).await? {
         CancelOutcome::Canceled => {}
         CancelOutcome::NotFound => return Err(ApiError::not_found(format!("no message {id}"))),
         CancelOutcome::NotCancelable(status) => {

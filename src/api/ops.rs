@@ -33,7 +33,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, 
 
 /// Prometheus text exposition.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let now = state.admission.otp.clock.now();
+    let now = state.admission.clock.now();
     let conversion = state
         .store
         .otp_conversion(now - chrono::Duration::hours(1))

@@ -133,7 +133,7 @@ pub async fn start(
             number_confirmed_on: req.number_confirmed_on,
         })
         .await?;
-    let now = state.admission.otp.clock.now();
+    let now = state.admission.clock.now();
     Ok((StatusCode::CREATED, Json(view(record, now))))
 }
 
@@ -176,7 +176,7 @@ pub async fn check(
     let matches: CodeMatcher = Box::new(move |stored: &[u8]| key.verify(&bound, &code, stored));
     let outcome = state
         .store
-        .otp_check(&id, matches, state.admission.otp.clock.now())
+        .otp_check(&id, matches, state.admission.clock.now())
         .await?;
     telemetry::otp_checked(match &outcome {
         CheckOutcome::Approved => "approved",
@@ -243,5 +243,5 @@ pub async fn show(
         .otp_verification(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no verification {id}")))?;
-    Ok(Json(view(record, state.admission.otp.clock.now())))
+    Ok(Json(view(record, state.admission.clock.now())))
 }

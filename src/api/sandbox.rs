@@ -164,7 +164,7 @@ pub async fn reply(
             from,
             to: to.as_str().to_string(),
             body: request.body,
-            at: Utc::now(),
+            at: state.admission.clock.now(),
         })
         .await?;
     Ok((

@@ -10,13 +10,13 @@ mod backoff;
 
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
-use chrono::Utc;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::{sync::Notify, sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
+    clock::Clock,
     config::DeliveryConfig,
     domain::state::JobState,
     providers::{OutboundSms, Provider, SendError},
@@ -37,15 +37,17 @@ pub struct Dispatcher {
     owner: String,
     wake: Arc<Notify>,
     rate: DefaultDirectRateLimiter,
+    clock: Arc<dyn Clock>,
 }
 
 impl Dispatcher {
-    /// A dispatcher; `wake` is notified whenever a job is accepted.
+    /// A dispatcher; `wake` is notified whenever a job is accepted; due times are read on `clock`.
     pub fn new(
         store: Arc<dyn Store>,
         provider: Arc<dyn Provider>,
         config: DeliveryConfig,
         wake: Arc<Notify>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         let per_second = NonZeroU32::new(config.rate_per_second).unwrap_or(NonZeroU32::MIN);
         Self {
@@ -55,6 +57,7 @@ impl Dispatcher {
             owner: format!("worker-{}", ulid::Ulid::new()),
             wake,
             rate: RateLimiter::direct(Quota::per_second(per_second)),
+            clock,
         }
     }
 
@@ -78,7 +81,7 @@ impl Dispatcher {
                 }
                 continue;
             }
-            match me.store.claim(&me.owner, free, lease, Utc::now()).await {
+            match me.store.claim(&me.owner, free, lease, me.clock.now()).await {
                 Ok(jobs) if !jobs.is_empty() => {
                     // Sends go out in bursts of a claim each, so the store commits each burst's
                     // records together instead of one at a time.
@@ -100,7 +103,7 @@ impl Dispatcher {
                 Err(e) => tracing::warn!(error = %e, "cannot claim jobs; retrying"),
             }
             let wait = match me.store.next_due().await {
-                Ok(Some(due)) => (due - Utc::now())
+                Ok(Some(due)) => (due - me.clock.now())
                     .to_std()
                     .unwrap_or_default()
                     .min(IDLE_POLL),
@@ -126,13 +129,16 @@ impl Dispatcher {
                 attempt: job.attempt,
             };
             let result = self.provider.send(&sms).await;
-            let now = Utc::now();
+            let now = self.clock.now();
             let (to, detail, provider_message_id, retry_at) = match result {
                 Ok(id) => (JobState::Sent, None, Some(id), None),
-                Err(SendError::Transient(reason))
-                    if (job.attempt as usize) < self.config.max_attempts =>
-                {
-                    let delay = backoff::delay(&self.config, job.attempt);
+                Err(SendError::Transient {
+                    reason,
+                    retry_after,
+                }) if (job.attempt as usize) < self.config.max_attempts => {
+                    // The provider's own wait, when it names one, is a floor under the backoff.
+                    let delay = backoff::delay(&self.config, job.attempt)
+                        .max(retry_after.unwrap_or_default());
                     tracing::info!(%reason, retry_in_ms = delay.as_millis() as u64, "transient provider error");
                     (
                         JobState::Queued,
@@ -141,7 +147,7 @@ impl Dispatcher {
                         Some(now + delay),
                     )
                 }
-                Err(SendError::Transient(reason)) => (
+                Err(SendError::Transient { reason, .. }) => (
                     JobState::Failed,
                     Some(format!("gave up after {} attempts: {reason}", job.attempt)),
                     None,

@@ -7,7 +7,6 @@ mod refusal;
 
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
-use chrono::Utc;
 use tokio::sync::Notify;
 
 pub use self::{
@@ -16,6 +15,7 @@ pub use self::{
     refusal::Refusal,
 };
 use crate::{
+    clock::Clock,
     domain::{
         ids::MessageId,
         phone::{NumberPolicy, SenderId},
@@ -124,6 +124,8 @@ pub struct Admission {
     pub allow_on_history_error: bool,
     /// One-time passwords.
     pub otp: OtpSettings,
+    /// Time for schedules, expiry, cool-downs and the breaker.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Admission {
@@ -181,7 +183,7 @@ impl Admission {
     /// Every rule but the lists (checked in the accepting commit), in the order a caller fixes
     /// them: recipient, text, length, sender, schedule, metadata, then the history lookup.
     async fn check(&self, s: Submission) -> Result<NewMessage, Refusal> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let to = checks::recipient(&s.to, "to", &self.policy)?;
         let (text, field) = match &s.content {
             Content::Body(body) => {

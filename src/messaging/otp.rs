@@ -1,11 +1,10 @@
 //! Admitting a one-time password: the message rules, then the code, then the anti-fraud limits
 //! counted in the same commit that stores it.
 
-use std::{net::IpAddr, ops::RangeInclusive, sync::Arc};
+use std::{net::IpAddr, ops::RangeInclusive};
 
 use super::{checks, Admission, AdmitError, Refusal};
 use crate::{
-    clock::Clock,
     config::OtpConfig,
     domain::{
         ids::VerificationId, phone::NumberPolicy, segment::Segmentation, template::TemplateError,
@@ -26,8 +25,6 @@ pub struct OtpSettings {
     pub policy: NumberPolicy,
     /// Keys code hashes.
     pub key: CodeKey,
-    /// Time for expiry, cool-downs and the breaker.
-    pub clock: Arc<dyn Clock>,
 }
 
 /// A code someone asks to send, fields still as they were given.
@@ -153,7 +150,7 @@ impl Admission {
             }
             .into());
         }
-        let now = settings.clock.now();
+        let now = self.clock.now();
         let verification = otp::verification(
             SendRequest {
                 to,

@@ -131,8 +131,7 @@ pub fn verification(req: SendRequest, config: &OtpConfig, now: DateTime<Utc>) ->
             status: JobState::Queued,
             source: "otp".into(),
             metadata: Some(serde_json::json!({"verification_id": req.id.as_str()})),
-            // The dispatcher runs on real time whatever clock the OTP rules use.
-            created_at: Utc::now(),
+            created_at: now,
             send_at: None,
         },
         id: req.id,

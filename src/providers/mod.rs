@@ -1,10 +1,19 @@
-//! Who actually sends: one `Provider` trait, one file per provider.
+//! Who actually sends: one `Provider` trait, one file per provider, chosen by `from_config`.
 
 pub mod sandbox;
 
-use async_trait::async_trait;
+use std::{sync::Arc, time::Duration};
 
-use crate::domain::{ids::MessageId, phone::PhoneNumber};
+use async_trait::async_trait;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    clock::Clock,
+    config::Config,
+    domain::{ids::MessageId, phone::PhoneNumber},
+    store::Store,
+};
 
 /// A message handed to a provider.
 #[derive(Clone, Debug)]
@@ -25,11 +34,26 @@ pub struct OutboundSms {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SendError {
     /// Worth retrying later (throttled, timed out, 5xx).
-    #[error("{0}")]
-    Transient(String),
+    #[error("{reason}")]
+    Transient {
+        /// What went wrong, in words.
+        reason: String,
+        /// How long the provider asked us to wait (`Retry-After`, a throttle), if it said.
+        retry_after: Option<Duration>,
+    },
     /// Retrying will not help (refused number, bad sender).
     #[error("{0}")]
     Permanent(String),
+}
+
+impl SendError {
+    /// A transient error with no wait named by the provider.
+    pub fn transient(reason: impl Into<String>) -> Self {
+        SendError::Transient {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
 }
 
 /// Sends SMS; reports delivery outcomes later through the store.
@@ -37,4 +61,28 @@ pub enum SendError {
 pub trait Provider: Send + Sync + 'static {
     /// Hand one message over; `Ok` carries the provider's id for it.
     async fn send(&self, sms: &OutboundSms) -> Result<String, SendError>;
+
+    /// Start the provider's own background work (binds, receipt reporting) until `shutdown`.
+    fn start(&self, _shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+        Vec::new()
+    }
+
+    /// Look for work now rather than at the next poll (after a test moved the clock).
+    fn nudge(&self) {}
+}
+
+/// The provider `delivery.provider` names.
+pub fn from_config(
+    config: &Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Arc<dyn Provider>> {
+    match config.delivery.provider.as_str() {
+        "sandbox" => Ok(Arc::new(sandbox::Sandbox::new(
+            store,
+            Duration::from_millis(config.delivery.sandbox_latency_ms),
+            clock,
+        ))),
+        other => anyhow::bail!("delivery.provider {other:?} is not available in this release"),
+    }
 }

@@ -7,12 +7,12 @@
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use chrono::Utc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{OutboundSms, Provider, SendError};
 use crate::{
+    clock::Clock,
     domain::state::JobState,
     store::{SandboxSend, Store},
     telemetry,
@@ -26,25 +26,28 @@ pub struct Sandbox {
     store: Arc<dyn Store>,
     latency: Duration,
     receipts_due: Arc<Notify>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Sandbox {
-    /// A sandbox that reports receipts `latency` after each send.
-    pub fn new(store: Arc<dyn Store>, latency: Duration) -> Self {
+    /// A sandbox that reports receipts `latency` after each send, on `clock`.
+    pub fn new(store: Arc<dyn Store>, latency: Duration, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
             latency,
             receipts_due: Arc::new(Notify::new()),
+            clock,
         }
     }
 
     /// Report due receipts until `shutdown`; receipts not yet reported survive in the store.
-    pub fn spawn_reporter(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    fn spawn_reporter(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         let store = self.store.clone();
         let wake = self.receipts_due.clone();
+        let clock = self.clock.clone();
         tokio::spawn(async move {
             loop {
-                let reported = match report_due(store.as_ref()).await {
+                let reported = match report_due(store.as_ref(), clock.now()).await {
                     Ok(n) => n,
                     Err(e) => {
                         tracing::warn!(error = %e, "sandbox receipts not reported; retrying");
@@ -55,7 +58,7 @@ impl Sandbox {
                     continue;
                 }
                 let wait = match store.sandbox_next_report().await {
-                    Ok(Some(due)) => (due - Utc::now())
+                    Ok(Some(due)) => (due - clock.now())
                         .to_std()
                         .unwrap_or_default()
                         .min(Duration::from_secs(1)),
@@ -71,8 +74,11 @@ impl Sandbox {
     }
 }
 
-async fn report_due(store: &dyn Store) -> Result<usize, crate::store::StoreError> {
-    let reported = store.sandbox_report_due(Utc::now(), REPORT_BATCH).await?;
+async fn report_due(
+    store: &dyn Store,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, crate::store::StoreError> {
+    let reported = store.sandbox_report_due(now, REPORT_BATCH).await?;
     for r in &reported {
         if let Some(applied) = &r.applied {
             telemetry::state_entered(r.outcome, applied.created_at);
@@ -91,8 +97,8 @@ impl Provider for Sandbox {
                 ))
             }
             "9992" if sms.attempt == 1 => {
-                return Err(SendError::Transient(
-                    "sandbox: provider busy on the first attempt (ends 9992)".into(),
+                return Err(SendError::transient(
+                    "sandbox: provider busy on the first attempt (ends 9992)",
                 ))
             }
             "9990" => (
@@ -101,7 +107,7 @@ impl Provider for Sandbox {
             ),
             _ => (JobState::Delivered, None),
         };
-        let now = Utc::now();
+        let now = self.clock.now();
         let send = SandboxSend {
             message_id: sms.message_id.clone(),
             provider_message_id: format!("sbx_{}", ulid::Ulid::new()),
@@ -117,8 +123,16 @@ impl Provider for Sandbox {
             .store
             .sandbox_send(send)
             .await
-            .map_err(|e| SendError::Transient(format!("sandbox store: {e}")))?;
+            .map_err(|e| SendError::transient(format!("sandbox store: {e}")))?;
         self.receipts_due.notify_one();
         Ok(id)
+    }
+
+    fn start(&self, shutdown: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![self.spawn_reporter(shutdown)]
+    }
+
+    fn nudge(&self) {
+        self.receipts_due.notify_one();
     }
 }

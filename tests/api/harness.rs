@@ -4,12 +4,43 @@ use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
 use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::Value;
-use tsunagi::{app, config::Config};
+use tokio_util::sync::CancellationToken;
+use tsunagi::{
+    app,
+    config::Config,
+    providers::{OutboundSms, Provider, SendError},
+};
+
+/// Message ids, one per provider call.
+type Calls = Arc<Mutex<Vec<String>>>;
+
+/// Counts the provider's calls, so "sent once" does not lean on the sandbox's own dedupe.
+struct Counting {
+    inner: Arc<dyn Provider>,
+    calls: Calls,
+}
+
+#[async_trait::async_trait]
+impl Provider for Counting {
+    async fn send(&self, sms: &OutboundSms) -> Result<String, SendError> {
+        self.calls.lock().unwrap().push(sms.message_id.to_string());
+        self.inner.send(sms).await
+    }
+
+    fn start(&self, shutdown: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+        self.inner.start(shutdown)
+    }
+
+    fn nudge(&self) {
+        self.inner.nudge()
+    }
+}
 
 /// The API key every test server accepts.
 pub const KEY: &str = "test-key-0123456789abcdef";
@@ -20,6 +51,7 @@ pub struct TestServer {
     pub client: Client,
     /// Moves OTP time (expiry, cool-downs, the breaker) forward.
     pub clock: std::sync::Arc<tsunagi::clock::ShiftedClock>,
+    calls: Calls,
     running: Option<app::Running>,
     _dir: tempfile::TempDir,
 }
@@ -59,11 +91,27 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::parse(&config_text(dir.path(), extra), |_| None).unwrap();
         let clock = std::sync::Arc::new(tsunagi::clock::ShiftedClock::default());
-        let running = app::start_with_clock(config, clock.clone()).await.unwrap();
+        let calls = Calls::default();
+        let counted = calls.clone();
+        let running = app::start_with(
+            config,
+            app::Options {
+                clock: clock.clone(),
+                wrap_provider: Some(Box::new(move |inner| {
+                    Arc::new(Counting {
+                        inner,
+                        calls: counted,
+                    })
+                })),
+            },
+        )
+        .await
+        .unwrap();
         TestServer {
             base: format!("http://{}", running.addr),
             client: Client::new(),
             clock,
+            calls,
             running: Some(running),
             _dir: dir,
         }
@@ -166,8 +214,20 @@ impl TestServer {
     }
 
     /// Move OTP time forward.
+    /// Move the service's clock forward and let its workers see the new time at once.
     pub fn advance(&self, seconds: i64) {
         self.clock.advance(chrono::Duration::seconds(seconds));
+        self.running.as_ref().unwrap().nudge();
+    }
+
+    /// How many times the provider was asked to send `message_id` (every attempt counts).
+    pub fn provider_calls(&self, message_id: &str) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|id| id.as_str() == message_id)
+            .count()
     }
 
     pub async fn stop(mut self) {

@@ -23,6 +23,9 @@ async fn a_replay_with_the_same_key_and_body_returns_the_original_response_and_s
     assert_eq!(first, second);
     let list: Value = s.get("/v1/messages").await.json().await.unwrap();
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    let id = first["id"].as_str().unwrap();
+    s.wait_for(id, |st| st == "delivered").await;
+    assert_eq!(s.provider_calls(id), 1, "the provider was asked once");
     s.stop().await;
 }
 
@@ -62,6 +65,9 @@ async fn concurrent_requests_with_one_key_store_one_message() {
     assert_eq!(ids.len(), 1);
     let list: Value = s.get("/v1/messages").await.json().await.unwrap();
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    let id = ids.into_iter().next().unwrap();
+    s.wait_for(&id, |st| st == "delivered").await;
+    assert_eq!(s.provider_calls(&id), 1, "the provider was asked once");
     s.stop().await;
 }
 

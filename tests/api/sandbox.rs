@@ -56,6 +56,7 @@ async fn transient_provider_errors_are_retried_with_backoff() {
         .as_str()
         .unwrap()
         .contains("retrying"));
+    assert_eq!(s.provider_calls(&id), 2, "one failed attempt, one retry");
     s.stop().await;
 }
 
