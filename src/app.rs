@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api::{self, auth},
     clock::{Clock, SystemClock},
-    config::Config,
+    config::{Config, Secret},
     dispatch::Dispatcher,
     domain::phone::SenderId,
     numbers,
@@ -65,7 +65,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     telemetry::metrics_handle();
     let store = store::open(&config.database_url)
         .await
-        .with_context(|| format!("opening the store at {}", config.database_url))?;
+        .with_context(|| format!("opening the store at {}", config.database()))?;
     // This process holds the store's lock, so any lease left is from a process that died.
     let released = store.release_leases().await?;
     if released > 0 {
@@ -104,13 +104,13 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let default_from = SenderId::parse(&config.delivery.default_from)
         .context("delivery.default_from is not a sender id")?;
     let secret = match &config.secret {
-        Some(secret) => secret.clone(),
+        Some(secret) => secret.expose().to_string(),
         None => store.secret().await?,
     };
     let history = numbers::from_config(&config.numbers.history, store.clone())?;
     let state = api::AppState::new(api::Shared {
         store,
-        keys: auth::KeyRing::new(&config.api.keys),
+        keys: auth::KeyRing::new(config.api.keys.iter().map(Secret::expose)),
         message_policy: config.numbers.policy(),
         otp_policy: config.otp.policy(),
         hygiene: Hygiene {

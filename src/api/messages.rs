@@ -235,7 +235,7 @@ pub(super) async fn check_history(
             "to",
             format!("not sent: {reason}"),
         )),
-        Err(e) if state.config.numbers.history.on_error == "allow" => {
+        Err(e) if state.config.numbers.history.on_error == crate::config::OnError::Allow => {
             tracing::warn!(error = %e, "number history unavailable; sending as configured");
             Ok(())
         }

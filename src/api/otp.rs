@@ -147,11 +147,16 @@ pub async fn start(
 ) -> Result<(StatusCode, Json<VerificationView>), ApiError> {
     let config = &state.config.otp;
     let to = recipient(&req.to, "to", &state.otp_policy)?;
-    let code_length = in_range(req.code_length, config.code_length, 6..=10, "code_length")?;
+    let code_length = in_range(
+        req.code_length,
+        config.code_length,
+        otp::CODE_LENGTHS,
+        "code_length",
+    )?;
     let ttl_seconds = in_range(
         req.ttl_seconds,
         config.ttl_seconds,
-        180..=600,
+        otp::TTL_SECONDS,
         "ttl_seconds",
     )?;
     let from = match &req.from {
