@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api::{self, auth},
     clock::{Clock, SystemClock},
-    config::Config,
+    config::{Config, OnError, Secret},
     dispatch::Dispatcher,
     domain::phone::SenderId,
     messaging::{Admission, OtpSettings},
@@ -94,7 +94,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
     telemetry::metrics_handle();
     let store = store::open(&config.database_url)
         .await
-        .with_context(|| format!("opening the store at {}", config.database_url))?;
+        .with_context(|| format!("opening the store at {}", config.database()))?;
     // This process holds the store's lock, so any lease left is from a process that died.
     let released = store.release_leases().await?;
     if released > 0 {
@@ -135,7 +135,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
     let default_from = SenderId::parse(&config.delivery.default_from)
         .context("delivery.default_from is not a sender id")?;
     let secret = match &config.secret {
-        Some(secret) => secret.clone(),
+        Some(secret) => secret.expose().to_string(),
         None => store.secret().await?,
     };
     let history = numbers::from_config(&config.numbers.history, store.clone())?;
@@ -149,7 +149,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         hygiene: Hygiene {
             allow_list_only: config.numbers.allow_list_only,
         },
-        allow_on_history_error: config.numbers.history.on_error == "allow",
+        allow_on_history_error: config.numbers.history.on_error == OnError::Allow,
         otp: OtpSettings {
             config: config.otp.clone(),
             policy: config.otp.policy(),
@@ -159,7 +159,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
     };
     let state = api::AppState::new(api::Shared {
         store,
-        keys: auth::KeyRing::new(&config.api.keys),
+        keys: auth::KeyRing::new(config.api.keys.iter().map(Secret::expose)),
         config,
         admission,
     });

@@ -1,11 +1,22 @@
 //! One typed configuration: TOML file plus `TSUNAGI_*` environment overrides, validated once at start.
 
-use std::{net::SocketAddr, path::Path};
+mod secret;
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    ops::RangeInclusive,
+    path::{Path, PathBuf},
+};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::phone::{NumberKind, NumberPolicy, SenderId};
+pub use self::secret::Secret;
+use crate::{
+    domain::phone::{NumberKind, NumberPolicy, SenderId},
+    otp,
+};
 
 /// The whole service configuration.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -18,7 +29,7 @@ pub struct Config {
     /// Base URL used in short links and callback URLs.
     pub public_base_url: String,
     /// Server secret for HMACs; generated and kept in the store when absent.
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     /// API authentication.
     pub api: ApiConfig,
     /// Delivery core settings.
@@ -50,11 +61,22 @@ pub struct HistoryConfig {
     /// An HTTP lookup service; without one, the local deny list answers.
     pub url: Option<String>,
     /// Bearer token sent to the lookup service.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// How long to wait for it.
     pub timeout_ms: u64,
-    /// `refuse` or `allow` a send when the lookup fails.
-    pub on_error: String,
+    /// Whether a send goes ahead when the lookup fails.
+    pub on_error: OnError,
+}
+
+/// What a send does when the cancellation-history lookup cannot answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Refuse the send with 503 `unavailable`.
+    #[default]
+    Refuse,
+    /// Send as if the lookup had found nothing.
+    Allow,
 }
 
 /// `[otp]`
@@ -131,7 +153,7 @@ impl Default for HistoryConfig {
             url: None,
             token: None,
             timeout_ms: 2000,
-            on_error: "refuse".into(),
+            on_error: OnError::Refuse,
         }
     }
 }
@@ -201,7 +223,7 @@ impl Default for PumpingConfig {
 #[serde(default)]
 pub struct ApiConfig {
     /// API keys accepted besides those created with `tsunagi keys create`.
-    pub keys: Vec<String>,
+    pub keys: Vec<Secret>,
 }
 
 /// `[delivery]`
@@ -209,7 +231,7 @@ pub struct ApiConfig {
 #[serde(default)]
 pub struct DeliveryConfig {
     /// Which provider sends: only `sandbox` exists in this release.
-    pub provider: String,
+    pub provider: Provider,
     /// Longest body accepted, in characters.
     pub max_characters: usize,
     /// Delay before the sandbox reports a delivery.
@@ -230,6 +252,73 @@ pub struct DeliveryConfig {
     pub retry_max_ms: u64,
 }
 
+/// `delivery.provider`: who sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// The built-in simulator: nothing leaves the process.
+    Sandbox,
+    /// Twilio's Messages API (a later release).
+    Twilio,
+    /// An SMPP connection to an aggregator (a later release).
+    Smpp,
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Provider::Sandbox => "sandbox",
+            Provider::Twilio => "twilio",
+            Provider::Smpp => "smpp",
+        })
+    }
+}
+
+/// The store `database_url` names.
+#[derive(Clone, Debug)]
+pub enum Database {
+    /// An SQLite file (`sqlite://PATH` or `sqlite:PATH`).
+    Sqlite {
+        /// The file, as written in the URL.
+        path: PathBuf,
+    },
+    /// A PostgreSQL server (`postgres://…` or `postgresql://…`); not available in this release.
+    Postgres {
+        /// The whole URL, which usually holds a password.
+        url: Secret,
+    },
+}
+
+impl Database {
+    /// Parse a `database_url`, saying what is wrong with it otherwise.
+    pub fn parse(url: &str) -> Result<Database, String> {
+        if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            // Query parameters are sqlx's connection options, not part of the file name.
+            let path = rest.split('?').next().unwrap_or(rest);
+            Ok(Database::Sqlite { path: path.into() })
+        } else if url.starts_with("postgres") {
+            Ok(Database::Postgres {
+                url: Secret::from(url.to_string()),
+            })
+        } else {
+            Err(format!("{url:?} is not a sqlite:// URL"))
+        }
+    }
+}
+
+/// Names the store for messages and logs without the password a URL may hold.
+impl fmt::Display for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Database::Sqlite { path } => write!(f, "{}", path.display()),
+            Database::Postgres { url } => write!(f, "{url}"),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -248,7 +337,7 @@ impl Default for Config {
 impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
-            provider: "sandbox".into(),
+            provider: Provider::Sandbox,
             max_characters: 660,
             sandbox_latency_ms: 50,
             default_from: "TSUNAGI".into(),
@@ -269,6 +358,15 @@ pub struct Problem {
     pub path: String,
     /// What is wrong.
     pub message: String,
+}
+
+impl Problem {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
 }
 
 impl std::fmt::Display for Problem {
@@ -302,10 +400,10 @@ impl Config {
             .or_else(|| env("TSUNAGI_CONFIG").map(Into::into));
         let text = match &path {
             Some(p) => std::fs::read_to_string(p).map_err(|e| {
-                vec![Problem {
-                    path: p.display().to_string(),
-                    message: format!("cannot read the config file: {e}"),
-                }]
+                vec![Problem::new(
+                    p.display().to_string(),
+                    format!("cannot read the config file: {e}"),
+                )]
             })?,
             None => String::new(),
         };
@@ -315,10 +413,10 @@ impl Config {
     /// Parse TOML text, apply environment overrides and validate.
     pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, Vec<Problem>> {
         let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            vec![Problem {
-                path: "(file)".into(),
-                message: format!("not valid TOML: {}", e.message()),
-            }]
+            vec![Problem::new(
+                "(file)",
+                format!("not valid TOML: {}", e.message()),
+            )]
         })?;
         for (var, key) in ENV_OVERRIDES {
             if let Some(value) = env(var) {
@@ -341,27 +439,37 @@ impl Config {
         let mut problems = Vec::new();
         // Unknown keys are collected rather than refused, so that all of them are reported.
         let mut unknown = Vec::new();
-        let mut track = serde_path_to_error::Track::new();
-        let parsed = Config::deserialize(serde_ignored::Deserializer::new(
-            serde_path_to_error::Deserializer::new(toml::Value::Table(table), &mut track),
-            &mut |p: serde_ignored::Path<'_>| unknown.push(p.to_string()),
-        ));
-        let config = match parsed {
-            Ok(c) => Some(c),
-            Err(e) => {
-                problems.push(Problem {
-                    path: track.path().to_string(),
-                    message: e.to_string(),
-                });
-                None
+        // A value of the wrong type is reported and taken out, and the rest parsed again, so
+        // that one bad value does not hide the problems of the others.
+        let config = loop {
+            unknown.clear();
+            let mut track = serde_path_to_error::Track::new();
+            let parsed = Config::deserialize(serde_ignored::Deserializer::new(
+                serde_path_to_error::Deserializer::new(
+                    toml::Value::Table(table.clone()),
+                    &mut track,
+                ),
+                &mut |p: serde_ignored::Path<'_>| unknown.push(p.to_string()),
+            ));
+            match parsed {
+                Ok(c) => break Some(c),
+                Err(e) => {
+                    let path = track.path();
+                    // `message` leaves out toml's "in `key`" suffix: the path says it already.
+                    problems.push(Problem::new(path.to_string(), e.message()));
+                    if !remove_path(&mut table, &path) {
+                        break None;
+                    }
+                }
             }
         };
-        problems.extend(unknown.into_iter().map(|path| Problem {
-            path,
-            message: "unknown key".into(),
-        }));
+        problems.extend(
+            unknown
+                .into_iter()
+                .map(|path| Problem::new(path, "unknown key")),
+        );
         if let Some(config) = &config {
-            problems.extend(config.validate());
+            config.validate(&mut problems);
         }
         match config {
             Some(c) if problems.is_empty() => Ok(c),
@@ -369,174 +477,37 @@ impl Config {
         }
     }
 
-    /// Semantic checks that a type cannot express.
-    fn validate(&self) -> Vec<Problem> {
-        let mut problems = Vec::new();
-        let mut bad = |path: &str, message: String| {
-            problems.push(Problem {
-                path: path.into(),
-                message,
-            })
-        };
+    /// Semantic checks that a type cannot express, section by section.
+    fn validate(&self, problems: &mut Vec<Problem>) {
         if self.listen.parse::<SocketAddr>().is_err() {
-            bad(
+            problems.push(Problem::new(
                 "listen",
                 format!("{:?} is not an address such as 127.0.0.1:8080", self.listen),
-            );
+            ));
         }
-        if !self.database_url.starts_with("sqlite:") {
-            let message = if self.database_url.starts_with("postgres") {
-                "the PostgreSQL backend is not available in this release; use sqlite://PATH".into()
-            } else {
-                format!("{:?} is not a sqlite:// URL", self.database_url)
-            };
-            bad("database_url", message);
+        match Database::parse(&self.database_url) {
+            Ok(Database::Sqlite { .. }) => {}
+            Ok(Database::Postgres { .. }) => problems.push(Problem::new(
+                "database_url",
+                "the PostgreSQL backend is not available in this release; use sqlite://PATH",
+            )),
+            Err(message) => problems.push(Problem::new("database_url", message)),
         }
-        if !(self.public_base_url.starts_with("http://")
-            || self.public_base_url.starts_with("https://"))
-        {
-            bad(
+        if !is_http_url(&self.public_base_url) {
+            problems.push(Problem::new(
                 "public_base_url",
-                "must start with http:// or https://".into(),
-            );
+                "must start with http:// or https://",
+            ));
         }
         if let Some(secret) = &self.secret {
-            if secret.len() < 16 {
-                bad("secret", "must be at least 16 characters".into());
+            if secret.expose().len() < 16 {
+                problems.push(Problem::new("secret", "must be at least 16 characters"));
             }
         }
-        for (i, key) in self.api.keys.iter().enumerate() {
-            if key.len() < 16 {
-                bad(
-                    &format!("api.keys[{i}]"),
-                    "an API key must be at least 16 characters".into(),
-                );
-            }
-        }
-        let d = &self.delivery;
-        if d.provider != "sandbox" {
-            let message = if ["twilio", "smpp"].contains(&d.provider.as_str()) {
-                format!(
-                    "the {} provider is not available in this release",
-                    d.provider
-                )
-            } else {
-                format!(
-                    "unknown provider {:?}; expected sandbox, twilio or smpp",
-                    d.provider
-                )
-            };
-            bad("delivery.provider", message);
-        }
-        if !(1..=10_000).contains(&d.max_characters) {
-            bad(
-                "delivery.max_characters",
-                "must be between 1 and 10000".into(),
-            );
-        }
-        if SenderId::parse(&d.default_from).is_err() {
-            bad(
-                "delivery.default_from",
-                "must be a phone number, a 0005 short code or 1-11 letters and digits".into(),
-            );
-        }
-        if !(1..=1024).contains(&d.concurrency) {
-            bad("delivery.concurrency", "must be between 1 and 1024".into());
-        }
-        if !(1..=100_000).contains(&d.rate_per_second) {
-            bad(
-                "delivery.rate_per_second",
-                "must be between 1 and 100000".into(),
-            );
-        }
-        if d.lease_seconds == 0 {
-            bad("delivery.lease_seconds", "must be at least 1".into());
-        }
-        if !(1..=50).contains(&d.max_attempts) {
-            bad("delivery.max_attempts", "must be between 1 and 50".into());
-        }
-        if d.retry_base_ms == 0 || d.retry_max_ms < d.retry_base_ms {
-            bad(
-                "delivery.retry_max_ms",
-                "retry_base_ms must be at least 1 and retry_max_ms at least retry_base_ms".into(),
-            );
-        }
-        if self.numbers.allowed_country_codes.is_empty() {
-            bad(
-                "numbers.allowed_country_codes",
-                "allow at least one country".into(),
-            );
-        }
-        if self.numbers.allowed_kinds.is_empty() {
-            bad("numbers.allowed_kinds", "allow at least one kind".into());
-        }
-        let h = &self.numbers.history;
-        if let Some(url) = &h.url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                bad(
-                    "numbers.history.url",
-                    "must start with http:// or https://".into(),
-                );
-            }
-        }
-        if !["refuse", "allow"].contains(&h.on_error.as_str()) {
-            bad("numbers.history.on_error", "must be refuse or allow".into());
-        }
-        let o = &self.otp;
-        if !(6..=10).contains(&o.code_length) {
-            bad("otp.code_length", "must be between 6 and 10".into());
-        }
-        if !(180..=600).contains(&o.ttl_seconds) {
-            bad(
-                "otp.ttl_seconds",
-                "must be between 180 and 600 (3 to 10 minutes)".into(),
-            );
-        }
-        if !(3..=5).contains(&o.max_checks) {
-            bad("otp.max_checks", "must be between 3 and 5".into());
-        }
-        if let Err(e) = crate::otp::compile_template(&o.template) {
-            bad("otp.template", e.to_string());
-        }
-        if o.allowed_country_codes.is_empty() {
-            bad(
-                "otp.allowed_country_codes",
-                "allow at least one country".into(),
-            );
-        }
-        if o.allowed_kinds.is_empty() {
-            bad("otp.allowed_kinds", "allow at least one kind".into());
-        }
-        for (key, value) in [
-            ("otp.max_sends_per_number", o.max_sends_per_number),
-            ("otp.max_sends_per_ip", o.max_sends_per_ip),
-            ("otp.max_sends_per_device", o.max_sends_per_device),
-            ("otp.send_window_seconds", o.send_window_seconds),
-            ("otp.pumping.window_seconds", o.pumping.window_seconds),
-            ("otp.pumping.min_sends", o.pumping.min_sends),
-            ("otp.pumping.block_seconds", o.pumping.block_seconds),
-            (
-                "otp.pumping.burst_window_seconds",
-                o.pumping.burst_window_seconds,
-            ),
-        ] {
-            if value == 0 {
-                bad(key, "must be at least 1".into());
-            }
-        }
-        if !(1..=10).contains(&o.pumping.prefix_digits) {
-            bad(
-                "otp.pumping.prefix_digits",
-                "must be between 1 and 10".into(),
-            );
-        }
-        if !(0.0..=1.0).contains(&o.pumping.min_conversion) {
-            bad(
-                "otp.pumping.min_conversion",
-                "must be between 0 and 1".into(),
-            );
-        }
-        problems
+        self.api.validate(problems);
+        self.delivery.validate(problems);
+        self.numbers.validate(problems);
+        self.otp.validate(problems);
     }
 
     /// JSON Schema of the config file, committed as `schemas/config.schema.json`.
@@ -548,6 +519,216 @@ impl Config {
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen.parse().expect("validated at load")
     }
+
+    /// The store `database_url` names; valid once `validate` passed.
+    pub fn database(&self) -> Database {
+        Database::parse(&self.database_url).expect("validated at load")
+    }
+}
+
+impl ApiConfig {
+    fn validate(&self, problems: &mut Vec<Problem>) {
+        for (i, key) in self.keys.iter().enumerate() {
+            if key.expose().len() < 16 {
+                problems.push(Problem::new(
+                    format!("api.keys[{i}]"),
+                    "an API key must be at least 16 characters",
+                ));
+            }
+        }
+    }
+}
+
+impl DeliveryConfig {
+    fn validate(&self, problems: &mut Vec<Problem>) {
+        if matches!(self.provider, Provider::Twilio | Provider::Smpp) {
+            problems.push(Problem::new(
+                "delivery.provider",
+                format!(
+                    "the {} provider is not available in this release",
+                    self.provider
+                ),
+            ));
+        }
+        within(
+            problems,
+            "delivery.max_characters",
+            self.max_characters,
+            1..=10_000,
+        );
+        if SenderId::parse(&self.default_from).is_err() {
+            problems.push(Problem::new(
+                "delivery.default_from",
+                "must be a phone number, a 0005 short code or 1-11 letters and digits",
+            ));
+        }
+        within(problems, "delivery.concurrency", self.concurrency, 1..=1024);
+        within(
+            problems,
+            "delivery.rate_per_second",
+            self.rate_per_second,
+            1..=100_000,
+        );
+        if self.lease_seconds == 0 {
+            problems.push(Problem::new("delivery.lease_seconds", "must be at least 1"));
+        }
+        within(problems, "delivery.max_attempts", self.max_attempts, 1..=50);
+        if self.retry_base_ms == 0 || self.retry_max_ms < self.retry_base_ms {
+            problems.push(Problem::new(
+                "delivery.retry_max_ms",
+                "retry_base_ms must be at least 1 and retry_max_ms at least retry_base_ms",
+            ));
+        }
+    }
+}
+
+impl NumbersConfig {
+    fn validate(&self, problems: &mut Vec<Problem>) {
+        if self.allowed_country_codes.is_empty() {
+            problems.push(Problem::new(
+                "numbers.allowed_country_codes",
+                "allow at least one country",
+            ));
+        }
+        if self.allowed_kinds.is_empty() {
+            problems.push(Problem::new(
+                "numbers.allowed_kinds",
+                "allow at least one kind",
+            ));
+        }
+        self.history.validate(problems);
+    }
+}
+
+impl HistoryConfig {
+    fn validate(&self, problems: &mut Vec<Problem>) {
+        if self.url.as_deref().is_some_and(|url| !is_http_url(url)) {
+            problems.push(Problem::new(
+                "numbers.history.url",
+                "must start with http:// or https://",
+            ));
+        }
+    }
+}
+
+impl OtpConfig {
+    fn validate(&self, problems: &mut Vec<Problem>) {
+        within(
+            problems,
+            "otp.code_length",
+            self.code_length,
+            otp::CODE_LENGTHS,
+        );
+        let ttl = otp::TTL_SECONDS;
+        if !ttl.contains(&self.ttl_seconds) {
+            problems.push(Problem::new(
+                "otp.ttl_seconds",
+                format!(
+                    "must be between {} and {} ({} to {} minutes)",
+                    ttl.start(),
+                    ttl.end(),
+                    ttl.start() / 60,
+                    ttl.end() / 60
+                ),
+            ));
+        }
+        within(problems, "otp.max_checks", self.max_checks, otp::MAX_CHECKS);
+        if let Err(e) = otp::compile_template(&self.template) {
+            problems.push(Problem::new("otp.template", e.to_string()));
+        }
+        if self.allowed_country_codes.is_empty() {
+            problems.push(Problem::new(
+                "otp.allowed_country_codes",
+                "allow at least one country",
+            ));
+        }
+        if self.allowed_kinds.is_empty() {
+            problems.push(Problem::new("otp.allowed_kinds", "allow at least one kind"));
+        }
+        for (key, value) in [
+            ("otp.max_sends_per_number", self.max_sends_per_number),
+            ("otp.max_sends_per_ip", self.max_sends_per_ip),
+            ("otp.max_sends_per_device", self.max_sends_per_device),
+            ("otp.send_window_seconds", self.send_window_seconds),
+        ] {
+            if value == 0 {
+                problems.push(Problem::new(key, "must be at least 1"));
+            }
+        }
+        self.pumping.validate(problems);
+    }
+}
+
+impl PumpingConfig {
+    fn validate(&self, problems: &mut Vec<Problem>) {
+        for (key, value) in [
+            ("otp.pumping.window_seconds", self.window_seconds),
+            ("otp.pumping.min_sends", self.min_sends),
+            ("otp.pumping.block_seconds", self.block_seconds),
+            (
+                "otp.pumping.burst_window_seconds",
+                self.burst_window_seconds,
+            ),
+        ] {
+            if value == 0 {
+                problems.push(Problem::new(key, "must be at least 1"));
+            }
+        }
+        within(
+            problems,
+            "otp.pumping.prefix_digits",
+            self.prefix_digits,
+            1..=10,
+        );
+        within(
+            problems,
+            "otp.pumping.min_conversion",
+            self.min_conversion,
+            0.0..=1.0,
+        );
+    }
+}
+
+/// Report `value` at `path` unless it lies in `range`.
+fn within<T: PartialOrd + fmt::Display>(
+    problems: &mut Vec<Problem>,
+    path: &str,
+    value: T,
+    range: RangeInclusive<T>,
+) {
+    if !range.contains(&value) {
+        problems.push(Problem::new(
+            path,
+            format!("must be between {} and {}", range.start(), range.end()),
+        ));
+    }
+}
+
+fn is_http_url(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+/// Take the key a type error was found at out of `table`, so that it falls back to its default;
+/// an error inside an array takes the whole array. False when there is nothing to take out.
+fn remove_path(table: &mut toml::Table, path: &serde_path_to_error::Path) -> bool {
+    let keys: Vec<&str> = path
+        .iter()
+        .map_while(|segment| match segment {
+            serde_path_to_error::Segment::Map { key } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    let Some((last, parents)) = keys.split_last() else {
+        return false;
+    };
+    let mut current = table;
+    for key in parents {
+        match current.get_mut(*key).and_then(toml::Value::as_table_mut) {
+            Some(next) => current = next,
+            None => return false,
+        }
+    }
+    current.remove(*last).is_some()
 }
 
 fn set_path(table: &mut toml::Table, dotted: &str, value: toml::Value) {
@@ -581,7 +762,7 @@ mod tests {
         let c = Config::parse("", no_env).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080");
         assert_eq!(c.database_url, "sqlite://tsunagi.db");
-        assert_eq!(c.delivery.provider, "sandbox");
+        assert_eq!(c.delivery.provider, Provider::Sandbox);
         assert_eq!(c.delivery.max_characters, 660);
     }
 
@@ -594,7 +775,8 @@ mod tests {
         };
         let c = Config::parse("listen = \"127.0.0.1:1\"", env).unwrap();
         assert_eq!(c.listen, "127.0.0.1:9999");
-        assert_eq!(c.api.keys, vec!["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"]);
+        let keys: Vec<_> = c.api.keys.iter().map(Secret::expose).collect();
+        assert_eq!(keys, ["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"]);
     }
 
     #[test]
@@ -633,6 +815,134 @@ max_characters = 0
             assert_eq!(problems[0].path, "otp.template", "{template}: {problems:?}");
         }
         assert!(Config::parse("[otp]\ntemplate = \"{{ code }}\"", no_env).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_provider_names_the_key_and_the_providers_that_exist() {
+        let problems = Config::parse("[delivery]\nprovider = \"pigeon\"", no_env).unwrap_err();
+        assert_eq!(
+            problems,
+            [Problem::new(
+                "delivery.provider",
+                "unknown variant `pigeon`, expected one of `sandbox`, `twilio`, `smpp`"
+            )]
+        );
+    }
+
+    #[test]
+    fn providers_of_later_releases_are_refused() {
+        for name in ["twilio", "smpp"] {
+            let text = format!("[delivery]\nprovider = {name:?}");
+            let problems = Config::parse(&text, no_env).unwrap_err();
+            assert_eq!(
+                problems,
+                [Problem::new(
+                    "delivery.provider",
+                    format!("the {name} provider is not available in this release")
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn on_error_reads_the_documented_words() {
+        let c = Config::parse("[numbers.history]\non_error = \"allow\"", no_env).unwrap();
+        assert_eq!(c.numbers.history.on_error, OnError::Allow);
+        let problems =
+            Config::parse("[numbers.history]\non_error = \"maybe\"", no_env).unwrap_err();
+        assert_eq!(problems[0].path, "numbers.history.on_error", "{problems:?}");
+        assert!(problems[0].message.contains("refuse"), "{problems:?}");
+    }
+
+    #[test]
+    fn each_wrong_type_is_reported_and_does_not_hide_the_other_problems() {
+        let text = r#"
+listen = 8080
+[api]
+keys = ["short", 7]
+[delivery]
+provider = "pigeon"
+concurrency = 0
+[numbers.history]
+on_error = "maybe"
+"#;
+        let problems = Config::parse(text, no_env).unwrap_err();
+        let mut paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "api.keys[1]",
+                "delivery.concurrency",
+                "delivery.provider",
+                "listen",
+                "numbers.history.on_error",
+            ],
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn database_url_names_an_sqlite_file_and_postgres_is_refused() {
+        let c =
+            Config::parse("database_url = \"sqlite:///var/lib/t.db?mode=rwc\"", no_env).unwrap();
+        assert!(
+            matches!(c.database(), Database::Sqlite { path } if path == Path::new("/var/lib/t.db"))
+        );
+        let env = |name: &str| {
+            (name == "TSUNAGI_DATABASE_URL").then(|| "postgres://u:hunter2@db/t".to_string())
+        };
+        let problems = Config::parse("", env).unwrap_err();
+        assert_eq!(
+            problems,
+            [Problem::new(
+                "database_url",
+                "the PostgreSQL backend is not available in this release; use sqlite://PATH"
+            )]
+        );
+        let problems = Config::parse("database_url = \"mysql://db\"", no_env).unwrap_err();
+        assert_eq!(problems[0].message, "\"mysql://db\" is not a sqlite:// URL");
+    }
+
+    #[test]
+    fn no_secret_reaches_the_debug_output_of_a_config() {
+        let text = r#"
+secret = "server-secret-0123456789"
+[api]
+keys = ["api-key-0123456789"]
+[numbers.history]
+url = "https://lookup.example/h"
+token = "bearer-token-0123456789"
+"#;
+        let c = Config::parse(text, no_env).unwrap();
+        let printed = format!("{c:?} {c:#?}");
+        for secret in ["server-secret", "api-key", "bearer-token"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert_eq!(
+            c.numbers.history.token.unwrap().expose(),
+            "bearer-token-0123456789"
+        );
+        let postgres = Database::parse("postgres://u:hunter2@db/t").unwrap();
+        assert!(!format!("{postgres:?} {postgres}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_otp_bounds_are_the_ones_the_api_enforces() {
+        let at = |key: &str, value: u32| Config::parse(&format!("[otp]\n{key} = {value}"), no_env);
+        for (key, range) in [
+            ("code_length", otp::CODE_LENGTHS),
+            ("ttl_seconds", otp::TTL_SECONDS),
+            ("max_checks", otp::MAX_CHECKS),
+        ] {
+            assert!(at(key, *range.start()).is_ok() && at(key, *range.end()).is_ok());
+            assert!(at(key, range.start() - 1).is_err() && at(key, range.end() + 1).is_err());
+        }
+        let problems = Config::parse("[otp]\nttl_seconds = 60", no_env).unwrap_err();
+        assert_eq!(
+            problems[0].message,
+            "must be between 180 and 600 (3 to 10 minutes)"
+        );
     }
 
     #[test]

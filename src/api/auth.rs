@@ -25,9 +25,9 @@ pub struct KeyRing {
 
 impl KeyRing {
     /// A ring holding the configured keys.
-    pub fn new<'a>(configured: impl IntoIterator<Item = &'a String>) -> Self {
+    pub fn new<'a>(configured: impl IntoIterator<Item = &'a str>) -> Self {
         Self {
-            known: RwLock::new(configured.into_iter().map(|k| hash_key(k)).collect()),
+            known: RwLock::new(configured.into_iter().map(hash_key).collect()),
         }
     }
 

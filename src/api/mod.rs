@@ -71,7 +71,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/numbers/{list}/{number}",
             get(numbers::show).delete(numbers::remove),
         );
-    if state.config.delivery.provider == "sandbox" {
+    if state.config.delivery.provider == crate::config::Provider::Sandbox {
         v1 = v1
             .route("/v1/sandbox/inbox", get(sandbox::inbox))
             .route("/v1/sandbox/reply", post(sandbox::reply));

@@ -314,6 +314,21 @@ mod tests {
     }
 
     #[test]
+    fn an_emoji_kept_whole_at_a_boundary_costs_the_part_the_cut_would_have_saved() {
+        // 134 units: two full parts if the surrogate pair were cut after unit 67, three whole.
+        let body = format!("{}😀{}", "あ".repeat(66), "い".repeat(66));
+        let parts = checked_split(&body);
+        assert_eq!(
+            parts,
+            [
+                "あ".repeat(66),
+                format!("😀{}", "い".repeat(65)),
+                "い".to_string()
+            ]
+        );
+    }
+
+    #[test]
     fn one_non_gsm_char_makes_the_whole_body_ucs2() {
         let body = format!("{}`", "a".repeat(100));
         let seg = Segmentation::of(&body);

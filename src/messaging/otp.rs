@@ -87,7 +87,12 @@ impl Admission {
         let settings = &self.otp;
         let config = &settings.config;
         let to = checks::recipient(&req.to, "to", &settings.policy)?;
-        let code_length = in_range(req.code_length, config.code_length, 6..=10, "code_length")?;
+        let code_length = in_range(
+            req.code_length,
+            config.code_length,
+            otp::CODE_LENGTHS,
+            "code_length",
+        )?;
         let ttl_seconds = in_range(
             req.ttl_seconds,
             config.ttl_seconds,

@@ -12,13 +12,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{HistoryError, NumberHistory};
-use crate::domain::phone::PhoneNumber;
+use crate::{config::Secret, domain::phone::PhoneNumber};
 
 /// Asks an external service.
 pub struct HttpHistory {
     client: reqwest::Client,
     url: String,
-    token: Option<String>,
+    token: Option<Secret>,
 }
 
 /// What tsunagi asks the lookup service.
@@ -49,7 +49,7 @@ pub fn hook_schema() -> serde_json::Value {
 
 impl HttpHistory {
     /// A hook at `url`, waiting at most `timeout`.
-    pub fn new(url: &str, token: Option<String>, timeout: Duration) -> Result<Self, HistoryError> {
+    pub fn new(url: &str, token: Option<Secret>, timeout: Duration) -> Result<Self, HistoryError> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .build()
@@ -74,7 +74,7 @@ impl NumberHistory for HttpHistory {
             since,
         });
         if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.expose());
         }
         // reqwest's errors name the URL, never the body, so no number reaches the log.
         let response = request

@@ -1,7 +1,7 @@
 //! One-time passwords: codes from a CSPRNG, kept only as HMAC-SHA256 under the server secret,
 //! compared in constant time.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, ops::RangeInclusive};
 
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
@@ -21,6 +21,13 @@ use crate::{
 };
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// Digits a code may have, whether `otp.code_length` or a request's `code_length` sets it.
+pub const CODE_LENGTHS: RangeInclusive<u32> = 6..=10;
+/// Seconds a code may live, whether `otp.ttl_seconds` or a request's `ttl_seconds` sets it.
+pub const TTL_SECONDS: RangeInclusive<u32> = 180..=600;
+/// Checks a code may allow (`otp.max_checks`).
+pub const MAX_CHECKS: RangeInclusive<u32> = 3..=5;
 
 /// Keys code hashes; made from the server secret.
 #[derive(Clone)]
@@ -163,10 +170,22 @@ mod tests {
 
     #[test]
     fn codes_have_the_requested_number_of_digits() {
-        for length in 6..=10 {
+        for length in CODE_LENGTHS {
             let code = generate_code(length);
             assert_eq!(code.len(), length as usize);
             assert!(code.bytes().all(|b| b.is_ascii_digit()));
+        }
+    }
+
+    #[test]
+    fn the_openapi_document_states_the_bounds_the_api_enforces() {
+        // utoipa takes only literals for `minimum`/`maximum`, so the document cannot use the
+        // consts; this keeps the two from drifting apart.
+        let document = crate::api::openapi::document();
+        let fields = &document["components"]["schemas"]["StartOtp"]["properties"];
+        for (field, range) in [("code_length", CODE_LENGTHS), ("ttl_seconds", TTL_SECONDS)] {
+            assert_eq!(fields[field]["minimum"], *range.start(), "{field}");
+            assert_eq!(fields[field]["maximum"], *range.end(), "{field}");
         }
     }
 

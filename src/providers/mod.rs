@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     clock::Clock,
-    config::Config,
+    config::{self, Config},
     domain::{ids::MessageId, phone::PhoneNumber},
     store::Store,
 };
@@ -77,12 +77,12 @@ pub fn from_config(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<dyn Provider>> {
-    match config.delivery.provider.as_str() {
-        "sandbox" => Ok(Arc::new(sandbox::Sandbox::new(
+    match config.delivery.provider {
+        config::Provider::Sandbox => Ok(Arc::new(sandbox::Sandbox::new(
             store,
             Duration::from_millis(config.delivery.sandbox_latency_ms),
             clock,
         ))),
-        other => anyhow::bail!("delivery.provider {other:?} is not available in this release"),
+        other => anyhow::bail!("delivery.provider {other} is not available in this release"),
     }
 }

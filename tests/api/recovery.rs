@@ -205,25 +205,68 @@ async fn sigkill_during_ingest_keeps_every_acknowledged_message() {
     terminate(&restarted.child);
 }
 
+/// Messages per status, read from the database file while no service has it open.
+fn statuses_on_disk(dir: &std::path::Path) -> HashMap<String, usize> {
+    let db = rusqlite::Connection::open(dir.join("tsunagi.db")).unwrap();
+    let mut query = db
+        .prepare("SELECT status, count(*) FROM messages GROUP BY status")
+        .unwrap();
+    let rows = query
+        .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)))
+        .unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
 #[test]
-fn sigterm_drains_and_exits_cleanly() {
+fn sigterm_finishes_the_sends_in_flight_before_exiting() {
     let dir = tempfile::tempdir().unwrap();
-    let mut service = spawn_service(dir.path(), "");
+    // At 5 sends a second the dispatcher claims jobs (marking them `sending`) and then holds
+    // them for the rate limiter, so once the first message is out a SIGTERM finds claimed jobs that
+    // have not reached the provider yet.
+    let mut service = spawn_service(dir.path(), "rate_per_second = 5");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = Client::new();
-    let id = rt
-        .block_on(post_message(
-            &client,
-            &service.base,
-            json!({"to": "09012345678", "body": "x"}),
-        ))
-        .unwrap();
+    // One after the other, so that the first id is the first job claimed.
+    let ids: Vec<String> = rt.block_on(async {
+        let mut ids = Vec::new();
+        for i in 0..20 {
+            let body = json!({"to": "090-7777-0003", "body": format!("m{i}")});
+            ids.push(post_message(&client, &service.base, body).await.unwrap());
+        }
+        ids
+    });
+    rt.block_on(async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let first = message(&client, &service.base, &ids[0]).await;
+            if !matches!(first["status"].as_str(), Some("queued" | "sending")) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never sent: {first}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
     terminate(&service.child);
     let status = service.child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
+
+    // Before any restart: a job left `sending` was claimed and dropped, not drained (a restart
+    // would send it again and hide that).
+    let on_disk = statuses_on_disk(dir.path());
+    assert_eq!(on_disk.get("sending"), None, "not drained: {on_disk:?}");
+    assert!(
+        on_disk.get("queued").is_some_and(|&n| n > 0) && on_disk.len() > 1,
+        "the SIGTERM came before or after the sends, so nothing was in flight: {on_disk:?}"
+    );
+
+    // And nothing needed sending twice: one `sending` per message, one copy on the handset.
     let restarted = spawn_service(dir.path(), "");
-    let m = rt.block_on(all_final(&client, &restarted.base, &[id]));
-    assert_eq!(m[0]["status"], "delivered");
+    rt.block_on(async {
+        for m in all_final(&client, &restarted.base, &ids).await {
+            assert_eq!(count(&m, "sending"), 1, "sent again after the restart: {m}");
+        }
+        assert_each_sent_once(&client, &restarted.base, &ids, "09077770003").await;
+    });
     terminate(&restarted.child);
 }
 
