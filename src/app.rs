@@ -13,10 +13,10 @@ use crate::{
     config::Config,
     dispatch::Dispatcher,
     domain::phone::SenderId,
-    numbers,
+    numbers::{self, hygiene::Hygiene},
     otp::CodeKey,
     providers::sandbox::Sandbox,
-    store::{self, Hygiene, Store},
+    store::{self, Store},
     telemetry,
 };
 

@@ -24,6 +24,7 @@ use crate::{
         ids::MessageId,
         phone::{NumberKind, PhoneNumber, PolicyViolation, SenderId},
         segment::{Encoding, Segmentation},
+        source::Source,
         state::JobState,
         template::{RenderOptions, Rules, Template, TemplateError},
         text,
@@ -188,7 +189,7 @@ impl MessageView {
             characters: m.characters,
             created_at: m.created_at,
             send_at: m.send_at,
-            source: m.source,
+            source: m.source.name().to_string(),
             metadata: m.metadata,
             events: m
                 .events
@@ -456,7 +457,7 @@ fn validate(
         } else {
             JobState::Queued
         },
-        source: "api".into(),
+        source: Source::Api,
         metadata: req.metadata,
         created_at: now,
         send_at,

@@ -24,9 +24,9 @@ use crate::{
     clock::Clock,
     config::Config,
     domain::phone::{NumberPolicy, SenderId},
-    numbers::NumberHistory,
+    numbers::{hygiene::Hygiene, NumberHistory},
     otp::CodeKey,
-    store::{Hygiene, Store},
+    store::Store,
 };
 
 /// What every handler shares; one pointer to clone per request.

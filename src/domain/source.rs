@@ -46,15 +46,20 @@ impl Source {
         matches!(self, Source::Crm { .. })
     }
 
+    /// Whether the text carries a secret, to be erased once the provider has it.
+    pub fn text_is_secret(&self) -> bool {
+        matches!(self, Source::Otp)
+    }
+
     /// Rebuild a source from its stored name and record.
     pub fn from_stored(name: &str, record: Option<&str>) -> Result<Source, BadSource> {
         match (name, record) {
             ("api", None) => Ok(Source::Api),
             ("otp", None) => Ok(Source::Otp),
             (connection, Some(record))
-                if connection.split_once(':').is_some_and(|(kind, name)| {
-                    !kind.is_empty() && !name.is_empty()
-                }) =>
+                if connection
+                    .split_once(':')
+                    .is_some_and(|(kind, name)| !kind.is_empty() && !name.is_empty()) =>
             {
                 Ok(Source::Crm {
                     connection: connection.to_string(),
@@ -85,6 +90,17 @@ mod tests {
             record: "003xx000004TmiQAAS".into(),
         };
         assert!(crm.feeds_outbox());
+    }
+
+    #[test]
+    fn only_otp_texts_are_secret() {
+        assert!(Source::Otp.text_is_secret());
+        assert!(!Source::Api.text_is_secret());
+        let crm = Source::Crm {
+            connection: "kintone:sales".into(),
+            record: "12/345".into(),
+        };
+        assert!(!crm.text_is_secret());
     }
 
     #[test]
