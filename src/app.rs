@@ -13,10 +13,10 @@ use crate::{
     config::Config,
     dispatch::Dispatcher,
     domain::phone::SenderId,
-    numbers::{self, hygiene::Hygiene},
+    numbers,
     otp::CodeKey,
     providers::sandbox::Sandbox,
-    store::{self, Store},
+    store::{self, Hygiene, Store},
     telemetry,
 };
 

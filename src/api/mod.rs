@@ -24,9 +24,9 @@ use crate::{
     clock::Clock,
     config::Config,
     domain::phone::{NumberPolicy, SenderId},
-    numbers::{hygiene::Hygiene, NumberHistory},
+    numbers::NumberHistory,
     otp::CodeKey,
-    store::Store,
+    store::{Hygiene, Store},
 };
 
 /// What every handler shares; one pointer to clone per request.

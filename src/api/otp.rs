@@ -21,8 +21,8 @@ use crate::{
     domain::{
         ids::VerificationId, phone::SenderId, segment::Segmentation, template::TemplateError,
     },
-    otp::{self, check::CheckOutcome, SendRequest},
-    store::{CodeMatcher, OtpStart, VerificationRecord},
+    otp::{self, SendRequest},
+    store::{CheckOutcome, CodeMatcher, OtpStart, VerificationRecord},
     telemetry,
 };
 

@@ -32,6 +32,15 @@ pub use queue::{Applied, ClaimedJob, QueueStore, Transition};
 pub use sandbox::{InboxEntry, SandboxReported, SandboxSend, SandboxStore};
 pub use sqlite::SqliteStore;
 
+// The rules' types the traits speak, so callers find them with the store.
+pub use crate::{
+    numbers::hygiene::Hygiene,
+    otp::{
+        check::{CheckOutcome, VerificationState},
+        rules::OtpLimits,
+    },
+};
+
 /// Everything tsunagi keeps, behind one handle; implemented by every type that implements each
 /// concern's store.
 pub trait Store:
