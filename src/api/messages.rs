@@ -176,7 +176,7 @@ impl MessageView {
             characters: m.characters,
             created_at: m.created_at,
             send_at: m.send_at,
-            source: m.source,
+            source: m.source.name().to_string(),
             metadata: m.metadata,
             events: m
                 .events

@@ -87,15 +87,10 @@ pub struct Approved {
 }
 
 fn view(v: VerificationRecord, now: DateTime<Utc>) -> VerificationView {
-    let status = if v.status == "pending" && now >= v.expires_at {
-        "expired".to_string()
-    } else {
-        v.status
-    };
     VerificationView {
         verification_id: v.id.to_string(),
         to: v.to.masked(),
-        status,
+        status: v.status.shown_at(v.expires_at, now).to_string(),
         expires_at: v.expires_at,
         attempts_left: v.max_checks.saturating_sub(v.checks),
         message_id: v.message_id.to_string(),

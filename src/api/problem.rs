@@ -38,6 +38,8 @@ pub enum ErrorCode {
     NotFound,
     /// The message is no longer scheduled.
     NotCancelable,
+    /// The request conflicts with what is stored (a value that must be unique).
+    Conflict,
     /// Too many requests; see `Retry-After`.
     RateLimited,
     /// The code is wrong; `attempts_left` says how many checks remain.
@@ -74,6 +76,7 @@ impl ErrorCode {
             ErrorCode::IdempotencyKeyReused => "Idempotency key reused",
             ErrorCode::NotFound => "Not found",
             ErrorCode::NotCancelable => "Not cancelable",
+            ErrorCode::Conflict => "Conflict",
             ErrorCode::RateLimited => "Rate limited",
             ErrorCode::OtpIncorrect => "Incorrect code",
             ErrorCode::OtpAttemptsExhausted => "No checks left",
@@ -199,12 +202,32 @@ pub fn quoted(input: &str) -> String {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store failed");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Unavailable,
-            "the store is unavailable; nothing was changed, retry later",
-        )
+        match e {
+            StoreError::Unavailable(_) | StoreError::Locked(_) => {
+                tracing::error!(error = %e, "store unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    "the store is unavailable; nothing was changed, retry later",
+                )
+            }
+            StoreError::Conflict(_) => {
+                tracing::warn!(error = %e, "store refused a conflicting write");
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    ErrorCode::Conflict,
+                    "the request conflicts with what is stored; nothing was changed",
+                )
+            }
+            StoreError::Corrupt(_) => {
+                tracing::error!(error = %e, "store holds a value that does not read back");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
+                    "an unexpected failure; nothing was changed",
+                )
+            }
+        }
     }
 }
 
@@ -287,5 +310,46 @@ impl IntoResponse for ApiError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_answer_by_their_kind() {
+        let cases = [
+            (
+                StoreError::Unavailable("busy".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+            ),
+            (
+                StoreError::Locked("held".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+            ),
+            (
+                StoreError::Conflict("unique".into()),
+                StatusCode::CONFLICT,
+                ErrorCode::Conflict,
+            ),
+            (
+                StoreError::Corrupt("id".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+            ),
+        ];
+        for (error, status, code) in cases {
+            let api = ApiError::from(error);
+            assert_eq!((api.status, api.code), (status, code));
+        }
+    }
+
+    #[test]
+    fn a_corrupt_store_does_not_leak_the_stored_value() {
+        let api = ApiError::from(StoreError::Corrupt("stored id \"msg_secret\"".into()));
+        assert!(!api.detail.contains("msg_secret"));
     }
 }

@@ -1,5 +1,6 @@
 //! Types everything shares; pure, no I/O.
 
+pub mod idempotency;
 pub mod ids;
 pub mod phone;
 pub mod segment;

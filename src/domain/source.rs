@@ -46,6 +46,11 @@ impl Source {
         matches!(self, Source::Crm { .. })
     }
 
+    /// Whether the text carries a secret, to be erased once the provider has it.
+    pub fn text_is_secret(&self) -> bool {
+        matches!(self, Source::Otp)
+    }
+
     /// Rebuild a source from its stored name and record.
     pub fn from_stored(name: &str, record: Option<&str>) -> Result<Source, BadSource> {
         match (name, record) {
@@ -85,6 +90,17 @@ mod tests {
             record: "003xx000004TmiQAAS".into(),
         };
         assert!(crm.feeds_outbox());
+    }
+
+    #[test]
+    fn only_otp_texts_are_secret() {
+        assert!(Source::Otp.text_is_secret());
+        assert!(!Source::Api.text_is_secret());
+        let crm = Source::Crm {
+            connection: "kintone:sales".into(),
+            record: "12/345".into(),
+        };
+        assert!(!crm.text_is_secret());
     }
 
     #[test]

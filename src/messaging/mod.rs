@@ -17,6 +17,7 @@ pub use self::{
 use crate::{
     clock::Clock,
     domain::{
+        idempotency::{judge_key, KeyUse},
         ids::MessageId,
         phone::{NumberPolicy, SenderId},
         source::Source,
@@ -140,7 +141,7 @@ impl Admission {
         let started = Instant::now();
         if let Some(dedupe) = &submission.dedupe {
             if let Some(earlier) = self.store.idempotency(&dedupe.scope, &dedupe.key).await? {
-                return replay(&earlier, &dedupe.request_hash);
+                return replay(earlier, &dedupe.request_hash);
             }
         }
         let dedupe = submission.dedupe.clone();
@@ -222,7 +223,7 @@ impl Admission {
             } else {
                 JobState::Queued
             },
-            source: s.source.name().to_string(),
+            source: s.source,
             metadata: s.metadata,
             created_at: now,
             send_at,
@@ -232,13 +233,13 @@ impl Admission {
 
 /// The answer to a dedupe key seen before: the original response for the same request, a
 /// refusal for another.
-fn replay(earlier: &IdempotencyRecord, request_hash: &str) -> Result<Admitted, AdmitError> {
-    if earlier.request_hash == request_hash {
-        Ok(Admitted::Replayed {
-            status: earlier.status,
-            response: earlier.response.clone(),
-        })
-    } else {
-        Err(Refusal::IdempotencyKeyReused.into())
+fn replay(earlier: IdempotencyRecord, request_hash: &str) -> Result<Admitted, AdmitError> {
+    let stored = (
+        earlier.request_hash.as_str(),
+        (earlier.status, earlier.response.clone()),
+    );
+    match judge_key(Some(stored), request_hash) {
+        KeyUse::Replay((status, response)) => Ok(Admitted::Replayed { status, response }),
+        KeyUse::Reused | KeyUse::First => Err(Refusal::IdempotencyKeyReused.into()),
     }
 }

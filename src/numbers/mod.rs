@@ -1,9 +1,11 @@
-//! Number hygiene beyond the lists: the cancellation-history check (解約履歴チェック).
+//! Number hygiene: the list policy (`hygiene`) and the cancellation-history check
+//! (解約履歴チェック).
 //!
 //! Given a number and the date the CRM last confirmed it, answer whether it may have been
 //! cancelled or reassigned since; Japanese carriers reassign numbers days after deactivation.
 
 mod http;
+pub mod hygiene;
 mod local;
 
 use std::sync::Arc;

@@ -1,5 +1,9 @@
 //! One-time passwords: codes from a CSPRNG, kept only as HMAC-SHA256 under the server secret,
-//! compared in constant time.
+//! compared in constant time. The rules for sending (`rules`) and checking (`check`) are pure
+//! functions the store feeds with what it reads.
+
+pub mod check;
+pub mod rules;
 
 use std::{collections::BTreeMap, ops::RangeInclusive};
 
@@ -8,16 +12,18 @@ use hmac::{Hmac, Mac};
 use rand::Rng;
 use sha2::Sha256;
 
+use self::rules::OtpLimits;
 use crate::{
     config::OtpConfig,
     domain::{
         ids::{MessageId, VerificationId},
         phone::{PhoneNumber, SenderId},
         segment::Segmentation,
+        source::Source,
         state::JobState,
         template::{RenderOptions, Rules, Template, TemplateError},
     },
-    store::{NewMessage, NewVerification, OtpLimits},
+    store::{NewMessage, NewVerification},
 };
 
 type HmacSha256 = Hmac<Sha256>;
@@ -136,7 +142,7 @@ pub fn verification(req: SendRequest, config: &OtpConfig, now: DateTime<Utc>) ->
             body: req.body,
             segmentation,
             status: JobState::Queued,
-            source: "otp".into(),
+            source: Source::Otp,
             metadata: Some(serde_json::json!({"verification_id": req.id.as_str()})),
             created_at: now,
             send_at: None,

@@ -8,7 +8,7 @@
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::super::{Acceptance, Hygiene, IdempotencyRecord, NewMessage, StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult};
 
 /// Most operations one commit carries; more wait for the next.
 const MAX_BATCH: usize = 512;
@@ -81,26 +81,10 @@ impl Writer {
             .map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
-
-    /// Accept a message: replay or refuse a known idempotency key, else insert.
-    pub(super) async fn accept(
-        &self,
-        message: NewMessage,
-        idempotency: Option<IdempotencyRecord>,
-        hygiene: Hygiene,
-    ) -> StoreResult<Acceptance> {
-        // Without a key, accepting writes one row: no savepoint needed.
-        let single = idempotency.is_none();
-        self.submit(
-            move |conn| super::accept(conn, &message, idempotency.as_ref(), hygiene),
-            !single,
-        )
-        .await
-    }
 }
 
 fn stopped() -> StoreError {
-    StoreError::Database("the store's writer has stopped".into())
+    StoreError::Unavailable("the store's writer has stopped".into())
 }
 
 fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Work>) {

@@ -1,0 +1,1346 @@
+//! What every backend must do, as checks that take a fresh store. A backend runs them all with
+//! one line in its tests, `contract_tests!(fresh);`, one named test per check.
+
+use std::{sync::Arc, time::Duration as StdDuration};
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::*;
+use crate::{
+    domain::{
+        ids::{ListEntryId, MessageId, VerificationId},
+        phone::PhoneNumber,
+        segment::{Encoding, Segmentation},
+        source::Source,
+        state::JobState,
+    },
+    numbers::hygiene::Hygiene,
+    otp::{
+        check::{CheckOutcome, VerificationState},
+        rules::OtpLimits,
+    },
+};
+
+/// One `#[tokio::test]` per check against the stores `$fresh().await` opens; it returns the
+/// store and whatever must live as long as it (a temporary directory, a test database).
+macro_rules! contract_tests {
+    ($fresh:path) => {
+        $crate::store::contract::contract_tests!(@each $fresh;
+            an_accepted_message_reads_back_as_accepted,
+            a_crm_source_reads_back_with_its_record,
+            the_same_key_and_body_replay_the_first_answer,
+            a_key_reused_with_another_body_is_refused,
+            a_used_key_is_looked_up_in_its_scope_only,
+            the_lists_refuse_denied_and_unlisted_recipients,
+            messages_are_listed_newest_first_by_status_and_page,
+            only_a_scheduled_message_can_be_canceled,
+            purged_idempotency_keys_can_be_used_again,
+            a_reply_is_linked_to_the_latest_message_of_the_conversation,
+            a_leased_job_is_not_claimed_again_until_its_lease_is_released,
+            an_expired_lease_is_claimed_by_another_worker,
+            claims_take_due_jobs_oldest_first_up_to_the_limit,
+            a_scheduled_job_waits_for_its_time,
+            a_transition_the_state_does_not_allow_changes_nothing,
+            transitions_are_logged_as_events_with_their_details,
+            a_retry_is_due_again_at_its_time,
+            the_queue_counts_waiting_and_leased_jobs_until_they_leave,
+            a_repeated_sandbox_send_keeps_the_first_id,
+            due_receipts_are_reported_once_and_later_ones_wait,
+            a_handset_inbox_shows_delivered_texts_newest_first,
+            a_started_verification_reads_back_pending_with_its_sms,
+            a_new_code_cancels_the_pending_one,
+            a_resend_within_the_cooldown_is_refused_and_stores_nothing,
+            window_limits_count_codes_per_number_ip_and_device,
+            listed_numbers_are_refused_or_skip_the_limits,
+            a_burst_to_one_block_pauses_the_block,
+            a_range_whose_codes_are_not_verified_is_paused,
+            wrong_codes_count_down_to_exhaustion,
+            the_right_code_approves_once_and_counts_as_converted,
+            an_expired_or_unknown_code_is_refused_without_counting,
+            listing_a_number_again_keeps_its_id_and_updates_its_reason,
+            an_entry_is_found_and_removed_by_id_or_by_number,
+            a_list_is_read_newest_first_up_to_the_limit,
+            the_outbox_holds_changes_and_replies_of_crm_messages_only,
+            written_back_entries_leave_the_outbox,
+            api_keys_are_found_by_hash_and_counted,
+            an_api_key_hash_is_kept_once,
+            the_secret_is_made_once,
+            a_fresh_store_is_ready,
+        );
+    };
+    (@each $fresh:path; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let (store, _keep) = $fresh().await;
+                $crate::store::contract::$check(store).await;
+            }
+        )*
+    };
+}
+pub(crate) use contract_tests;
+
+/// Now, at the millisecond precision stores keep.
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap()
+}
+
+/// A Japanese mobile number ending in `last`.
+fn number(last: u32) -> PhoneNumber {
+    PhoneNumber::parse(&format!("090-1234-{last:04}")).unwrap()
+}
+
+fn crm() -> Source {
+    Source::Crm {
+        connection: "salesforce:prod".into(),
+        record: "003xx000004TmiQAAS".into(),
+    }
+}
+
+fn message_at(source: Source, to: PhoneNumber, at: DateTime<Utc>) -> NewMessage {
+    NewMessage {
+        id: MessageId::new(),
+        to,
+        from: "TSUNAGI".into(),
+        body: "hello".into(),
+        segmentation: Segmentation::of("hello"),
+        status: JobState::Queued,
+        source,
+        metadata: None,
+        created_at: at,
+        send_at: None,
+    }
+}
+
+fn message(source: Source) -> NewMessage {
+    message_at(source, number(5678), now())
+}
+
+fn scheduled(at: DateTime<Utc>, send_at: DateTime<Utc>) -> NewMessage {
+    NewMessage {
+        status: JobState::Scheduled,
+        send_at: Some(send_at),
+        ..message_at(Source::Api, number(5678), at)
+    }
+}
+
+fn to(id: &MessageId, state: JobState) -> Transition {
+    Transition {
+        message_id: id.clone(),
+        to: state,
+        detail: None,
+        provider_message_id: None,
+        retry_at: None,
+    }
+}
+
+fn key(scope: &str, hash: &str) -> IdempotencyRecord {
+    IdempotencyRecord {
+        scope: scope.into(),
+        key: "order-1042".into(),
+        request_hash: hash.into(),
+        status: 202,
+        response: format!("{{\"for\":\"{hash}\"}}"),
+    }
+}
+
+async fn accept(store: &dyn Store, m: &NewMessage) {
+    let accepted = store
+        .accept(m.clone(), None, Hygiene::default())
+        .await
+        .unwrap();
+    assert_eq!(accepted, Acceptance::Stored);
+}
+
+async fn status(store: &dyn Store, id: &MessageId) -> JobState {
+    store.message(id).await.unwrap().unwrap().status
+}
+
+/// Accept `m`, claim it and record it sent.
+async fn sent(store: &dyn Store, m: &NewMessage) {
+    accept(store, m).await;
+    let claimed = store
+        .claim("w", 1, StdDuration::from_secs(60), m.created_at)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    store
+        .transition(to(&m.id, JobState::Sent), m.created_at)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// Limits that stay out of the way unless a check turns one on.
+fn lax() -> OtpLimits {
+    OtpLimits {
+        cooldown_seconds: 0,
+        per_number: 100,
+        per_ip: 100,
+        per_device: 100,
+        window_seconds: 600,
+        pumping_window_seconds: 3600,
+        pumping_grace_seconds: 120,
+        pumping_min_sends: 1000,
+        pumping_min_conversion: 0.3,
+        pumping_block_seconds: 43200,
+        burst_max_sends: 0,
+        burst_window_seconds: 60,
+    }
+}
+
+/// The code every verification here is sent (its "hash").
+const CODE: &[u8] = b"483920";
+
+fn verification(to: PhoneNumber, at: DateTime<Utc>) -> NewVerification {
+    NewVerification {
+        id: VerificationId::new(),
+        code_hash: CODE.to_vec(),
+        prefix: to.national_prefix(4),
+        burst_prefix: to.burst_prefix().to_string(),
+        max_checks: 3,
+        expires_at: at + Duration::minutes(5),
+        client_ip: None,
+        device_id: None,
+        created_at: at,
+        message: message_at(Source::Otp, to, at),
+    }
+}
+
+async fn start(store: &dyn Store, v: &NewVerification, limits: &OtpLimits) -> OtpStart {
+    store
+        .otp_start(v.clone(), limits.clone(), Hygiene::default())
+        .await
+        .unwrap()
+}
+
+async fn check(store: &dyn Store, id: &VerificationId, code: &'static [u8]) -> CheckOutcome {
+    check_at(store, id, code, now()).await
+}
+
+async fn check_at(
+    store: &dyn Store,
+    id: &VerificationId,
+    code: &'static [u8],
+    at: DateTime<Utc>,
+) -> CheckOutcome {
+    store
+        .otp_check(id, Box::new(move |stored| stored == code), at)
+        .await
+        .unwrap()
+}
+
+fn limited(start: OtpStart) -> (String, i64, bool) {
+    match start {
+        OtpStart::Limited {
+            reason,
+            retry_after,
+            tripped,
+        } => (reason, retry_after, tripped),
+        other => panic!("not limited: {other:?}"),
+    }
+}
+
+// Messages.
+
+/// Every field of an accepted message reads back, with acceptance as its first event.
+pub async fn an_accepted_message_reads_back_as_accepted(store: Arc<dyn Store>) {
+    let at = now();
+    let m = NewMessage {
+        body: "ご予約は12月1日です".into(),
+        segmentation: Segmentation::of("ご予約は12月1日です"),
+        metadata: Some(serde_json::json!({"order": 1042})),
+        ..scheduled(at, at + Duration::hours(1))
+    };
+    accept(store.as_ref(), &m).await;
+    let got = store.message(&m.id).await.unwrap().unwrap();
+    assert_eq!(got.id, m.id);
+    assert_eq!(got.to, m.to);
+    assert_eq!(got.from, "TSUNAGI");
+    assert_eq!((got.status, got.status_detail), (JobState::Scheduled, None));
+    assert_eq!(got.encoding, Encoding::Ucs2);
+    assert_eq!((got.characters, got.segments), (11, 1));
+    assert_eq!(got.source, Source::Api);
+    assert_eq!(got.metadata, m.metadata);
+    assert_eq!((got.created_at, got.send_at), (at, m.send_at));
+    let events: Vec<_> = got.events.iter().map(|e| (e.status, e.at)).collect();
+    assert_eq!(events, [(JobState::Scheduled, at)]);
+    assert!(got.replies.is_empty());
+    assert!(store.message(&MessageId::new()).await.unwrap().is_none());
+}
+
+/// A CRM source keeps its connection and record.
+pub async fn a_crm_source_reads_back_with_its_record(store: Arc<dyn Store>) {
+    let m = message(crm());
+    accept(store.as_ref(), &m).await;
+    assert_eq!(store.message(&m.id).await.unwrap().unwrap().source, crm());
+    let listed = store
+        .messages(ListQuery {
+            status: None,
+            limit: 10,
+            before: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed[0].source, crm());
+}
+
+/// The same key with the same body answers what it answered first, and stores nothing more;
+/// keys are scoped.
+pub async fn a_used_key_is_looked_up_in_its_scope_only(store: Arc<dyn Store>) {
+    assert!(store
+        .idempotency("a", "order-1042")
+        .await
+        .unwrap()
+        .is_none());
+    store
+        .accept(
+            message(Source::Api),
+            Some(key("a", "h1")),
+            Hygiene::default(),
+        )
+        .await
+        .unwrap();
+    let found = store.idempotency("a", "order-1042").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            found.request_hash.as_str(),
+            found.status,
+            found.response.as_str()
+        ),
+        ("h1", 202, "{\"for\":\"h1\"}")
+    );
+    assert!(store
+        .idempotency("b", "order-1042")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .idempotency("a", "order-1043")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+pub async fn the_same_key_and_body_replay_the_first_answer(store: Arc<dyn Store>) {
+    let first = message(Source::Api);
+    let stored = store
+        .accept(first.clone(), Some(key("a", "h1")), Hygiene::default())
+        .await
+        .unwrap();
+    assert_eq!(stored, Acceptance::Stored);
+    let again = store
+        .accept(
+            message(Source::Api),
+            Some(key("a", "h1")),
+            Hygiene::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Acceptance::Replayed {
+            status: 202,
+            response: "{\"for\":\"h1\"}".into(),
+        }
+    );
+    let other_scope = store
+        .accept(
+            message(Source::Api),
+            Some(key("b", "h1")),
+            Hygiene::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(other_scope, Acceptance::Stored);
+    let all = store
+        .messages(ListQuery {
+            status: None,
+            limit: 10,
+            before: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+}
+
+/// The same key with another body is refused and stores nothing.
+pub async fn a_key_reused_with_another_body_is_refused(store: Arc<dyn Store>) {
+    store
+        .accept(
+            message(Source::Api),
+            Some(key("a", "h1")),
+            Hygiene::default(),
+        )
+        .await
+        .unwrap();
+    let other = message(Source::Api);
+    let reused = store
+        .accept(other.clone(), Some(key("a", "h2")), Hygiene::default())
+        .await
+        .unwrap();
+    assert_eq!(reused, Acceptance::KeyReused);
+    assert!(store.message(&other.id).await.unwrap().is_none());
+}
+
+/// A denied number is refused; with only the allow list receiving, so is an unlisted one.
+pub async fn the_lists_refuse_denied_and_unlisted_recipients(store: Arc<dyn Store>) {
+    store
+        .list_add(NumberList::Deny, &number(1), None)
+        .await
+        .unwrap();
+    store
+        .list_add(NumberList::Allow, &number(2), None)
+        .await
+        .unwrap();
+    let only = Hygiene {
+        allow_list_only: true,
+    };
+    let denied = message_at(Source::Api, number(1), now());
+    let refused = store
+        .accept(denied.clone(), None, Hygiene::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        refused,
+        Acceptance::Blocked("the number is on the deny list".into())
+    );
+    assert!(store.message(&denied.id).await.unwrap().is_none());
+    let unlisted = store
+        .accept(message_at(Source::Api, number(3), now()), None, only)
+        .await
+        .unwrap();
+    assert!(matches!(unlisted, Acceptance::Blocked(r) if r.contains("allow_list_only")));
+    let allowed = store
+        .accept(message_at(Source::Api, number(2), now()), None, only)
+        .await
+        .unwrap();
+    assert_eq!(allowed, Acceptance::Stored);
+}
+
+/// The list is newest first, filtered by state and paged by `seq`.
+pub async fn messages_are_listed_newest_first_by_status_and_page(store: Arc<dyn Store>) {
+    let at = now();
+    let (a, b) = (message(Source::Api), message(Source::Api));
+    let c = scheduled(at, at + Duration::hours(1));
+    for m in [&a, &b, &c] {
+        accept(store.as_ref(), m).await;
+    }
+    let page = |status, limit, before| ListQuery {
+        status,
+        limit,
+        before,
+    };
+    let first = store.messages(page(None, 2, None)).await.unwrap();
+    let ids: Vec<_> = first.iter().map(|m| &m.id).collect();
+    assert_eq!(ids, [&c.id, &b.id]);
+    assert!(first.iter().all(|m| m.events.is_empty()));
+    let rest = store
+        .messages(page(None, 2, Some(first[1].seq)))
+        .await
+        .unwrap();
+    let ids: Vec<_> = rest.iter().map(|m| &m.id).collect();
+    assert_eq!(ids, [&a.id]);
+    let waiting = store
+        .messages(page(Some(JobState::Scheduled), 10, None))
+        .await
+        .unwrap();
+    let ids: Vec<_> = waiting.iter().map(|m| &m.id).collect();
+    assert_eq!(ids, [&c.id]);
+}
+
+/// Canceling applies to a scheduled message only, and takes it out of the queue.
+pub async fn only_a_scheduled_message_can_be_canceled(store: Arc<dyn Store>) {
+    let at = now();
+    let later = scheduled(at, at + Duration::hours(1));
+    accept(store.as_ref(), &later).await;
+    assert_eq!(
+        store.cancel(&later.id, at).await.unwrap(),
+        CancelOutcome::Canceled
+    );
+    let got = store.message(&later.id).await.unwrap().unwrap();
+    assert_eq!(got.status, JobState::Canceled);
+    assert_eq!(
+        got.events.last().unwrap().detail.as_deref(),
+        Some("canceled by the client")
+    );
+    assert_eq!(store.queue_depth().await.unwrap(), 0);
+    assert_eq!(
+        store.cancel(&later.id, at).await.unwrap(),
+        CancelOutcome::NotCancelable(JobState::Canceled)
+    );
+    let queued = message(Source::Api);
+    accept(store.as_ref(), &queued).await;
+    store
+        .claim("w", 1, StdDuration::from_secs(60), queued.created_at)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.cancel(&queued.id, at).await.unwrap(),
+        CancelOutcome::NotCancelable(JobState::Sending)
+    );
+    assert_eq!(
+        store.cancel(&MessageId::new(), at).await.unwrap(),
+        CancelOutcome::NotFound
+    );
+}
+
+/// Keys older than the purge are forgotten; newer ones stay.
+pub async fn purged_idempotency_keys_can_be_used_again(store: Arc<dyn Store>) {
+    let at = now();
+    store
+        .accept(
+            message_at(Source::Api, number(1), at),
+            Some(key("a", "h1")),
+            Hygiene::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.purge_idempotency(at).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .purge_idempotency(at + Duration::milliseconds(1))
+            .await
+            .unwrap(),
+        1
+    );
+    let again = store
+        .accept(
+            message(Source::Api),
+            Some(key("a", "h2")),
+            Hygiene::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, Acceptance::Stored);
+}
+
+/// A reply belongs to the latest message from its sender id to its handset; one that matches
+/// none is kept unlinked.
+pub async fn a_reply_is_linked_to_the_latest_message_of_the_conversation(store: Arc<dyn Store>) {
+    let (older, newer) = (message(Source::Api), message(Source::Api));
+    accept(store.as_ref(), &older).await;
+    accept(store.as_ref(), &newer).await;
+    let at = now();
+    let reply = store
+        .record_reply(NewReply {
+            from: newer.to.clone(),
+            to: "TSUNAGI".into(),
+            body: "はい".into(),
+            at,
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply.message_id.as_ref(), Some(&newer.id));
+    let got = store.message(&newer.id).await.unwrap().unwrap();
+    let replies: Vec<_> = got
+        .replies
+        .iter()
+        .map(|r| (r.from.clone(), r.to.as_str(), r.body.as_str(), r.at))
+        .collect();
+    assert_eq!(replies, [(newer.to.clone(), "TSUNAGI", "はい", at)]);
+    assert!(store
+        .message(&older.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .replies
+        .is_empty());
+    let stray = store
+        .record_reply(NewReply {
+            from: number(9),
+            to: "TSUNAGI".into(),
+            body: "?".into(),
+            at,
+        })
+        .await
+        .unwrap();
+    assert_eq!(stray.message_id, None);
+}
+
+// The queue.
+
+/// A leased job stays with its worker until the lease is released, then goes out again as the
+/// next attempt.
+pub async fn a_leased_job_is_not_claimed_again_until_its_lease_is_released(store: Arc<dyn Store>) {
+    let m = message(Source::Api);
+    accept(store.as_ref(), &m).await;
+    let lease = StdDuration::from_secs(60);
+    let first = store.claim("a", 10, lease, now()).await.unwrap();
+    assert_eq!((first.len(), first[0].attempt), (1, 1));
+    assert!(store.claim("b", 10, lease, now()).await.unwrap().is_empty());
+    assert_eq!(store.release_leases().await.unwrap(), 1);
+    let again = store.claim("b", 10, lease, now()).await.unwrap();
+    assert_eq!((again.len(), again[0].attempt), (1, 2));
+}
+
+/// A lease that ran out lets another worker take the job.
+pub async fn an_expired_lease_is_claimed_by_another_worker(store: Arc<dyn Store>) {
+    accept(store.as_ref(), &message(Source::Api)).await;
+    let at = now();
+    store
+        .claim("a", 10, StdDuration::from_millis(10), at)
+        .await
+        .unwrap();
+    let later = at + Duration::milliseconds(50);
+    let taken = store
+        .claim("b", 10, StdDuration::from_secs(60), later)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+}
+
+/// Claims take the jobs due longest first, no more than asked, with what the send needs.
+pub async fn claims_take_due_jobs_oldest_first_up_to_the_limit(store: Arc<dyn Store>) {
+    let at = now();
+    let jobs: Vec<_> = (0..3)
+        .map(|i| {
+            message_at(
+                Source::Api,
+                number(i),
+                at + Duration::milliseconds(i.into()),
+            )
+        })
+        .collect();
+    for m in jobs.iter().rev() {
+        accept(store.as_ref(), m).await;
+    }
+    let lease = StdDuration::from_secs(60);
+    let claimed = store
+        .claim("w", 2, lease, at + Duration::seconds(1))
+        .await
+        .unwrap();
+    // Which jobs, not in what order: a batch goes out at once.
+    let mut ids: Vec<_> = claimed.iter().map(|j| &j.message_id).collect();
+    ids.sort();
+    let mut oldest = [&jobs[0].id, &jobs[1].id];
+    oldest.sort();
+    assert_eq!(ids, oldest);
+    let job = claimed.iter().find(|j| j.message_id == jobs[0].id).unwrap();
+    assert_eq!(
+        (
+            &job.to,
+            job.from.as_str(),
+            job.body.as_str(),
+            job.attempt,
+            job.created_at
+        ),
+        (&jobs[0].to, "TSUNAGI", "hello", 1, at)
+    );
+    assert_eq!(status(store.as_ref(), &jobs[0].id).await, JobState::Sending);
+}
+
+/// A scheduled job is not claimed before its time, which `next_due` reports.
+pub async fn a_scheduled_job_waits_for_its_time(store: Arc<dyn Store>) {
+    let at = now();
+    assert_eq!(store.next_due().await.unwrap(), None);
+    let send_at = at + Duration::hours(1);
+    let m = scheduled(at, send_at);
+    accept(store.as_ref(), &m).await;
+    let lease = StdDuration::from_secs(60);
+    assert!(store.claim("w", 10, lease, at).await.unwrap().is_empty());
+    assert_eq!(store.next_due().await.unwrap(), Some(send_at));
+    assert_eq!(store.claim("w", 10, lease, send_at).await.unwrap().len(), 1);
+}
+
+/// A change the current state does not allow is not applied.
+pub async fn a_transition_the_state_does_not_allow_changes_nothing(store: Arc<dyn Store>) {
+    let m = message(Source::Api);
+    accept(store.as_ref(), &m).await;
+    assert!(store
+        .transition(to(&m.id, JobState::Delivered), now())
+        .await
+        .unwrap()
+        .is_none());
+    let got = store.message(&m.id).await.unwrap().unwrap();
+    assert_eq!(got.status, JobState::Queued);
+    assert_eq!(got.events.len(), 1);
+    assert!(store
+        .transition(to(&MessageId::new(), JobState::Sent), now())
+        .await
+        .unwrap()
+        .is_none());
+}
+
+/// Every applied change is an event, with its detail, after acceptance.
+pub async fn transitions_are_logged_as_events_with_their_details(store: Arc<dyn Store>) {
+    let m = message(Source::Api);
+    sent(store.as_ref(), &m).await;
+    let undelivered = Transition {
+        detail: Some("handset unreachable".into()),
+        provider_message_id: Some("sbx_1".into()),
+        ..to(&m.id, JobState::Undelivered)
+    };
+    let applied = store.transition(undelivered, now()).await.unwrap().unwrap();
+    assert_eq!(applied.created_at, m.created_at);
+    let got = store.message(&m.id).await.unwrap().unwrap();
+    assert_eq!(got.status_detail.as_deref(), Some("handset unreachable"));
+    let events: Vec<_> = got
+        .events
+        .iter()
+        .map(|e| (e.status, e.detail.as_deref()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            (JobState::Queued, None),
+            (JobState::Sending, None),
+            (JobState::Sent, None),
+            (JobState::Undelivered, Some("handset unreachable")),
+        ]
+    );
+}
+
+/// A retry puts the job back, due at the retry time, as its next attempt.
+pub async fn a_retry_is_due_again_at_its_time(store: Arc<dyn Store>) {
+    let m = message(Source::Api);
+    accept(store.as_ref(), &m).await;
+    let lease = StdDuration::from_secs(60);
+    store.claim("w", 1, lease, m.created_at).await.unwrap();
+    let retry_at = m.created_at + Duration::seconds(10);
+    let retry = Transition {
+        detail: Some("provider busy".into()),
+        retry_at: Some(retry_at),
+        ..to(&m.id, JobState::Queued)
+    };
+    store
+        .transition(retry, m.created_at)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.next_due().await.unwrap(), Some(retry_at));
+    assert!(store
+        .claim("w", 1, lease, m.created_at)
+        .await
+        .unwrap()
+        .is_empty());
+    let again = store.claim("w", 1, lease, retry_at).await.unwrap();
+    assert_eq!(again[0].attempt, 2);
+}
+
+/// The depth counts jobs waiting, scheduled or leased; a sent or final message leaves it.
+pub async fn the_queue_counts_waiting_and_leased_jobs_until_they_leave(store: Arc<dyn Store>) {
+    assert_eq!(store.queue_depth().await.unwrap(), 0);
+    let at = now();
+    let (a, b) = (
+        message_at(Source::Api, number(1), at),
+        scheduled(at, at + Duration::hours(1)),
+    );
+    accept(store.as_ref(), &a).await;
+    accept(store.as_ref(), &b).await;
+    assert_eq!(store.queue_depth().await.unwrap(), 2);
+    store
+        .claim("w", 10, StdDuration::from_secs(60), at)
+        .await
+        .unwrap();
+    assert_eq!(store.queue_depth().await.unwrap(), 2);
+    store
+        .transition(to(&a.id, JobState::Sent), at)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.queue_depth().await.unwrap(), 1);
+}
+
+// The sandbox.
+
+fn sandbox_send(m: &NewMessage, outcome: JobState, at: DateTime<Utc>) -> SandboxSend {
+    SandboxSend {
+        message_id: m.id.clone(),
+        provider_message_id: format!("sbx_{}", ulid::Ulid::new()),
+        from: m.from.clone(),
+        to: m.to.clone(),
+        body: m.body.clone(),
+        outcome,
+        detail: None,
+        at,
+        report_due: at,
+    }
+}
+
+/// Sending the same message again (after a crash) returns the first send's id.
+pub async fn a_repeated_sandbox_send_keeps_the_first_id(store: Arc<dyn Store>) {
+    let m = message(Source::Api);
+    let first = sandbox_send(&m, JobState::Delivered, now());
+    let id = store.sandbox_send(first.clone()).await.unwrap();
+    assert_eq!(id, first.provider_message_id);
+    let again = store
+        .sandbox_send(sandbox_send(&m, JobState::Delivered, now()))
+        .await
+        .unwrap();
+    assert_eq!(again, id);
+}
+
+/// Due receipts are applied once; later ones wait, and `sandbox_next_report` says until when.
+pub async fn due_receipts_are_reported_once_and_later_ones_wait(store: Arc<dyn Store>) {
+    let at = now();
+    let (due, later, done) = (
+        message_at(Source::Api, number(1), at),
+        message_at(Source::Api, number(2), at),
+        message_at(Source::Api, number(3), at),
+    );
+    for m in [&due, &later, &done] {
+        sent(store.as_ref(), m).await;
+    }
+    store
+        .transition(to(&done.id, JobState::Failed), at)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .sandbox_send(sandbox_send(&due, JobState::Delivered, at))
+        .await
+        .unwrap();
+    store
+        .sandbox_send(sandbox_send(&done, JobState::Delivered, at))
+        .await
+        .unwrap();
+    let in_an_hour = at + Duration::hours(1);
+    store
+        .sandbox_send(SandboxSend {
+            report_due: in_an_hour,
+            ..sandbox_send(&later, JobState::Undelivered, at)
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.sandbox_next_report().await.unwrap(), Some(at));
+    let reported = store.sandbox_report_due(at, 10).await.unwrap();
+    let mut got: Vec<_> = reported
+        .iter()
+        .map(|r| (r.message_id.clone(), r.outcome, r.applied.is_some()))
+        .collect();
+    got.sort_by(|x, y| x.0.cmp(&y.0));
+    let mut expected = vec![
+        (due.id.clone(), JobState::Delivered, true),
+        (done.id.clone(), JobState::Delivered, false),
+    ];
+    expected.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(got, expected);
+    assert_eq!(status(store.as_ref(), &due.id).await, JobState::Delivered);
+    assert_eq!(status(store.as_ref(), &done.id).await, JobState::Failed);
+    assert!(store.sandbox_report_due(at, 10).await.unwrap().is_empty());
+    assert_eq!(store.sandbox_next_report().await.unwrap(), Some(in_an_hour));
+    let last = store.sandbox_report_due(in_an_hour, 10).await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(
+        status(store.as_ref(), &later.id).await,
+        JobState::Undelivered
+    );
+    assert_eq!(store.sandbox_next_report().await.unwrap(), None);
+}
+
+/// A handset's inbox holds what was delivered to it, newest first.
+pub async fn a_handset_inbox_shows_delivered_texts_newest_first(store: Arc<dyn Store>) {
+    let at = now();
+    let handset = number(1);
+    let texts: Vec<_> = (0..3)
+        .map(|i| NewMessage {
+            body: format!("text {i}"),
+            ..message_at(Source::Api, handset.clone(), at)
+        })
+        .collect();
+    for (i, (m, outcome)) in texts
+        .iter()
+        .zip([
+            JobState::Delivered,
+            JobState::Delivered,
+            JobState::Undelivered,
+        ])
+        .enumerate()
+    {
+        let sent_at = at + Duration::seconds(i as i64);
+        store
+            .sandbox_send(sandbox_send(m, outcome, sent_at))
+            .await
+            .unwrap();
+    }
+    let elsewhere = message_at(Source::Api, number(2), at);
+    store
+        .sandbox_send(sandbox_send(&elsewhere, JobState::Delivered, at))
+        .await
+        .unwrap();
+    let inbox = store.sandbox_inbox(&handset, 10).await.unwrap();
+    let got: Vec<_> = inbox
+        .iter()
+        .map(|e| (&e.message_id, e.body.as_str(), e.from.as_str(), &e.to))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (&texts[1].id, "text 1", "TSUNAGI", &handset),
+            (&texts[0].id, "text 0", "TSUNAGI", &handset),
+        ]
+    );
+    assert_eq!(inbox[0].at, at + Duration::seconds(1));
+    assert_eq!(store.sandbox_inbox(&handset, 1).await.unwrap().len(), 1);
+}
+
+// One-time passwords.
+
+/// A started verification is pending with its checks, expiry and SMS, which is queued.
+pub async fn a_started_verification_reads_back_pending_with_its_sms(store: Arc<dyn Store>) {
+    let v = verification(number(1), now());
+    assert_eq!(start(store.as_ref(), &v, &lax()).await, OtpStart::Started);
+    let got = store.otp_verification(&v.id).await.unwrap().unwrap();
+    assert_eq!(got.id, v.id);
+    assert_eq!(got.to, number(1));
+    assert_eq!(got.status, VerificationState::Pending);
+    assert_eq!((got.checks, got.max_checks), (0, 3));
+    assert_eq!(
+        (got.expires_at, got.created_at),
+        (v.expires_at, v.created_at)
+    );
+    assert_eq!(got.message_id, v.message.id);
+    let sms = store.message(&v.message.id).await.unwrap().unwrap();
+    assert_eq!((sms.status, sms.source), (JobState::Queued, Source::Otp));
+    assert!(store
+        .otp_verification(&VerificationId::new())
+        .await
+        .unwrap()
+        .is_none());
+}
+
+/// A new code to a number cancels the one still pending.
+pub async fn a_new_code_cancels_the_pending_one(store: Arc<dyn Store>) {
+    let at = now();
+    let first = verification(number(1), at);
+    let second = verification(number(1), at + Duration::seconds(1));
+    start(store.as_ref(), &first, &lax()).await;
+    assert_eq!(
+        start(store.as_ref(), &second, &lax()).await,
+        OtpStart::Started
+    );
+    let got = store.otp_verification(&first.id).await.unwrap().unwrap();
+    assert_eq!(got.status, VerificationState::Canceled);
+    assert_eq!(
+        check(store.as_ref(), &first.id, CODE).await,
+        CheckOutcome::Canceled
+    );
+    assert_eq!(
+        check(store.as_ref(), &second.id, CODE).await,
+        CheckOutcome::Approved
+    );
+}
+
+/// A second code within the cool-down is refused until it ends, and nothing of it is stored.
+pub async fn a_resend_within_the_cooldown_is_refused_and_stores_nothing(store: Arc<dyn Store>) {
+    let limits = OtpLimits {
+        cooldown_seconds: 30,
+        ..lax()
+    };
+    let at = now();
+    start(store.as_ref(), &verification(number(1), at), &limits).await;
+    let resend = verification(number(1), at + Duration::seconds(10));
+    let (reason, retry_after, tripped) = limited(start(store.as_ref(), &resend, &limits).await);
+    assert_eq!(reason, "a code was sent to this number less than 30 s ago");
+    assert_eq!((retry_after, tripped), (20, false));
+    assert!(store.otp_verification(&resend.id).await.unwrap().is_none());
+    assert!(store.message(&resend.message.id).await.unwrap().is_none());
+    let after = verification(number(1), at + Duration::seconds(30));
+    assert_eq!(
+        start(store.as_ref(), &after, &limits).await,
+        OtpStart::Started
+    );
+}
+
+/// Codes are counted per number, per client IP and per device within the window.
+pub async fn window_limits_count_codes_per_number_ip_and_device(store: Arc<dyn Store>) {
+    let limits = OtpLimits {
+        per_number: 2,
+        per_ip: 2,
+        per_device: 2,
+        ..lax()
+    };
+    let at = now();
+    let s = store.as_ref();
+    for i in 0..2 {
+        start(
+            s,
+            &verification(number(1), at + Duration::seconds(i)),
+            &limits,
+        )
+        .await;
+    }
+    let third = verification(number(1), at + Duration::seconds(100));
+    let (reason, retry_after, _) = limited(start(s, &third, &limits).await);
+    assert_eq!(reason, "this number was sent 2 codes in the last 600 s");
+    assert_eq!(retry_after, 500, "until the oldest code leaves the window");
+    let by_ip = |n, secs| NewVerification {
+        client_ip: Some("203.0.113.7".into()),
+        ..verification(number(n), at + Duration::seconds(secs))
+    };
+    start(s, &by_ip(10, 0), &limits).await;
+    start(s, &by_ip(11, 1), &limits).await;
+    let (reason, _, _) = limited(start(s, &by_ip(12, 2), &limits).await);
+    assert!(
+        reason.starts_with("this client_ip was sent 2 codes"),
+        "{reason}"
+    );
+    let by_device = |n, secs| NewVerification {
+        device_id: Some("device-1".into()),
+        ..verification(number(n), at + Duration::seconds(secs))
+    };
+    start(s, &by_device(20, 0), &limits).await;
+    start(s, &by_device(21, 1), &limits).await;
+    let (reason, _, _) = limited(start(s, &by_device(22, 2), &limits).await);
+    assert!(
+        reason.starts_with("this device_id was sent 2 codes"),
+        "{reason}"
+    );
+    let next_window = verification(number(1), at + Duration::seconds(601));
+    assert_eq!(start(s, &next_window, &limits).await, OtpStart::Started);
+}
+
+/// A denied number gets no code; an allow-listed one skips the limits.
+pub async fn listed_numbers_are_refused_or_skip_the_limits(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    s.list_add(NumberList::Deny, &number(1), None)
+        .await
+        .unwrap();
+    s.list_add(NumberList::Allow, &number(2), None)
+        .await
+        .unwrap();
+    let limits = OtpLimits {
+        cooldown_seconds: 30,
+        ..lax()
+    };
+    let denied = verification(number(1), now());
+    assert_eq!(
+        start(s, &denied, &limits).await,
+        OtpStart::Blocked("the number is on the deny list".into())
+    );
+    assert!(s.otp_verification(&denied.id).await.unwrap().is_none());
+    let at = now();
+    for i in 0..3 {
+        let v = verification(number(2), at + Duration::milliseconds(i));
+        assert_eq!(start(s, &v, &limits).await, OtpStart::Started);
+    }
+    let only = Hygiene {
+        allow_list_only: true,
+    };
+    let unlisted = s
+        .otp_start(verification(number(3), at), limits, only)
+        .await
+        .unwrap();
+    assert!(matches!(unlisted, OtpStart::Blocked(r) if r.contains("allow_list_only")));
+}
+
+/// Codes to one block of 10,000 numbers past the burst limit pause the block, not its
+/// neighbours, for the block period.
+pub async fn a_burst_to_one_block_pauses_the_block(store: Arc<dyn Store>) {
+    let limits = OtpLimits {
+        burst_max_sends: 3,
+        ..lax()
+    };
+    let at = now();
+    let s = store.as_ref();
+    for i in 0..3 {
+        let v = verification(number(i), at + Duration::seconds(i.into()));
+        assert_eq!(start(s, &v, &limits).await, OtpStart::Started);
+    }
+    let fourth = verification(number(3), at + Duration::seconds(5));
+    let (reason, retry_after, tripped) = limited(start(s, &fourth, &limits).await);
+    assert!(
+        reason.contains("pumping") && reason.contains("last four digits"),
+        "{reason}"
+    );
+    assert_eq!((retry_after, tripped), (43200, true));
+    assert_eq!(s.otp_blocked_prefixes(at).await.unwrap(), 1);
+    let next = verification(number(4), at + Duration::seconds(120));
+    let (reason, retry_after, tripped) = limited(start(s, &next, &limits).await);
+    assert!(reason.contains("paused"), "{reason}");
+    assert_eq!((retry_after, tripped), (43200 - 115, false));
+    let neighbour = verification(
+        PhoneNumber::parse("090-1235-0000").unwrap(),
+        at + Duration::seconds(120),
+    );
+    assert_eq!(start(s, &neighbour, &limits).await, OtpStart::Started);
+    let over = at + Duration::seconds(5 + 43200);
+    assert_eq!(s.otp_blocked_prefixes(over).await.unwrap(), 0);
+    let back = verification(number(5), over);
+    assert_eq!(start(s, &back, &limits).await, OtpStart::Started);
+}
+
+/// A number range whose judged codes are not verified is paused; codes in the grace period are
+/// not judged.
+pub async fn a_range_whose_codes_are_not_verified_is_paused(store: Arc<dyn Store>) {
+    let limits = OtpLimits {
+        pumping_min_sends: 3,
+        pumping_grace_seconds: 60,
+        pumping_min_conversion: 0.5,
+        ..lax()
+    };
+    let at = now();
+    let s = store.as_ref();
+    let sent: Vec<_> = (0..3)
+        .map(|i| verification(number(i), at + Duration::seconds(i.into())))
+        .collect();
+    for v in &sent {
+        assert_eq!(start(s, v, &limits).await, OtpStart::Started);
+    }
+    let young = verification(number(10), at + Duration::seconds(30));
+    assert_eq!(
+        start(s, &young, &limits).await,
+        OtpStart::Started,
+        "codes in the grace period are not judged"
+    );
+    assert_eq!(
+        check_at(s, &sent[0].id, CODE, at + Duration::seconds(40)).await,
+        CheckOutcome::Approved
+    );
+    let judged = verification(number(20), at + Duration::seconds(90));
+    let (reason, retry_after, tripped) = limited(start(s, &judged, &limits).await);
+    assert_eq!(
+        reason,
+        "codes to this number range are paused: 1 of 4 codes verified (25%) in the last 3600 s (suspected SMS pumping)"
+    );
+    assert_eq!((retry_after, tripped), (43200, true));
+    assert_eq!(
+        s.otp_blocked_prefixes(at + Duration::seconds(90))
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+/// Each wrong code uses a check; the last one exhausts the verification, even for the right code.
+pub async fn wrong_codes_count_down_to_exhaustion(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let v = verification(number(1), now());
+    start(s, &v, &lax()).await;
+    for left in [2, 1, 0] {
+        assert_eq!(
+            check(s, &v.id, b"000000").await,
+            CheckOutcome::Incorrect(left)
+        );
+    }
+    assert_eq!(check(s, &v.id, CODE).await, CheckOutcome::Exhausted);
+    let got = s.otp_verification(&v.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.checks),
+        (VerificationState::MaxAttemptsReached, 3)
+    );
+}
+
+/// The right code approves once; approved codes count as converted.
+pub async fn the_right_code_approves_once_and_counts_as_converted(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let at = now();
+    let (v, other) = (verification(number(1), at), verification(number(2), at));
+    start(s, &v, &lax()).await;
+    start(s, &other, &lax()).await;
+    assert_eq!(check(s, &v.id, b"000000").await, CheckOutcome::Incorrect(2));
+    assert_eq!(check(s, &v.id, CODE).await, CheckOutcome::Approved);
+    assert_eq!(check(s, &v.id, CODE).await, CheckOutcome::AlreadyUsed);
+    let got = s.otp_verification(&v.id).await.unwrap().unwrap();
+    assert_eq!((got.status, got.checks), (VerificationState::Approved, 2));
+    let since = at - Duration::seconds(1);
+    assert_eq!(s.otp_conversion(since).await.unwrap(), (2, 1));
+    assert_eq!(s.otp_conversion(at).await.unwrap(), (0, 0));
+}
+
+/// A code past its expiry, or one that does not exist, is refused and nothing is counted.
+pub async fn an_expired_or_unknown_code_is_refused_without_counting(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let v = verification(number(1), now());
+    start(s, &v, &lax()).await;
+    assert_eq!(
+        check_at(s, &v.id, CODE, v.expires_at).await,
+        CheckOutcome::Expired
+    );
+    let got = s.otp_verification(&v.id).await.unwrap().unwrap();
+    assert_eq!((got.status, got.checks), (VerificationState::Pending, 0));
+    assert_eq!(
+        check(s, &VerificationId::new(), CODE).await,
+        CheckOutcome::NotFound
+    );
+}
+
+// Number lists.
+
+/// Listing a number again updates its reason and keeps its id and time.
+pub async fn listing_a_number_again_keeps_its_id_and_updates_its_reason(store: Arc<dyn Store>) {
+    let first = store
+        .list_add(NumberList::Deny, &number(1), Some("opted out".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (&first.number, first.reason.as_deref()),
+        (&number(1), Some("opted out"))
+    );
+    let again = store
+        .list_add(NumberList::Deny, &number(1), Some("cancelled".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (&again.id, again.created_at, again.reason.as_deref()),
+        (&first.id, first.created_at, Some("cancelled"))
+    );
+    let listed = store.list_numbers(NumberList::Deny, 10).await.unwrap();
+    assert_eq!(listed, [again]);
+}
+
+/// An entry is found and removed by its id or by the number, on its own list only.
+pub async fn an_entry_is_found_and_removed_by_id_or_by_number(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let denied = s
+        .list_add(NumberList::Deny, &number(1), None)
+        .await
+        .unwrap();
+    let by_id = ListKey::Id(denied.id.clone());
+    let by_number = ListKey::Number(number(1));
+    assert_eq!(
+        s.listed(NumberList::Deny, &by_id).await.unwrap(),
+        Some(denied.clone())
+    );
+    assert_eq!(
+        s.listed(NumberList::Deny, &by_number).await.unwrap(),
+        Some(denied.clone())
+    );
+    assert_eq!(s.listed(NumberList::Allow, &by_number).await.unwrap(), None);
+    assert!(!s.list_remove(NumberList::Allow, &by_id).await.unwrap());
+    assert!(s.list_remove(NumberList::Deny, &by_id).await.unwrap());
+    assert!(!s.list_remove(NumberList::Deny, &by_id).await.unwrap());
+    assert_eq!(s.listed(NumberList::Deny, &by_number).await.unwrap(), None);
+    s.list_add(NumberList::Deny, &number(2), None)
+        .await
+        .unwrap();
+    assert!(s
+        .list_remove(NumberList::Deny, &ListKey::Number(number(2)))
+        .await
+        .unwrap());
+    assert!(s
+        .listed(NumberList::Deny, &ListKey::Id(ListEntryId::new()))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+/// A list reads newest first, up to the limit.
+pub async fn a_list_is_read_newest_first_up_to_the_limit(store: Arc<dyn Store>) {
+    for i in 0..3 {
+        store
+            .list_add(NumberList::Allow, &number(i), None)
+            .await
+            .unwrap();
+        // Entries are ordered by the time they were listed, kept to the millisecond.
+        tokio::time::sleep(StdDuration::from_millis(3)).await;
+    }
+    let listed = store.list_numbers(NumberList::Allow, 2).await.unwrap();
+    let numbers: Vec<_> = listed.iter().map(|e| e.number.clone()).collect();
+    assert_eq!(numbers, [number(2), number(1)]);
+    assert!(store
+        .list_numbers(NumberList::Deny, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+// The outbox.
+
+/// Every change and reply of a CRM message is in the outbox, with its source; an API or OTP
+/// message never is.
+pub async fn the_outbox_holds_changes_and_replies_of_crm_messages_only(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let at = now();
+    let api = message_at(Source::Api, number(1), at);
+    let otp = message_at(Source::Otp, number(2), at);
+    let crm_message = message_at(crm(), number(3), at);
+    for m in [&api, &otp, &crm_message] {
+        sent(s, m).await;
+        let undelivered = Transition {
+            detail: Some("handset unreachable".into()),
+            ..to(&m.id, JobState::Undelivered)
+        };
+        s.transition(undelivered, at).await.unwrap().unwrap();
+        s.record_reply(NewReply {
+            from: m.to.clone(),
+            to: "TSUNAGI".into(),
+            body: "はい".into(),
+            at,
+        })
+        .await
+        .unwrap();
+    }
+    let pending = s.outbox_pending(100).await.unwrap();
+    assert!(pending
+        .iter()
+        .all(|e| e.message_id == crm_message.id && e.source == crm()));
+    let at_ms = at.timestamp_millis();
+    let got: Vec<_> = pending
+        .iter()
+        .map(|e| (e.kind, e.payload.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                OutboxKind::Status,
+                serde_json::json!({"status": "sending", "detail": null, "at": at_ms})
+            ),
+            (
+                OutboxKind::Status,
+                serde_json::json!({"status": "sent", "detail": null, "at": at_ms})
+            ),
+            (
+                OutboxKind::Status,
+                serde_json::json!({"status": "undelivered", "detail": "handset unreachable", "at": at_ms})
+            ),
+            (
+                OutboxKind::Reply,
+                serde_json::json!({"body": "はい", "at": at_ms})
+            ),
+        ]
+    );
+}
+
+/// Entries are read oldest first up to the limit, and leave once written back.
+pub async fn written_back_entries_leave_the_outbox(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let m = message(crm());
+    sent(s, &m).await;
+    let first = s.outbox_pending(1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].payload["status"], "sending");
+    s.outbox_done(vec![first[0].id], now()).await.unwrap();
+    let rest = s.outbox_pending(10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert!(rest[0].id > first[0].id);
+    assert_eq!(rest[0].payload["status"], "sent");
+    s.outbox_done(vec![rest[0].id], now()).await.unwrap();
+    assert!(s.outbox_pending(10).await.unwrap().is_empty());
+}
+
+// Keys and the secret.
+
+/// A key is found by its hash, and counted.
+pub async fn api_keys_are_found_by_hash_and_counted(store: Arc<dyn Store>) {
+    assert_eq!(store.count_api_keys().await.unwrap(), 0);
+    store.create_api_key("default", "hash-1").await.unwrap();
+    store.create_api_key("ci", "hash-2").await.unwrap();
+    assert!(store.api_key_exists("hash-1").await.unwrap());
+    assert!(!store.api_key_exists("hash-3").await.unwrap());
+    assert_eq!(store.count_api_keys().await.unwrap(), 2);
+}
+
+/// Keeping a hash already kept is a conflict, and keeps nothing.
+pub async fn an_api_key_hash_is_kept_once(store: Arc<dyn Store>) {
+    store.create_api_key("default", "hash-1").await.unwrap();
+    let again = store.create_api_key("other", "hash-1").await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert_eq!(store.count_api_keys().await.unwrap(), 1);
+}
+
+/// The secret is made on first use and the same ever after.
+pub async fn the_secret_is_made_once(store: Arc<dyn Store>) {
+    let secret = store.secret().await.unwrap();
+    assert!(secret.len() >= 32);
+    assert_eq!(store.secret().await.unwrap(), secret);
+}
+
+// Health.
+
+/// A freshly opened store is ready.
+pub async fn a_fresh_store_is_ready(store: Arc<dyn Store>) {
+    store.ready().await.unwrap();
+}

@@ -1,0 +1,217 @@
+//! Messages: acceptance (with its idempotency record), reading them back, canceling, replies.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreResult;
+use crate::{
+    domain::{
+        ids::MessageId,
+        phone::PhoneNumber,
+        segment::{Encoding, Segmentation},
+        source::Source,
+        state::JobState,
+    },
+    numbers::hygiene::Hygiene,
+};
+
+/// A validated message ready to be accepted.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    /// Its public id.
+    pub id: MessageId,
+    /// Recipient.
+    pub to: PhoneNumber,
+    /// Canonical sender id.
+    pub from: String,
+    /// Rendered body.
+    pub body: String,
+    /// How the body goes over the air.
+    pub segmentation: Segmentation,
+    /// `queued` or `scheduled`.
+    pub status: JobState,
+    /// Where it came from.
+    pub source: Source,
+    /// Client metadata, a JSON object.
+    pub metadata: Option<serde_json::Value>,
+    /// When it was accepted.
+    pub created_at: DateTime<Utc>,
+    /// When to send it, if scheduled.
+    pub send_at: Option<DateTime<Utc>>,
+}
+
+/// An `Idempotency-Key` claim stored with the response it produced.
+#[derive(Clone, Debug)]
+pub struct IdempotencyRecord {
+    /// Whose key space (one per API key).
+    pub scope: String,
+    /// The client's key.
+    pub key: String,
+    /// Hash of the request body.
+    pub request_hash: String,
+    /// HTTP status of the original response.
+    pub status: u16,
+    /// Body of the original response.
+    pub response: String,
+}
+
+/// What accepting a message did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Acceptance {
+    /// Stored now.
+    Stored,
+    /// The key was seen with the same body: this is the original response.
+    Replayed {
+        /// HTTP status.
+        status: u16,
+        /// Response body.
+        response: String,
+    },
+    /// The key was seen with a different body.
+    KeyReused,
+    /// The recipient is on the deny list, or not on the allow list when only it may receive.
+    Blocked(String),
+}
+
+/// One recorded state change.
+#[derive(Clone, Debug)]
+pub struct EventRecord {
+    /// The state entered.
+    pub status: JobState,
+    /// Why, when there is more to say.
+    pub detail: Option<String>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// A handset's reply.
+#[derive(Clone, Debug)]
+pub struct ReplyRecord {
+    /// The message it answers, if one matched.
+    pub message_id: Option<MessageId>,
+    /// The handset.
+    pub from: PhoneNumber,
+    /// The sender id it was sent to.
+    pub to: String,
+    /// What it said.
+    pub body: String,
+    /// When it arrived.
+    pub at: DateTime<Utc>,
+}
+
+/// A stored message as the API shows it.
+#[derive(Clone, Debug)]
+pub struct MessageRecord {
+    /// Position in acceptance order; the list cursor.
+    pub seq: i64,
+    /// Public id.
+    pub id: MessageId,
+    /// Recipient.
+    pub to: PhoneNumber,
+    /// Sender id.
+    pub from: String,
+    /// Current state.
+    pub status: JobState,
+    /// Why it is in that state, when known.
+    pub status_detail: Option<String>,
+    /// Encoding of the body.
+    pub encoding: Encoding,
+    /// Characters in the body.
+    pub characters: i64,
+    /// Parts over the air.
+    pub segments: i64,
+    /// Where it came from.
+    pub source: Source,
+    /// Client metadata.
+    pub metadata: Option<serde_json::Value>,
+    /// Accepted at.
+    pub created_at: DateTime<Utc>,
+    /// Scheduled for.
+    pub send_at: Option<DateTime<Utc>>,
+    /// State changes, oldest first (filled by `message`, empty in lists).
+    pub events: Vec<EventRecord>,
+    /// Replies, oldest first (filled by `message`, empty in lists).
+    pub replies: Vec<ReplyRecord>,
+}
+
+impl MessageRecord {
+    /// The full history from the changes logged after acceptance, for a store that keeps
+    /// acceptance as the message itself rather than as an event.
+    pub fn with_history(mut self, logged: Vec<EventRecord>) -> Self {
+        // Before any change the message is still in the state it was accepted in; after one,
+        // it was accepted scheduled if it had a send time, else queued.
+        let accepted_as = match (logged.is_empty(), self.send_at) {
+            (true, _) => self.status,
+            (false, Some(_)) => JobState::Scheduled,
+            (false, None) => JobState::Queued,
+        };
+        self.events = std::iter::once(EventRecord {
+            status: accepted_as,
+            detail: None,
+            at: self.created_at,
+        })
+        .chain(logged)
+        .collect();
+        self
+    }
+}
+
+/// A page request for the message list.
+#[derive(Clone, Debug)]
+pub struct ListQuery {
+    /// Only messages in this state.
+    pub status: Option<JobState>,
+    /// Page size.
+    pub limit: u32,
+    /// Only messages older than this `seq`.
+    pub before: Option<i64>,
+}
+
+/// What a cancel did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// Canceled; the message as it is now.
+    Canceled,
+    /// Not in a cancelable state; its state.
+    NotCancelable(JobState),
+    /// No such message.
+    NotFound,
+}
+
+/// A reply to store.
+#[derive(Clone, Debug)]
+pub struct NewReply {
+    /// The handset.
+    pub from: PhoneNumber,
+    /// The sender id it answers.
+    pub to: String,
+    /// What it said.
+    pub body: String,
+    /// When it arrived.
+    pub at: DateTime<Utc>,
+}
+
+/// Messages as clients see them. Every method commits before it returns.
+#[async_trait]
+pub trait MessageStore: Send + Sync + 'static {
+    /// Accept a message (and its idempotency record) durably, unless a number list refuses it.
+    async fn accept(
+        &self,
+        message: NewMessage,
+        idempotency: Option<IdempotencyRecord>,
+        hygiene: Hygiene,
+    ) -> StoreResult<Acceptance>;
+    /// One message with its events and replies.
+    async fn message(&self, id: &MessageId) -> StoreResult<Option<MessageRecord>>;
+    /// Newest first.
+    async fn messages(&self, query: ListQuery) -> StoreResult<Vec<MessageRecord>>;
+    /// Cancel a scheduled message.
+    async fn cancel(&self, id: &MessageId, now: DateTime<Utc>) -> StoreResult<CancelOutcome>;
+    /// The record kept for an idempotency key, if the key was used.
+    async fn idempotency(&self, scope: &str, key: &str) -> StoreResult<Option<IdempotencyRecord>>;
+    /// Forget idempotency keys created before `before`.
+    async fn purge_idempotency(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+    /// Store a reply, linked to the latest message from `to` to `from`; a reply to a message
+    /// whose source feeds the outbox goes there too.
+    async fn record_reply(&self, reply: NewReply) -> StoreResult<ReplyRecord>;
+}

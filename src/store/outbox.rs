@@ -1,0 +1,156 @@
+//! The outbox: status changes and replies of messages whose source feeds it, waiting for
+//! write-back. Backends add entries in the commit that makes the change; which sources feed it is
+//! [`Source::feeds_outbox`]'s call alone.
+
+use std::{fmt, str::FromStr};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{decode::millis, StoreResult};
+use crate::domain::{ids::MessageId, source::Source, state::JobState};
+
+/// What an outbox entry reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboxKind {
+    /// The message entered a state.
+    Status,
+    /// The handset replied.
+    Reply,
+}
+
+impl OutboxKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxKind::Status => "status",
+            OutboxKind::Reply => "reply",
+        }
+    }
+}
+
+impl fmt::Display for OutboxKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Text that names no outbox kind.
+#[derive(Debug, thiserror::Error)]
+#[error("not an outbox kind: {0:?}")]
+pub struct UnknownKind(pub String);
+
+impl FromStr for OutboxKind {
+    type Err = UnknownKind;
+
+    fn from_str(s: &str) -> Result<Self, UnknownKind> {
+        match s {
+            "status" => Ok(OutboxKind::Status),
+            "reply" => Ok(OutboxKind::Reply),
+            _ => Err(UnknownKind(s.to_string())),
+        }
+    }
+}
+
+/// An entry to add, built only for a source that feeds the outbox.
+#[derive(Clone, Debug)]
+pub struct NewOutboxEntry {
+    /// What it reports.
+    pub kind: OutboxKind,
+    /// The JSON payload.
+    pub payload: serde_json::Value,
+    /// When the change happened.
+    pub at: DateTime<Utc>,
+}
+
+impl NewOutboxEntry {
+    /// The entry for a message of `source` entering `status`, if that source feeds the outbox.
+    pub fn status(
+        source: &Source,
+        status: JobState,
+        detail: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Option<Self> {
+        source.feeds_outbox().then(|| NewOutboxEntry {
+            kind: OutboxKind::Status,
+            payload: serde_json::json!({"status": status.as_str(), "detail": detail, "at": millis(at)}),
+            at,
+        })
+    }
+
+    /// The entry for a reply to a message of `source`, if that source feeds the outbox.
+    pub fn reply(source: &Source, body: &str, at: DateTime<Utc>) -> Option<Self> {
+        source.feeds_outbox().then(|| NewOutboxEntry {
+            kind: OutboxKind::Reply,
+            payload: serde_json::json!({"body": body, "at": millis(at)}),
+            at,
+        })
+    }
+}
+
+/// A pending outbox entry for CRM write-back.
+#[derive(Clone, Debug)]
+pub struct OutboxEntry {
+    /// Position; acknowledge up to it.
+    pub id: i64,
+    /// The message it concerns.
+    pub message_id: MessageId,
+    /// The message's source: the CRM connection and record to write back to.
+    pub source: Source,
+    /// What it reports.
+    pub kind: OutboxKind,
+    /// JSON payload.
+    pub payload: serde_json::Value,
+}
+
+/// The write-back queue. Every method commits before it returns.
+#[async_trait]
+pub trait OutboxStore: Send + Sync + 'static {
+    /// Pending outbox entries, oldest first.
+    async fn outbox_pending(&self, limit: u32) -> StoreResult<Vec<OutboxEntry>>;
+    /// Mark outbox entries written back.
+    async fn outbox_done(&self, ids: Vec<i64>, now: DateTime<Utc>) -> StoreResult<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crm() -> Source {
+        Source::Crm {
+            connection: "salesforce:prod".into(),
+            record: "003xx000004TmiQAAS".into(),
+        }
+    }
+
+    #[test]
+    fn only_sources_that_feed_the_outbox_get_entries() {
+        let now = Utc::now();
+        for quiet in [Source::Api, Source::Otp] {
+            assert!(NewOutboxEntry::status(&quiet, JobState::Sent, None, now).is_none());
+            assert!(NewOutboxEntry::reply(&quiet, "はい", now).is_none());
+        }
+        assert!(NewOutboxEntry::status(&crm(), JobState::Sent, None, now).is_some());
+        assert!(NewOutboxEntry::reply(&crm(), "はい", now).is_some());
+    }
+
+    #[test]
+    fn a_status_payload_carries_the_state_its_detail_and_the_time_in_milliseconds() {
+        let at = DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
+        let entry =
+            NewOutboxEntry::status(&crm(), JobState::Undelivered, Some("unreachable"), at).unwrap();
+        assert_eq!(entry.kind, OutboxKind::Status);
+        assert_eq!(
+            entry.payload,
+            serde_json::json!({"status": "undelivered", "detail": "unreachable", "at": 1_700_000_000_123i64})
+        );
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_its_name() {
+        for kind in [OutboxKind::Status, OutboxKind::Reply] {
+            assert_eq!(kind.as_str().parse::<OutboxKind>().unwrap(), kind);
+        }
+        assert!("click".parse::<OutboxKind>().is_err());
+    }
+}

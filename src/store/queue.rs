@@ -1,0 +1,72 @@
+//! The job queue: a message is its own job, leased to one worker at a time, and every change of
+//! its state is one guarded transition.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreResult;
+use crate::domain::{ids::MessageId, phone::PhoneNumber, state::JobState};
+
+/// A job leased to a worker.
+#[derive(Clone, Debug)]
+pub struct ClaimedJob {
+    /// The message to send.
+    pub message_id: MessageId,
+    /// Recipient.
+    pub to: PhoneNumber,
+    /// Sender id.
+    pub from: String,
+    /// Body.
+    pub body: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// When the message was accepted.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A state change to record.
+#[derive(Clone, Debug)]
+pub struct Transition {
+    /// Which message.
+    pub message_id: MessageId,
+    /// The state it enters.
+    pub to: JobState,
+    /// Why.
+    pub detail: Option<String>,
+    /// The provider's id for the message, once it has one.
+    pub provider_message_id: Option<String>,
+    /// For a retry (`to` = queued): when the job is due again.
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+/// A transition that took effect.
+#[derive(Clone, Debug)]
+pub struct Applied {
+    /// When the message was accepted, for latency metrics.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The queue the dispatcher works from. Every method commits before it returns; a change of
+/// state also logs an event and, when the message's source feeds it, an outbox entry, in the
+/// same commit.
+#[async_trait]
+pub trait QueueStore: Send + Sync + 'static {
+    /// Lease up to `limit` due jobs to `owner`, marking their messages `sending`.
+    async fn claim(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<ClaimedJob>>;
+    /// When the next job falls due, if any is waiting.
+    async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
+    /// Free every lease (at start, when no other instance can hold one).
+    async fn release_leases(&self) -> StoreResult<u64>;
+    /// Record a state change if the message's state allows it; `None` when it did not apply.
+    async fn transition(&self, t: Transition, now: DateTime<Utc>) -> StoreResult<Option<Applied>>;
+    /// Jobs waiting or in flight.
+    async fn queue_depth(&self) -> StoreResult<i64>;
+}

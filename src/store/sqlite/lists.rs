@@ -1,0 +1,111 @@
+//! `ListStore` on SQLite.
+
+use async_trait::async_trait;
+use chrono::Utc;
+use rusqlite::params;
+use sqlx::{sqlite::SqliteRow, Row};
+
+use super::SqliteStore;
+use crate::{
+    domain::{ids::ListEntryId, phone::PhoneNumber},
+    store::{
+        decode::{self, millis},
+        ListKey, ListStore, ListedNumber, NumberList, StoreResult,
+    },
+};
+
+fn listed_from_row(r: &SqliteRow) -> StoreResult<ListedNumber> {
+    Ok(ListedNumber {
+        number: decode::number(r.try_get(0)?)?,
+        reason: r.try_get(1)?,
+        created_at: decode::time(r.try_get(2)?)?,
+        id: decode::id(r.try_get(3)?)?,
+    })
+}
+
+/// The column and value that find a list entry.
+fn list_key(key: &ListKey) -> (&'static str, String) {
+    match key {
+        ListKey::Number(number) => ("number", number.e164().to_string()),
+        ListKey::Id(id) => ("id", id.as_str().to_string()),
+    }
+}
+
+#[async_trait]
+impl ListStore for SqliteStore {
+    async fn list_add(
+        &self,
+        list: NumberList,
+        number: &PhoneNumber,
+        reason: Option<String>,
+    ) -> StoreResult<ListedNumber> {
+        let number = number.clone();
+        self.writer
+            .run_statement(move |conn| {
+                let (id, reason, created_at): (String, Option<String>, i64) = conn
+                    .prepare_cached(
+                        "INSERT INTO number_lists (list, number, reason, created_at, id)
+                         VALUES (?, ?, ?, ?, ?)
+                         ON CONFLICT (list, number) DO UPDATE SET reason = excluded.reason
+                         RETURNING id, reason, created_at",
+                    )?
+                    .query_row(
+                        params![
+                            list.as_str(),
+                            number.e164(),
+                            reason,
+                            millis(Utc::now()),
+                            ListEntryId::new().as_str()
+                        ],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )?;
+                Ok(ListedNumber {
+                    id: decode::id(&id)?,
+                    number,
+                    reason,
+                    created_at: decode::time(created_at)?,
+                })
+            })
+            .await
+    }
+
+    async fn list_remove(&self, list: NumberList, key: &ListKey) -> StoreResult<bool> {
+        let (column, value) = list_key(key);
+        self.writer
+            .run_statement(move |conn| {
+                Ok(conn.execute(
+                    &format!("DELETE FROM number_lists WHERE list = ? AND {column} = ?"),
+                    params![list.as_str(), value],
+                )? > 0)
+            })
+            .await
+    }
+
+    async fn list_numbers(&self, list: NumberList, limit: u32) -> StoreResult<Vec<ListedNumber>> {
+        sqlx::query(
+            "SELECT number, reason, created_at, id FROM number_lists WHERE list = ?
+             ORDER BY created_at DESC, number LIMIT ?",
+        )
+        .bind(list.as_str())
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(listed_from_row)
+        .collect()
+    }
+
+    async fn listed(&self, list: NumberList, key: &ListKey) -> StoreResult<Option<ListedNumber>> {
+        let (column, value) = list_key(key);
+        sqlx::query(&format!(
+            "SELECT number, reason, created_at, id FROM number_lists WHERE list = ? AND {column} = ?"
+        ))
+        .bind(list.as_str())
+        .bind(value)
+        .fetch_optional(&self.read)
+        .await?
+        .as_ref()
+        .map(listed_from_row)
+        .transpose()
+    }
+}

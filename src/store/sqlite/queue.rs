@@ -1,0 +1,190 @@
+//! `QueueStore` on SQLite: the message row is its job (`due_at`, the lease), and every change
+//! of state is one guarded UPDATE, after which the commit also erases a secret text and feeds
+//! the outbox when the message's source says so. A trigger logs each change as an event.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+
+use super::{outbox, SqliteStore};
+use crate::{
+    domain::state::JobState,
+    store::{
+        decode::{self, millis},
+        Applied, ClaimedJob, NewOutboxEntry, QueueStore, StoreResult, Transition,
+    },
+};
+
+/// Apply one state change inside the writer's transaction (which must roll it back if this
+/// fails), in one statement that also moves the job: a retry is due again, a sent or final
+/// message leaves the queue.
+pub(super) fn apply_transition(
+    conn: &Connection,
+    t: &Transition,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<Applied>> {
+    let from = t.to.allowed_from();
+    if from.is_empty() {
+        return Ok(None);
+    }
+    let leaves_queue = !matches!(
+        t.to,
+        JobState::Queued | JobState::Sending | JobState::Scheduled
+    );
+    let (job, due) = match t.to {
+        JobState::Queued => (
+            "due_at = ?, lease_owner = NULL, lease_until = NULL",
+            Some(millis(t.retry_at.unwrap_or(now))),
+        ),
+        JobState::Sending | JobState::Scheduled => ("due_at = COALESCE(?, due_at)", None),
+        _ => ("due_at = ?, lease_owner = NULL, lease_until = NULL", None),
+    };
+    let placeholders = vec!["?"; from.len()].join(", ");
+    let sql = format!(
+        "UPDATE messages SET status = ?, status_detail = ?, updated_at = ?,
+                provider_message_id = COALESCE(?, provider_message_id), {job}
+         WHERE id = ? AND status IN ({placeholders})
+         RETURNING created_at, source, source_record"
+    );
+    let mut values: Vec<rusqlite::types::Value> = vec![
+        t.to.as_str().to_string().into(),
+        t.detail.clone().into(),
+        millis(now).into(),
+        t.provider_message_id.clone().into(),
+        due.into(),
+        t.message_id.as_str().to_string().into(),
+    ];
+    values.extend(from.iter().map(|s| s.as_str().to_string().into()));
+    let changed: Option<(i64, String, Option<String>)> = conn
+        .prepare_cached(&sql)?
+        .query_row(params_from_iter(values), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let Some((created_at, name, record)) = changed else {
+        return Ok(None);
+    };
+    let source = decode::source(&name, record.as_deref())?;
+    if leaves_queue && source.text_is_secret() {
+        // The text has done its work once the provider has it; only the code's HMAC stays.
+        conn.prepare_cached("UPDATE messages SET body = '' WHERE id = ?")?
+            .execute(params![t.message_id.as_str()])?;
+    }
+    if let Some(entry) = NewOutboxEntry::status(&source, t.to, t.detail.as_deref(), now) {
+        outbox::add(conn, t.message_id.as_str(), &source, entry)?;
+    }
+    Ok(Some(Applied {
+        created_at: decode::time(created_at)?,
+    }))
+}
+
+/// A claimed row as the UPDATE returns it.
+type ClaimedRow = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    String,
+    Option<String>,
+);
+
+#[async_trait]
+impl QueueStore for SqliteStore {
+    async fn claim(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<ClaimedJob>> {
+        let owner = owner.to_string();
+        let until = millis(now) + lease.as_millis() as i64;
+        self.writer
+            .run(move |conn| {
+                // The trigger logs a `sending` event for every message claimed.
+                let rows: Vec<ClaimedRow> = conn
+                    .prepare_cached(
+                        "UPDATE messages SET status = 'sending', status_detail = NULL, updated_at = ?1,
+                                lease_owner = ?2, lease_until = ?3, attempts = attempts + 1
+                         WHERE seq IN (
+                             SELECT seq FROM messages
+                             WHERE due_at IS NOT NULL AND due_at <= ?1
+                               AND (lease_until IS NULL OR lease_until < ?1)
+                             ORDER BY due_at LIMIT ?4)
+                         RETURNING id, to_number, sender, body, created_at, attempts, source,
+                                   source_record",
+                    )?
+                    .query_map(params![millis(now), owner, until, limit as i64], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                            r.get(7)?,
+                        ))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                let mut jobs = Vec::with_capacity(rows.len());
+                for (id, to, from, body, created_at, attempts, name, record) in rows {
+                    let source = decode::source(&name, record.as_deref())?;
+                    if let Some(entry) = NewOutboxEntry::status(&source, JobState::Sending, None, now)
+                    {
+                        outbox::add(conn, &id, &source, entry)?;
+                    }
+                    jobs.push(ClaimedJob {
+                        message_id: decode::id(&id)?,
+                        to: decode::number(&to)?,
+                        from,
+                        body,
+                        attempt: attempts as u32,
+                        created_at: decode::time(created_at)?,
+                    });
+                }
+                Ok(jobs)
+            })
+            .await
+    }
+
+    async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(CASE WHEN lease_until IS NULL THEN due_at ELSE MAX(due_at, lease_until) END)
+             FROM messages WHERE due_at IS NOT NULL",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        due.map(decode::time).transpose()
+    }
+
+    async fn release_leases(&self) -> StoreResult<u64> {
+        self.writer
+            .run_statement(|conn| {
+                Ok(conn.execute(
+                    "UPDATE messages SET lease_owner = NULL, lease_until = NULL
+                     WHERE due_at IS NOT NULL AND lease_until IS NOT NULL",
+                    [],
+                )? as u64)
+            })
+            .await
+    }
+
+    async fn transition(&self, t: Transition, now: DateTime<Utc>) -> StoreResult<Option<Applied>> {
+        self.writer
+            .run(move |conn| apply_transition(conn, &t, now))
+            .await
+    }
+
+    async fn queue_depth(&self) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE due_at IS NOT NULL")
+                .fetch_one(&self.read)
+                .await?,
+        )
+    }
+}

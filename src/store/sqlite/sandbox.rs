@@ -1,0 +1,118 @@
+//! `SandboxStore` on SQLite: the simulated handsets' inboxes and the receipts still to report.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+use sqlx::Row;
+
+use super::{queue::apply_transition, SqliteStore};
+use crate::{
+    domain::{phone::PhoneNumber, state::JobState},
+    store::{
+        decode::{self, millis},
+        InboxEntry, SandboxReported, SandboxSend, SandboxStore, StoreResult, Transition,
+    },
+};
+
+#[async_trait]
+impl SandboxStore for SqliteStore {
+    async fn sandbox_send(&self, send: SandboxSend) -> StoreResult<String> {
+        self.writer
+            .run_statement(move |conn| {
+                // A repeated send (after a crash) keeps and returns the first one's id.
+                Ok(conn
+                    .prepare_cached(
+                        "INSERT INTO sandbox_sends
+                         (message_id, provider_message_id, sender, to_number, body, outcome, detail, at, report_due)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         ON CONFLICT (message_id) DO UPDATE SET message_id = excluded.message_id
+                         RETURNING provider_message_id",
+                    )?
+                    .query_row(
+                        params![
+                            send.message_id.as_str(),
+                            send.provider_message_id,
+                            send.from,
+                            send.to.e164(),
+                            send.body,
+                            send.outcome.as_str(),
+                            send.detail,
+                            millis(send.at),
+                            millis(send.report_due),
+                        ],
+                        |r| r.get(0),
+                    )?)
+            })
+            .await
+    }
+
+    async fn sandbox_report_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<SandboxReported>> {
+        self.writer
+            .run(move |conn| {
+                let due: Vec<(String, String, String, Option<String>)> = conn
+                    .prepare_cached(
+                        "UPDATE sandbox_sends SET reported = 1 WHERE message_id IN (
+                             SELECT message_id FROM sandbox_sends
+                             WHERE reported = 0 AND report_due <= ? ORDER BY report_due LIMIT ?)
+                         RETURNING message_id, provider_message_id, outcome, detail",
+                    )?
+                    .query_map(params![millis(now), limit as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                let mut reported = Vec::with_capacity(due.len());
+                for (id, provider_id, outcome, detail) in due {
+                    let t = Transition {
+                        message_id: decode::id(&id)?,
+                        to: decode::state(&outcome)?,
+                        detail,
+                        provider_message_id: Some(provider_id),
+                        retry_at: None,
+                    };
+                    let applied = apply_transition(conn, &t, now)?;
+                    reported.push(SandboxReported {
+                        message_id: t.message_id,
+                        outcome: t.to,
+                        applied,
+                    });
+                }
+                Ok(reported)
+            })
+            .await
+    }
+
+    async fn sandbox_next_report(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let due: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(report_due) FROM sandbox_sends WHERE reported = 0")
+                .fetch_one(&self.read)
+                .await?;
+        due.map(decode::time).transpose()
+    }
+
+    async fn sandbox_inbox(&self, to: &PhoneNumber, limit: u32) -> StoreResult<Vec<InboxEntry>> {
+        sqlx::query(
+            "SELECT message_id, sender, to_number, body, at FROM sandbox_sends
+             WHERE to_number = ? AND outcome = ? ORDER BY at DESC, rowid DESC LIMIT ?",
+        )
+        .bind(to.e164())
+        .bind(JobState::Delivered.as_str())
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(InboxEntry {
+                message_id: decode::id(r.try_get(0)?)?,
+                from: r.try_get(1)?,
+                to: decode::number(r.try_get(2)?)?,
+                body: r.try_get(3)?,
+                at: decode::time(r.try_get(4)?)?,
+            })
+        })
+        .collect()
+    }
+}
