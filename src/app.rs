@@ -95,11 +95,6 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
     let store = store::open(&config.database_url)
         .await
         .with_context(|| format!("opening the store at {}", config.database()))?;
-    // This process holds the store's lock, so any lease left is from a process that died.
-    let released = store.release_leases().await?;
-    if released > 0 {
-        tracing::info!(released, "resuming jobs leased before a crash");
-    }
     let created_key = if config.api.keys.is_empty() && store.count_api_keys().await? == 0 {
         Some(create_key(store.as_ref(), "default").await?)
     } else {

@@ -1,10 +1,12 @@
 //! The worker loop: claim due jobs with a lease, send through the provider, record the outcome.
 //!
 //! Exactly-once: a job is leased and its message marked `sending` in one commit before the
-//! provider is called, and the outcome is committed after. A crash between the provider call and
-//! that commit leaves the lease to expire (at start, for SQLite) and the job is sent again with
-//! the same message id; the sandbox provider is idempotent on that id, so the handset sees one
-//! message. A provider without an idempotency key (Twilio) could send twice in that window only.
+//! provider is called, and the outcome is committed after. Each worker renews its leases while it
+//! lives (a heartbeat every third of `lease_seconds`), so a job is taken over only when its worker
+//! died, by any instance, once the lease runs out. It is then sent again with the same message
+//! id; the sandbox provider is idempotent on that id, so the handset sees one message. A provider
+//! without an idempotency key (Twilio) could send twice only if the crash fell between its call
+//! and the commit of the outcome.
 
 mod backoff;
 
@@ -66,6 +68,8 @@ impl Dispatcher {
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
         let lease = Duration::from_secs(self.config.lease_seconds);
         let me = Arc::new(self);
+        let heartbeat_stop = CancellationToken::new();
+        let heartbeat = tokio::spawn(me.clone().heartbeat(lease, heartbeat_stop.clone()));
         let mut in_flight = JoinSet::new();
         while !shutdown.is_cancelled() {
             while in_flight.try_join_next().is_some() {}
@@ -116,6 +120,27 @@ impl Dispatcher {
             }
         }
         while in_flight.join_next().await.is_some() {}
+        heartbeat_stop.cancel();
+        let _ = heartbeat.await;
+    }
+
+    /// Renew this worker's leases every third of `lease` until `stop`, so that jobs in flight
+    /// (waiting for the rate limit or the provider) stay this worker's for as long as it lives.
+    async fn heartbeat(self: Arc<Self>, lease: Duration, stop: CancellationToken) {
+        let every = lease / 3;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            if let Err(e) = self
+                .store
+                .renew_leases(&self.owner, self.clock.now() + lease)
+                .await
+            {
+                tracing::warn!(error = %e, "leases not renewed; retrying at the next beat");
+            }
+        }
     }
 
     async fn deliver(&self, job: ClaimedJob) {

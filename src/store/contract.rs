@@ -36,7 +36,7 @@ macro_rules! contract_tests {
             only_a_scheduled_message_can_be_canceled,
             purged_idempotency_keys_can_be_used_again,
             a_reply_is_linked_to_the_latest_message_of_the_conversation,
-            a_leased_job_is_not_claimed_again_until_its_lease_is_released,
+            a_leased_job_is_not_claimed_again_while_its_worker_renews,
             an_expired_lease_is_claimed_by_another_worker,
             claims_take_due_jobs_oldest_first_up_to_the_limit,
             a_scheduled_job_waits_for_its_time,
@@ -562,16 +562,46 @@ pub async fn a_reply_is_linked_to_the_latest_message_of_the_conversation(store: 
 
 /// A leased job stays with its worker until the lease is released, then goes out again as the
 /// next attempt.
-pub async fn a_leased_job_is_not_claimed_again_until_its_lease_is_released(store: Arc<dyn Store>) {
+pub async fn a_leased_job_is_not_claimed_again_while_its_worker_renews(store: Arc<dyn Store>) {
     let m = message(Source::Api);
     accept(store.as_ref(), &m).await;
-    let lease = StdDuration::from_secs(60);
-    let first = store.claim("a", 10, lease, now()).await.unwrap();
+    let at = now();
+    let lease = StdDuration::from_secs(10);
+    let first = store.claim("a", 10, lease, at).await.unwrap();
     assert_eq!((first.len(), first[0].attempt), (1, 1));
-    assert!(store.claim("b", 10, lease, now()).await.unwrap().is_empty());
-    assert_eq!(store.release_leases().await.unwrap(), 1);
-    let again = store.claim("b", 10, lease, now()).await.unwrap();
-    assert_eq!((again.len(), again[0].attempt), (1, 2));
+    assert!(store.claim("b", 10, lease, at).await.unwrap().is_empty());
+    // Worker a lives on and renews: past the first lease, its job is still its own.
+    let renewed = store
+        .renew_leases("a", at + Duration::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(renewed, 1);
+    assert_eq!(
+        store.renew_leases("b", at).await.unwrap(),
+        0,
+        "b holds none"
+    );
+    let later = at + Duration::seconds(20);
+    assert!(store.claim("b", 10, lease, later).await.unwrap().is_empty());
+    // Worker a dies: once the renewed lease runs out, b takes the job over.
+    let taken = store
+        .claim("b", 10, lease, at + Duration::seconds(31))
+        .await
+        .unwrap();
+    assert_eq!((taken.len(), taken[0].attempt), (1, 2));
+    // A job that left the queue is no longer renewed.
+    store
+        .transition(to(&m.id, JobState::Sent), at + Duration::seconds(32))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .renew_leases("b", at + Duration::seconds(60))
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 /// A lease that ran out lets another worker take the job.

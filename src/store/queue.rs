@@ -63,8 +63,9 @@ pub trait QueueStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<ClaimedJob>>;
     /// When the next job falls due, if any is waiting.
     async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
-    /// Free every lease (at start, when no other instance can hold one).
-    async fn release_leases(&self) -> StoreResult<u64>;
+    /// Extend to `until` the leases `owner` holds on jobs it is still sending; how many. A worker
+    /// renews while it lives, so only a dead worker's leases run out and its jobs are taken over.
+    async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> StoreResult<u64>;
     /// Record a state change if the message's state allows it; `None` when it did not apply.
     async fn transition(&self, t: Transition, now: DateTime<Utc>) -> StoreResult<Option<Applied>>;
     /// Jobs waiting or in flight.

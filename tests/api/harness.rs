@@ -20,16 +20,19 @@ use tsunagi::{
 /// Message ids, one per provider call.
 type Calls = Arc<Mutex<Vec<String>>>;
 
-/// Counts the provider's calls, so "sent once" does not lean on the sandbox's own dedupe.
+/// Counts the provider's calls, so "sent once" does not lean on the sandbox's own dedupe, and
+/// can make each call slow.
 struct Counting {
     inner: Arc<dyn Provider>,
     calls: Calls,
+    delay: Duration,
 }
 
 #[async_trait::async_trait]
 impl Provider for Counting {
     async fn send(&self, sms: &OutboundSms) -> Result<String, SendError> {
         self.calls.lock().unwrap().push(sms.message_id.to_string());
+        tokio::time::sleep(self.delay).await;
         self.inner.send(sms).await
     }
 
@@ -63,6 +66,9 @@ pub fn config_text(dir: &Path, extra: &str) -> String {
         ("sandbox_latency_ms", "10"),
         ("retry_base_ms", "20"),
         ("retry_max_ms", "200"),
+        // Short leases, renewed by the workers' heartbeat, so a killed service's jobs are taken
+        // over within seconds.
+        ("lease_seconds", "3"),
     ]
     .iter()
     .filter(|(key, _)| !extra.contains(&format!("{key} =")))
@@ -88,6 +94,11 @@ impl TestServer {
 
     /// Extra keys under `[delivery]` (and any later tables).
     pub async fn with_delivery(extra: &str) -> TestServer {
+        Self::with_provider_delay(extra, Duration::ZERO).await
+    }
+
+    /// `with_delivery`, with a provider that takes `delay` to answer each send.
+    pub async fn with_provider_delay(extra: &str, delay: Duration) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::parse(&config_text(dir.path(), extra), |_| None).unwrap();
         let clock = std::sync::Arc::new(tsunagi::clock::ShiftedClock::default());
@@ -101,6 +112,7 @@ impl TestServer {
                     Arc::new(Counting {
                         inner,
                         calls: counted,
+                        delay,
                     })
                 })),
             },

@@ -196,3 +196,19 @@ async fn a_reply_with_no_conversation_is_stored_unlinked_and_bad_replies_are_ref
     assert_eq!(p["field"], "to");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_send_slower_than_its_lease_is_not_taken_over_while_its_worker_lives() {
+    // The provider takes three leases to answer; the worker's heartbeat keeps the job its own,
+    // so nothing claims it again and the provider is asked once.
+    let s = TestServer::with_provider_delay("lease_seconds = 1", std::time::Duration::from_secs(3))
+        .await;
+    let id = sent(&s, "090-1234-5678", "slow").await;
+    let m = s.wait_for(&id, |st| st == "delivered").await;
+    assert_eq!(s.provider_calls(&id), 1);
+    assert_eq!(
+        event_statuses(&m),
+        ["queued", "sending", "sent", "delivered"]
+    );
+    s.stop().await;
+}

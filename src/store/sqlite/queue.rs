@@ -162,14 +162,16 @@ impl QueueStore for SqliteStore {
         due.map(decode::time).transpose()
     }
 
-    async fn release_leases(&self) -> StoreResult<u64> {
+    async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> StoreResult<u64> {
+        let owner = owner.to_string();
         self.writer
-            .run_statement(|conn| {
-                Ok(conn.execute(
-                    "UPDATE messages SET lease_owner = NULL, lease_until = NULL
-                     WHERE due_at IS NOT NULL AND lease_until IS NOT NULL",
-                    [],
-                )? as u64)
+            .run_statement(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "UPDATE messages SET lease_until = ?
+                         WHERE lease_owner = ? AND due_at IS NOT NULL",
+                    )?
+                    .execute(params![millis(until), owner])? as u64)
             })
             .await
     }
