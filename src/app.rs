@@ -15,7 +15,7 @@ use crate::{
     messaging::{Admission, OtpSettings},
     numbers,
     otp::CodeKey,
-    providers::{self, Provider},
+    providers::{self, Events, Provider},
     store::{self, Hygiene, Store},
     telemetry,
 };
@@ -112,7 +112,8 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
     if let Some(wrap) = options.wrap_provider {
         provider = wrap(provider);
     }
-    let mut workers = provider.start(workers_stop.clone());
+    let events = Events::new(store.clone(), clock.clone());
+    let mut workers = provider.start(events.clone(), workers_stop.clone());
     let dispatcher = Dispatcher::new(
         store.clone(),
         provider.clone(),
@@ -157,6 +158,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         keys: auth::KeyRing::new(config.api.keys.iter().map(Secret::expose)),
         config,
         admission,
+        events,
     });
     let app = api::router(state);
     let stop = http_stop.clone();

@@ -19,7 +19,7 @@ use axum::{
     Router,
 };
 
-use crate::{config::Config, messaging::Admission, store::Store};
+use crate::{config::Config, messaging::Admission, providers::Events, store::Store};
 
 /// What every handler shares; one pointer to clone per request.
 #[derive(Clone)]
@@ -35,6 +35,8 @@ pub struct Shared {
     pub keys: auth::KeyRing,
     /// The one admission path for messages and codes.
     pub admission: Admission,
+    /// Where receipts and inbound messages are recorded (the sandbox's simulated replies too).
+    pub events: Events,
 }
 
 impl AppState {

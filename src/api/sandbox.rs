@@ -159,8 +159,8 @@ pub async fn reply(
         ));
     }
     let stored = state
-        .store
-        .record_reply(NewReply {
+        .events
+        .inbound(NewReply {
             from,
             to: to.as_str().to_string(),
             body: request.body,

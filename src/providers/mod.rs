@@ -1,5 +1,6 @@
 //! Who actually sends: one `Provider` trait, one file per provider, chosen by `from_config`.
 
+mod events;
 pub mod sandbox;
 
 use std::{sync::Arc, time::Duration};
@@ -8,6 +9,7 @@ use async_trait::async_trait;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use self::events::Events;
 use crate::{
     clock::Clock,
     config::{self, Config},
@@ -56,14 +58,15 @@ impl SendError {
     }
 }
 
-/// Sends SMS; reports delivery outcomes later through the store.
+/// Sends SMS; reports receipts and inbound messages later through [`Events`].
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
     /// Hand one message over; `Ok` carries the provider's id for it.
     async fn send(&self, sms: &OutboundSms) -> Result<String, SendError>;
 
-    /// Start the provider's own background work (binds, receipt reporting) until `shutdown`.
-    fn start(&self, _shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+    /// Start the provider's own background work (binds, receipt polling) until `shutdown`;
+    /// receipts and inbound messages it learns of go to `events`.
+    fn start(&self, _events: Events, _shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
         Vec::new()
     }
 

@@ -7,15 +7,14 @@
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use tokio::sync::Notify;
+use tokio::{sync::Notify, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use super::{OutboundSms, Provider, SendError};
+use super::{Events, OutboundSms, Provider, SendError};
 use crate::{
     clock::Clock,
     domain::state::JobState,
-    store::{SandboxSend, Store},
-    telemetry,
+    store::{SandboxSend, Store, StoreError},
 };
 
 /// Receipts reported per commit.
@@ -40,14 +39,15 @@ impl Sandbox {
         }
     }
 
-    /// Report due receipts until `shutdown`; receipts not yet reported survive in the store.
-    fn spawn_reporter(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    /// Report due receipts through `events` until `shutdown`; receipts not yet reported
+    /// survive in the store.
+    fn spawn_reporter(&self, events: Events, shutdown: CancellationToken) -> JoinHandle<()> {
         let store = self.store.clone();
         let wake = self.receipts_due.clone();
         let clock = self.clock.clone();
         tokio::spawn(async move {
             loop {
-                let reported = match report_due(store.as_ref(), clock.now()).await {
+                let reported = match report_due(store.as_ref(), &events).await {
                     Ok(n) => n,
                     Err(e) => {
                         tracing::warn!(error = %e, "sandbox receipts not reported; retrying");
@@ -74,17 +74,18 @@ impl Sandbox {
     }
 }
 
-async fn report_due(
-    store: &dyn Store,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<usize, crate::store::StoreError> {
-    let reported = store.sandbox_report_due(now, REPORT_BATCH).await?;
-    for r in &reported {
-        if let Some(applied) = &r.applied {
-            telemetry::state_entered(r.outcome, applied.created_at);
-        }
+/// Apply the due receipts as any provider's receipts are applied, then mark them reported: a
+/// crash between the two reports them again, which the guarded transitions ignore.
+async fn report_due(store: &dyn Store, events: &Events) -> Result<usize, StoreError> {
+    let due = store.sandbox_due(events.now(), REPORT_BATCH).await?;
+    if due.is_empty() {
+        return Ok(0);
     }
-    Ok(reported.len())
+    let count = due.len();
+    let ids = due.iter().filter_map(|r| r.message_id.clone()).collect();
+    events.receipts(due).await?;
+    store.sandbox_mark_reported(ids).await?;
+    Ok(count)
 }
 
 #[async_trait]
@@ -128,8 +129,8 @@ impl Provider for Sandbox {
         Ok(id)
     }
 
-    fn start(&self, shutdown: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
-        vec![self.spawn_reporter(shutdown)]
+    fn start(&self, events: Events, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+        vec![self.spawn_reporter(events, shutdown)]
     }
 
     fn nudge(&self) {

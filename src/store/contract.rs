@@ -46,6 +46,7 @@ macro_rules! contract_tests {
             the_queue_counts_waiting_and_leased_jobs_until_they_leave,
             a_repeated_sandbox_send_keeps_the_first_id,
             due_receipts_are_reported_once_and_later_ones_wait,
+            receipts_apply_once_by_either_id,
             a_handset_inbox_shows_delivered_texts_newest_first,
             a_started_verification_reads_back_pending_with_its_sms,
             a_new_code_cancels_the_pending_one,
@@ -834,29 +835,121 @@ pub async fn due_receipts_are_reported_once_and_later_ones_wait(store: Arc<dyn S
         .await
         .unwrap();
     assert_eq!(store.sandbox_next_report().await.unwrap(), Some(at));
-    let reported = store.sandbox_report_due(at, 10).await.unwrap();
-    let mut got: Vec<_> = reported
+    let due_now = store.sandbox_due(at, 10).await.unwrap();
+    let mut got: Vec<_> = due_now
         .iter()
-        .map(|r| (r.message_id.clone(), r.outcome, r.applied.is_some()))
+        .map(|r| (r.message_id.clone().unwrap(), r.status))
         .collect();
     got.sort_by(|x, y| x.0.cmp(&y.0));
     let mut expected = vec![
-        (due.id.clone(), JobState::Delivered, true),
-        (done.id.clone(), JobState::Delivered, false),
+        (due.id.clone(), ReceiptStatus::Delivered),
+        (done.id.clone(), ReceiptStatus::Delivered),
     ];
     expected.sort_by(|x, y| x.0.cmp(&y.0));
     assert_eq!(got, expected);
-    assert_eq!(status(store.as_ref(), &due.id).await, JobState::Delivered);
-    assert_eq!(status(store.as_ref(), &done.id).await, JobState::Failed);
-    assert!(store.sandbox_report_due(at, 10).await.unwrap().is_empty());
+    // Reading does not report: they stay due until marked.
+    assert_eq!(store.sandbox_due(at, 10).await.unwrap().len(), 2);
+    store
+        .sandbox_mark_reported(vec![due.id.clone(), done.id.clone()])
+        .await
+        .unwrap();
+    assert!(store.sandbox_due(at, 10).await.unwrap().is_empty());
     assert_eq!(store.sandbox_next_report().await.unwrap(), Some(in_an_hour));
-    let last = store.sandbox_report_due(in_an_hour, 10).await.unwrap();
-    assert_eq!(last.len(), 1);
+    let last = store.sandbox_due(in_an_hour, 10).await.unwrap();
     assert_eq!(
-        status(store.as_ref(), &later.id).await,
+        (last.len(), last[0].status),
+        (1, ReceiptStatus::Undelivered)
+    );
+    store
+        .sandbox_mark_reported(vec![later.id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(store.sandbox_next_report().await.unwrap(), None);
+}
+
+/// Receipts find their message by our id or the provider's, enter its final state once, and
+/// are told apart when the message is already final or unknown.
+pub async fn receipts_apply_once_by_either_id(store: Arc<dyn Store>) {
+    let at = now();
+    let (by_ours, by_theirs, failed) = (
+        message_at(Source::Api, number(1), at),
+        message_at(Source::Api, number(2), at),
+        message_at(Source::Api, number(3), at),
+    );
+    for m in [&by_ours, &failed] {
+        sent(store.as_ref(), m).await;
+    }
+    accept(store.as_ref(), &by_theirs).await;
+    store
+        .claim("w", 1, StdDuration::from_secs(60), at)
+        .await
+        .unwrap();
+    store
+        .transition(
+            Transition {
+                provider_message_id: Some("SM-theirs".into()),
+                ..to(&by_theirs.id, JobState::Sent)
+            },
+            at,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .transition(to(&failed.id, JobState::Failed), at)
+        .await
+        .unwrap()
+        .unwrap();
+    let receipt = |id: Option<&MessageId>, theirs: &str, status| Receipt {
+        message_id: id.cloned(),
+        provider_message_id: theirs.into(),
+        status,
+        detail: None,
+    };
+    let outcomes = store
+        .apply_receipts(
+            vec![
+                receipt(Some(&by_ours.id), "SM-ours", ReceiptStatus::Delivered),
+                receipt(None, "SM-theirs", ReceiptStatus::Undelivered),
+                receipt(Some(&failed.id), "SM-late", ReceiptStatus::Delivered),
+                receipt(None, "SM-nobody", ReceiptStatus::Delivered),
+            ],
+            at,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        &outcomes[0],
+        ReceiptOutcome::Applied { message_id, state: JobState::Delivered, .. } if *message_id == by_ours.id
+    ));
+    assert!(matches!(
+        &outcomes[1],
+        ReceiptOutcome::Applied { message_id, state: JobState::Undelivered, .. } if *message_id == by_theirs.id
+    ));
+    assert_eq!(outcomes[2], ReceiptOutcome::Overtaken(failed.id.clone()));
+    assert_eq!(outcomes[3], ReceiptOutcome::Unknown);
+    assert_eq!(
+        status(store.as_ref(), &by_ours.id).await,
+        JobState::Delivered
+    );
+    assert_eq!(
+        status(store.as_ref(), &by_theirs.id).await,
         JobState::Undelivered
     );
-    assert_eq!(store.sandbox_next_report().await.unwrap(), None);
+    assert_eq!(status(store.as_ref(), &failed.id).await, JobState::Failed);
+    // The same receipt again changes nothing.
+    let again = store
+        .apply_receipts(
+            vec![receipt(
+                Some(&by_ours.id),
+                "SM-ours",
+                ReceiptStatus::Delivered,
+            )],
+            at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, vec![ReceiptOutcome::Overtaken(by_ours.id.clone())]);
 }
 
 /// A handset's inbox holds what was delivered to it, newest first.

@@ -28,8 +28,10 @@ pub use messages::{
 };
 pub use otp::{CodeMatcher, NewVerification, OtpStart, OtpStore, VerificationRecord};
 pub use outbox::{NewOutboxEntry, OutboxEntry, OutboxKind, OutboxStore, UnknownKind};
-pub use queue::{Applied, ClaimedJob, QueueStore, Transition};
-pub use sandbox::{InboxEntry, SandboxReported, SandboxSend, SandboxStore};
+pub use queue::{
+    Applied, ClaimedJob, QueueStore, Receipt, ReceiptOutcome, ReceiptStatus, Transition,
+};
+pub use sandbox::{InboxEntry, SandboxSend, SandboxStore};
 pub use sqlite::SqliteStore;
 
 // The rules' types the traits speak, so callers find them with the store.

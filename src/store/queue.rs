@@ -48,6 +48,59 @@ pub struct Applied {
     pub created_at: DateTime<Utc>,
 }
 
+/// How a provider says a message ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiptStatus {
+    /// The handset has it.
+    Delivered,
+    /// The network could not reach the handset.
+    Undelivered,
+    /// The provider or the network refused it.
+    Failed,
+}
+
+impl ReceiptStatus {
+    /// The message state it leads to.
+    pub fn state(self) -> JobState {
+        match self {
+            ReceiptStatus::Delivered => JobState::Delivered,
+            ReceiptStatus::Undelivered => JobState::Undelivered,
+            ReceiptStatus::Failed => JobState::Failed,
+        }
+    }
+}
+
+/// A delivery receipt a provider reported.
+#[derive(Clone, Debug)]
+pub struct Receipt {
+    /// Our id, when the provider echoes it; otherwise the message is found by `provider_message_id`.
+    pub message_id: Option<MessageId>,
+    /// The provider's id for the message.
+    pub provider_message_id: String,
+    /// How it ended.
+    pub status: ReceiptStatus,
+    /// The provider's words, for an undelivered or failed message.
+    pub detail: Option<String>,
+}
+
+/// What a receipt did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReceiptOutcome {
+    /// The message entered the receipt's state.
+    Applied {
+        /// Which message.
+        message_id: MessageId,
+        /// The state it entered.
+        state: JobState,
+        /// When it was accepted, for latency metrics.
+        created_at: DateTime<Utc>,
+    },
+    /// The message's state no longer allowed it (already final, or canceled).
+    Overtaken(MessageId),
+    /// No message has that id.
+    Unknown,
+}
+
 /// The queue the dispatcher works from. Every method commits before it returns; a change of
 /// state also logs an event and, when the message's source feeds it, an outbox entry, in the
 /// same commit.
@@ -70,4 +123,11 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn transition(&self, t: Transition, now: DateTime<Utc>) -> StoreResult<Option<Applied>>;
     /// Jobs waiting or in flight.
     async fn queue_depth(&self) -> StoreResult<i64>;
+    /// Apply providers' delivery receipts, in one commit, each as a guarded transition of the
+    /// message it names (by our id, or by the provider's).
+    async fn apply_receipts(
+        &self,
+        receipts: Vec<Receipt>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<ReceiptOutcome>>;
 }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{queue::Applied, StoreResult};
+use super::{queue::Receipt, StoreResult};
 use crate::domain::{ids::MessageId, phone::PhoneNumber, state::JobState};
 
 /// A send the sandbox provider accepted.
@@ -29,17 +29,6 @@ pub struct SandboxSend {
     pub report_due: DateTime<Utc>,
 }
 
-/// A sandbox receipt that was reported.
-#[derive(Clone, Debug)]
-pub struct SandboxReported {
-    /// Which message.
-    pub message_id: MessageId,
-    /// delivered or undelivered.
-    pub outcome: JobState,
-    /// The transition, if the message's state allowed it.
-    pub applied: Option<Applied>,
-}
-
 /// What a sandbox handset received.
 #[derive(Clone, Debug)]
 pub struct InboxEntry {
@@ -60,12 +49,10 @@ pub struct InboxEntry {
 pub trait SandboxStore: Send + Sync + 'static {
     /// Record a sandbox send; a second call for the same message returns the first one's id.
     async fn sandbox_send(&self, send: SandboxSend) -> StoreResult<String>;
-    /// Apply the receipts due by `now` (at most `limit`) and mark them reported, in one commit.
-    async fn sandbox_report_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> StoreResult<Vec<SandboxReported>>;
+    /// The receipts due by `now` and not yet reported, oldest first, at most `limit`.
+    async fn sandbox_due(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Receipt>>;
+    /// Mark these messages' receipts reported (after the receipts were applied).
+    async fn sandbox_mark_reported(&self, ids: Vec<MessageId>) -> StoreResult<()>;
     /// When the next receipt falls due.
     async fn sandbox_next_report(&self) -> StoreResult<Option<DateTime<Utc>>>;
     /// What a handset received, newest first.

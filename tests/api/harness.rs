@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tsunagi::{
     app,
     config::Config,
-    providers::{OutboundSms, Provider, SendError},
+    providers::{Events, OutboundSms, Provider, SendError},
 };
 
 /// Message ids, one per provider call.
@@ -36,8 +36,12 @@ impl Provider for Counting {
         self.inner.send(sms).await
     }
 
-    fn start(&self, shutdown: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
-        self.inner.start(shutdown)
+    fn start(
+        &self,
+        events: Events,
+        shutdown: CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        self.inner.start(events, shutdown)
     }
 
     fn nudge(&self) {

@@ -13,9 +13,51 @@ use crate::{
     domain::state::JobState,
     store::{
         decode::{self, millis},
-        Applied, ClaimedJob, NewOutboxEntry, QueueStore, StoreResult, Transition,
+        Applied, ClaimedJob, NewOutboxEntry, QueueStore, Receipt, ReceiptOutcome, StoreResult,
+        Transition,
     },
 };
+
+/// Apply one receipt inside the writer's transaction: find its message, then transition it.
+fn apply_receipt(conn: &Connection, r: Receipt, now: DateTime<Utc>) -> StoreResult<ReceiptOutcome> {
+    let message_id = match r.message_id {
+        Some(id) => Some(id),
+        None => conn
+            .prepare_cached("SELECT id FROM messages WHERE provider_message_id = ?")?
+            .query_row(params![r.provider_message_id], |row| {
+                row.get::<_, String>(0)
+            })
+            .optional()?
+            .map(|id| decode::id(&id))
+            .transpose()?,
+    };
+    let Some(message_id) = message_id else {
+        return Ok(ReceiptOutcome::Unknown);
+    };
+    let state = r.status.state();
+    let t = Transition {
+        message_id: message_id.clone(),
+        to: state,
+        detail: r.detail,
+        provider_message_id: Some(r.provider_message_id),
+        retry_at: None,
+    };
+    Ok(match apply_transition(conn, &t, now)? {
+        Some(Applied { created_at }) => ReceiptOutcome::Applied {
+            message_id,
+            state,
+            created_at,
+        },
+        None if message_exists(conn, &message_id)? => ReceiptOutcome::Overtaken(message_id),
+        None => ReceiptOutcome::Unknown,
+    })
+}
+
+fn message_exists(conn: &Connection, id: &crate::domain::ids::MessageId) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM messages WHERE id = ?")?
+        .exists(params![id.as_str()])?)
+}
 
 /// Apply one state change inside the writer's transaction (which must roll it back if this
 /// fails), in one statement that also moves the job: a retry is due again, a sent or final
@@ -160,6 +202,21 @@ impl QueueStore for SqliteStore {
         .fetch_one(&self.read)
         .await?;
         due.map(decode::time).transpose()
+    }
+
+    async fn apply_receipts(
+        &self,
+        receipts: Vec<Receipt>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<ReceiptOutcome>> {
+        self.writer
+            .run(move |conn| {
+                receipts
+                    .into_iter()
+                    .map(|r| apply_receipt(conn, r, now))
+                    .collect()
+            })
+            .await
     }
 
     async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> StoreResult<u64> {

@@ -5,12 +5,12 @@ use chrono::{DateTime, Utc};
 use rusqlite::params;
 use sqlx::Row;
 
-use super::{queue::apply_transition, SqliteStore};
+use super::SqliteStore;
 use crate::{
-    domain::{phone::PhoneNumber, state::JobState},
+    domain::{ids::MessageId, phone::PhoneNumber, state::JobState},
     store::{
         decode::{self, millis},
-        InboxEntry, SandboxReported, SandboxSend, SandboxStore, StoreResult, Transition,
+        InboxEntry, Receipt, ReceiptStatus, SandboxSend, SandboxStore, StoreError, StoreResult,
     },
 };
 
@@ -46,41 +46,45 @@ impl SandboxStore for SqliteStore {
             .await
     }
 
-    async fn sandbox_report_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> StoreResult<Vec<SandboxReported>> {
+    async fn sandbox_due(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Receipt>> {
+        sqlx::query(
+            "SELECT message_id, provider_message_id, outcome, detail FROM sandbox_sends
+             WHERE reported = 0 AND report_due <= ? ORDER BY report_due LIMIT ?",
+        )
+        .bind(millis(now))
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|r| {
+            let status = match decode::state(r.get(2))? {
+                JobState::Delivered => ReceiptStatus::Delivered,
+                JobState::Undelivered => ReceiptStatus::Undelivered,
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "a sandbox receipt says {other}, not delivered or undelivered"
+                    )))
+                }
+            };
+            Ok(Receipt {
+                message_id: Some(decode::id(r.get(0))?),
+                provider_message_id: r.get(1),
+                status,
+                detail: r.get(3),
+            })
+        })
+        .collect()
+    }
+
+    async fn sandbox_mark_reported(&self, ids: Vec<MessageId>) -> StoreResult<()> {
         self.writer
             .run(move |conn| {
-                let due: Vec<(String, String, String, Option<String>)> = conn
-                    .prepare_cached(
-                        "UPDATE sandbox_sends SET reported = 1 WHERE message_id IN (
-                             SELECT message_id FROM sandbox_sends
-                             WHERE reported = 0 AND report_due <= ? ORDER BY report_due LIMIT ?)
-                         RETURNING message_id, provider_message_id, outcome, detail",
-                    )?
-                    .query_map(params![millis(now), limit as i64], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                    })?
-                    .collect::<Result<_, _>>()?;
-                let mut reported = Vec::with_capacity(due.len());
-                for (id, provider_id, outcome, detail) in due {
-                    let t = Transition {
-                        message_id: decode::id(&id)?,
-                        to: decode::state(&outcome)?,
-                        detail,
-                        provider_message_id: Some(provider_id),
-                        retry_at: None,
-                    };
-                    let applied = apply_transition(conn, &t, now)?;
-                    reported.push(SandboxReported {
-                        message_id: t.message_id,
-                        outcome: t.to,
-                        applied,
-                    });
+                let mut mark = conn
+                    .prepare_cached("UPDATE sandbox_sends SET reported = 1 WHERE message_id = ?")?;
+                for id in ids {
+                    mark.execute(params![id.as_str()])?;
                 }
-                Ok(reported)
+                Ok(())
             })
             .await
     }
