@@ -10,11 +10,13 @@ rounds=${3:-3}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cargo build --release --quiet
 dir=$(mktemp -d)
+# A private copy: a build in another checkout sharing the target dir cannot swap it mid-run.
+cp "${CARGO_TARGET_DIR:-target}/release/tsunagi" "$dir/tsunagi"
 port=18080
 trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 export TSUNAGI_BENCH_KEY=bench-key-0123456789abcdef
 TSUNAGI_DATABASE_URL="sqlite://$dir/bench.db" TSUNAGI_API_KEYS=$TSUNAGI_BENCH_KEY \
-  TSUNAGI_LISTEN=127.0.0.1:$port RUST_LOG=warn target/release/tsunagi serve >"$dir/out" 2>&1 &
+  TSUNAGI_LISTEN=127.0.0.1:$port RUST_LOG=warn "$dir/tsunagi" serve >"$dir/out" 2>&1 &
 pid=$!
 for _ in $(seq 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.1; done
 rss() { awk '/VmRSS/ {printf "%.1f MB", $2 / 1024}' /proc/$pid/status; }

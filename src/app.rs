@@ -22,6 +22,8 @@ use crate::{
 
 /// How long idempotency keys are kept (the promise is at least 24 h).
 const IDEMPOTENCY_RETENTION: chrono::Duration = chrono::Duration::hours(48);
+/// How often recorded histogram samples are folded into their buckets between scrapes.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 /// A started service.
 pub struct Running {
@@ -127,6 +129,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         clock.clone(),
         workers_stop.clone(),
     )));
+    workers.push(tokio::spawn(metrics_upkeep(workers_stop.clone())));
 
     let default_from = SenderId::parse(&config.delivery.default_from)
         .context("delivery.default_from is not a sender id")?;
@@ -192,6 +195,17 @@ async fn purge_idempotency(store: Arc<dyn Store>, clock: Arc<dyn Clock>, stop: C
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
+}
+
+/// The recorder keeps every histogram sample (24 bytes with its timestamp) until it is folded into
+/// buckets, otherwise only at a scrape: without a scraper, memory would grow with every message.
+async fn metrics_upkeep(stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(METRICS_UPKEEP) => telemetry::metrics_handle().run_upkeep(),
         }
     }
 }
