@@ -8,6 +8,7 @@ mod refusal;
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 pub use self::{
     checks::{phone_number, plain_text, MAX_METADATA_BYTES, MAX_SCHEDULE_DAYS},
@@ -154,20 +155,18 @@ impl Admission {
             status: response.0,
             response: response.1.clone(),
         });
-        let span = tracing::info_span!("accept", message_id = %message.id);
-        let _guard = span.enter();
-        match self
+        let id = message.id.clone();
+        let span = tracing::info_span!("accept", message_id = %id);
+        let accepted = self
             .store
-            .accept(message.clone(), record, self.hygiene)
-            .await?
-        {
+            .accept(message, record, self.hygiene)
+            .instrument(span)
+            .await?;
+        match accepted {
             Acceptance::Stored => {
                 telemetry::accepted(started.elapsed().as_secs_f64());
                 self.wake.notify_one();
-                Ok(Admitted::Stored {
-                    id: message.id,
-                    response,
-                })
+                Ok(Admitted::Stored { id, response })
             }
             Acceptance::Replayed { status, response } => {
                 Ok(Admitted::Replayed { status, response })

@@ -3,6 +3,8 @@
 
 use std::{net::IpAddr, ops::RangeInclusive};
 
+use tracing::Instrument;
+
 use super::{checks, Admission, AdmitError, Refusal};
 use crate::{
     config::OtpConfig,
@@ -175,12 +177,12 @@ impl Admission {
             .to
             .national_prefix(config.pumping.prefix_digits);
         let span = tracing::info_span!("otp_start", verification_id = %id);
-        let _guard = span.enter();
-        match self
+        let started = self
             .store
             .otp_start(verification, otp::limits(config), self.hygiene)
-            .await?
-        {
+            .instrument(span)
+            .await?;
+        match started {
             OtpStart::Started => {
                 telemetry::otp_sent();
                 self.wake.notify_one();
@@ -202,7 +204,7 @@ impl Admission {
             } => {
                 if tripped {
                     // The prefix is a number range, not a subscriber: safe to log.
-                    tracing::warn!(%prefix, %reason, "OTP pumping breaker tripped: number range paused");
+                    tracing::warn!(verification_id = %id, %prefix, %reason, "OTP pumping breaker tripped: number range paused");
                     telemetry::otp_breaker_tripped();
                 }
                 telemetry::otp_refused();
