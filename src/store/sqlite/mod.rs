@@ -50,10 +50,13 @@ impl SqliteStore {
         let mut migrator_conn = SqliteConnection::connect_with(&options).await?;
         MIGRATOR.run_direct(&mut migrator_conn).await?;
         migrator_conn.close().await?;
+        // Readers keep small page caches (the OS caches the file for them all) and extra readers
+        // close once a burst is over, so memory a burst took is given back when the server idles.
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
-            .connect_with(options)
+            .idle_timeout(Duration::from_secs(10))
+            .connect_with(options.pragma("cache_size", "-512"))
             .await?;
         let conn = Connection::open(&path)?;
         conn.execute_batch(
