@@ -185,22 +185,19 @@ impl Admission {
     async fn check(&self, s: Submission) -> Result<NewMessage, Refusal> {
         let now = self.clock.now();
         let to = checks::recipient(&s.to, "to", &self.policy)?;
-        let (text, field) = match &s.content {
+        let text = match s.content {
             Content::Body(body) => {
-                checks::plain_text(body, "body")?;
-                (body.clone(), "body")
+                checks::plain_text(&body, "body")?;
+                body
             }
             Content::Template { source, vars } => {
                 // The template first: a refused template is refused whatever the values hold.
-                let template = checks::compile(source, &Rules::default())?;
-                let vars = checks::var_texts(vars)?;
-                (
-                    checks::render(&template, &vars, self.max_characters)?,
-                    "body",
-                )
+                let template = checks::compile(&source, &Rules::default())?;
+                let vars = checks::var_texts(&vars)?;
+                checks::render(&template, &vars, self.max_characters)?
             }
         };
-        let segmentation = checks::length(&text, field, self.max_characters)?;
+        let segmentation = checks::length(&text, "body", self.max_characters)?;
         let from = checks::sender(s.from.as_deref(), &self.default_from)?;
         let send_at = checks::send_at(s.send_at.as_deref(), now)?;
         checks::metadata(s.metadata.as_ref())?;
