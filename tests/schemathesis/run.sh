@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Property-based conformance of the live server to its OpenAPI document (schemathesis, every check).
 # Usage: tests/schemathesis/run.sh [path-to-tsunagi-binary]   (default: target/debug/tsunagi)
+# A fixed seed makes CI reproducible; change it (or drop it) to explore further.
 # Installs schemathesis into target/schemathesis-venv on first use; bounded in examples and time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,7 +23,7 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && 
 status=0
 SCHEMATHESIS_HOOKS=hooks PYTHONPATH=tests/schemathesis \
   "$venv/bin/st" --config-file tests/schemathesis/schemathesis.toml --no-color \
-  run "http://127.0.0.1:$port/openapi.json" --generation-database none \
+  run "http://127.0.0.1:$port/openapi.json" --generation-database none --seed 20261129 \
   -H "Authorization: Bearer $key" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- server log ---"; tail -50 "$dir/server.log"
