@@ -12,6 +12,7 @@ mod lists;
 mod messages;
 mod otp;
 mod outbox;
+mod postgres;
 mod queue;
 mod sandbox;
 mod sqlite;
@@ -28,6 +29,7 @@ pub use messages::{
 };
 pub use otp::{CodeMatcher, NewVerification, OtpStart, OtpStore, VerificationRecord};
 pub use outbox::{NewOutboxEntry, OutboxEntry, OutboxKind, OutboxStore, UnknownKind};
+pub use postgres::PostgresStore;
 pub use queue::{
     Applied, ClaimedJob, QueueStore, Receipt, ReceiptOutcome, ReceiptStatus, Transition,
 };
