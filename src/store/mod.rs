@@ -71,7 +71,12 @@ impl<T> Store for T where
 {
 }
 
-/// Open the store a database URL names, applying migrations.
+/// Open the store a database URL names (`postgres://…` or `postgresql://…` a PostgreSQL
+/// server, anything else an SQLite file), applying migrations.
 pub async fn open(database_url: &str) -> StoreResult<Arc<dyn Store>> {
-    Ok(Arc::new(SqliteStore::open(database_url).await?))
+    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(database_url).await?))
+    } else {
+        Ok(Arc::new(SqliteStore::open(database_url).await?))
+    }
 }

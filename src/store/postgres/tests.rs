@@ -335,3 +335,24 @@ async fn a_stored_value_that_does_not_read_back_is_corrupt() {
         .unwrap();
     assert_eq!(status, "queued", "the failed claim rolled back");
 }
+
+#[tokio::test]
+async fn a_postgres_url_opens_the_postgres_store() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    for url in [
+        db.url().to_string(),
+        db.url().replacen("postgres://", "postgresql://", 1),
+    ] {
+        let store = crate::store::open(&url).await.unwrap();
+        store.ready().await.unwrap();
+    }
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'otp_verifications'",
+    )
+    .fetch_one(&PostgresStore::open(db.url()).await.unwrap().pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 1, "the schema is in the PostgreSQL database");
+}
