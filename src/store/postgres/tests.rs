@@ -18,7 +18,7 @@ use crate::{
         state::JobState,
     },
     numbers::hygiene::Hygiene,
-    otp::rules::OtpLimits,
+    otp::{check::CheckOutcome, rules::OtpLimits},
     store::{
         contract::contract_tests, MessageStore, NewMessage, NewVerification, OtpStart, OtpStore,
         QueueStore, Store, Transition,
@@ -207,15 +207,32 @@ async fn instances_claiming_together_take_each_job_once() {
     assert_eq!((total, claimed.len()), (200, 200));
 }
 
-#[tokio::test]
-async fn concurrent_codes_to_one_number_do_not_slip_under_its_limit() {
-    let Some((store, _db)) = open().await else {
-        return;
+/// A code "483920" to 090-1234-5678, sent now, with three checks.
+fn verification() -> NewVerification {
+    let at = Utc::now();
+    let m = NewMessage {
+        created_at: at,
+        ..message(Source::Otp, 5678)
     };
-    let store = Arc::new(store);
-    let limits = OtpLimits {
+    NewVerification {
+        id: VerificationId::new(),
+        code_hash: b"483920".to_vec(),
+        prefix: m.to.national_prefix(4),
+        burst_prefix: m.to.burst_prefix().to_string(),
+        max_checks: 3,
+        expires_at: at + chrono::Duration::minutes(5),
+        client_ip: None,
+        device_id: None,
+        created_at: at,
+        message: m,
+    }
+}
+
+/// Limits that stay out of the way but for `per_number`.
+fn limits(per_number: i64) -> OtpLimits {
+    OtpLimits {
         cooldown_seconds: 0,
-        per_number: 2,
+        per_number,
         per_ip: 100,
         per_device: 100,
         window_seconds: 600,
@@ -226,30 +243,22 @@ async fn concurrent_codes_to_one_number_do_not_slip_under_its_limit() {
         pumping_block_seconds: 43200,
         burst_max_sends: 0,
         burst_window_seconds: 60,
+    }
+}
+
+#[tokio::test]
+async fn concurrent_codes_to_one_number_do_not_slip_under_its_limit() {
+    let Some((store, _db)) = open().await else {
+        return;
     };
+    let store = Arc::new(store);
+    let limits = limits(2);
     let starts: Vec<_> = (0..12)
         .map(|_| {
             let (store, limits) = (store.clone(), limits.clone());
             tokio::spawn(async move {
-                let at = Utc::now();
-                let m = NewMessage {
-                    created_at: at,
-                    ..message(Source::Otp, 5678)
-                };
-                let v = NewVerification {
-                    id: VerificationId::new(),
-                    code_hash: b"483920".to_vec(),
-                    prefix: m.to.national_prefix(4),
-                    burst_prefix: m.to.burst_prefix().to_string(),
-                    max_checks: 3,
-                    expires_at: at + chrono::Duration::minutes(5),
-                    client_ip: None,
-                    device_id: None,
-                    created_at: at,
-                    message: m,
-                };
                 store
-                    .otp_start(v, limits, Hygiene::default())
+                    .otp_start(verification(), limits, Hygiene::default())
                     .await
                     .unwrap()
             })
@@ -355,4 +364,85 @@ async fn a_postgres_url_opens_the_postgres_store() {
     .await
     .unwrap();
     assert_eq!(tables, 1, "the schema is in the PostgreSQL database");
+}
+
+#[tokio::test]
+async fn concurrent_uses_of_one_idempotency_key_store_one_message() {
+    let Some((store, _db)) = open().await else {
+        return;
+    };
+    let store = Arc::new(store);
+    let accepts: Vec<_> = (0..12)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let key = crate::store::IdempotencyRecord {
+                    scope: "key-1".into(),
+                    key: "order-1042".into(),
+                    request_hash: "same-body".into(),
+                    status: 202,
+                    response: "{}".into(),
+                };
+                store
+                    .accept(message(Source::Api, 5678), Some(key), Hygiene::default())
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for a in accepts {
+        match a.await.unwrap() {
+            crate::store::Acceptance::Stored => stored += 1,
+            crate::store::Acceptance::Replayed { status, .. } => assert_eq!(status, 202),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(stored, 1);
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn concurrent_wrong_checks_each_count() {
+    let Some((store, _db)) = open().await else {
+        return;
+    };
+    let store = Arc::new(store);
+    let v = verification();
+    let started = store
+        .otp_start(v.clone(), limits(100), Hygiene::default())
+        .await
+        .unwrap();
+    assert_eq!(started, OtpStart::Started);
+    let checks: Vec<_> = (0..10)
+        .map(|_| {
+            let (store, id) = (store.clone(), v.id.clone());
+            tokio::spawn(async move {
+                store
+                    .otp_check(&id, Box::new(|stored| stored == b"000000"), Utc::now())
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut left = Vec::new();
+    for c in checks {
+        match c.await.unwrap() {
+            CheckOutcome::Incorrect(n) => left.push(n),
+            CheckOutcome::Exhausted => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    left.sort();
+    assert_eq!(
+        left,
+        [0, 1, 2],
+        "each of the three allowed checks counted once"
+    );
+    let record = store.otp_verification(&v.id).await.unwrap().unwrap();
+    assert_eq!(record.checks, 3);
 }
