@@ -154,8 +154,8 @@ CREATE TABLE number_lists (
 );
 
 -- The log follows the messages table inside the transaction that changes it: it decides
--- nothing, it records acceptance-then-every change of status. Acceptance itself is the message
--- row (as in SQLite), so only updates of status are logged.
+-- nothing, it records every change of status. Acceptance itself is the message row, as in
+-- SQLite (`MessageRecord::with_history` puts it first), so only updates of status are logged.
 CREATE FUNCTION log_message_transition() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO message_events (message_id, status, detail, at)
