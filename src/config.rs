@@ -24,7 +24,7 @@ use crate::{
 pub struct Config {
     /// Address the HTTP server binds.
     pub listen: String,
-    /// `sqlite://…` (embedded default) or, in a later release, `postgres://…`.
+    /// `sqlite://…` (embedded default, one instance) or `postgres://…` (instances sharing a queue).
     pub database_url: String,
     /// Base URL used in short links and callback URLs.
     pub public_base_url: String,
@@ -282,7 +282,7 @@ pub enum Database {
         /// The file, as written in the URL.
         path: PathBuf,
     },
-    /// A PostgreSQL server (`postgres://…` or `postgresql://…`); not available in this release.
+    /// A PostgreSQL server (`postgres://…` or `postgresql://…`).
     Postgres {
         /// The whole URL, which usually holds a password.
         url: Secret,
@@ -299,12 +299,12 @@ impl Database {
             // Query parameters are sqlx's connection options, not part of the file name.
             let path = rest.split('?').next().unwrap_or(rest);
             Ok(Database::Sqlite { path: path.into() })
-        } else if url.starts_with("postgres") {
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Database::Postgres {
                 url: Secret::from(url.to_string()),
             })
         } else {
-            Err(format!("{url:?} is not a sqlite:// URL"))
+            Err(format!("{url:?} is not a sqlite:// or postgres:// URL"))
         }
     }
 }
@@ -485,13 +485,8 @@ impl Config {
                 format!("{:?} is not an address such as 127.0.0.1:8080", self.listen),
             ));
         }
-        match Database::parse(&self.database_url) {
-            Ok(Database::Sqlite { .. }) => {}
-            Ok(Database::Postgres { .. }) => problems.push(Problem::new(
-                "database_url",
-                "the PostgreSQL backend is not available in this release; use sqlite://PATH",
-            )),
-            Err(message) => problems.push(Problem::new("database_url", message)),
+        if let Err(message) = Database::parse(&self.database_url) {
+            problems.push(Problem::new("database_url", message));
         }
         if !is_http_url(&self.public_base_url) {
             problems.push(Problem::new(
@@ -883,7 +878,7 @@ on_error = "maybe"
     }
 
     #[test]
-    fn database_url_names_an_sqlite_file_and_postgres_is_refused() {
+    fn database_url_names_an_sqlite_file_or_a_postgres_server() {
         let c =
             Config::parse("database_url = \"sqlite:///var/lib/t.db?mode=rwc\"", no_env).unwrap();
         assert!(
@@ -892,16 +887,18 @@ on_error = "maybe"
         let env = |name: &str| {
             (name == "TSUNAGI_DATABASE_URL").then(|| "postgres://u:hunter2@db/t".to_string())
         };
-        let problems = Config::parse("", env).unwrap_err();
-        assert_eq!(
-            problems,
-            [Problem::new(
-                "database_url",
-                "the PostgreSQL backend is not available in this release; use sqlite://PATH"
-            )]
+        let c = Config::parse("", env).unwrap();
+        assert!(
+            matches!(c.database(), Database::Postgres { url } if url.expose() == "postgres://u:hunter2@db/t")
         );
-        let problems = Config::parse("database_url = \"mysql://db\"", no_env).unwrap_err();
-        assert_eq!(problems[0].message, "\"mysql://db\" is not a sqlite:// URL");
+        for refused in ["mysql://db", "postgresx://db"] {
+            let problems =
+                Config::parse(&format!("database_url = \"{refused}\""), no_env).unwrap_err();
+            assert_eq!(
+                problems[0].message,
+                format!("\"{refused}\" is not a sqlite:// or postgres:// URL")
+            );
+        }
     }
 
     #[test]

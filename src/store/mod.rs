@@ -12,6 +12,7 @@ mod lists;
 mod messages;
 mod otp;
 mod outbox;
+mod postgres;
 mod queue;
 mod sandbox;
 mod sqlite;
@@ -28,6 +29,7 @@ pub use messages::{
 };
 pub use otp::{CodeMatcher, NewVerification, OtpStart, OtpStore, VerificationRecord};
 pub use outbox::{NewOutboxEntry, OutboxEntry, OutboxKind, OutboxStore, UnknownKind};
+pub use postgres::PostgresStore;
 pub use queue::{
     Applied, ClaimedJob, QueueStore, Receipt, ReceiptOutcome, ReceiptStatus, Transition,
 };
@@ -69,7 +71,12 @@ impl<T> Store for T where
 {
 }
 
-/// Open the store a database URL names, applying migrations.
+/// Open the store a database URL names (`postgres://…` or `postgresql://…` a PostgreSQL
+/// server, anything else an SQLite file), applying migrations.
 pub async fn open(database_url: &str) -> StoreResult<Arc<dyn Store>> {
-    Ok(Arc::new(SqliteStore::open(database_url).await?))
+    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(database_url).await?))
+    } else {
+        Ok(Arc::new(SqliteStore::open(database_url).await?))
+    }
 }

@@ -1,4 +1,5 @@
-//! Start the real service on port 0 with a fresh SQLite file, and talk to it over HTTP.
+//! Start the real service on port 0 with a fresh SQLite file (or PostgreSQL database), and talk
+//! to it over HTTP.
 
 use std::{
     io::{BufRead, BufReader},
@@ -61,6 +62,72 @@ pub struct TestServer {
     calls: Calls,
     running: Option<app::Running>,
     _dir: tempfile::TempDir,
+    _database: Option<PostgresDatabase>,
+}
+
+/// A PostgreSQL database of one test's own, made through the server `TSUNAGI_TEST_POSTGRES_URL`
+/// names and dropped (with whatever is still connected) when this drops.
+pub struct PostgresDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl PostgresDatabase {
+    /// A fresh database, or `None` (said on stderr) when the variable is unset.
+    pub async fn create() -> Option<PostgresDatabase> {
+        use sqlx::Connection;
+        let Ok(admin_url) = std::env::var("TSUNAGI_TEST_POSTGRES_URL") else {
+            eprintln!(
+                "skipped: TSUNAGI_TEST_POSTGRES_URL is not set, so no PostgreSQL to test against"
+            );
+            return None;
+        };
+        let name = format!(
+            "tsunagi_test_{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        );
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        // The admin URL names its database last, before any options.
+        let (base, query) = admin_url.split_once('?').unwrap_or((&admin_url, ""));
+        let server = base.rsplit_once('/').unwrap().0;
+        let url = match query {
+            "" => format!("{server}/{name}"),
+            query => format!("{server}/{name}?{query}"),
+        };
+        Some(PostgresDatabase {
+            admin_url,
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        use sqlx::Connection;
+        // Not on the test's runtime, which must not be blocked on.
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await?;
+                    admin.close().await
+                })
+        })
+        .join();
+    }
 }
 
 /// Config text for a fresh database in `dir`; `extra` adds `[delivery]` keys (overriding the
@@ -103,8 +170,25 @@ impl TestServer {
 
     /// `with_delivery`, with a provider that takes `delay` to answer each send.
     pub async fn with_provider_delay(extra: &str, delay: Duration) -> TestServer {
+        Self::start_on(extra, delay, None).await
+    }
+
+    /// The default test config on a PostgreSQL database of its own, or `None` without a server.
+    pub async fn on_postgres() -> Option<TestServer> {
+        let database = PostgresDatabase::create().await?;
+        Some(Self::start_on("", Duration::ZERO, Some(database)).await)
+    }
+
+    async fn start_on(
+        extra: &str,
+        delay: Duration,
+        database: Option<PostgresDatabase>,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config::parse(&config_text(dir.path(), extra), |_| None).unwrap();
+        let mut config = Config::parse(&config_text(dir.path(), extra), |_| None).unwrap();
+        if let Some(database) = &database {
+            config.database_url = database.url.clone();
+        }
         let clock = std::sync::Arc::new(tsunagi::clock::ShiftedClock::default());
         let calls = Calls::default();
         let counted = calls.clone();
@@ -130,6 +214,7 @@ impl TestServer {
             calls,
             running: Some(running),
             _dir: dir,
+            _database: database,
         }
     }
 

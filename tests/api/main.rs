@@ -8,6 +8,7 @@ mod messages;
 mod numbers;
 mod ops;
 mod otp;
+mod postgres;
 mod recovery;
 mod sandbox;
 mod scheduling;

@@ -1,0 +1,96 @@
+//! PostgreSQL backend, for several instances sharing one queue. A pool of connections; every
+//! write is one transaction of its own (no group commit yet: acceptance commits per call). Claims
+//! skip rows another instance has locked, and OTP sends to one number are serialised by an
+//! advisory lock, so instances never both slip under a limit. One file per concern implements
+//! that concern's trait; this one opens, migrates and holds what they share.
+
+mod keys;
+mod lists;
+mod messages;
+mod otp;
+mod outbox;
+mod queue;
+mod sandbox;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::{postgres::PgPoolOptions, Connection as _, PgConnection, PgPool};
+
+use super::{HealthStore, StoreError, StoreResult};
+use crate::{domain::phone::PhoneNumber, numbers::hygiene::Listing};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/postgres");
+
+/// Connections each instance keeps to the server.
+const POOL_SIZE: u32 = 16;
+
+/// The PostgreSQL store. Any number of instances may open the same database.
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connect to the database a `postgres://…` URL names and migrate it.
+    ///
+    /// sqlx's migrator takes `pg_advisory_lock` (a key derived from the database name) around
+    /// the whole run on PostgreSQL, so instances starting together apply each migration once:
+    /// the others wait for the first and then find everything applied. The migrations run on a
+    /// connection of their own, closed after, so a failed run cannot leave that session lock
+    /// held by a pooled connection.
+    pub async fn open(url: &str) -> StoreResult<PostgresStore> {
+        let mut migrator_conn = PgConnection::connect(url).await?;
+        MIGRATOR.run_direct(&mut migrator_conn).await?;
+        migrator_conn.close().await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// The pool, for tests that look under the traits.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Where a number stands on the lists, read inside the caller's transaction.
+async fn listing(conn: &mut PgConnection, to: &PhoneNumber) -> StoreResult<Listing> {
+    let mut listing = Listing::default();
+    let lists: Vec<String> = sqlx::query_scalar(
+        "SELECT list FROM number_lists WHERE list IN ('allow', 'deny') AND number = $1",
+    )
+    .bind(to.e164())
+    .fetch_all(conn)
+    .await?;
+    for list in lists {
+        match list.as_str() {
+            "deny" => listing.denied = true,
+            _ => listing.allowed = true,
+        }
+    }
+    Ok(listing)
+}
+
+#[async_trait]
+impl HealthStore for PostgresStore {
+    async fn ready(&self) -> StoreResult<()> {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?;
+        match MIGRATOR.iter().find(|m| !applied.contains(&m.version)) {
+            Some(m) => Err(StoreError::Unavailable(format!(
+                "migration {} ({}) is not applied",
+                m.version, m.description
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,234 @@
+//! `QueueStore` on PostgreSQL: the message row is its job (`due_at`, the lease). Claims lock the
+//! rows they take with `FOR UPDATE SKIP LOCKED`, so instances claiming together take different
+//! jobs without waiting on each other; every change of state is one guarded UPDATE
+//! (`… WHERE status = ANY(allowed)`, re-checked by PostgreSQL against a concurrent change), after
+//! which the transaction also erases a secret text and feeds the outbox when the message's source
+//! says so. A trigger logs each change as an event.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, Row};
+
+use super::{outbox, PostgresStore};
+use crate::{
+    domain::{ids::MessageId, state::JobState},
+    store::{
+        decode::{self, millis},
+        Applied, ClaimedJob, NewOutboxEntry, QueueStore, Receipt, ReceiptOutcome, StoreResult,
+        Transition,
+    },
+};
+
+/// Apply one receipt inside the caller's transaction: find its message, then transition it.
+async fn apply_receipt(
+    conn: &mut PgConnection,
+    r: Receipt,
+    now: DateTime<Utc>,
+) -> StoreResult<ReceiptOutcome> {
+    let message_id = match r.message_id {
+        Some(id) => Some(id),
+        None => sqlx::query_scalar::<_, String>(
+            "SELECT id FROM messages WHERE provider_message_id = $1",
+        )
+        .bind(&r.provider_message_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|id| decode::id(&id))
+        .transpose()?,
+    };
+    let Some(message_id) = message_id else {
+        return Ok(ReceiptOutcome::Unknown);
+    };
+    let state = r.status.state();
+    let t = Transition {
+        message_id: message_id.clone(),
+        to: state,
+        detail: r.detail,
+        provider_message_id: Some(r.provider_message_id),
+        retry_at: None,
+    };
+    Ok(match apply_transition(&mut *conn, &t, now).await? {
+        Some(Applied { created_at }) => ReceiptOutcome::Applied {
+            message_id,
+            state,
+            created_at,
+        },
+        None if message_exists(conn, &message_id).await? => ReceiptOutcome::Overtaken(message_id),
+        None => ReceiptOutcome::Unknown,
+    })
+}
+
+async fn message_exists(conn: &mut PgConnection, id: &MessageId) -> StoreResult<bool> {
+    Ok(sqlx::query("SELECT 1 FROM messages WHERE id = $1")
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await?
+        .is_some())
+}
+
+/// Apply one state change inside the caller's transaction (which must roll it back if this
+/// fails), in one statement that also moves the job: a retry is due again, a sent or final
+/// message leaves the queue.
+pub(super) async fn apply_transition(
+    conn: &mut PgConnection,
+    t: &Transition,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<Applied>> {
+    let from: Vec<String> =
+        t.to.allowed_from()
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect();
+    if from.is_empty() {
+        return Ok(None);
+    }
+    let leaves_queue = !matches!(
+        t.to,
+        JobState::Queued | JobState::Sending | JobState::Scheduled
+    );
+    let (job, due) = match t.to {
+        JobState::Queued => (
+            "due_at = $5, lease_owner = NULL, lease_until = NULL",
+            Some(millis(t.retry_at.unwrap_or(now))),
+        ),
+        JobState::Sending | JobState::Scheduled => ("due_at = COALESCE($5, due_at)", None),
+        _ => ("due_at = $5, lease_owner = NULL, lease_until = NULL", None),
+    };
+    let sql = format!(
+        "UPDATE messages SET status = $1, status_detail = $2, updated_at = $3,
+                provider_message_id = COALESCE($4, provider_message_id), {job}
+         WHERE id = $6 AND status = ANY($7)
+         RETURNING created_at, source, source_record"
+    );
+    let changed: Option<(i64, String, Option<String>)> = sqlx::query_as(&sql)
+        .bind(t.to.as_str())
+        .bind(&t.detail)
+        .bind(millis(now))
+        .bind(&t.provider_message_id)
+        .bind(due)
+        .bind(t.message_id.as_str())
+        .bind(from)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some((created_at, name, record)) = changed else {
+        return Ok(None);
+    };
+    let source = decode::source(&name, record.as_deref())?;
+    if leaves_queue && source.text_is_secret() {
+        // The text has done its work once the provider has it; only the code's HMAC stays.
+        sqlx::query("UPDATE messages SET body = '' WHERE id = $1")
+            .bind(t.message_id.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
+    if let Some(entry) = NewOutboxEntry::status(&source, t.to, t.detail.as_deref(), now) {
+        outbox::add(conn, t.message_id.as_str(), &source, entry).await?;
+    }
+    Ok(Some(Applied {
+        created_at: decode::time(created_at)?,
+    }))
+}
+
+#[async_trait]
+impl QueueStore for PostgresStore {
+    async fn claim(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<ClaimedJob>> {
+        let until = millis(now) + lease.as_millis() as i64;
+        let mut tx = self.pool.begin().await?;
+        // The trigger logs a `sending` event for every message claimed.
+        let rows = sqlx::query(
+            "UPDATE messages SET status = 'sending', status_detail = NULL, updated_at = $1,
+                    lease_owner = $2, lease_until = $3, attempts = attempts + 1
+             WHERE seq IN (
+                 SELECT seq FROM messages
+                 WHERE due_at IS NOT NULL AND due_at <= $1
+                   AND (lease_until IS NULL OR lease_until < $1)
+                 ORDER BY due_at LIMIT $4
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING id, to_number, sender, body, created_at, attempts, source, source_record",
+        )
+        .bind(millis(now))
+        .bind(owner)
+        .bind(until)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: String = r.try_get("id")?;
+            let source = decode::source(r.try_get("source")?, r.try_get("source_record")?)?;
+            if let Some(entry) = NewOutboxEntry::status(&source, JobState::Sending, None, now) {
+                outbox::add(&mut tx, &id, &source, entry).await?;
+            }
+            let attempts: i64 = r.try_get("attempts")?;
+            jobs.push(ClaimedJob {
+                message_id: decode::id(&id)?,
+                to: decode::number(r.try_get("to_number")?)?,
+                from: r.try_get("sender")?,
+                body: r.try_get("body")?,
+                attempt: attempts as u32,
+                created_at: decode::time(r.try_get("created_at")?)?,
+            });
+        }
+        tx.commit().await?;
+        Ok(jobs)
+    }
+
+    async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        // GREATEST skips a NULL lease: a waiting job is due at its time, a leased one no
+        // earlier than its lease's end.
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(GREATEST(due_at, lease_until)) FROM messages WHERE due_at IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        due.map(decode::time).transpose()
+    }
+
+    async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "UPDATE messages SET lease_until = $1 WHERE lease_owner = $2 AND due_at IS NOT NULL",
+        )
+        .bind(millis(until))
+        .bind(owner)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn transition(&self, t: Transition, now: DateTime<Utc>) -> StoreResult<Option<Applied>> {
+        let mut tx = self.pool.begin().await?;
+        let applied = apply_transition(&mut tx, &t, now).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn queue_depth(&self) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE due_at IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn apply_receipts(
+        &self,
+        receipts: Vec<Receipt>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<ReceiptOutcome>> {
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(receipts.len());
+        for r in receipts {
+            outcomes.push(apply_receipt(&mut tx, r, now).await?);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
