@@ -346,6 +346,18 @@ pub fn event_statuses(m: &Value) -> Vec<&str> {
         .collect()
 }
 
+/// The states of a delivered message, without `sent`: the provider's receipt may be recorded
+/// before the send's own answer (as a carrier's can), and then `sent` is rightly skipped.
+/// Asserts it appears at most once, straight before `delivered`.
+pub fn delivered_events(m: &Value) -> Vec<&str> {
+    let events = event_statuses(m);
+    if let Some(i) = events.iter().position(|s| *s == "sent") {
+        assert_eq!(events.get(i + 1), Some(&"delivered"), "{m}");
+    }
+    assert!(events.iter().filter(|s| **s == "sent").count() <= 1, "{m}");
+    events.into_iter().filter(|s| *s != "sent").collect()
+}
+
 /// The final states.
 pub fn is_final(status: &str) -> bool {
     matches!(

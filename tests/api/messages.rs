@@ -1,7 +1,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::harness::{event_statuses, is_final, TestServer};
+use crate::harness::{delivered_events, is_final, TestServer};
 
 #[tokio::test]
 async fn accepted_message_is_queued_then_delivered_with_every_event_recorded() {
@@ -19,8 +19,7 @@ async fn accepted_message_is_queued_then_delivered_with_every_event_recorded() {
     assert!(id.starts_with("msg_"));
 
     let m = s.wait_for(id, |st| st == "delivered").await;
-    let events = event_statuses(&m);
-    assert_eq!(events, ["queued", "sending", "sent", "delivered"]);
+    assert_eq!(delivered_events(&m), ["queued", "sending", "delivered"]);
     assert_eq!(m["source"], "api");
     assert_eq!(m["clicks"], 0);
     assert_eq!(m["to"], "+81 90-****-5678");
