@@ -94,7 +94,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Running> {
     let clock = options.clock;
     telemetry::metrics_handle();
-    let store = store::open(&config.database_url)
+    let store = store::open_with(&config.database_url, &config.database.connections())
         .await
         .with_context(|| format!("opening the store at {}", config.database()))?;
     let created_key = if config.api.keys.is_empty() && store.count_api_keys().await? == 0 {

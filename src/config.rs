@@ -30,6 +30,8 @@ pub struct Config {
     pub public_base_url: String,
     /// Server secret for HMACs; generated and kept in the store when absent.
     pub secret: Option<Secret>,
+    /// How the store holds its connections to the database `database_url` names.
+    pub database: DatabaseConfig,
     /// API authentication.
     pub api: ApiConfig,
     /// Delivery core settings.
@@ -38,6 +40,51 @@ pub struct Config {
     pub numbers: NumbersConfig,
     /// One-time passwords and their anti-fraud limits.
     pub otp: OtpConfig,
+}
+
+/// `[database]`: the connections to the database `database_url` names.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    /// Connections each instance keeps: on PostgreSQL the pool every request and worker shares
+    /// (16 when unset; the wake-up listener has one more of its own), on SQLite the readers (4
+    /// when unset; the writer has its own).
+    pub pool_size: Option<u32>,
+    /// PostgreSQL: the longest a request or worker waits for a connection (a free one of the
+    /// pool, or a new one to the server) before giving up; while the server is unreachable,
+    /// requests answer 503 `unavailable` after at most this long.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            pool_size: None,
+            connect_timeout_ms: 5000,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// What the store is opened with.
+    pub fn connections(&self) -> crate::store::Connections {
+        crate::store::Connections {
+            pool_size: self.pool_size,
+            connect_timeout: std::time::Duration::from_millis(self.connect_timeout_ms),
+        }
+    }
+
+    fn validate(&self, problems: &mut Vec<Problem>) {
+        if let Some(size) = self.pool_size {
+            within(problems, "database.pool_size", size, 1..=1000);
+        }
+        within(
+            problems,
+            "database.connect_timeout_ms",
+            self.connect_timeout_ms,
+            100..=600_000,
+        );
+    }
 }
 
 /// `[numbers]`
@@ -326,6 +373,7 @@ impl Default for Config {
             database_url: "sqlite://tsunagi.db".into(),
             public_base_url: "http://127.0.0.1:8080".into(),
             secret: None,
+            database: DatabaseConfig::default(),
             api: ApiConfig::default(),
             delivery: DeliveryConfig::default(),
             numbers: NumbersConfig::default(),
@@ -499,6 +547,7 @@ impl Config {
                 problems.push(Problem::new("secret", "must be at least 16 characters"));
             }
         }
+        self.database.validate(problems);
         self.api.validate(problems);
         self.delivery.validate(problems);
         self.numbers.validate(problems);
@@ -940,6 +989,53 @@ token = "bearer-token-0123456789"
             problems[0].message,
             "must be between 180 and 600 (3 to 10 minutes)"
         );
+    }
+
+    #[test]
+    fn database_connections_are_read_and_checked_with_their_key_paths() {
+        let c = Config::parse("", no_env).unwrap();
+        assert_eq!(
+            c.database.connections(),
+            crate::store::Connections::default()
+        );
+        assert_eq!(
+            c.database.connections().connect_timeout,
+            std::time::Duration::from_millis(5000)
+        );
+        let c = Config::parse(
+            "[database]\npool_size = 32\nconnect_timeout_ms = 250",
+            no_env,
+        )
+        .unwrap();
+        let connections = c.database.connections();
+        assert_eq!(connections.pool_size, Some(32));
+        assert_eq!(
+            connections.connect_timeout,
+            std::time::Duration::from_millis(250)
+        );
+        let problems = Config::parse(
+            "[database]\npool_size = 0\nconnect_timeout_ms = 10\npool = 3",
+            no_env,
+        )
+        .unwrap_err();
+        let mut found: Vec<_> = problems
+            .iter()
+            .map(|p| (p.path.as_str(), p.message.as_str()))
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                (
+                    "database.connect_timeout_ms",
+                    "must be between 100 and 600000"
+                ),
+                ("database.pool", "unknown key"),
+                ("database.pool_size", "must be between 1 and 1000"),
+            ]
+        );
+        let problems = Config::parse("[database]\npool_size = \"many\"", no_env).unwrap_err();
+        assert_eq!(problems[0].path, "database.pool_size", "{problems:?}");
     }
 
     #[test]

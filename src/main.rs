@@ -86,7 +86,7 @@ async fn main() -> ExitCode {
             Err(code) => return code,
         },
         Command::Migrate { config } => match load(config) {
-            Ok(config) => store::open(&config.database_url)
+            Ok(config) => store::open_with(&config.database_url, &config.database.connections())
                 .await
                 .map(|_| println!("migrations applied"))
                 .map_err(Into::into),
@@ -109,7 +109,7 @@ async fn main() -> ExitCode {
 }
 
 async fn create_key(config: &Config, name: &str) -> anyhow::Result<()> {
-    let store = store::open(&config.database_url).await?;
+    let store = store::open_with(&config.database_url, &config.database.connections()).await?;
     let key = app::create_key(store.as_ref(), name).await?;
     println!("{key}");
     eprintln!("API key {name:?} created; it is shown only this once");

@@ -13,7 +13,10 @@ mod backoff;
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::{sync::Notify, sync::Semaphore, task::JoinSet};
+use tokio::{
+    sync::{watch, Notify, Semaphore},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -28,8 +31,20 @@ use crate::{
 
 /// Jobs claimed per commit at most.
 const CLAIM_BATCH: usize = 64;
-/// Longest idle sleep between looks at the queue.
-const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Longest idle sleep between looks at the queue, unless `with_idle_poll` says otherwise.
+pub const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Returns when `wakeups` changes; never without wake-ups, or once their sender is gone (the idle
+/// poll still runs).
+async fn woken(wakeups: &mut Option<watch::Receiver<()>>) {
+    if let Some(receiver) = wakeups {
+        if receiver.changed().await.is_ok() {
+            return;
+        }
+        *wakeups = None;
+    }
+    std::future::pending().await
+}
 
 /// Moves jobs from the store to the provider.
 pub struct Dispatcher {
@@ -38,12 +53,17 @@ pub struct Dispatcher {
     config: DeliveryConfig,
     owner: String,
     wake: Arc<Notify>,
+    /// The store's wake-ups from other instances sharing the queue, taken by `run`.
+    wakeups: Option<watch::Receiver<()>>,
+    idle_poll: Duration,
     rate: DefaultDirectRateLimiter,
     clock: Arc<dyn Clock>,
 }
 
 impl Dispatcher {
-    /// A dispatcher; `wake` is notified whenever a job is accepted; due times are read on `clock`.
+    /// A dispatcher; `wake` is notified whenever a job is accepted in this process, the store's
+    /// `wakeups` when one is accepted by another; due times are read on `clock`. Call inside a
+    /// Tokio runtime.
     pub fn new(
         store: Arc<dyn Store>,
         provider: Arc<dyn Provider>,
@@ -53,18 +73,27 @@ impl Dispatcher {
     ) -> Self {
         let per_second = NonZeroU32::new(config.rate_per_second).unwrap_or(NonZeroU32::MIN);
         Self {
+            wakeups: store.wakeups(),
             store,
             provider,
             config,
             owner: format!("worker-{}", ulid::Ulid::new()),
             wake,
+            idle_poll: IDLE_POLL,
             rate: RateLimiter::direct(Quota::per_second(per_second)),
             clock,
         }
     }
 
+    /// Look at the queue at least every `idle_poll` when nothing wakes this dispatcher.
+    pub fn with_idle_poll(mut self, idle_poll: Duration) -> Self {
+        self.idle_poll = idle_poll;
+        self
+    }
+
     /// Run until `shutdown`, then finish the sends in flight.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut wakeups = self.wakeups.take();
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
         let lease = Duration::from_secs(self.config.lease_seconds);
         let me = Arc::new(self);
@@ -110,11 +139,12 @@ impl Dispatcher {
                 Ok(Some(due)) => (due - me.clock.now())
                     .to_std()
                     .unwrap_or_default()
-                    .min(IDLE_POLL),
-                _ => IDLE_POLL,
+                    .min(me.idle_poll),
+                _ => me.idle_poll,
             };
             tokio::select! {
                 _ = me.wake.notified() => {}
+                _ = woken(&mut wakeups) => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => {}
             }

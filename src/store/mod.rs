@@ -17,7 +17,7 @@ mod queue;
 mod sandbox;
 mod sqlite;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 pub use error::{StoreError, StoreResult};
 pub use health::HealthStore;
@@ -71,12 +71,43 @@ impl<T> Store for T where
 {
 }
 
+/// How a store holds its connections (`[database]` in the config).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Connections {
+    /// Connections in the pool: PostgreSQL's (16 when `None`), SQLite's readers (4 when `None`).
+    pub pool_size: Option<u32>,
+    /// PostgreSQL: the longest a query waits for a connection, free in the pool or new, before
+    /// failing as `Unavailable`.
+    pub connect_timeout: Duration,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Self {
+            pool_size: None,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// Open the store a database URL names (`postgres://…` or `postgresql://…` a PostgreSQL
 /// server, anything else an SQLite file), applying migrations.
 pub async fn open(database_url: &str) -> StoreResult<Arc<dyn Store>> {
+    open_with(database_url, &Connections::default()).await
+}
+
+/// `open`, holding connections as `connections` says.
+pub async fn open_with(
+    database_url: &str,
+    connections: &Connections,
+) -> StoreResult<Arc<dyn Store>> {
     if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::open(database_url).await?))
+        Ok(Arc::new(
+            PostgresStore::open_with(database_url, connections).await?,
+        ))
     } else {
-        Ok(Arc::new(SqliteStore::open(database_url).await?))
+        Ok(Arc::new(
+            SqliteStore::open_with(database_url, connections).await?,
+        ))
     }
 }

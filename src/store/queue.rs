@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tokio::sync::watch;
 
 use super::StoreResult;
 use crate::domain::{ids::MessageId, phone::PhoneNumber, state::JobState};
@@ -116,6 +117,10 @@ pub trait QueueStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<ClaimedJob>>;
     /// When the next job falls due, if any is waiting.
     async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
+    /// A receiver that changes when other processes sharing this queue may have made work due
+    /// (accepted a message, handed a job back for a retry), so a dispatcher need not wait for its
+    /// idle poll; `None` when no other process can share the queue. Called inside a Tokio runtime.
+    fn wakeups(&self) -> Option<watch::Receiver<()>>;
     /// Extend to `until` the leases `owner` holds on jobs it is still sending; how many. A worker
     /// renews while it lives, so only a dead worker's leases run out and its jobs are taken over.
     async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> StoreResult<u64>;

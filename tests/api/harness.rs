@@ -108,6 +108,33 @@ impl PostgresDatabase {
     }
 }
 
+impl PostgresDatabase {
+    /// Cut the database off as an outage would (refuse new connections and end those open), or
+    /// let connections in again; the shared server itself keeps running.
+    pub async fn set_reachable(&self, reachable: bool) {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
+        sqlx::query(&format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {reachable}",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        if !reachable {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&self.name)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        }
+        admin.close().await.unwrap();
+    }
+}
+
 impl Drop for PostgresDatabase {
     fn drop(&mut self) {
         use sqlx::Connection;
@@ -175,8 +202,18 @@ impl TestServer {
 
     /// The default test config on a PostgreSQL database of its own, or `None` without a server.
     pub async fn on_postgres() -> Option<TestServer> {
+        Self::on_postgres_with("").await
+    }
+
+    /// `on_postgres`, with `extra` as in `with_delivery`.
+    pub async fn on_postgres_with(extra: &str) -> Option<TestServer> {
         let database = PostgresDatabase::create().await?;
-        Some(Self::start_on("", Duration::ZERO, Some(database)).await)
+        Some(Self::start_on(extra, Duration::ZERO, Some(database)).await)
+    }
+
+    /// The PostgreSQL database of a server started `on_postgres`.
+    pub fn postgres(&self) -> &PostgresDatabase {
+        self._database.as_ref().expect("a server on PostgreSQL")
     }
 
     async fn start_on(

@@ -35,3 +35,99 @@ async fn a_message_is_accepted_delivered_and_replayed_on_postgres() {
     assert_eq!(s.stored_messages().await, 1);
     s.stop().await;
 }
+
+/// `/readyz` and a request to the API, each answered within `limit`: (status, problem code).
+async fn answers(s: &TestServer, limit: std::time::Duration) -> [(u16, String); 3] {
+    let started = std::time::Instant::now();
+    let ready = s
+        .client
+        .get(format!("{}/readyz", s.base))
+        .send()
+        .await
+        .unwrap();
+    let send = s
+        .post(
+            "/v1/messages",
+            json!({"to": "090-1234-5678", "body": "during the outage"}),
+        )
+        .await;
+    let list = s.get("/v1/messages?limit=5").await;
+    assert!(
+        started.elapsed() < limit,
+        "answered in {:?}, not within {limit:?}",
+        started.elapsed()
+    );
+    let mut out = Vec::new();
+    for r in [ready, send, list] {
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap_or_default();
+        out.push((
+            status,
+            body["code"].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+    out.try_into().unwrap()
+}
+
+#[tokio::test]
+async fn an_unreachable_database_answers_503_and_the_service_recovers_by_itself() {
+    let Some(s) = TestServer::on_postgres_with("[database]\nconnect_timeout_ms = 1000\n").await
+    else {
+        return;
+    };
+    let (status, before) = s
+        .send(json!({"to": "090-1234-5678", "body": "before"}))
+        .await;
+    assert_eq!(status, 202, "{before}");
+    s.wait_for(before["id"].as_str().unwrap(), |st| st == "delivered")
+        .await;
+
+    s.postgres().set_reachable(false).await;
+    // Three requests, each waiting at most connect_timeout_ms for a connection.
+    let unavailable = (503, "unavailable".to_string());
+    assert_eq!(
+        answers(&s, std::time::Duration::from_secs(4)).await,
+        [
+            unavailable.clone(),
+            unavailable.clone(),
+            unavailable.clone()
+        ],
+        "readiness, a send and a read all answer 503 unavailable, never 500"
+    );
+    // Still so a moment later, once the workers too have met the outage.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        answers(&s, std::time::Duration::from_secs(4)).await,
+        [unavailable.clone(), unavailable.clone(), unavailable]
+    );
+
+    s.postgres().set_reachable(true).await;
+    let mut ready = 0;
+    for _ in 0..100 {
+        ready = s
+            .client
+            .get(format!("{}/readyz", s.base))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if ready == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(ready, 200, "ready again without a restart");
+    let (status, after) = s
+        .send(json!({"to": "090-1234-5678", "body": "after"}))
+        .await;
+    assert_eq!(status, 202, "{after}");
+    let m = s
+        .wait_for(after["id"].as_str().unwrap(), |st| st == "delivered")
+        .await;
+    assert_eq!(
+        event_statuses(&m),
+        ["queued", "sending", "sent", "delivered"]
+    );
+    s.stop().await;
+}

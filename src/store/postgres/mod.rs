@@ -11,23 +11,29 @@ mod otp;
 mod outbox;
 mod queue;
 mod sandbox;
+mod wakeups;
 
-use std::time::Duration;
+use std::str::FromStr;
 
 use async_trait::async_trait;
-use sqlx::{postgres::PgPoolOptions, Connection as _, PgConnection, PgPool};
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    ConnectOptions as _, Connection as _, PgConnection, PgPool,
+};
 
-use super::{HealthStore, StoreError, StoreResult};
+use self::wakeups::Wakeups;
+use super::{Connections, HealthStore, StoreError, StoreResult};
 use crate::{domain::phone::PhoneNumber, numbers::hygiene::Listing};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/postgres");
 
-/// Connections each instance keeps to the server.
-const POOL_SIZE: u32 = 16;
+/// Connections each instance keeps to the server unless `[database] pool_size` says otherwise.
+pub const DEFAULT_POOL_SIZE: u32 = 16;
 
 /// The PostgreSQL store. Any number of instances may open the same database.
 pub struct PostgresStore {
     pool: PgPool,
+    wakeups: Wakeups,
 }
 
 impl PostgresStore {
@@ -39,15 +45,36 @@ impl PostgresStore {
     /// connection of their own, closed after, so a failed run cannot leave that session lock
     /// held by a pooled connection.
     pub async fn open(url: &str) -> StoreResult<PostgresStore> {
-        let mut migrator_conn = PgConnection::connect(url).await?;
+        Self::open_with(url, &Connections::default()).await
+    }
+
+    /// `open`, with the pool's size and how long to wait for a connection from `connections`.
+    ///
+    /// Every query waits at most `connect_timeout` for a connection (a free one of the pool, or a
+    /// new one to the server), so while the server is unreachable requests fail fast with
+    /// `Unavailable` (503) instead of hanging; the pool connects again by itself once it is back.
+    pub async fn open_with(url: &str, connections: &Connections) -> StoreResult<PostgresStore> {
+        let options = PgConnectOptions::from_str(url)?;
+        let timeout = connections.connect_timeout;
+        let mut migrator_conn = tokio::time::timeout(timeout, options.connect())
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "no connection to PostgreSQL within {} ms",
+                    timeout.as_millis()
+                ))
+            })??;
         MIGRATOR.run_direct(&mut migrator_conn).await?;
         migrator_conn.close().await?;
         let pool = PgPoolOptions::new()
-            .max_connections(POOL_SIZE)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .max_connections(connections.pool_size.unwrap_or(DEFAULT_POOL_SIZE))
+            .acquire_timeout(timeout)
+            .connect_with(options.clone())
             .await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            wakeups: Wakeups::new(options, timeout),
+        })
     }
 
     /// The pool, for tests that look under the traits.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
+use tokio::sync::watch;
 
 use super::{outbox, PostgresStore};
 use crate::{
@@ -190,6 +191,10 @@ impl QueueStore for PostgresStore {
         .fetch_one(&self.pool)
         .await?;
         due.map(decode::time).transpose()
+    }
+
+    fn wakeups(&self) -> Option<watch::Receiver<()>> {
+        Some(self.wakeups.subscribe())
     }
 
     async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> StoreResult<u64> {

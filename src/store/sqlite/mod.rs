@@ -24,10 +24,13 @@ use sqlx::{
 };
 
 use self::writer::Writer;
-use super::{HealthStore, StoreError, StoreResult};
+use super::{Connections, HealthStore, StoreError, StoreResult};
 use crate::{domain::phone::PhoneNumber, numbers::hygiene::Listing};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
+
+/// Readers unless `[database] pool_size` says otherwise.
+const DEFAULT_READERS: u32 = 4;
 
 /// The SQLite store. One process owns a database file at a time (a lock file enforces it).
 pub struct SqliteStore {
@@ -39,6 +42,11 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Open (creating if needed) the database a `sqlite://PATH` URL names and migrate it.
     pub async fn open(url: &str) -> StoreResult<SqliteStore> {
+        Self::open_with(url, &Connections::default()).await
+    }
+
+    /// `open`, with `connections.pool_size` readers (the writer is a connection of its own).
+    pub async fn open_with(url: &str, connections: &Connections) -> StoreResult<SqliteStore> {
         let path = db_path(url);
         let lock = lock_file(&path)?;
         let options = SqliteConnectOptions::from_str(url)?
@@ -53,7 +61,7 @@ impl SqliteStore {
         // Readers keep small page caches (the OS caches the file for them all) and extra readers
         // close once a burst is over, so memory a burst took is given back when the server idles.
         let read = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(connections.pool_size.unwrap_or(DEFAULT_READERS))
             .min_connections(1)
             .idle_timeout(Duration::from_secs(10))
             .connect_with(options.pragma("cache_size", "-512"))

@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use tokio::sync::watch;
 
 use super::{outbox, SqliteStore};
 use crate::{
@@ -202,6 +203,11 @@ impl QueueStore for SqliteStore {
         .fetch_one(&self.read)
         .await?;
         due.map(decode::time).transpose()
+    }
+
+    /// One process owns an SQLite file: its own dispatcher is woken in process.
+    fn wakeups(&self) -> Option<watch::Receiver<()>> {
+        None
     }
 
     async fn apply_receipts(
