@@ -1,8 +1,8 @@
 //! PostgreSQL backend, for several instances sharing one queue. A pool of connections; every
-//! write is one transaction of its own (no group commit yet: acceptance commits per call). Claims
-//! skip rows another instance has locked, and OTP sends to one number are serialised by an
-//! advisory lock, so instances never both slip under a limit. One file per concern implements
-//! that concern's trait; this one opens, migrates and holds what they share.
+//! write is one transaction of its own, except acceptance, which one writer task group-commits
+//! (`writer.rs`). Claims skip rows another instance has locked, and OTP sends to one number are
+//! serialised by an advisory lock, so instances never both slip under a limit. One file per
+//! concern implements that concern's trait; this one opens, migrates and holds what they share.
 
 mod keys;
 mod lists;
@@ -11,6 +11,7 @@ mod otp;
 mod outbox;
 mod queue;
 mod sandbox;
+mod writer;
 
 use std::time::Duration;
 
@@ -28,6 +29,8 @@ const POOL_SIZE: u32 = 16;
 /// The PostgreSQL store. Any number of instances may open the same database.
 pub struct PostgresStore {
     pool: PgPool,
+    /// Group commit for acceptance.
+    writer: writer::Writer,
 }
 
 impl PostgresStore {
@@ -47,7 +50,8 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await?;
-        Ok(PostgresStore { pool })
+        let writer = writer::Writer::start(pool.clone());
+        Ok(PostgresStore { pool, writer })
     }
 
     /// The pool, for tests that look under the traits.
