@@ -1,5 +1,6 @@
-//! `MessageStore` on PostgreSQL: acceptance is one transaction per call (an INSERT, two with an
-//! idempotency key); reads come from the pool.
+//! `MessageStore` on PostgreSQL: acceptance goes through the writer's group commit (`writer.rs`),
+//! which falls back to `accept_one` (one transaction per item) when a batch fails; reads come
+//! from the pool.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -46,7 +47,7 @@ async fn earlier_use(
 
 /// Accept one message inside the caller's transaction, unless its key was used or a list
 /// refuses the recipient.
-async fn accept(
+pub(super) async fn accept_one(
     conn: &mut PgConnection,
     m: &NewMessage,
     idempotency: Option<&IdempotencyRecord>,
@@ -162,10 +163,7 @@ impl MessageStore for PostgresStore {
         idempotency: Option<IdempotencyRecord>,
         hygiene: Hygiene,
     ) -> StoreResult<Acceptance> {
-        let mut tx = self.pool.begin().await?;
-        let accepted = accept(&mut tx, &message, idempotency.as_ref(), hygiene).await?;
-        tx.commit().await?;
-        Ok(accepted)
+        self.writer.accept(message, idempotency, hygiene).await
     }
 
     async fn message(&self, id: &MessageId) -> StoreResult<Option<MessageRecord>> {

@@ -1,8 +1,8 @@
 //! PostgreSQL backend, for several instances sharing one queue. A pool of connections; every
-//! write is one transaction of its own (no group commit yet: acceptance commits per call). Claims
-//! skip rows another instance has locked, and OTP sends to one number are serialised by an
-//! advisory lock, so instances never both slip under a limit. One file per concern implements
-//! that concern's trait; this one opens, migrates and holds what they share.
+//! write is one transaction of its own, except acceptance, which one writer task group-commits
+//! (`writer.rs`). Claims skip rows another instance has locked, and OTP sends to one number are
+//! serialised by an advisory lock, so instances never both slip under a limit. One file per
+//! concern implements that concern's trait; this one opens, migrates and holds what they share.
 
 mod keys;
 mod lists;
@@ -12,6 +12,7 @@ mod outbox;
 mod queue;
 mod sandbox;
 mod wakeups;
+mod writer;
 
 use std::str::FromStr;
 
@@ -34,6 +35,8 @@ pub const DEFAULT_POOL_SIZE: u32 = 16;
 pub struct PostgresStore {
     pool: PgPool,
     wakeups: Wakeups,
+    /// Group commit for acceptance.
+    writer: writer::Writer,
 }
 
 impl PostgresStore {
@@ -71,9 +74,11 @@ impl PostgresStore {
             .acquire_timeout(timeout)
             .connect_with(options.clone())
             .await?;
+        let writer = writer::Writer::start(pool.clone());
         Ok(PostgresStore {
             pool,
             wakeups: Wakeups::new(options, timeout),
+            writer,
         })
     }
 

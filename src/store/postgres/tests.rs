@@ -20,8 +20,8 @@ use crate::{
     numbers::hygiene::Hygiene,
     otp::{check::CheckOutcome, rules::OtpLimits},
     store::{
-        contract::contract_tests, MessageStore, NewMessage, NewVerification, OtpStart, OtpStore,
-        QueueStore, Store, Transition,
+        contract::contract_tests, ListStore, MessageStore, NewMessage, NewVerification, OtpStart,
+        OtpStore, QueueStore, Store, Transition,
     },
 };
 
@@ -445,4 +445,168 @@ async fn concurrent_wrong_checks_each_count() {
     );
     let record = store.otp_verification(&v.id).await.unwrap().unwrap();
     assert_eq!(record.checks, 3);
+}
+
+/// Two instances, each with its own writer, taking one key with two different bodies at once:
+/// one message is stored, the same body is replayed, the other body is refused, whether the
+/// uses meet in one batch or in two instances' batches.
+#[tokio::test]
+async fn concurrent_uses_of_one_key_by_two_instances_are_judged_in_order() {
+    let Some((first, db)) = open().await else {
+        return;
+    };
+    let second = PostgresStore::open(db.url()).await.unwrap();
+    let stores = [Arc::new(first), Arc::new(second)];
+    let accepts: Vec<_> = (0..40)
+        .map(|i| {
+            let store = stores[i % 2].clone();
+            let hash = if i % 3 == 0 { "body-a" } else { "body-b" };
+            tokio::spawn(async move {
+                let key = crate::store::IdempotencyRecord {
+                    scope: "key-1".into(),
+                    key: "order-7".into(),
+                    request_hash: hash.into(),
+                    status: 202,
+                    response: hash.into(),
+                };
+                let accepted = store
+                    .accept(message(Source::Api, 5678), Some(key), Hygiene::default())
+                    .await
+                    .unwrap();
+                (hash, accepted)
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for a in accepts {
+        answers.push(a.await.unwrap());
+    }
+    let stored: Vec<_> = answers
+        .iter()
+        .filter(|(_, a)| *a == crate::store::Acceptance::Stored)
+        .map(|(hash, _)| *hash)
+        .collect();
+    assert_eq!(stored.len(), 1, "{answers:?}");
+    for (hash, accepted) in &answers {
+        match accepted {
+            crate::store::Acceptance::Stored => {}
+            crate::store::Acceptance::Replayed { response, .. } => {
+                assert_eq!((*hash, response.as_str()), (stored[0], stored[0]))
+            }
+            crate::store::Acceptance::KeyReused => assert_ne!(*hash, stored[0]),
+            other => panic!("{other:?}"),
+        }
+    }
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+        .fetch_one(stores[0].pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+}
+
+/// A message that cannot be stored (its id is taken) fails alone: the others accepted with it
+/// are stored.
+#[tokio::test]
+async fn one_bad_message_does_not_fail_the_others_in_its_commit() {
+    let Some((store, _db)) = open().await else {
+        return;
+    };
+    let store = Arc::new(store);
+    let taken = message(Source::Api, 1);
+    store
+        .accept(taken.clone(), None, Hygiene::default())
+        .await
+        .unwrap();
+    let accepts: Vec<_> = (0..30)
+        .map(|i| {
+            let store = store.clone();
+            let m = if i == 15 {
+                taken.clone()
+            } else {
+                message(Source::Api, i)
+            };
+            tokio::spawn(async move { store.accept(m, None, Hygiene::default()).await })
+        })
+        .collect();
+    let mut failed = 0;
+    for a in accepts {
+        match a.await.unwrap() {
+            Ok(accepted) => assert_eq!(accepted, crate::store::Acceptance::Stored),
+            Err(crate::store::StoreError::Conflict(_)) => failed += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(failed, 1);
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 30);
+}
+
+/// Accepted together, each message is judged by the lists on its own recipient and its own
+/// hygiene; a refused message with a key leaves the key unused.
+#[tokio::test]
+async fn messages_accepted_together_are_each_judged_by_the_lists() {
+    let Some((store, _db)) = open().await else {
+        return;
+    };
+    let store = Arc::new(store);
+    let denied = PhoneNumber::parse("090-1234-0001").unwrap();
+    let allowed = PhoneNumber::parse("090-1234-0002").unwrap();
+    store
+        .list_add(crate::store::NumberList::Deny, &denied, None)
+        .await
+        .unwrap();
+    store
+        .list_add(crate::store::NumberList::Allow, &allowed, None)
+        .await
+        .unwrap();
+    let accepts: Vec<_> = (0..60u32)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let last = i % 3 + 1;
+                let only = Hygiene {
+                    allow_list_only: i % 2 == 0,
+                };
+                let key = crate::store::IdempotencyRecord {
+                    scope: "key-1".into(),
+                    key: format!("order-{i}"),
+                    request_hash: "h".into(),
+                    status: 202,
+                    response: "{}".into(),
+                };
+                let accepted = store
+                    .accept(message(Source::Api, last), Some(key), only)
+                    .await
+                    .unwrap();
+                (last, only.allow_list_only, accepted)
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for a in accepts {
+        let (last, only, accepted) = a.await.unwrap();
+        match (last, only) {
+            (1, _) => assert_eq!(
+                accepted,
+                crate::store::Acceptance::Blocked("the number is on the deny list".into())
+            ),
+            (3, true) => assert!(
+                matches!(&accepted, crate::store::Acceptance::Blocked(r) if r.contains("allow_list_only"))
+            ),
+            _ => {
+                assert_eq!(accepted, crate::store::Acceptance::Stored);
+                stored += 1;
+            }
+        }
+    }
+    let counts: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM messages), (SELECT COUNT(*) FROM idempotency_keys)",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(counts, (stored, stored));
 }
