@@ -14,6 +14,7 @@ mod otp;
 mod outbox;
 mod postgres;
 mod queue;
+mod rows;
 mod sandbox;
 mod sqlite;
 

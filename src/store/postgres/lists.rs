@@ -2,33 +2,13 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
-use sqlx::{postgres::PgRow, Row};
 
 use super::PostgresStore;
+use crate::store::rows;
 use crate::{
     domain::{ids::ListEntryId, phone::PhoneNumber},
-    store::{
-        decode::{self, millis},
-        ListKey, ListStore, ListedNumber, NumberList, StoreResult,
-    },
+    store::{decode::millis, ListKey, ListStore, ListedNumber, NumberList, StoreResult},
 };
-
-fn listed_from_row(r: &PgRow) -> StoreResult<ListedNumber> {
-    Ok(ListedNumber {
-        number: decode::number(r.try_get(0)?)?,
-        reason: r.try_get(1)?,
-        created_at: decode::time(r.try_get(2)?)?,
-        id: decode::id(r.try_get(3)?)?,
-    })
-}
-
-/// The column and value that find a list entry.
-fn list_key(key: &ListKey) -> (&'static str, String) {
-    match key {
-        ListKey::Number(number) => ("number", number.e164().to_string()),
-        ListKey::Id(id) => ("id", id.as_str().to_string()),
-    }
-}
 
 #[async_trait]
 impl ListStore for PostgresStore {
@@ -51,11 +31,11 @@ impl ListStore for PostgresStore {
         .bind(ListEntryId::new().as_str())
         .fetch_one(&self.pool)
         .await?;
-        listed_from_row(&row)
+        rows::listed(&row)
     }
 
     async fn list_remove(&self, list: NumberList, key: &ListKey) -> StoreResult<bool> {
-        let (column, value) = list_key(key);
+        let (column, value) = rows::list_key(key);
         Ok(sqlx::query(&format!(
             "DELETE FROM number_lists WHERE list = $1 AND {column} = $2"
         ))
@@ -77,12 +57,12 @@ impl ListStore for PostgresStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(listed_from_row)
+        .map(rows::listed)
         .collect()
     }
 
     async fn listed(&self, list: NumberList, key: &ListKey) -> StoreResult<Option<ListedNumber>> {
-        let (column, value) = list_key(key);
+        let (column, value) = rows::list_key(key);
         sqlx::query(&format!(
             "SELECT number, reason, created_at, id FROM number_lists WHERE list = $1 AND {column} = $2"
         ))
@@ -91,7 +71,7 @@ impl ListStore for PostgresStore {
         .fetch_optional(&self.pool)
         .await?
         .as_ref()
-        .map(listed_from_row)
+        .map(rows::listed)
         .transpose()
     }
 }

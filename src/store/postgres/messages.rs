@@ -4,9 +4,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{postgres::PgRow, PgConnection, QueryBuilder, Row};
+use sqlx::{PgConnection, QueryBuilder, Row};
 
 use super::{listing, outbox, queue::apply_transition, PostgresStore};
+use crate::store::rows::{self, MESSAGE_COLUMNS};
 use crate::{
     domain::{
         idempotency::{judge_key, KeyUse},
@@ -127,34 +128,6 @@ pub(super) async fn insert(conn: &mut PgConnection, m: &NewMessage) -> StoreResu
     Ok(())
 }
 
-const MESSAGE_COLUMNS: &str = "seq, id, to_number, sender, status, status_detail, encoding, characters, segments, source, source_record, metadata, created_at, send_at";
-
-fn message_from_row(row: &PgRow) -> StoreResult<MessageRecord> {
-    Ok(MessageRecord {
-        seq: row.try_get("seq")?,
-        id: decode::id(row.try_get("id")?)?,
-        to: decode::number(row.try_get("to_number")?)?,
-        from: row.try_get("sender")?,
-        status: decode::state(row.try_get("status")?)?,
-        status_detail: row.try_get("status_detail")?,
-        encoding: decode::encoding(row.try_get("encoding")?)?,
-        characters: row.try_get("characters")?,
-        segments: row.try_get("segments")?,
-        source: decode::source(row.try_get("source")?, row.try_get("source_record")?)?,
-        metadata: row
-            .try_get::<Option<&str>, _>("metadata")?
-            .map(decode::json)
-            .transpose()?,
-        created_at: decode::time(row.try_get("created_at")?)?,
-        send_at: row
-            .try_get::<Option<i64>, _>("send_at")?
-            .map(decode::time)
-            .transpose()?,
-        events: Vec::new(),
-        replies: Vec::new(),
-    })
-}
-
 #[async_trait]
 impl MessageStore for PostgresStore {
     async fn accept(
@@ -195,7 +168,7 @@ impl MessageStore for PostgresStore {
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;
-        let mut record = message_from_row(&row)?.with_history(logged);
+        let mut record = rows::message(&row)?.with_history(logged);
         record.replies = sqlx::query(
             "SELECT from_number, to_sender, body, received_at FROM replies WHERE message_id = $1 ORDER BY id",
         )
@@ -233,7 +206,7 @@ impl MessageStore for PostgresStore {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(message_from_row)
+            .map(rows::message)
             .collect()
     }
 

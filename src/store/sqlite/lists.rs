@@ -3,9 +3,9 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use rusqlite::params;
-use sqlx::{sqlite::SqliteRow, Row};
 
 use super::SqliteStore;
+use crate::store::rows;
 use crate::{
     domain::{ids::ListEntryId, phone::PhoneNumber},
     store::{
@@ -13,23 +13,6 @@ use crate::{
         ListKey, ListStore, ListedNumber, NumberList, StoreResult,
     },
 };
-
-fn listed_from_row(r: &SqliteRow) -> StoreResult<ListedNumber> {
-    Ok(ListedNumber {
-        number: decode::number(r.try_get(0)?)?,
-        reason: r.try_get(1)?,
-        created_at: decode::time(r.try_get(2)?)?,
-        id: decode::id(r.try_get(3)?)?,
-    })
-}
-
-/// The column and value that find a list entry.
-fn list_key(key: &ListKey) -> (&'static str, String) {
-    match key {
-        ListKey::Number(number) => ("number", number.e164().to_string()),
-        ListKey::Id(id) => ("id", id.as_str().to_string()),
-    }
-}
 
 #[async_trait]
 impl ListStore for SqliteStore {
@@ -70,7 +53,7 @@ impl ListStore for SqliteStore {
     }
 
     async fn list_remove(&self, list: NumberList, key: &ListKey) -> StoreResult<bool> {
-        let (column, value) = list_key(key);
+        let (column, value) = rows::list_key(key);
         self.writer
             .run_statement(move |conn| {
                 Ok(conn.execute(
@@ -91,12 +74,12 @@ impl ListStore for SqliteStore {
         .fetch_all(&self.read)
         .await?
         .iter()
-        .map(listed_from_row)
+        .map(rows::listed)
         .collect()
     }
 
     async fn listed(&self, list: NumberList, key: &ListKey) -> StoreResult<Option<ListedNumber>> {
-        let (column, value) = list_key(key);
+        let (column, value) = rows::list_key(key);
         sqlx::query(&format!(
             "SELECT number, reason, created_at, id FROM number_lists WHERE list = ? AND {column} = ?"
         ))
@@ -105,7 +88,7 @@ impl ListStore for SqliteStore {
         .fetch_optional(&self.read)
         .await?
         .as_ref()
-        .map(listed_from_row)
+        .map(rows::listed)
         .transpose()
     }
 }
