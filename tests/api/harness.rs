@@ -1,5 +1,7 @@
-//! Start the real service on port 0 with a fresh SQLite file (or PostgreSQL database), and talk
-//! to it over HTTP.
+//! Start the real service on port 0 with a fresh database, and talk to it over HTTP.
+//!
+//! The suite runs on SQLite; with `TSUNAGI_TEST_BACKEND=postgres` (and `TSUNAGI_TEST_POSTGRES_URL`
+//! naming a server) every server gets a PostgreSQL database of its own instead.
 
 use std::{
     io::{BufRead, BufReader},
@@ -62,7 +64,76 @@ pub struct TestServer {
     calls: Calls,
     running: Option<app::Running>,
     _dir: tempfile::TempDir,
-    _database: Option<PostgresDatabase>,
+    database: Option<Arc<TestDatabase>>,
+}
+
+/// The backend the suite runs on, from `TSUNAGI_TEST_BACKEND` (`sqlite`, the default, or
+/// `postgres`).
+pub fn suite_on_postgres() -> bool {
+    match std::env::var("TSUNAGI_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("" | "sqlite") => false,
+        Ok("postgres") => true,
+        Ok(other) => panic!("TSUNAGI_TEST_BACKEND={other}: say sqlite or postgres"),
+    }
+}
+
+/// A test's own database on the suite's backend.
+pub enum TestDatabase {
+    /// A file in the test's temporary directory.
+    Sqlite(PathBuf),
+    /// A database of its own on the PostgreSQL server.
+    Postgres(PostgresDatabase),
+}
+
+impl TestDatabase {
+    /// A fresh database on the suite's backend; files go in `dir`.
+    pub async fn fresh(dir: &Path) -> TestDatabase {
+        if suite_on_postgres() {
+            let database = PostgresDatabase::create().await.expect(
+                "TSUNAGI_TEST_BACKEND=postgres needs TSUNAGI_TEST_POSTGRES_URL to name a server",
+            );
+            TestDatabase::Postgres(database)
+        } else {
+            TestDatabase::Sqlite(dir.join("tsunagi.db"))
+        }
+    }
+
+    /// The `database_url` that reaches it.
+    pub fn url(&self) -> String {
+        match self {
+            TestDatabase::Sqlite(path) => format!("sqlite://{}", path.display()),
+            TestDatabase::Postgres(database) => database.url.clone(),
+        }
+    }
+
+    /// Messages per status, read straight from the database.
+    pub async fn stored_statuses(&self) -> std::collections::HashMap<String, usize> {
+        use sqlx::{Connection, Row};
+        let query = "SELECT status, count(*) AS n FROM messages GROUP BY status";
+        let rows: Vec<(String, i64)> = match self {
+            TestDatabase::Sqlite(_) => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url()).await.unwrap();
+                sqlx::query(query)
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1)))
+                    .collect()
+            }
+            TestDatabase::Postgres(database) => {
+                let mut c = sqlx::PgConnection::connect(&database.url).await.unwrap();
+                sqlx::query(query)
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1)))
+                    .collect()
+            }
+        };
+        rows.into_iter().map(|(s, n)| (s, n as usize)).collect()
+    }
 }
 
 /// A PostgreSQL database of one test's own, made through the server `TSUNAGI_TEST_POSTGRES_URL`
@@ -157,9 +228,9 @@ impl Drop for PostgresDatabase {
     }
 }
 
-/// Config text for a fresh database in `dir`; `extra` adds `[delivery]` keys (overriding the
-/// test defaults) and may open further tables.
-pub fn config_text(dir: &Path, extra: &str) -> String {
+/// Config text for `database_url`; `extra` adds `[delivery]` keys (overriding the test
+/// defaults) and may open further tables.
+pub fn config_text(database_url: &str, extra: &str) -> String {
     let defaults: String = [
         ("sandbox_latency_ms", "10"),
         ("retry_base_ms", "20"),
@@ -174,13 +245,12 @@ pub fn config_text(dir: &Path, extra: &str) -> String {
     .collect();
     format!(
         r#"listen = "127.0.0.1:0"
-database_url = "sqlite://{}"
+database_url = "{database_url}"
 [api]
 keys = ["{KEY}"]
 [delivery]
 {defaults}{extra}
-"#,
-        dir.join("tsunagi.db").display()
+"#
     )
 }
 
@@ -197,7 +267,9 @@ impl TestServer {
 
     /// `with_delivery`, with a provider that takes `delay` to answer each send.
     pub async fn with_provider_delay(extra: &str, delay: Duration) -> TestServer {
-        Self::start_on(extra, delay, None).await
+        let dir = tempfile::tempdir().unwrap();
+        let database = TestDatabase::fresh(dir.path()).await;
+        Self::start_on(dir, extra, delay, Arc::new(database)).await
     }
 
     /// The default test config on a PostgreSQL database of its own, or `None` without a server.
@@ -208,24 +280,39 @@ impl TestServer {
     /// `on_postgres`, with `extra` as in `with_delivery`.
     pub async fn on_postgres_with(extra: &str) -> Option<TestServer> {
         let database = PostgresDatabase::create().await?;
-        Some(Self::start_on(extra, Duration::ZERO, Some(database)).await)
+        let dir = tempfile::tempdir().unwrap();
+        let database = Arc::new(TestDatabase::Postgres(database));
+        Some(Self::start_on(dir, extra, Duration::ZERO, database).await)
+    }
+
+    /// Another instance on this server's database, as a second machine behind a load balancer
+    /// would be, with `extra` as in `with_delivery`.
+    pub async fn another_instance(&self, extra: &str) -> TestServer {
+        let database = self.database.clone().expect("a running server");
+        Self::start_on(
+            tempfile::tempdir().unwrap(),
+            extra,
+            Duration::ZERO,
+            database,
+        )
+        .await
     }
 
     /// The PostgreSQL database of a server started `on_postgres`.
     pub fn postgres(&self) -> &PostgresDatabase {
-        self._database.as_ref().expect("a server on PostgreSQL")
+        match self.database.as_deref() {
+            Some(TestDatabase::Postgres(database)) => database,
+            _ => panic!("a server on PostgreSQL"),
+        }
     }
 
     async fn start_on(
+        dir: tempfile::TempDir,
         extra: &str,
         delay: Duration,
-        database: Option<PostgresDatabase>,
+        database: Arc<TestDatabase>,
     ) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::parse(&config_text(dir.path(), extra), |_| None).unwrap();
-        if let Some(database) = &database {
-            config.database_url = database.url.clone();
-        }
+        let config = Config::parse(&config_text(&database.url(), extra), |_| None).unwrap();
         let clock = std::sync::Arc::new(tsunagi::clock::ShiftedClock::default());
         let calls = Calls::default();
         let counted = calls.clone();
@@ -251,7 +338,7 @@ impl TestServer {
             calls,
             running: Some(running),
             _dir: dir,
-            _database: database,
+            database: Some(database),
         }
     }
 
@@ -409,10 +496,10 @@ pub struct ServiceProcess {
     pub base: String,
 }
 
-/// Start the binary with a config file in `dir` and wait until it listens.
-pub fn spawn_service(dir: &Path, extra: &str) -> ServiceProcess {
+/// Start the binary on `database` with a config file in `dir` and wait until it listens.
+pub fn spawn_service(dir: &Path, database: &TestDatabase, extra: &str) -> ServiceProcess {
     let config = dir.join("tsunagi.toml");
-    std::fs::write(&config, config_text(dir, extra)).unwrap();
+    std::fs::write(&config, config_text(&database.url(), extra)).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tsunagi"))
         .args(["serve", "--config"])
         .arg(&config)

@@ -128,3 +128,47 @@ async fn an_unreachable_database_answers_503_and_the_service_recovers_by_itself(
     assert_eq!(delivered_events(&m), ["queued", "sending", "delivered"]);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_codes_for_one_number_over_two_instances_send_one() {
+    let Some(a) = TestServer::on_postgres().await else {
+        return;
+    };
+    let b = a.another_instance("").await;
+    let sends = (0..20).map(|i| {
+        let s = if i % 2 == 0 { &a } else { &b };
+        s.call("/v1/otp", json!({"to": "090-2468-1357"}))
+    });
+    let answers = futures_util::future::join_all(sends).await;
+    let created: Vec<&serde_json::Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == 201)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(created.len(), 1, "{answers:?}");
+    for (status, body) in &answers {
+        assert!(
+            *status == 201 || (*status == 429 && body["code"] == "rate_limited"),
+            "{status} {body}"
+        );
+    }
+    let code = crate::harness::code_in(&b.text_of("09024681357", &created[0]["message_id"]).await);
+    let inbox: serde_json::Value = a
+        .get("/v1/sandbox/inbox?to=09024681357")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        inbox.as_array().unwrap().len(),
+        1,
+        "one code reached the handset"
+    );
+    let id = created[0]["verification_id"].as_str().unwrap();
+    let (status, _) = a
+        .call(&format!("/v1/otp/{id}/check"), json!({"code": code}))
+        .await;
+    assert_eq!(status, 200, "either instance checks a code the other sent");
+    b.stop().await;
+    a.stop().await;
+}

@@ -4,7 +4,9 @@ use chrono::Utc;
 use reqwest::Client;
 use serde_json::{json, Value};
 
-use crate::harness::{event_statuses, is_final, spawn_service, terminate, ServiceProcess, KEY};
+use crate::harness::{
+    event_statuses, is_final, spawn_service, terminate, ServiceProcess, TestDatabase, KEY,
+};
 
 async fn post_message(client: &Client, base: &str, body: Value) -> Option<String> {
     let r = client
@@ -107,8 +109,9 @@ fn kill9(p: &mut ServiceProcess) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_with_150_in_flight_and_one_scheduled_loses_nothing_and_sends_each_once() {
     let dir = tempfile::tempdir().unwrap();
+    let db = TestDatabase::fresh(dir.path()).await;
     let client = Client::new();
-    let mut service = spawn_service(dir.path(), "sandbox_latency_ms = 300\nconcurrency = 8");
+    let mut service = spawn_service(dir.path(), &db, "sandbox_latency_ms = 300\nconcurrency = 8");
     let base = service.base.clone();
     let sends = (0..150).map(|i| {
         post_message(
@@ -132,7 +135,7 @@ async fn sigkill_with_150_in_flight_and_one_scheduled_loses_nothing_and_sends_ea
     .unwrap();
     kill9(&mut service);
 
-    let restarted = spawn_service(dir.path(), "sandbox_latency_ms = 10");
+    let restarted = spawn_service(dir.path(), &db, "sandbox_latency_ms = 10");
     let base = restarted.base.clone();
     let m = message(&client, &base, &scheduled).await;
     assert_eq!(
@@ -154,8 +157,9 @@ async fn sigkill_with_150_in_flight_and_one_scheduled_loses_nothing_and_sends_ea
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_ingest_keeps_every_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
+    let db = TestDatabase::fresh(dir.path()).await;
     let client = Client::new();
-    let mut service = spawn_service(dir.path(), "sandbox_latency_ms = 50");
+    let mut service = spawn_service(dir.path(), &db, "sandbox_latency_ms = 50");
     let base = service.base.clone();
     let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let sends: Vec<_> = (0..300)
@@ -190,7 +194,7 @@ async fn sigkill_during_ingest_keeps_every_acknowledged_message() {
         !acknowledged.is_empty(),
         "the kill came before any acknowledgement; nothing was tested"
     );
-    let restarted = spawn_service(dir.path(), "sandbox_latency_ms = 10");
+    let restarted = spawn_service(dir.path(), &db, "sandbox_latency_ms = 10");
     let base = restarted.base.clone();
     let list = get_json(&client, format!("{base}/v1/messages?limit=100")).await;
     let stored = list["data"].as_array().unwrap().len();
@@ -205,26 +209,15 @@ async fn sigkill_during_ingest_keeps_every_acknowledged_message() {
     terminate(&restarted.child);
 }
 
-/// Messages per status, read from the database file while no service has it open.
-fn statuses_on_disk(dir: &std::path::Path) -> HashMap<String, usize> {
-    let db = rusqlite::Connection::open(dir.join("tsunagi.db")).unwrap();
-    let mut query = db
-        .prepare("SELECT status, count(*) FROM messages GROUP BY status")
-        .unwrap();
-    let rows = query
-        .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)))
-        .unwrap();
-    rows.map(Result::unwrap).collect()
-}
-
 #[test]
 fn sigterm_finishes_the_sends_in_flight_before_exiting() {
     let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(TestDatabase::fresh(dir.path()));
     // At 5 sends a second the dispatcher claims jobs (marking them `sending`) and then holds
     // them for the rate limiter, so once the first message is out a SIGTERM finds claimed jobs that
     // have not reached the provider yet.
-    let mut service = spawn_service(dir.path(), "rate_per_second = 5");
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut service = spawn_service(dir.path(), &db, "rate_per_second = 5");
     let client = Client::new();
     // One after the other, so that the first id is the first job claimed.
     let ids: Vec<String> = rt.block_on(async {
@@ -252,7 +245,7 @@ fn sigterm_finishes_the_sends_in_flight_before_exiting() {
 
     // Before any restart: a job left `sending` was claimed and dropped, not drained (a restart
     // would send it again and hide that).
-    let on_disk = statuses_on_disk(dir.path());
+    let on_disk = rt.block_on(db.stored_statuses());
     assert_eq!(on_disk.get("sending"), None, "not drained: {on_disk:?}");
     assert!(
         on_disk.get("queued").is_some_and(|&n| n > 0) && on_disk.len() > 1,
@@ -260,7 +253,7 @@ fn sigterm_finishes_the_sends_in_flight_before_exiting() {
     );
 
     // And nothing needed sending twice: one `sending` per message, one copy on the handset.
-    let restarted = spawn_service(dir.path(), "");
+    let restarted = spawn_service(dir.path(), &db, "");
     rt.block_on(async {
         for m in all_final(&client, &restarted.base, &ids).await {
             assert_eq!(count(&m, "sending"), 1, "sent again after the restart: {m}");
@@ -273,8 +266,9 @@ fn sigterm_finishes_the_sends_in_flight_before_exiting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_otp_cooldown_and_a_pending_code_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
+    let db = TestDatabase::fresh(dir.path()).await;
     let client = Client::new();
-    let mut service = spawn_service(dir.path(), "");
+    let mut service = spawn_service(dir.path(), &db, "");
     let base = service.base.clone();
     let v: Value = client
         .post(format!("{base}/v1/otp"))
@@ -296,7 +290,7 @@ async fn an_otp_cooldown_and_a_pending_code_survive_sigkill() {
     };
     kill9(&mut service);
 
-    let restarted = spawn_service(dir.path(), "");
+    let restarted = spawn_service(dir.path(), &db, "");
     let base = restarted.base.clone();
     let again = client
         .post(format!("{base}/v1/otp"))
