@@ -54,6 +54,10 @@ pub struct DatabaseConfig {
     /// pool, or a new one to the server) before giving up; while the server is unreachable,
     /// requests answer 503 `unavailable` after at most this long.
     pub connect_timeout_ms: u64,
+    /// PostgreSQL: the longest the server runs one statement, or keeps a transaction open with
+    /// nothing running in it, before ending it; a hung query then answers 503 `unavailable`
+    /// instead of holding its connection and row locks. Migrations are not bounded by it.
+    pub statement_timeout_ms: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -61,6 +65,7 @@ impl Default for DatabaseConfig {
         Self {
             pool_size: None,
             connect_timeout_ms: 5000,
+            statement_timeout_ms: 30_000,
         }
     }
 }
@@ -71,6 +76,7 @@ impl DatabaseConfig {
         crate::store::Connections {
             pool_size: self.pool_size,
             connect_timeout: std::time::Duration::from_millis(self.connect_timeout_ms),
+            statement_timeout: std::time::Duration::from_millis(self.statement_timeout_ms),
         }
     }
 
@@ -83,6 +89,12 @@ impl DatabaseConfig {
             "database.connect_timeout_ms",
             self.connect_timeout_ms,
             100..=600_000,
+        );
+        within(
+            problems,
+            "database.statement_timeout_ms",
+            self.statement_timeout_ms,
+            100..=3_600_000,
         );
     }
 }
@@ -1003,7 +1015,7 @@ token = "bearer-token-0123456789"
             std::time::Duration::from_millis(5000)
         );
         let c = Config::parse(
-            "[database]\npool_size = 32\nconnect_timeout_ms = 250",
+            "[database]\npool_size = 32\nconnect_timeout_ms = 250\nstatement_timeout_ms = 1500",
             no_env,
         )
         .unwrap();
@@ -1013,8 +1025,12 @@ token = "bearer-token-0123456789"
             connections.connect_timeout,
             std::time::Duration::from_millis(250)
         );
+        assert_eq!(
+            connections.statement_timeout,
+            std::time::Duration::from_millis(1500)
+        );
         let problems = Config::parse(
-            "[database]\npool_size = 0\nconnect_timeout_ms = 10\npool = 3",
+            "[database]\npool_size = 0\nconnect_timeout_ms = 10\nstatement_timeout_ms = 0\npool = 3",
             no_env,
         )
         .unwrap_err();
@@ -1032,6 +1048,10 @@ token = "bearer-token-0123456789"
                 ),
                 ("database.pool", "unknown key"),
                 ("database.pool_size", "must be between 1 and 1000"),
+                (
+                    "database.statement_timeout_ms",
+                    "must be between 100 and 3600000"
+                ),
             ]
         );
         let problems = Config::parse("[database]\npool_size = \"many\"", no_env).unwrap_err();

@@ -80,6 +80,8 @@ pub struct Connections {
     /// PostgreSQL: the longest a query waits for a connection, free in the pool or new, before
     /// failing as `Unavailable`.
     pub connect_timeout: Duration,
+    /// PostgreSQL: the longest one statement runs, or a transaction idles, on the server.
+    pub statement_timeout: Duration,
 }
 
 impl Default for Connections {
@@ -87,6 +89,7 @@ impl Default for Connections {
         Self {
             pool_size: None,
             connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
         }
     }
 }

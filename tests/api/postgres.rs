@@ -172,3 +172,50 @@ async fn twenty_concurrent_codes_for_one_number_over_two_instances_send_one() {
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test]
+async fn a_statement_hung_on_a_lock_answers_503_within_the_statement_timeout_and_nothing_is_lost() {
+    let Some(s) = TestServer::on_postgres_with("[database]\nstatement_timeout_ms = 300\n").await
+    else {
+        return;
+    };
+    use sqlx::Connection;
+    // Another session holds the messages table, as a stuck migration or a runaway report might.
+    let mut blocker = sqlx::PgConnection::connect(&s.postgres().url)
+        .await
+        .unwrap();
+    let mut held = blocker.begin().await.unwrap();
+    sqlx::query("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (status, body) = s
+        .send(json!({"to": "090-1234-5678", "body": "while locked"}))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("unavailable")),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    held.rollback().await.unwrap();
+    blocker.close().await.unwrap();
+
+    let (status, after) = s
+        .send(json!({"to": "090-1234-5678", "body": "after"}))
+        .await;
+    assert_eq!(status, 202, "{after}");
+    s.wait_for(after["id"].as_str().unwrap(), |st| st == "delivered")
+        .await;
+    assert_eq!(
+        s.stored_messages().await,
+        1,
+        "the refused send left nothing behind"
+    );
+    s.stop().await;
+}

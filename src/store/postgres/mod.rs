@@ -69,6 +69,13 @@ impl PostgresStore {
             })??;
         MIGRATOR.run_direct(&mut migrator_conn).await?;
         migrator_conn.close().await?;
+        // A frozen instance's open transaction would otherwise keep its claimed rows locked
+        // (and skipped by every other instance) for as long as its connection lives.
+        let bound = connections.statement_timeout.as_millis().to_string();
+        let options = options.options([
+            ("statement_timeout", bound.as_str()),
+            ("idle_in_transaction_session_timeout", bound.as_str()),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(connections.pool_size.unwrap_or(DEFAULT_POOL_SIZE))
             .acquire_timeout(timeout)
