@@ -295,6 +295,9 @@ pub struct DeliveryConfig {
     pub max_characters: usize,
     /// Delay before the sandbox reports a delivery.
     pub sandbox_latency_ms: u64,
+    /// How long the sandbox takes to answer each send once the handset has it, as a slow
+    /// carrier's submit response would (0: at once).
+    pub sandbox_answer_ms: u64,
     /// Sender id used when a request names none.
     pub default_from: String,
     /// Sends in flight at once per instance.
@@ -400,6 +403,7 @@ impl Default for DeliveryConfig {
             provider: Provider::Sandbox,
             max_characters: 660,
             sandbox_latency_ms: 50,
+            sandbox_answer_ms: 0,
             default_from: "TSUNAGI".into(),
             concurrency: 32,
             rate_per_second: 500,
@@ -618,6 +622,12 @@ impl DeliveryConfig {
                 "must be a phone number, a 0005 short code or 1-11 letters and digits",
             ));
         }
+        within(
+            problems,
+            "delivery.sandbox_answer_ms",
+            self.sandbox_answer_ms,
+            0..=60_000,
+        );
         within(problems, "delivery.concurrency", self.concurrency, 1..=1024);
         within(
             problems,

@@ -46,6 +46,10 @@ pub struct InboxItem {
     pub body: String,
     /// When it arrived.
     pub at: DateTime<Utc>,
+    /// How many times tsunagi asked the sandbox to send this message: 1, or more if a send was
+    /// repeated (the handset still shows it once, as a carrier deduplicating would not).
+    #[schema(minimum = 1)]
+    pub sends: u32,
 }
 
 /// A simulated reply from a handset.
@@ -121,6 +125,7 @@ pub async fn inbox(
                 to: e.to.masked(),
                 body: e.body,
                 at: e.at,
+                sends: e.sends,
             })
             .collect(),
     ))

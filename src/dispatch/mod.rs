@@ -3,10 +3,11 @@
 //! Exactly-once: a job is leased and its message marked `sending` in one commit before the
 //! provider is called, and the outcome is committed after. Each worker renews its leases while it
 //! lives (a heartbeat every third of `lease_seconds`), so a job is taken over only when its worker
-//! died, by any instance, once the lease runs out. It is then sent again with the same message
-//! id; the sandbox provider is idempotent on that id, so the handset sees one message. A provider
-//! without an idempotency key (Twilio) could send twice only if the crash fell between its call
-//! and the commit of the outcome.
+//! died, by any instance, once the lease runs out. Such a job is in doubt: its worker may have
+//! died before the provider call or after it, before recording the outcome. The new worker asks
+//! the provider first (`Provider::already_sent`) and sends only if the provider has not got it.
+//! A provider that cannot tell (SMPP, Twilio) is sent the message again, so for those a crash
+//! that falls between the call and the commit of its outcome can send one message twice.
 
 mod backoff;
 
@@ -173,6 +174,27 @@ impl Dispatcher {
         }
     }
 
+    /// For a job in doubt, the provider's id for it if an earlier attempt reached the provider.
+    async fn asked_before(
+        &self,
+        sms: &OutboundSms,
+        in_doubt: bool,
+    ) -> Result<Option<String>, SendError> {
+        if !in_doubt {
+            return Ok(None);
+        }
+        let found = self.provider.already_sent(sms).await?;
+        match &found {
+            Some(_) => {
+                tracing::info!("the provider had it from the worker that stopped; not sent again")
+            }
+            None => {
+                tracing::info!("the provider never got it from the worker that stopped; sending")
+            }
+        }
+        Ok(found)
+    }
+
     async fn deliver(&self, job: ClaimedJob) {
         let span = tracing::info_span!("deliver", message_id = %job.message_id, attempt = job.attempt, to = %job.to);
         async {
@@ -183,7 +205,11 @@ impl Dispatcher {
                 body: job.body.clone(),
                 attempt: job.attempt,
             };
-            let result = self.provider.send(&sms).await;
+            let result = match self.asked_before(&sms, job.in_doubt).await {
+                Ok(Some(id)) => Ok(id),
+                Ok(None) => self.provider.send(&sms).await,
+                Err(e) => Err(e),
+            };
             let now = self.clock.now();
             let (to, detail, provider_message_id, retry_at) = match result {
                 Ok(id) => (JobState::Sent, None, Some(id), None),

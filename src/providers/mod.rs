@@ -64,6 +64,13 @@ pub trait Provider: Send + Sync + 'static {
     /// Hand one message over; `Ok` carries the provider's id for it.
     async fn send(&self, sms: &OutboundSms) -> Result<String, SendError>;
 
+    /// Whether an earlier `send` of this message reached the provider, asked before sending
+    /// again a message whose last attempt died with its worker: `Ok(Some(id))` it did (so it
+    /// is not sent twice), `Ok(None)` it did not or the provider cannot tell (it is sent again).
+    async fn already_sent(&self, _sms: &OutboundSms) -> Result<Option<String>, SendError> {
+        Ok(None)
+    }
+
     /// Start the provider's own background work (binds, receipt polling) until `shutdown`;
     /// receipts and inbound messages it learns of go to `events`.
     fn start(&self, _events: Events, _shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
@@ -81,11 +88,14 @@ pub fn from_config(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<dyn Provider>> {
     match config.delivery.provider {
-        config::Provider::Sandbox => Ok(Arc::new(sandbox::Sandbox::new(
-            store,
-            Duration::from_millis(config.delivery.sandbox_latency_ms),
-            clock,
-        ))),
+        config::Provider::Sandbox => Ok(Arc::new(
+            sandbox::Sandbox::new(
+                store,
+                Duration::from_millis(config.delivery.sandbox_latency_ms),
+                clock,
+            )
+            .answering_after(Duration::from_millis(config.delivery.sandbox_answer_ms)),
+        )),
         other => anyhow::bail!("delivery.provider {other} is not available in this release"),
     }
 }

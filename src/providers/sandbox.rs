@@ -24,6 +24,7 @@ const REPORT_BATCH: usize = 256;
 pub struct Sandbox {
     store: Arc<dyn Store>,
     latency: Duration,
+    answer: Duration,
     receipts_due: Arc<Notify>,
     clock: Arc<dyn Clock>,
 }
@@ -34,9 +35,16 @@ impl Sandbox {
         Self {
             store,
             latency,
+            answer: Duration::ZERO,
             receipts_due: Arc::new(Notify::new()),
             clock,
         }
+    }
+
+    /// Answer each send `answer` after recording it, as a carrier slow to acknowledge would.
+    pub fn answering_after(mut self, answer: Duration) -> Self {
+        self.answer = answer;
+        self
     }
 
     /// Report due receipts through `events` until `shutdown`; receipts not yet reported
@@ -126,7 +134,15 @@ impl Provider for Sandbox {
             .await
             .map_err(|e| SendError::transient(format!("sandbox store: {e}")))?;
         self.receipts_due.notify_one();
+        tokio::time::sleep(self.answer).await;
         Ok(id)
+    }
+
+    async fn already_sent(&self, sms: &OutboundSms) -> Result<Option<String>, SendError> {
+        self.store
+            .sandbox_sent(&sms.message_id)
+            .await
+            .map_err(|e| SendError::transient(format!("sandbox store: {e}")))
     }
 
     fn start(&self, events: Events, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {

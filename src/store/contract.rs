@@ -626,20 +626,37 @@ pub async fn a_leased_job_is_not_claimed_again_while_its_worker_renews(store: Ar
     );
 }
 
-/// A lease that ran out lets another worker take the job.
+/// A lease that ran out lets another worker take the job, in doubt (the first worker may have
+/// sent it), and its `sending` event says so.
 pub async fn an_expired_lease_is_claimed_by_another_worker(store: Arc<dyn Store>) {
-    accept(store.as_ref(), &message(Source::Api)).await;
+    let m = message(Source::Api);
+    accept(store.as_ref(), &m).await;
     let at = now();
-    store
+    let first = store
         .claim("a", 10, StdDuration::from_millis(10), at)
         .await
         .unwrap();
+    assert!(!first[0].in_doubt, "a first claim is not in doubt");
     let later = at + Duration::milliseconds(50);
     let taken = store
         .claim("b", 10, StdDuration::from_secs(60), later)
         .await
         .unwrap();
     assert_eq!(taken.len(), 1);
+    assert!(taken[0].in_doubt, "a job taken over is in doubt");
+    let events = store.message(&m.id).await.unwrap().unwrap().events;
+    let details: Vec<_> = events
+        .iter()
+        .map(|e| (e.status, e.detail.as_deref()))
+        .collect();
+    assert_eq!(
+        details,
+        [
+            (JobState::Queued, None),
+            (JobState::Sending, None),
+            (JobState::Sending, Some(IN_DOUBT)),
+        ]
+    );
 }
 
 /// Claims take the jobs due longest first, no more than asked, with what the send needs.
@@ -768,6 +785,7 @@ pub async fn a_retry_is_due_again_at_its_time(store: Arc<dyn Store>) {
         .is_empty());
     let again = store.claim("w", 1, lease, retry_at).await.unwrap();
     assert_eq!(again[0].attempt, 2);
+    assert!(!again[0].in_doubt, "a retry's outcome was recorded");
 }
 
 /// The depth counts jobs waiting, scheduled or leased; a sent or final message leaves it.
@@ -810,17 +828,27 @@ fn sandbox_send(m: &NewMessage, outcome: JobState, at: DateTime<Utc>) -> Sandbox
     }
 }
 
-/// Sending the same message again (after a crash) returns the first send's id.
+/// Sending the same message again (after a crash) returns the first send's id, counts the
+/// repeat, and `sandbox_sent` finds the send.
 pub async fn a_repeated_sandbox_send_keeps_the_first_id(store: Arc<dyn Store>) {
     let m = message(Source::Api);
+    assert_eq!(store.sandbox_sent(&m.id).await.unwrap(), None);
     let first = sandbox_send(&m, JobState::Delivered, now());
     let id = store.sandbox_send(first.clone()).await.unwrap();
     assert_eq!(id, first.provider_message_id);
+    assert_eq!(store.sandbox_inbox(&m.to, 10).await.unwrap()[0].sends, 1);
+    assert_eq!(store.sandbox_sent(&m.id).await.unwrap(), Some(id.clone()));
     let again = store
         .sandbox_send(sandbox_send(&m, JobState::Delivered, now()))
         .await
         .unwrap();
     assert_eq!(again, id);
+    let inbox = store.sandbox_inbox(&m.to, 10).await.unwrap();
+    assert_eq!(
+        (inbox.len(), inbox[0].sends),
+        (1, 2),
+        "one entry that counts both sends"
+    );
 }
 
 /// Due receipts are applied once; later ones wait, and `sandbox_next_report` says until when.

@@ -32,7 +32,7 @@ pub use otp::{CodeMatcher, NewVerification, OtpStart, OtpStore, VerificationReco
 pub use outbox::{NewOutboxEntry, OutboxEntry, OutboxKind, OutboxStore, UnknownKind};
 pub use postgres::PostgresStore;
 pub use queue::{
-    Applied, ClaimedJob, QueueStore, Receipt, ReceiptOutcome, ReceiptStatus, Transition,
+    Applied, ClaimedJob, QueueStore, Receipt, ReceiptOutcome, ReceiptStatus, Transition, IN_DOUBT,
 };
 pub use sandbox::{InboxEntry, SandboxSend, SandboxStore};
 pub use sqlite::SqliteStore;

@@ -10,6 +10,10 @@ use tokio::sync::watch;
 use super::StoreResult;
 use crate::domain::{ids::MessageId, phone::PhoneNumber, state::JobState};
 
+/// The detail of the `sending` event of a job taken over from a worker that stopped.
+pub const IN_DOUBT: &str =
+    "taken over: the previous attempt's worker stopped before recording whether it was sent";
+
 /// A job leased to a worker.
 #[derive(Clone, Debug)]
 pub struct ClaimedJob {
@@ -25,6 +29,9 @@ pub struct ClaimedJob {
     pub attempt: u32,
     /// When the message was accepted.
     pub created_at: DateTime<Utc>,
+    /// Its last attempt was claimed by a worker that stopped before recording the outcome, so
+    /// the provider may or may not have it.
+    pub in_doubt: bool,
 }
 
 /// A state change to record.

@@ -3,7 +3,7 @@
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::{decode, ListKey, ListedNumber, MessageRecord, StoreResult};
+use super::{decode, InboxEntry, ListKey, ListedNumber, MessageRecord, StoreResult};
 
 /// The columns `message` reads, in a `SELECT` list.
 pub(super) const MESSAGE_COLUMNS: &str = "seq, id, to_number, sender, status, status_detail, encoding, characters, segments, source, source_record, metadata, created_at, send_at";
@@ -64,4 +64,24 @@ pub(super) fn list_key(key: &ListKey) -> (&'static str, String) {
         ListKey::Number(number) => ("number", number.e164().to_string()),
         ListKey::Id(id) => ("id", id.as_str().to_string()),
     }
+}
+
+/// The columns `inbox_entry` reads, in a `SELECT` list of `sandbox_sends`.
+pub(super) const INBOX_COLUMNS: &str = "message_id, sender, to_number, body, at, sends";
+
+/// What a sandbox handset received, from a row of `INBOX_COLUMNS`.
+pub(super) fn inbox_entry<'r, R>(row: &'r R) -> StoreResult<InboxEntry>
+where
+    R: Row,
+    &'r str: ColumnIndex<R> + Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(InboxEntry {
+        message_id: decode::id(row.try_get("message_id")?)?,
+        from: row.try_get::<&str, _>("sender")?.to_string(),
+        to: decode::number(row.try_get("to_number")?)?,
+        body: row.try_get::<&str, _>("body")?.to_string(),
+        at: decode::time(row.try_get("at")?)?,
+        sends: u32::try_from(row.try_get::<i64, _>("sends")?).unwrap_or(u32::MAX),
+    })
 }

@@ -42,13 +42,18 @@ pub struct InboxEntry {
     pub body: String,
     /// When it arrived.
     pub at: DateTime<Utc>,
+    /// How many times the provider was asked to send it: more than one is a duplicate send.
+    pub sends: u32,
 }
 
 /// The sandbox carrier's state. Every method commits before it returns.
 #[async_trait]
 pub trait SandboxStore: Send + Sync + 'static {
-    /// Record a sandbox send; a second call for the same message returns the first one's id.
+    /// Record a sandbox send; a second call for the same message returns the first one's id
+    /// and counts the repeat.
     async fn sandbox_send(&self, send: SandboxSend) -> StoreResult<String>;
+    /// The sandbox's id for a message it was asked to send, if it was.
+    async fn sandbox_sent(&self, message_id: &MessageId) -> StoreResult<Option<String>>;
     /// The receipts due by `now` and not yet reported, oldest first, at most `limit`.
     async fn sandbox_due(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Receipt>>;
     /// Mark these messages' receipts reported (after the receipts were applied).

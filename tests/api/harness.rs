@@ -39,6 +39,10 @@ impl Provider for Counting {
         self.inner.send(sms).await
     }
 
+    async fn already_sent(&self, sms: &OutboundSms) -> Result<Option<String>, SendError> {
+        self.inner.already_sent(sms).await
+    }
+
     fn start(
         &self,
         events: Events,

@@ -18,7 +18,7 @@ use crate::{
     store::{
         decode::{self, millis},
         Applied, ClaimedJob, NewOutboxEntry, QueueStore, Receipt, ReceiptOutcome, StoreResult,
-        Transition,
+        Transition, IN_DOUBT,
     },
 };
 
@@ -143,9 +143,11 @@ impl QueueStore for PostgresStore {
     ) -> StoreResult<Vec<ClaimedJob>> {
         let until = millis(now) + lease.as_millis() as i64;
         let mut tx = self.pool.begin().await?;
-        // The trigger logs a `sending` event for every message claimed.
+        // The trigger logs a `sending` event for every message claimed. A message still
+        // `sending` when claimed lost its worker (its lease ran out): say so in the event.
         let rows = sqlx::query(
-            "UPDATE messages SET status = 'sending', status_detail = NULL, updated_at = $1,
+            "UPDATE messages SET status = 'sending', updated_at = $1,
+                    status_detail = CASE WHEN status = 'sending' THEN $5 END,
                     lease_owner = $2, lease_until = $3, attempts = attempts + 1
              WHERE seq IN (
                  SELECT seq FROM messages
@@ -153,12 +155,14 @@ impl QueueStore for PostgresStore {
                    AND (lease_until IS NULL OR lease_until < $1)
                  ORDER BY due_at LIMIT $4
                  FOR UPDATE SKIP LOCKED)
-             RETURNING id, to_number, sender, body, created_at, attempts, source, source_record",
+             RETURNING id, to_number, sender, body, created_at, attempts, source, source_record,
+                       status_detail IS NOT NULL AS in_doubt",
         )
         .bind(millis(now))
         .bind(owner)
         .bind(until)
         .bind(limit as i64)
+        .bind(IN_DOUBT)
         .fetch_all(&mut *tx)
         .await?;
         let mut jobs = Vec::with_capacity(rows.len());
@@ -176,6 +180,7 @@ impl QueueStore for PostgresStore {
                 body: r.try_get("body")?,
                 attempt: attempts as u32,
                 created_at: decode::time(r.try_get("created_at")?)?,
+                in_doubt: r.try_get("in_doubt")?,
             });
         }
         tx.commit().await?;

@@ -9,6 +9,7 @@ use crate::{
     domain::{ids::MessageId, phone::PhoneNumber, state::JobState},
     store::{
         decode::{self, millis},
+        rows::{self, INBOX_COLUMNS},
         InboxEntry, Receipt, ReceiptStatus, SandboxSend, SandboxStore, StoreError, StoreResult,
     },
 };
@@ -21,7 +22,7 @@ impl SandboxStore for PostgresStore {
             "INSERT INTO sandbox_sends
              (message_id, provider_message_id, sender, to_number, body, outcome, detail, at, report_due)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (message_id) DO UPDATE SET message_id = excluded.message_id
+             ON CONFLICT (message_id) DO UPDATE SET sends = sandbox_sends.sends + 1
              RETURNING provider_message_id",
         )
         .bind(send.message_id.as_str())
@@ -84,26 +85,27 @@ impl SandboxStore for PostgresStore {
         due.map(decode::time).transpose()
     }
 
-    async fn sandbox_inbox(&self, to: &PhoneNumber, limit: u32) -> StoreResult<Vec<InboxEntry>> {
-        sqlx::query(
-            "SELECT message_id, sender, to_number, body, at FROM sandbox_sends
-             WHERE to_number = $1 AND outcome = $2 ORDER BY at DESC, seq DESC LIMIT $3",
+    async fn sandbox_sent(&self, message_id: &MessageId) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT provider_message_id FROM sandbox_sends WHERE message_id = $1",
         )
+        .bind(message_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn sandbox_inbox(&self, to: &PhoneNumber, limit: u32) -> StoreResult<Vec<InboxEntry>> {
+        sqlx::query(&format!(
+            "SELECT {INBOX_COLUMNS} FROM sandbox_sends
+             WHERE to_number = $1 AND outcome = $2 ORDER BY at DESC, seq DESC LIMIT $3"
+        ))
         .bind(to.e164())
         .bind(JobState::Delivered.as_str())
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| {
-            Ok(InboxEntry {
-                message_id: decode::id(r.try_get(0)?)?,
-                from: r.try_get(1)?,
-                to: decode::number(r.try_get(2)?)?,
-                body: r.try_get(3)?,
-                at: decode::time(r.try_get(4)?)?,
-            })
-        })
+        .map(rows::inbox_entry)
         .collect()
     }
 }

@@ -15,7 +15,7 @@ use crate::{
     store::{
         decode::{self, millis},
         Applied, ClaimedJob, NewOutboxEntry, QueueStore, Receipt, ReceiptOutcome, StoreResult,
-        Transition,
+        Transition, IN_DOUBT,
     },
 };
 
@@ -133,6 +133,7 @@ type ClaimedRow = (
     i64,
     String,
     Option<String>,
+    bool,
 );
 
 #[async_trait]
@@ -148,10 +149,12 @@ impl QueueStore for SqliteStore {
         let until = millis(now) + lease.as_millis() as i64;
         self.writer
             .run(move |conn| {
-                // The trigger logs a `sending` event for every message claimed.
+                // The trigger logs a `sending` event for every message claimed. A message still
+                // `sending` when claimed lost its worker (its lease ran out): say so in the event.
                 let rows: Vec<ClaimedRow> = conn
                     .prepare_cached(
-                        "UPDATE messages SET status = 'sending', status_detail = NULL, updated_at = ?1,
+                        "UPDATE messages SET status = 'sending', updated_at = ?1,
+                                status_detail = CASE WHEN status = 'sending' THEN ?5 END,
                                 lease_owner = ?2, lease_until = ?3, attempts = attempts + 1
                          WHERE seq IN (
                              SELECT seq FROM messages
@@ -159,25 +162,30 @@ impl QueueStore for SqliteStore {
                                AND (lease_until IS NULL OR lease_until < ?1)
                              ORDER BY due_at LIMIT ?4)
                          RETURNING id, to_number, sender, body, created_at, attempts, source,
-                                   source_record",
+                                   source_record, status_detail IS NOT NULL",
                     )?
-                    .query_map(params![millis(now), owner, until, limit as i64], |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                            r.get(6)?,
-                            r.get(7)?,
-                        ))
-                    })?
+                    .query_map(
+                        params![millis(now), owner, until, limit as i64, IN_DOUBT],
+                        |r| {
+                            Ok((
+                                r.get(0)?,
+                                r.get(1)?,
+                                r.get(2)?,
+                                r.get(3)?,
+                                r.get(4)?,
+                                r.get(5)?,
+                                r.get(6)?,
+                                r.get(7)?,
+                                r.get(8)?,
+                            ))
+                        },
+                    )?
                     .collect::<Result<_, _>>()?;
                 let mut jobs = Vec::with_capacity(rows.len());
-                for (id, to, from, body, created_at, attempts, name, record) in rows {
+                for (id, to, from, body, created_at, attempts, name, record, in_doubt) in rows {
                     let source = decode::source(&name, record.as_deref())?;
-                    if let Some(entry) = NewOutboxEntry::status(&source, JobState::Sending, None, now)
+                    if let Some(entry) =
+                        NewOutboxEntry::status(&source, JobState::Sending, None, now)
                     {
                         outbox::add(conn, &id, &source, entry)?;
                     }
@@ -188,6 +196,7 @@ impl QueueStore for SqliteStore {
                         body,
                         attempt: attempts as u32,
                         created_at: decode::time(created_at)?,
+                        in_doubt,
                     });
                 }
                 Ok(jobs)

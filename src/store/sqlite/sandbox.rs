@@ -10,6 +10,7 @@ use crate::{
     domain::{ids::MessageId, phone::PhoneNumber, state::JobState},
     store::{
         decode::{self, millis},
+        rows::{self, INBOX_COLUMNS},
         InboxEntry, Receipt, ReceiptStatus, SandboxSend, SandboxStore, StoreError, StoreResult,
     },
 };
@@ -25,7 +26,7 @@ impl SandboxStore for SqliteStore {
                         "INSERT INTO sandbox_sends
                          (message_id, provider_message_id, sender, to_number, body, outcome, detail, at, report_due)
                          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                         ON CONFLICT (message_id) DO UPDATE SET message_id = excluded.message_id
+                         ON CONFLICT (message_id) DO UPDATE SET sends = sends + 1
                          RETURNING provider_message_id",
                     )?
                     .query_row(
@@ -97,26 +98,29 @@ impl SandboxStore for SqliteStore {
         due.map(decode::time).transpose()
     }
 
-    async fn sandbox_inbox(&self, to: &PhoneNumber, limit: u32) -> StoreResult<Vec<InboxEntry>> {
-        sqlx::query(
-            "SELECT message_id, sender, to_number, body, at FROM sandbox_sends
-             WHERE to_number = ? AND outcome = ? ORDER BY at DESC, rowid DESC LIMIT ?",
+    async fn sandbox_sent(&self, message_id: &MessageId) -> StoreResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT provider_message_id FROM sandbox_sends WHERE message_id = ?",
+            )
+            .bind(message_id.as_str())
+            .fetch_optional(&self.read)
+            .await?,
         )
+    }
+
+    async fn sandbox_inbox(&self, to: &PhoneNumber, limit: u32) -> StoreResult<Vec<InboxEntry>> {
+        sqlx::query(&format!(
+            "SELECT {INBOX_COLUMNS} FROM sandbox_sends
+             WHERE to_number = ? AND outcome = ? ORDER BY at DESC, rowid DESC LIMIT ?"
+        ))
         .bind(to.e164())
         .bind(JobState::Delivered.as_str())
         .bind(limit as i64)
         .fetch_all(&self.read)
         .await?
         .iter()
-        .map(|r| {
-            Ok(InboxEntry {
-                message_id: decode::id(r.try_get(0)?)?,
-                from: r.try_get(1)?,
-                to: decode::number(r.try_get(2)?)?,
-                body: r.try_get(3)?,
-                at: decode::time(r.try_get(4)?)?,
-            })
-        })
+        .map(rows::inbox_entry)
         .collect()
     }
 }
