@@ -1,9 +1,11 @@
 //! Salesforce for a CRM-to-SMS bridge, usable on its own.
 
+pub mod flow;
 pub mod ids;
 pub mod outbound;
 pub mod secret;
 
+pub use flow::{FlowRecord, FlowRequest, FlowRequestError, FlowResponse, FlowResult};
 pub use ids::{same_entity, IdError, OrgId, RecordId};
 pub use outbound::{Notification, OutboundError, OutboundMessage, SObjectRecord};
 pub use secret::Secret;
