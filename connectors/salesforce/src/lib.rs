@@ -1,12 +1,15 @@
 //! Salesforce for a CRM-to-SMS bridge, usable on its own.
 
 pub mod flow;
+mod http;
 pub mod ids;
+pub mod oauth;
 pub mod outbound;
 pub mod secret;
 
 pub use flow::{FlowRecord, FlowRequest, FlowRequestError, FlowResponse, FlowResult};
 pub use ids::{same_entity, IdError, OrgId, RecordId};
+pub use oauth::{AccessToken, Grant, OAuthErrorCode, TokenError, TokenSource};
 pub use outbound::{Notification, OutboundError, OutboundMessage, SObjectRecord};
 pub use secret::Secret;
 
