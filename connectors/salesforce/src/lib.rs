@@ -5,12 +5,16 @@ mod http;
 pub mod ids;
 pub mod oauth;
 pub mod outbound;
+pub mod rest;
 pub mod secret;
 
 pub use flow::{FlowRecord, FlowRequest, FlowRequestError, FlowResponse, FlowResult};
 pub use ids::{same_entity, IdError, OrgId, RecordId};
 pub use oauth::{AccessToken, Grant, OAuthErrorCode, TokenError, TokenSource};
 pub use outbound::{Notification, OutboundError, OutboundMessage, SObjectRecord};
+pub use rest::{
+    CollectionResponse, ErrorClass, LimitInfo, RecordResult, RestClient, RestError, SObject,
+};
 pub use secret::Secret;
 
 #[cfg(test)]
