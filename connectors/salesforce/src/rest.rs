@@ -590,3 +590,511 @@ fn api_name(name: &str) -> Result<&str, RestError> {
         Err(RestError::InvalidName(name.to_owned()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use wiremock::matchers::{body_json, header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use super::*;
+    use crate::oauth::Grant;
+    use crate::test_support::fixture;
+
+    const COLLECTIONS: &str = "/services/data/v67.0/composite/sobjects";
+    const FIRST_TOKEN: &str =
+        "Bearer 00D2x000000XyZa!AQ4AQClientCredentialsTokenForTestsOnly.abc123";
+    const SECOND_TOKEN: &str = "Bearer 00D2x000000XyZa!AQ4AQJwtBearerTokenForTestsOnly.def456";
+
+    fn json(status: u16, name: &str) -> ResponseTemplate {
+        ResponseTemplate::new(status).set_body_raw(fixture(name), "application/json")
+    }
+
+    /// A token fixture whose `instance_url` points at the mock server.
+    fn token(server: &MockServer, name: &str) -> ResponseTemplate {
+        let mut body: Value = serde_json::from_slice(&fixture(name)).unwrap();
+        body["instance_url"] = Value::from(server.uri());
+        ResponseTemplate::new(200).set_body_json(body)
+    }
+
+    /// A server whose token endpoint hands out a first token once, then a second one.
+    async fn server_with_tokens() -> MockServer {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/services/oauth2/token"))
+            .respond_with(token(&server, "token_client_credentials.json"))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/services/oauth2/token"))
+            .respond_with(token(&server, "token_jwt_bearer.json"))
+            .mount(&server)
+            .await;
+        server
+    }
+
+    fn client(server: &MockServer) -> RestClient {
+        let tokens = TokenSource::new(&server.uri(), Grant::client_credentials("id", "secret"));
+        RestClient::new(Arc::new(tokens))
+    }
+
+    async fn token_requests(server: &MockServer) -> usize {
+        server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path() == "/services/oauth2/token")
+            .count()
+    }
+
+    fn contacts(n: usize) -> Vec<SObject> {
+        (0..n)
+            .map(|i| {
+                SObject::new("Contact")
+                    .with_id(format!("0035j00000Pq7R{i}"))
+                    .set("SMS_Status__c", "sent")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sobject_serializes_with_attributes_and_without_duplicate_keys() {
+        let record = SObject::new("Contact")
+            .with_id("0035j00000Pq7RsAAJ")
+            .set("Id", "ignored")
+            .set("attributes", "ignored")
+            .set("SMS_Status__c", "delivered")
+            .set("SMS_Opt_Out__c", true)
+            .set("Notes__c", Value::Null);
+        assert_eq!(
+            serde_json::to_value(&record).unwrap(),
+            serde_json::json!({
+                "attributes": {"type": "Contact"},
+                "id": "0035j00000Pq7RsAAJ",
+                "SMS_Status__c": "delivered",
+                "SMS_Opt_Out__c": true,
+                "Notes__c": null
+            })
+        );
+    }
+
+    #[test]
+    fn limit_info_header_is_parsed() {
+        assert_eq!(
+            LimitInfo::parse("api-usage=18/5000"),
+            Some(LimitInfo {
+                api_usage: Some(Usage {
+                    used: 18,
+                    limit: 5000
+                }),
+                per_app_api_usage: None
+            })
+        );
+        let both =
+            LimitInfo::parse("api-usage=25/5000; per-app-api-usage=17/250(appName=sms-bridge)")
+                .unwrap();
+        assert_eq!(both.api_usage.unwrap().remaining(), 4975);
+        assert_eq!(
+            both.per_app_api_usage,
+            Some(AppUsage {
+                usage: Usage {
+                    used: 17,
+                    limit: 250
+                },
+                app_name: "sms-bridge".into()
+            })
+        );
+        assert_eq!(LimitInfo::parse("garbage"), None);
+        assert_eq!(LimitInfo::parse("api-usage=x/5000"), None);
+    }
+
+    #[test]
+    fn error_bodies_parse_as_array_or_bare_object() {
+        for name in [
+            "error_invalid_session_expired.json",
+            "error_invalid_session_rest_api.json",
+            "error_request_limit_total_requests.json",
+            "error_request_limit_concurrent.json",
+            "error_json_parser.json",
+        ] {
+            let errors = parse_api_errors(&fixture(name)).unwrap();
+            assert_eq!(errors.len(), 1, "{name}");
+            assert!(!errors[0].error_code.is_empty(), "{name}");
+        }
+        let bare = parse_api_errors(&fixture("error_bare_object.json")).unwrap();
+        assert_eq!(bare[0].error_code, "NOT_FOUND");
+        assert_eq!(parse_api_errors(b"<html>"), None);
+    }
+
+    #[test]
+    fn error_classes_follow_the_kind_of_failure() {
+        let class = |status, name| classify(status, &parse_api_errors(&fixture(name)).unwrap());
+        assert_eq!(
+            class(401, "error_invalid_session_expired.json"),
+            ErrorClass::Session
+        );
+        assert_eq!(
+            class(401, "error_invalid_session_rest_api.json"),
+            ErrorClass::Final
+        );
+        assert_eq!(
+            class(403, "error_request_limit_total_requests.json"),
+            ErrorClass::LongPause
+        );
+        assert_eq!(
+            class(403, "error_request_limit_concurrent.json"),
+            ErrorClass::Retryable
+        );
+        assert_eq!(class(400, "error_json_parser.json"), ErrorClass::Final);
+        assert_eq!(class(404, "error_bare_object.json"), ErrorClass::Final);
+        assert_eq!(classify(503, &[]), ErrorClass::Retryable);
+        assert_eq!(classify(429, &[]), ErrorClass::Retryable);
+        assert_eq!(classify(403, &[]), ErrorClass::Final);
+    }
+
+    #[test]
+    fn collection_fixtures_parse() {
+        let mixed: Vec<RecordResult> =
+            serde_json::from_slice(&fixture("collections_update_mixed_errors.json")).unwrap();
+        assert_eq!(mixed.len(), 4);
+        assert_eq!(mixed[2].id, None);
+        assert_eq!(mixed[1].errors[0].fields, vec!["SMS_Status__c".to_owned()]);
+        assert!(mixed[3].is_retryable());
+        assert!(!mixed[1].is_retryable());
+        let upsert: Vec<RecordResult> =
+            serde_json::from_slice(&fixture("collections_upsert_created.json")).unwrap();
+        assert_eq!(upsert[0].created, Some(true));
+        assert_eq!(upsert[1].created, Some(false));
+        let created: Vec<RecordResult> =
+            serde_json::from_slice(&fixture("collections_create_success.json")).unwrap();
+        assert!(created[0].success);
+    }
+
+    #[test]
+    fn api_version_is_validated() {
+        let server_uri = "http://127.0.0.1:9";
+        let tokens = Arc::new(TokenSource::new(
+            server_uri,
+            Grant::client_credentials("a", "b"),
+        ));
+        assert!(RestClient::new(Arc::clone(&tokens))
+            .with_api_version("v66.0")
+            .is_ok());
+        for bad in ["66", "66.x", "../66.0", ""] {
+            assert_eq!(
+                RestClient::new(Arc::clone(&tokens))
+                    .with_api_version(bad)
+                    .err(),
+                Some(RestError::InvalidApiVersion(bad.to_owned()))
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn update_matches_results_by_position_and_reports_limits() {
+        let server = server_with_tokens().await;
+        let records = vec![
+            SObject::new("Contact")
+                .with_id("0035j00000Pq7RsAAJ")
+                .set("SMS_Status__c", "delivered"),
+            SObject::new("Contact")
+                .with_id("0035j00000Pq7RtAAJ")
+                .set("SMS_Status__c", "bogus"),
+            SObject::new("Contact")
+                .with_id("0035j00000Pq7")
+                .set("SMS_Status__c", "sent"),
+            SObject::new("Contact")
+                .with_id("0035j00000Pq7RuAAJ")
+                .set("SMS_Status__c", "sent"),
+        ];
+        Mock::given(method("PATCH"))
+            .and(path(COLLECTIONS))
+            .and(header("authorization", FIRST_TOKEN))
+            .and(body_json(serde_json::json!({
+                "allOrNone": false,
+                "records": serde_json::to_value(&records).unwrap()
+            })))
+            .respond_with(
+                json(200, "collections_update_mixed_errors.json").insert_header(
+                    "Sforce-Limit-Info",
+                    "api-usage=18/5000; per-app-api-usage=17/250(appName=sms-bridge)",
+                ),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let response = client(&server).update(&records).await.unwrap();
+        assert_eq!(response.results.len(), 4);
+        assert!(response.results[0].success);
+        assert_eq!(
+            response.results[1].errors[0].status_code,
+            "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+        );
+        assert_eq!(response.results[2].id, None);
+        assert_eq!(response.results[2].errors[0].status_code, "MALFORMED_ID");
+        assert!(response.results[3].is_retryable());
+        let limits = response.limits.unwrap();
+        assert_eq!(
+            limits.api_usage,
+            Some(Usage {
+                used: 18,
+                limit: 5000
+            })
+        );
+        assert_eq!(limits.per_app_api_usage.unwrap().app_name, "sms-bridge");
+        server.verify().await;
+    }
+
+    #[tokio::test]
+    async fn create_posts_and_upsert_patches_the_external_id_path() {
+        let server = server_with_tokens().await;
+        Mock::given(method("POST"))
+            .and(path(COLLECTIONS))
+            .respond_with(json(200, "collections_create_success.json"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("PATCH"))
+            .and(path(format!(
+                "{COLLECTIONS}/tsg__SMS_Message__c/tsg__Provider_Id__c"
+            )))
+            .respond_with(json(200, "collections_upsert_created.json"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let client = client(&server);
+        let created = client
+            .create(&[SObject::new("tsg__SMS_Message__c").set("tsg__Body__c", "hello")])
+            .await
+            .unwrap();
+        assert!(created.results[0].success);
+        let message = |id: &str| {
+            SObject::new("tsg__SMS_Message__c")
+                .set("tsg__Provider_Id__c", id)
+                .set("tsg__Status__c", "delivered")
+        };
+        let upserted = client
+            .upsert(
+                "tsg__SMS_Message__c",
+                "tsg__Provider_Id__c",
+                &[message("SM1"), message("SM2")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(upserted.results[0].created, Some(true));
+        assert_eq!(upserted.results[1].created, Some(false));
+        assert_eq!(token_requests(&server).await, 1);
+        server.verify().await;
+    }
+
+    #[tokio::test]
+    async fn more_than_two_hundred_records_are_refused_without_a_call() {
+        let server = server_with_tokens().await;
+        let error = client(&server).update(&contacts(201)).await.unwrap_err();
+        assert_eq!(
+            error,
+            RestError::TooManyRecords {
+                count: 201,
+                limit: 200
+            }
+        );
+        assert_eq!(error.class(), ErrorClass::Final);
+        let empty = client(&server).update(&[]).await.unwrap();
+        assert!(empty.results.is_empty());
+        assert!(server.received_requests().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn invalid_names_are_refused_before_any_call() {
+        let server = server_with_tokens().await;
+        let error = client(&server)
+            .upsert("Contact/../x", "Ext__c", &contacts(1))
+            .await
+            .unwrap_err();
+        assert_eq!(error, RestError::InvalidName("Contact/../x".into()));
+        assert!(server.received_requests().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_expired_session_is_reminted_once_and_the_call_succeeds() {
+        let server = server_with_tokens().await;
+        Mock::given(method("PATCH"))
+            .and(path(COLLECTIONS))
+            .and(header("authorization", FIRST_TOKEN))
+            .respond_with(json(401, "error_invalid_session_expired.json"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("PATCH"))
+            .and(path(COLLECTIONS))
+            .and(header("authorization", SECOND_TOKEN))
+            .respond_with(json(200, "collections_create_success.json"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let response = client(&server).update(&contacts(1)).await.unwrap();
+        assert!(response.results[0].success);
+        assert_eq!(token_requests(&server).await, 2);
+        server.verify().await;
+    }
+
+    #[tokio::test]
+    async fn a_session_still_expired_after_one_remint_is_not_retried_again() {
+        let server = server_with_tokens().await;
+        Mock::given(method("PATCH"))
+            .and(path(COLLECTIONS))
+            .respond_with(json(401, "error_invalid_session_expired.json"))
+            .expect(2)
+            .mount(&server)
+            .await;
+        let error = client(&server).update(&contacts(1)).await.unwrap_err();
+        assert_eq!(error.class(), ErrorClass::Session);
+        assert_eq!(token_requests(&server).await, 2);
+        server.verify().await;
+    }
+
+    #[tokio::test]
+    async fn a_session_not_valid_for_rest_is_final_without_a_new_token() {
+        let server = server_with_tokens().await;
+        Mock::given(method("PATCH"))
+            .and(path(COLLECTIONS))
+            .respond_with(json(401, "error_invalid_session_rest_api.json"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let error = client(&server).update(&contacts(1)).await.unwrap_err();
+        assert_eq!(error.class(), ErrorClass::Final);
+        assert!(error
+            .to_string()
+            .contains("not valid for use with the REST API"));
+        assert_eq!(token_requests(&server).await, 1);
+        server.verify().await;
+    }
+
+    #[tokio::test]
+    async fn request_limit_kinds_are_classified_differently() {
+        for (name, expected) in [
+            (
+                "error_request_limit_total_requests.json",
+                ErrorClass::LongPause,
+            ),
+            ("error_request_limit_concurrent.json", ErrorClass::Retryable),
+        ] {
+            let server = server_with_tokens().await;
+            Mock::given(method("PATCH"))
+                .and(path(COLLECTIONS))
+                .respond_with(
+                    json(403, name).insert_header("Sforce-Limit-Info", "api-usage=5001/5000"),
+                )
+                .expect(1)
+                .mount(&server)
+                .await;
+            let error = client(&server).update(&contacts(1)).await.unwrap_err();
+            assert_eq!(error.class(), expected, "{name}");
+            let RestError::Api { status, limits, .. } = &error else {
+                panic!("{error:?}");
+            };
+            assert_eq!(*status, 403);
+            assert_eq!(limits.as_ref().unwrap().api_usage.unwrap().remaining(), 0);
+            server.verify().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn unavailable_and_rate_limited_are_retryable_and_a_bare_object_error_is_read() {
+        for (template, expected) in [
+            (ResponseTemplate::new(503), ErrorClass::Retryable),
+            (ResponseTemplate::new(429), ErrorClass::Retryable),
+            (json(400, "error_bare_object.json"), ErrorClass::Final),
+            (
+                ResponseTemplate::new(502).set_body_string("<html>Bad gateway</html>"),
+                ErrorClass::Retryable,
+            ),
+        ] {
+            let server = server_with_tokens().await;
+            Mock::given(method("PATCH"))
+                .respond_with(template)
+                .expect(1)
+                .mount(&server)
+                .await;
+            let error = client(&server).update(&contacts(1)).await.unwrap_err();
+            assert_eq!(error.class(), expected, "{error:?}");
+            if let RestError::Api {
+                status: 400,
+                errors,
+                ..
+            } = &error
+            {
+                assert_eq!(errors[0].error_code, "NOT_FOUND");
+            }
+            if let RestError::Api {
+                status: 502,
+                excerpt,
+                ..
+            } = &error
+            {
+                assert_eq!(excerpt.as_deref(), Some("<html>Bad gateway</html>"));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_result_count_that_differs_from_the_records_is_an_error() {
+        let server = server_with_tokens().await;
+        Mock::given(method("PATCH"))
+            .respond_with(json(200, "collections_create_success.json"))
+            .mount(&server)
+            .await;
+        assert_eq!(
+            client(&server).update(&contacts(2)).await.unwrap_err(),
+            RestError::ResultCountMismatch {
+                sent: 2,
+                received: 1
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn oversized_and_slow_responses_are_bounded() {
+        let server = server_with_tokens().await;
+        Mock::given(method("PATCH"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("[".repeat(4096)))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("PATCH"))
+            .respond_with(
+                json(200, "collections_create_success.json").set_delay(Duration::from_secs(5)),
+            )
+            .mount(&server)
+            .await;
+        let client = client(&server)
+            .with_max_response_bytes(1024)
+            .with_timeout(Duration::from_millis(100));
+        assert_eq!(
+            client.update(&contacts(1)).await.unwrap_err(),
+            RestError::ResponseTooLarge { limit: 1024 }
+        );
+        let slow = client.update(&contacts(1)).await.unwrap_err();
+        assert!(matches!(slow, RestError::Network { .. }), "{slow:?}");
+        assert_eq!(slow.class(), ErrorClass::Retryable);
+    }
+
+    #[tokio::test]
+    async fn a_permanent_token_failure_is_final_and_sends_nothing() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/services/oauth2/token"))
+            .respond_with(json(400, "token_error_invalid_client.json"))
+            .mount(&server)
+            .await;
+        let error = client(&server).update(&contacts(1)).await.unwrap_err();
+        assert!(matches!(error, RestError::Token(_)), "{error:?}");
+        assert_eq!(error.class(), ErrorClass::Final);
+        let requests = server.received_requests().await.unwrap();
+        assert!(requests
+            .iter()
+            .all(|r| r.url.path() == "/services/oauth2/token"));
+    }
+}
