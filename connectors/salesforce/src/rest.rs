@@ -939,6 +939,35 @@ mod tests {
         server.verify().await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_calls_hitting_an_expired_session_share_one_remint() {
+        let server = server_with_tokens().await;
+        Mock::given(method("PATCH"))
+            .and(header("authorization", FIRST_TOKEN))
+            .respond_with(
+                json(401, "error_invalid_session_expired.json")
+                    .set_delay(Duration::from_millis(100)),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(method("PATCH"))
+            .and(header("authorization", SECOND_TOKEN))
+            .respond_with(json(200, "collections_create_success.json"))
+            .mount(&server)
+            .await;
+        let client = client(&server);
+        let calls: Vec<_> = (0..10)
+            .map(|_| {
+                let client = client.clone();
+                tokio::spawn(async move { client.update(&contacts(1)).await })
+            })
+            .collect();
+        for call in calls {
+            assert!(call.await.unwrap().is_ok());
+        }
+        assert_eq!(token_requests(&server).await, 2);
+    }
+
     #[tokio::test]
     async fn a_session_still_expired_after_one_remint_is_not_retried_again() {
         let server = server_with_tokens().await;
