@@ -1,4 +1,13 @@
-//! Salesforce for a CRM-to-SMS bridge, usable on its own.
+//! Salesforce for a CRM-to-SMS bridge, usable on its own: it knows Salesforce and nothing of the
+//! service that embeds it.
+//!
+//! - [`outbound`]: Outbound Message SOAP envelopes in, `Ack` or fault out.
+//! - [`ids`]: 15- and 18-character ids that compare equal.
+//! - [`flow`]: the JSON a Flow HTTP callout or External Services action exchanges.
+//! - [`oauth`]: server-to-server grants and a single-flight [`TokenSource`].
+//! - [`rest`]: sObject Collections writes through [`RestClient`], with typed error classes.
+//!
+//! Secrets (tokens, session ids, client secrets, keys) are wrapped so that `Debug` never shows them.
 
 pub mod flow;
 mod http;
@@ -16,6 +25,11 @@ pub use rest::{
     CollectionResponse, ErrorClass, LimitInfo, RecordResult, RestClient, RestError, SObject,
 };
 pub use secret::Secret;
+
+/// Compiles the README's example as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 #[cfg(test)]
 pub(crate) mod test_support {
