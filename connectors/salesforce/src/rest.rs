@@ -286,6 +286,9 @@ pub enum RestError {
         /// The cap.
         limit: usize,
     },
+    /// The records could not be encoded as JSON.
+    #[error("cannot encode the records: {0}")]
+    Encode(String),
     /// A success status with a body of the wrong shape.
     #[error("unreadable response: {0}")]
     InvalidResponse(String),
@@ -322,6 +325,7 @@ impl RestError {
             | Self::InvalidName(_)
             | Self::InvalidApiVersion(_)
             | Self::ResponseTooLarge { .. }
+            | Self::Encode(_)
             | Self::InvalidResponse(_)
             | Self::ResultCountMismatch { .. } => ErrorClass::Final,
         }
@@ -481,7 +485,7 @@ impl RestClient {
             all_or_none: false,
             records,
         })
-        .map_err(|e| RestError::InvalidResponse(format!("cannot encode the records: {e}")))?;
+        .map_err(|e| RestError::Encode(e.to_string()))?;
         tracing::debug!(%method, %path, records = records.len(), "sObject Collections call");
         let reply = self.send(method, &path, payload).await?;
         let results: Vec<RecordResult> = serde_json::from_slice(&reply.body)
