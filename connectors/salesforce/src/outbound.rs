@@ -350,6 +350,7 @@ impl<'i> Parser<'i> {
                 }
                 Event::DocType(_) => return Err(OutboundError::DocumentType),
                 Event::Eof => return Ok(Item::Eof),
+                // `Empty` never comes: `expand_empty_elements` turns it into `Start` and `End`.
                 Event::Decl(_) | Event::PI(_) | Event::Comment(_) | Event::Empty(_) => {}
             }
         }
