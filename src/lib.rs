@@ -12,3 +12,4 @@ pub mod otp;
 pub mod providers;
 pub mod store;
 pub mod telemetry;
+pub mod writeback;

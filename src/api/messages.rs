@@ -135,6 +135,10 @@ pub struct MessageView {
     pub clicks: u64,
     /// Replies from the handset, oldest first.
     pub replies: Vec<ReplyView>,
+    /// For a CRM record's message: why the CRM refused for good to take its status or reply
+    /// (a deleted record, a validation rule); absent while write-back succeeds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writeback_error: Option<String>,
 }
 
 /// A page of messages.
@@ -178,6 +182,7 @@ impl MessageView {
             send_at: m.send_at,
             source: m.source.name().to_string(),
             metadata: m.metadata,
+            writeback_error: m.writeback_error,
             events: m
                 .events
                 .into_iter()

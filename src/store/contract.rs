@@ -73,6 +73,9 @@ macro_rules! contract_tests {
             a_list_is_read_newest_first_up_to_the_limit,
             the_outbox_holds_changes_and_replies_of_crm_messages_only,
             written_back_entries_leave_the_outbox,
+            outbox_entries_are_read_per_connection,
+            one_owner_at_a_time_holds_a_connections_writeback_lease,
+            a_refused_writeback_is_shown_on_its_message,
             api_keys_are_found_by_hash_and_counted,
             an_api_key_hash_is_kept_once,
             the_secret_is_made_once,
@@ -1434,7 +1437,7 @@ pub async fn the_outbox_holds_changes_and_replies_of_crm_messages_only(store: Ar
         .await
         .unwrap();
     }
-    let pending = s.outbox_pending(100).await.unwrap();
+    let pending = s.outbox_pending("salesforce:prod", 100).await.unwrap();
     assert!(pending
         .iter()
         .all(|e| e.message_id == crm_message.id && e.source == crm()));
@@ -1471,16 +1474,105 @@ pub async fn written_back_entries_leave_the_outbox(store: Arc<dyn Store>) {
     let s = store.as_ref();
     let m = message(crm());
     sent(s, &m).await;
-    let first = s.outbox_pending(1).await.unwrap();
+    let first = s.outbox_pending("salesforce:prod", 1).await.unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].payload["status"], "sending");
     s.outbox_done(vec![first[0].id], now()).await.unwrap();
-    let rest = s.outbox_pending(10).await.unwrap();
+    let rest = s.outbox_pending("salesforce:prod", 10).await.unwrap();
     assert_eq!(rest.len(), 1);
     assert!(rest[0].id > first[0].id);
     assert_eq!(rest[0].payload["status"], "sent");
     s.outbox_done(vec![rest[0].id], now()).await.unwrap();
-    assert!(s.outbox_pending(10).await.unwrap().is_empty());
+    assert!(s
+        .outbox_pending("salesforce:prod", 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Each connection's write-back reads its own entries only.
+pub async fn outbox_entries_are_read_per_connection(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let kintone = Source::Crm {
+        connection: "kintone:sales".into(),
+        record: "12/7".into(),
+    };
+    let (a, b) = (message(crm()), message_at(kintone, number(2), now()));
+    sent(s, &a).await;
+    sent(s, &b).await;
+    let of = |entries: Vec<OutboxEntry>| -> Vec<MessageId> {
+        entries.into_iter().map(|e| e.message_id).collect()
+    };
+    let salesforce = s.outbox_pending("salesforce:prod", 10).await.unwrap();
+    assert_eq!(of(salesforce), [a.id.clone(), a.id.clone()]);
+    let kintone = s.outbox_pending("kintone:sales", 10).await.unwrap();
+    assert_eq!(of(kintone), [b.id.clone(), b.id.clone()]);
+    assert!(s
+        .outbox_pending("salesforce:dev", 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// A connection's write-back lease has one owner at a time: its owner renews it, another
+/// takes it only once it ran out.
+pub async fn one_owner_at_a_time_holds_a_connections_writeback_lease(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let at = now();
+    let until = at + Duration::seconds(30);
+    assert!(s
+        .writeback_lease("salesforce:prod", "a", until, at)
+        .await
+        .unwrap());
+    assert!(!s
+        .writeback_lease("salesforce:prod", "b", until, at)
+        .await
+        .unwrap());
+    assert!(
+        s.writeback_lease("kintone:sales", "b", until, at)
+            .await
+            .unwrap(),
+        "leases are per connection"
+    );
+    let later = at + Duration::seconds(20);
+    assert!(s
+        .writeback_lease("salesforce:prod", "a", later + Duration::seconds(30), later)
+        .await
+        .unwrap());
+    assert!(
+        !s.writeback_lease("salesforce:prod", "b", until, at + Duration::seconds(40))
+            .await
+            .unwrap(),
+        "the renewal holds it"
+    );
+    let expired = later + Duration::seconds(31);
+    assert!(s
+        .writeback_lease(
+            "salesforce:prod",
+            "b",
+            expired + Duration::seconds(30),
+            expired
+        )
+        .await
+        .unwrap());
+}
+
+/// A change the CRM refused for good is shown on its message.
+pub async fn a_refused_writeback_is_shown_on_its_message(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let (a, b) = (message(crm()), message_at(crm(), number(2), now()));
+    accept(s, &a).await;
+    accept(s, &b).await;
+    let detail = "ENTITY_IS_DELETED: entity is deleted";
+    s.writeback_failed(vec![(a.id.clone(), detail.to_string())])
+        .await
+        .unwrap();
+    let got = s.message(&a.id).await.unwrap().unwrap();
+    assert_eq!(got.writeback_error.as_deref(), Some(detail));
+    assert_eq!(
+        s.message(&b.id).await.unwrap().unwrap().writeback_error,
+        None
+    );
 }
 
 // Keys and the secret.

@@ -128,6 +128,8 @@ pub struct MessageRecord {
     pub created_at: DateTime<Utc>,
     /// Scheduled for.
     pub send_at: Option<DateTime<Utc>>,
+    /// Why the CRM refused for good to take the message's changes, if it did.
+    pub writeback_error: Option<String>,
     /// State changes, oldest first (filled by `message`, empty in lists).
     pub events: Vec<EventRecord>,
     /// Replies, oldest first (filled by `message`, empty in lists).

@@ -106,10 +106,23 @@ pub struct OutboxEntry {
 /// The write-back queue. Every method commits before it returns.
 #[async_trait]
 pub trait OutboxStore: Send + Sync + 'static {
-    /// Pending outbox entries, oldest first.
-    async fn outbox_pending(&self, limit: u32) -> StoreResult<Vec<OutboxEntry>>;
+    /// Pending outbox entries of one CRM connection (a source name), oldest first.
+    async fn outbox_pending(&self, connection: &str, limit: u32) -> StoreResult<Vec<OutboxEntry>>;
     /// Mark outbox entries written back.
     async fn outbox_done(&self, ids: Vec<i64>, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Take or renew the lease on a connection's write-back for `owner` until `until`; false
+    /// while another owner's lease runs (at `now`). One worker at a time writes a connection's
+    /// records back, so each record's changes reach the CRM in order.
+    async fn writeback_lease(
+        &self,
+        connection: &str,
+        owner: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Record why the CRM refused for good to take these messages' changes (a deleted record,
+    /// a validation rule); shown on each message.
+    async fn writeback_failed(&self, failures: Vec<(MessageId, String)>) -> StoreResult<()>;
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 use super::{decode, InboxEntry, ListKey, ListedNumber, MessageRecord, StoreResult};
 
 /// The columns `message` reads, in a `SELECT` list.
-pub(super) const MESSAGE_COLUMNS: &str = "seq, id, to_number, sender, status, status_detail, encoding, characters, segments, source, source_record, metadata, created_at, send_at";
+pub(super) const MESSAGE_COLUMNS: &str = "seq, id, to_number, sender, status, status_detail, encoding, characters, segments, source, source_record, metadata, created_at, send_at, writeback_error";
 
 /// A message (without its events and replies) from a row of `MESSAGE_COLUMNS`.
 pub(super) fn message<'r, R>(row: &'r R) -> StoreResult<MessageRecord>
@@ -37,6 +37,9 @@ where
             .try_get::<Option<i64>, _>("send_at")?
             .map(decode::time)
             .transpose()?,
+        writeback_error: row
+            .try_get::<Option<&str>, _>("writeback_error")?
+            .map(str::to_string),
         events: Vec::new(),
         replies: Vec::new(),
     })

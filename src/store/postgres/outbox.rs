@@ -6,7 +6,7 @@ use sqlx::{PgConnection, Row};
 
 use super::PostgresStore;
 use crate::{
-    domain::source::Source,
+    domain::{ids::MessageId, source::Source},
     store::{
         decode::{self, millis},
         NewOutboxEntry, OutboxEntry, OutboxStore, StoreResult,
@@ -37,11 +37,12 @@ pub(super) async fn add(
 
 #[async_trait]
 impl OutboxStore for PostgresStore {
-    async fn outbox_pending(&self, limit: u32) -> StoreResult<Vec<OutboxEntry>> {
+    async fn outbox_pending(&self, connection: &str, limit: u32) -> StoreResult<Vec<OutboxEntry>> {
         sqlx::query(
             "SELECT id, message_id, source, source_record, kind, payload FROM outbox
-             WHERE done_at IS NULL ORDER BY id LIMIT $1",
+             WHERE done_at IS NULL AND source = $1 ORDER BY id LIMIT $2",
         )
+        .bind(connection)
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?
@@ -64,6 +65,44 @@ impl OutboxStore for PostgresStore {
             .bind(ids)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    async fn writeback_lease(
+        &self,
+        connection: &str,
+        owner: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let taken: Option<String> = sqlx::query_scalar(
+            "INSERT INTO writeback_leases (connection, owner, until) VALUES ($1, $2, $3)
+             ON CONFLICT (connection) DO UPDATE SET owner = excluded.owner, until = excluded.until
+             WHERE writeback_leases.owner = excluded.owner OR writeback_leases.until < $4
+             RETURNING owner",
+        )
+        .bind(connection)
+        .bind(owner)
+        .bind(millis(until))
+        .bind(millis(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(taken.is_some())
+    }
+
+    async fn writeback_failed(&self, failures: Vec<(MessageId, String)>) -> StoreResult<()> {
+        let (ids, details): (Vec<&str>, Vec<&str>) = failures
+            .iter()
+            .map(|(id, detail)| (id.as_str(), detail.as_str()))
+            .unzip();
+        sqlx::query(
+            "UPDATE messages SET writeback_error = f.detail
+             FROM UNNEST($1::text[], $2::text[]) AS f(id, detail) WHERE messages.id = f.id",
+        )
+        .bind(ids)
+        .bind(details)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }

@@ -2,12 +2,12 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use sqlx::Row;
 
 use super::SqliteStore;
 use crate::{
-    domain::source::Source,
+    domain::{ids::MessageId, source::Source},
     store::{
         decode::{self, millis},
         NewOutboxEntry, OutboxEntry, OutboxStore, StoreResult,
@@ -38,11 +38,12 @@ pub(super) fn add(
 
 #[async_trait]
 impl OutboxStore for SqliteStore {
-    async fn outbox_pending(&self, limit: u32) -> StoreResult<Vec<OutboxEntry>> {
+    async fn outbox_pending(&self, connection: &str, limit: u32) -> StoreResult<Vec<OutboxEntry>> {
         sqlx::query(
             "SELECT id, message_id, source, source_record, kind, payload FROM outbox
-             WHERE done_at IS NULL ORDER BY id LIMIT ?",
+             WHERE done_at IS NULL AND source = ? ORDER BY id LIMIT ?",
         )
+        .bind(connection)
         .bind(limit as i64)
         .fetch_all(&self.read)
         .await?
@@ -65,6 +66,48 @@ impl OutboxStore for SqliteStore {
                 let mut done = conn.prepare_cached("UPDATE outbox SET done_at = ? WHERE id = ?")?;
                 for id in ids {
                     done.execute(params![millis(now), id])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn writeback_lease(
+        &self,
+        connection: &str,
+        owner: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let (connection, owner) = (connection.to_string(), owner.to_string());
+        self.writer
+            .run_statement(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "INSERT INTO writeback_leases (connection, owner, until) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (connection) DO UPDATE
+                         SET owner = excluded.owner, until = excluded.until
+                         WHERE writeback_leases.owner = excluded.owner
+                            OR writeback_leases.until < ?4
+                         RETURNING owner",
+                    )?
+                    .query_row(
+                        params![connection, owner, millis(until), millis(now)],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some())
+            })
+            .await
+    }
+
+    async fn writeback_failed(&self, failures: Vec<(MessageId, String)>) -> StoreResult<()> {
+        self.writer
+            .run(move |conn| {
+                let mut failed =
+                    conn.prepare_cached("UPDATE messages SET writeback_error = ? WHERE id = ?")?;
+                for (id, detail) in failures {
+                    failed.execute(params![detail, id.as_str()])?;
                 }
                 Ok(())
             })
