@@ -1,0 +1,160 @@
+//! The Salesforce sink: each record's update becomes one record of an sObject Collections
+//! update (200 records a call), with the fields its sObject's mapping names.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tsunagi_salesforce::rest::{ErrorClass, RecordResult, RestClient, SObject};
+
+use super::{Outcome, RecordUpdate, Sink, SinkError};
+
+/// The most records one sObject Collections call takes.
+const COLLECTION_LIMIT: usize = 200;
+/// Text fields default to 255 characters; a longer detail would refuse the whole record.
+const DETAIL_CHARS: usize = 255;
+/// How long the queue is held when the org's daily API allowance is spent.
+const DAILY_LIMIT_PAUSE: Duration = Duration::from_secs(15 * 60);
+/// How long the queue is held when every record of a call is refused for a reason the admin
+/// must fix (a field that does not exist, an integration user without access).
+const MISCONFIGURED_PAUSE: Duration = Duration::from_secs(5 * 60);
+
+/// Where a mapping writes on its records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusFields {
+    /// The message's state: queued, sent, delivered, undelivered, failed, rejected.
+    pub status: String,
+    /// Why, or empty once a later state needs no reason.
+    pub detail: String,
+    /// The handset's latest reply.
+    pub reply: String,
+}
+
+/// Writes a Salesforce connection's updates through the REST API.
+pub struct SalesforceSink {
+    /// The connection's source name, for metrics.
+    connection: String,
+    client: RestClient,
+    /// Per sObject API name.
+    fields: BTreeMap<String, StatusFields>,
+}
+
+impl SalesforceSink {
+    /// A sink for `connection` writing through `client` into the fields each sObject's mapping
+    /// names.
+    pub fn new(
+        connection: impl Into<String>,
+        client: RestClient,
+        fields: BTreeMap<String, StatusFields>,
+    ) -> Self {
+        Self {
+            connection: connection.into(),
+            client,
+            fields,
+        }
+    }
+
+    /// The sObject record an update writes, or why it cannot be written.
+    fn record(&self, update: &RecordUpdate) -> Result<SObject, String> {
+        let (object, id) = update
+            .record
+            .split_once('/')
+            .ok_or_else(|| format!("{:?} names no Salesforce record", update.record))?;
+        let fields = self
+            .fields
+            .get(object)
+            .ok_or_else(|| format!("no [[salesforce.mappings]] entry for sObject {object:?}"))?;
+        let mut record = SObject::new(object).with_id(id);
+        if let Some(status) = &update.status {
+            let detail = status
+                .detail
+                .as_deref()
+                .map(|d| Value::from(d.chars().take(DETAIL_CHARS).collect::<String>()))
+                .unwrap_or(Value::Null);
+            record = record
+                .set(&fields.status, status.status.as_str())
+                .set(&fields.detail, detail);
+        }
+        if let Some(reply) = update.replies.last() {
+            record = record.set(&fields.reply, reply.body.as_str());
+        }
+        Ok(record)
+    }
+}
+
+/// What one record's result means for its update.
+fn outcome(result: RecordResult) -> Outcome {
+    if result.success {
+        Outcome::Written
+    } else if result.is_retryable() {
+        Outcome::Retry
+    } else {
+        let reasons: Vec<String> = result
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.status_code, e.message))
+            .collect();
+        Outcome::Failed(match reasons.is_empty() {
+            true => "Salesforce refused the record without saying why".into(),
+            false => reasons.join("; "),
+        })
+    }
+}
+
+#[async_trait]
+impl Sink for SalesforceSink {
+    fn max_batch(&self) -> usize {
+        COLLECTION_LIMIT
+    }
+
+    async fn write(&self, updates: &[RecordUpdate]) -> Result<Vec<Outcome>, SinkError> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; updates.len()];
+        let mut sent = Vec::new();
+        let mut records = Vec::new();
+        for (i, update) in updates.iter().enumerate() {
+            match self.record(update) {
+                Ok(record) => {
+                    sent.push(i);
+                    records.push(record);
+                }
+                Err(reason) => outcomes[i] = Some(Outcome::Failed(reason)),
+            }
+        }
+        if !records.is_empty() {
+            let response = self.client.update(&records).await.map_err(|e| {
+                let reason = e.to_string();
+                match e.class() {
+                    ErrorClass::Retryable | ErrorClass::Session => SinkError::Retry {
+                        reason,
+                        after: None,
+                    },
+                    ErrorClass::LongPause => SinkError::Pause {
+                        reason,
+                        after: DAILY_LIMIT_PAUSE,
+                    },
+                    ErrorClass::Final => SinkError::Pause {
+                        reason,
+                        after: MISCONFIGURED_PAUSE,
+                    },
+                }
+            })?;
+            if let Some(usage) = response.limits.as_ref().and_then(|l| l.api_usage) {
+                let connection = self.connection.clone();
+                metrics::gauge!("tsunagi_salesforce_api_used", "connection" => connection.clone())
+                    .set(usage.used as f64);
+                metrics::gauge!("tsunagi_salesforce_api_limit", "connection" => connection)
+                    .set(usage.limit as f64);
+            }
+            for (i, result) in sent.into_iter().zip(response.results) {
+                outcomes[i] = Some(outcome(result));
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::Retry))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use tsunagi_salesforce::{Grant, TokenSource};
+use wiremock::{
+    matchers::{method, path},
+    Mock, MockServer, ResponseTemplate,
+};
+
+use super::*;
+use crate::{
+    domain::{ids::MessageId, state::JobState},
+    writeback::{Reply, StatusChange},
+};
+
+const COLLECTIONS: &str = "/services/data/v67.0/composite/sobjects";
+
+fn fixture(name: &str) -> String {
+    let path = format!(
+        "{}/tests/fixtures/salesforce/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A Salesforce that mints client-credentials tokens pointing back at itself.
+async fn salesforce() -> MockServer {
+    let server = MockServer::start().await;
+    let mut token: Value = serde_json::from_str(&fixture("token_client_credentials.json")).unwrap();
+    token["instance_url"] = json!(server.uri());
+    Mock::given(method("POST"))
+        .and(path("/services/oauth2/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(token))
+        .mount(&server)
+        .await;
+    server
+}
+
+fn sink(server: &MockServer) -> SalesforceSink {
+    let tokens = TokenSource::new(&server.uri(), Grant::client_credentials("client", "secret"));
+    let client = RestClient::new(Arc::new(tokens))
+        .with_api_version("67.0")
+        .unwrap();
+    let fields = StatusFields {
+        status: "SMS_Status__c".into(),
+        detail: "SMS_Status_Detail__c".into(),
+        reply: "SMS_Last_Reply__c".into(),
+    };
+    SalesforceSink::new(
+        "salesforce:prod",
+        client,
+        BTreeMap::from([("Contact".to_string(), fields)]),
+    )
+}
+
+fn at() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+}
+
+fn update(record: &str, status: JobState, detail: Option<&str>) -> RecordUpdate {
+    RecordUpdate {
+        record: record.into(),
+        status: Some(StatusChange {
+            message_id: MessageId::new(),
+            status,
+            detail: detail.map(str::to_string),
+            at: at(),
+        }),
+        replies: Vec::new(),
+        entries: vec![1],
+    }
+}
+
+/// The records of the one collections call `server` received.
+async fn sent_records(server: &MockServer) -> Vec<Value> {
+    let calls: Vec<_> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == COLLECTIONS)
+        .collect();
+    assert_eq!(calls.len(), 1, "one collections call");
+    let body: Value = serde_json::from_slice(&calls[0].body).unwrap();
+    assert_eq!(body["allOrNone"], false);
+    body["records"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn each_record_gets_the_outcome_salesforce_gave_it_by_position() {
+    let server = salesforce().await;
+    Mock::given(method("PATCH"))
+        .and(path(COLLECTIONS))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(
+                    fixture("collections_update_mixed_errors.json"),
+                    "application/json",
+                )
+                .insert_header("Sforce-Limit-Info", "api-usage=18/5000"),
+        )
+        .mount(&server)
+        .await;
+    let updates = [
+        update("Contact/0035j00000Pq7RsAAJ", JobState::Delivered, None),
+        update("Contact/0035j00000Pq7RtAAJ", JobState::Delivered, None),
+        update("Contact/0035j00000Pq7", JobState::Delivered, None),
+        update("Contact/0035j00000Pq7RuAAJ", JobState::Delivered, None),
+    ];
+    let outcomes = sink(&server).write(&updates).await.unwrap();
+    assert_eq!(outcomes[0], Outcome::Written);
+    assert_eq!(
+        outcomes[1],
+        Outcome::Failed(
+            "FIELD_CUSTOM_VALIDATION_EXCEPTION: SMS status must be one of the allowed values"
+                .into()
+        )
+    );
+    assert!(
+        matches!(&outcomes[2], Outcome::Failed(reason) if reason.starts_with("MALFORMED_ID")),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[3], Outcome::Retry, "a locked row is tried again");
+    let records = sent_records(&server).await;
+    assert_eq!(
+        records[0],
+        json!({
+            "attributes": {"type": "Contact"},
+            "id": "0035j00000Pq7RsAAJ",
+            "SMS_Status__c": "delivered",
+            "SMS_Status_Detail__c": null
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_refusal_and_the_latest_reply_land_in_their_fields() {
+    let server = salesforce().await;
+    Mock::given(method("PATCH"))
+        .and(path(COLLECTIONS))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!([{"id": "0035j00000Pq7RsAAJ", "success": true, "errors": []}]),
+            ),
+        )
+        .mount(&server)
+        .await;
+    let long = "number_type_not_allowed: ".to_string() + &"x".repeat(400);
+    let mut u = update(
+        "Contact/0035j00000Pq7RsAAJ",
+        JobState::Rejected,
+        Some(&long),
+    );
+    u.replies = ["はい", "STOP"]
+        .iter()
+        .map(|body| Reply {
+            message_id: MessageId::new(),
+            body: body.to_string(),
+            at: at(),
+        })
+        .collect();
+    assert_eq!(sink(&server).write(&[u]).await.unwrap(), [Outcome::Written]);
+    let record = &sent_records(&server).await[0];
+    assert_eq!(record["SMS_Status__c"], "rejected");
+    let detail = record["SMS_Status_Detail__c"].as_str().unwrap();
+    assert!(detail.starts_with("number_type_not_allowed: "));
+    assert_eq!(detail.chars().count(), 255, "cut to a text field's length");
+    assert_eq!(record["SMS_Last_Reply__c"], "STOP");
+}
+
+#[tokio::test]
+async fn a_record_of_an_unmapped_object_fails_without_a_call() {
+    let server = salesforce().await;
+    let outcomes = sink(&server)
+        .write(&[update("Lead/00Q5j00000AbCdEAAZ", JobState::Delivered, None)])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&outcomes[0], Outcome::Failed(reason) if reason.contains("\"Lead\"")),
+        "{outcomes:?}"
+    );
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_daily_allowance_spent_pauses_the_queue_and_a_busy_org_retries() {
+    let server = salesforce().await;
+    Mock::given(method("PATCH"))
+        .and(path(COLLECTIONS))
+        .respond_with(ResponseTemplate::new(403).set_body_raw(
+            fixture("error_request_limit_total_requests.json"),
+            "application/json",
+        ))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path(COLLECTIONS))
+        .respond_with(ResponseTemplate::new(403).set_body_raw(
+            fixture("error_request_limit_concurrent.json"),
+            "application/json",
+        ))
+        .mount(&server)
+        .await;
+    let updates = [update(
+        "Contact/0035j00000Pq7RsAAJ",
+        JobState::Delivered,
+        None,
+    )];
+    let sink = sink(&server);
+    match sink.write(&updates).await {
+        Err(SinkError::Pause { after, reason }) => {
+            assert_eq!(after, DAILY_LIMIT_PAUSE);
+            assert!(reason.contains("TotalRequests"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(sink.write(&updates).await, Err(SinkError::Retry { .. })),
+        "a concurrency limit clears in seconds"
+    );
+}
