@@ -104,6 +104,18 @@ impl Refusal {
         }
     }
 
+    /// Whether the refusal is the answer for a CRM record, to be stored and written back as
+    /// `rejected`: false when the same record may go through on a retry (a dependency that
+    /// could not answer, a rate limit) or the refusal concerns the dedupe key, not the record.
+    pub fn settles_the_record(&self) -> bool {
+        !matches!(
+            self,
+            Refusal::Unavailable { .. }
+                | Refusal::RateLimited { .. }
+                | Refusal::IdempotencyKeyReused
+        )
+    }
+
     /// The submission field the refusal concerns.
     pub fn field(&self) -> String {
         match self {
