@@ -1,11 +1,12 @@
 //! CRM records: a record a rule refuses is stored as a `rejected` message with the refusal's
 //! code and reason, so it shows over the API and is written back, never dropped.
 
-use super::{Admission, AdmitError, Admitted, Refusal, Submission};
+use super::{Admission, AdmitError, Admitted, Dedupe, Refusal, Submission};
 use crate::{
     domain::{
         ids::MessageId,
         phone::{PhoneNumber, SenderId},
+        source::Source,
         state::JobState,
     },
     store::{Acceptance, IdempotencyRecord, RejectedMessage},
@@ -33,12 +34,27 @@ pub enum RecordOutcome {
     Replayed,
 }
 
+/// The parts of a refused record that are kept.
+struct Refused {
+    source: Source,
+    to: Option<PhoneNumber>,
+    from: Option<String>,
+    metadata: Option<serde_json::Value>,
+    dedupe: Option<Dedupe>,
+}
+
 impl Admission {
     /// Admit a CRM record through [`Admission::submit`]; a refusal that settles the record is
     /// stored as a `rejected` message (with the dedupe key, so a redelivery stores nothing
     /// more). Only an unavailable store or dependency is an error: retrying may succeed.
     pub async fn submit_record(&self, submission: Submission) -> Result<RecordOutcome, AdmitError> {
-        let kept = submission.clone();
+        let kept = Refused {
+            source: submission.source.clone(),
+            to: PhoneNumber::parse(&submission.to).ok(),
+            from: submission.from.clone(),
+            metadata: submission.metadata.clone(),
+            dedupe: submission.dedupe.clone(),
+        };
         let mut status = None;
         let admitted = self
             .submit(submission, |m| {
@@ -53,16 +69,38 @@ impl Admission {
             }),
             Ok(Admitted::Replayed { .. }) => Ok(RecordOutcome::Replayed),
             Err(AdmitError::Refused(refusal)) if refusal.settles_the_record() => {
-                self.reject(kept, refusal).await
+                self.keep_refused(kept, refusal).await
             }
             Err(e) => Err(e),
         }
     }
 
-    async fn reject(&self, s: Submission, refusal: Refusal) -> Result<RecordOutcome, AdmitError> {
+    /// Store a CRM record refused before it could become a submission (no mapping for its
+    /// object type) as a `rejected` message, once per dedupe key.
+    pub async fn reject_record(
+        &self,
+        source: Source,
+        dedupe: Option<Dedupe>,
+        refusal: Refusal,
+    ) -> Result<RecordOutcome, AdmitError> {
+        let refused = Refused {
+            source,
+            to: None,
+            from: None,
+            metadata: None,
+            dedupe,
+        };
+        self.keep_refused(refused, refusal).await
+    }
+
+    async fn keep_refused(
+        &self,
+        r: Refused,
+        refusal: Refusal,
+    ) -> Result<RecordOutcome, AdmitError> {
         let id = MessageId::new();
         let now = self.clock.now();
-        let record = s.dedupe.map(|d| {
+        let record = r.dedupe.map(|d| {
             let (status, response) = answer(&id, JobState::Rejected);
             IdempotencyRecord {
                 scope: d.scope,
@@ -72,17 +110,17 @@ impl Admission {
                 response,
             }
         });
-        let from = s
+        let from = r
             .from
             .and_then(|f| SenderId::parse(&f).ok())
             .unwrap_or_else(|| self.default_from.clone());
         let message = RejectedMessage {
             id: id.clone(),
-            to: PhoneNumber::parse(&s.to).ok(),
+            to: r.to,
             from: from.as_str().to_string(),
-            source: s.source,
+            source: r.source,
             detail: format!("{}: {refusal}", refusal.code()),
-            metadata: s.metadata,
+            metadata: r.metadata,
             created_at: now,
         };
         match self.store.reject(message, record).await? {
@@ -94,7 +132,7 @@ impl Admission {
             Acceptance::KeyReused => Err(Refusal::IdempotencyKeyReused.into()),
             // A rejected message goes to no one, so no list is consulted and none refuses it.
             Acceptance::Blocked(reason) => Err(Refusal::NumberBlocked {
-                field: s.to_field,
+                field: "to".into(),
                 reason,
             }
             .into()),
