@@ -546,6 +546,39 @@ async fn a_flow_template_can_format_a_datetime_in_the_connection_zone() {
 }
 
 #[tokio::test]
+async fn record_values_are_printed_as_data_never_run_as_template_source() {
+    let s = server().await;
+    let call = json!({"records": [{
+        "id": "0035j00000Pq7RsAAJ", "sobject": "Contact", "phone": "090-1234-0005",
+        "fields": {"LastName": "{{Appointment_Date__c}}{% if true %}x{% endif %}", "Appointment_Date__c": "2026-12-24"}
+    }]});
+    let (status, body) = flow(&s, call).await;
+    assert_eq!(status, 202, "{body}");
+    let text = s
+        .text_of("09012340005", &body["results"][0]["message_id"])
+        .await;
+    assert_eq!(
+        text,
+        "{{Appointment_Date__c}}{% if true %}x{% endif %}様 ご予約は2026-12-24です"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_flow_call_over_1_mib_is_refused() {
+    let s = server().await;
+    let fields = json!({"LastName": "x".repeat(1024 * 1024)});
+    let call =
+        json!({"records": [{"id": "0035j00000Pq7RsAAJ", "sobject": "Contact", "fields": fields}]});
+    let (status, body) = flow(&s, call).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["code"], "payload_too_large");
+    assert!(body["detail"].as_str().unwrap().contains("1 MiB"), "{body}");
+    assert_eq!(s.stored_messages().await, 0);
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn a_flow_call_is_not_deduplicated() {
     let s = server().await;
     let call = json!({"records": [{
