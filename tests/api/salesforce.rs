@@ -613,3 +613,55 @@ async fn a_flow_call_of_201_records_is_refused_naming_records() {
     assert_eq!(s.stored_messages().await, 0);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn while_the_store_is_down_an_outbound_message_is_faulted_for_redelivery_and_then_taken_once()
+{
+    let config = format!("{CONNECTIONS}\n[database]\nconnect_timeout_ms = 500\n");
+    let Some(s) = TestServer::on_postgres_with(&config).await else {
+        return;
+    };
+    s.postgres().set_reachable(false).await;
+    let (status, body) = outbound(&s, fixture("outbound_message_contact.xml")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("soapenv:Server") && !is_ack(&body), "{body}");
+
+    s.postgres().set_reachable(true).await;
+    let mut answer = (0, String::new());
+    for _ in 0..100 {
+        answer = outbound(&s, fixture("outbound_message_contact.xml")).await;
+        if answer.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(is_ack(&answer.1), "{answer:?}");
+    assert_eq!(s.stored_messages().await, 3);
+    let again = outbound(&s, fixture("outbound_message_contact.xml")).await;
+    assert!(is_ack(&again.1));
+    assert_eq!(
+        s.stored_messages().await,
+        3,
+        "the redelivery stores nothing more"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_envelope_with_a_declaration_and_plain_line_feeds_is_taken_too() {
+    let s = server().await;
+    let crlf = String::from_utf8(fixture("outbound_message_contact.xml")).unwrap();
+    assert!(
+        crlf.contains("\r\n") && !crlf.starts_with("<?xml"),
+        "the recorded shape"
+    );
+    let declared = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}",
+        crlf.replace("\r\n", "\n")
+    );
+    let (status, body) = outbound(&s, declared.into_bytes()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(is_ack(&body));
+    assert_eq!(s.stored_messages().await, 3);
+    s.stop().await;
+}
