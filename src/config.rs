@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use self::{
-    salesforce::{AuthKind, MappingConfig, SalesforceConfig, MIN_INBOUND_TOKEN_CHARS},
+    salesforce::{is_api_name, AuthKind, MappingConfig, SalesforceConfig, MIN_INBOUND_TOKEN_CHARS},
     secret::Secret,
 };
 use crate::{

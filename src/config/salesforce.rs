@@ -145,7 +145,10 @@ pub(super) fn validate(connections: &[SalesforceConfig], problems: &mut Vec<Prob
             );
         }
         if !is_http_url(&c.login_url) {
-            problem("login_url", "must start with https://".into());
+            problem(
+                "login_url",
+                "must start with https:// (http:// only for a local test server)".into(),
+            );
         }
         if c.client_id.trim().is_empty() {
             problem("client_id", "must not be empty".into());
@@ -258,9 +261,8 @@ fn is_url_safe_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// A Salesforce API name: a letter, then letters, digits and single underscores (`ns__X__c`
-/// has double ones, so those are allowed too).
-fn is_api_name(name: &str) -> bool {
+/// A Salesforce API name: a letter, then letters, digits and underscores (`ns__Visit__c`).
+pub fn is_api_name(name: &str) -> bool {
     name.len() <= 255
         && name.starts_with(|c: char| c.is_ascii_alphabetic())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')

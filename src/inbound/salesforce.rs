@@ -36,7 +36,7 @@ use crate::{
         problem::{quoted, ApiError, Problem},
         AppState,
     },
-    config::SalesforceConfig,
+    config::{is_api_name, SalesforceConfig},
     domain::source::Source,
     mapping::Record,
     messaging::{AdmitError, Dedupe, RecordOutcome, Refusal},
@@ -258,22 +258,28 @@ async fn take_message(
     Ok(())
 }
 
-/// One Flow record; an id that is not a Salesforce id refuses the record alone, unstored,
-/// since no record could ever be written back.
+/// The result for one Flow record. A record whose id or sObject name is malformed is refused
+/// alone and not stored: there is no record to write back to. Only a store that stopped
+/// answering is an error.
 async fn take_flow_record(
     state: &AppState,
     connection: &SalesforceConfig,
     label: &str,
     index: usize,
     record: &FlowRecord,
-) -> Result<RecordOutcome, Result<FlowResult, AdmitError>> {
-    let id = record.record_id().map_err(|e| {
-        Ok(FlowResult::rejected(
-            &record.id,
-            "invalid_request",
-            format!("records[{index}].id is not a Salesforce id: {e}"),
-        ))
-    })?;
+) -> Result<FlowResult, AdmitError> {
+    let malformed = |field: &str, why: String| {
+        telemetry::inbound_record(label, "rejected");
+        let message = format!("records[{index}].{field} {why}");
+        Ok(FlowResult::rejected(&record.id, "invalid_request", message))
+    };
+    let id = match record.record_id() {
+        Ok(id) => id,
+        Err(e) => return malformed("id", format!("is not a Salesforce id: {e}")),
+    };
+    if !is_api_name(&record.sobject) {
+        return malformed("sobject", "is not an sObject API name".into());
+    }
     let mapped = Record {
         source: Source::Crm {
             connection: label.to_string(),
@@ -285,9 +291,9 @@ async fn take_flow_record(
         template: record.template.as_deref(),
         dedupe: None,
     };
-    take(state, connection, &record.sobject, mapped)
-        .await
-        .map_err(Err)
+    let outcome = take(state, connection, &record.sobject, mapped).await;
+    telemetry::inbound_record(label, outcome_label(outcome.as_ref()));
+    Ok(flow_result(&record.id, outcome?))
 }
 
 /// What a record became, as the Flow reads it.
@@ -357,18 +363,9 @@ pub async fn flow(
             results.push(not_taken(&record.id));
             continue;
         }
-        let outcome = take_flow_record(&state, connection, &label, index, record).await;
-        let result = match outcome {
-            Ok(outcome) => {
-                telemetry::inbound_record(&label, outcome_label(Ok(&outcome)));
-                flow_result(&record.id, outcome)
-            }
-            Err(Ok(refused)) => {
-                telemetry::inbound_record(&label, "rejected");
-                refused
-            }
-            Err(Err(e)) => {
-                telemetry::inbound_record(&label, "unavailable");
+        let result = match take_flow_record(&state, connection, &label, index, record).await {
+            Ok(result) => result,
+            Err(e) => {
                 if index == 0 {
                     return Err(InboundError::Unavailable(e).into());
                 }

@@ -470,8 +470,12 @@ async fn an_unmapped_sobject_is_rejected_not_dropped() {
 async fn a_flow_call_answers_each_record_in_order() {
     let s = server().await;
     let mut call: Value = serde_json::from_slice(&fixture("flow_request_contacts.json")).unwrap();
-    call["records"].as_array_mut().unwrap().push(json!({
+    let records = call["records"].as_array_mut().unwrap();
+    records.push(json!({
         "id": "not-an-id", "sobject": "Contact", "phone": "090-1234-5678", "fields": {}
+    }));
+    records.push(json!({
+        "id": "0035j00000Pq7RsAAJ", "sobject": "Contact/x", "phone": "090-1234-5678"
     }));
     let (status, body) = flow(&s, call).await;
     assert_eq!(status, 202, "{body}");
@@ -483,7 +487,8 @@ async fn a_flow_call_answers_each_record_in_order() {
             "0035j00000Pq7RsAAJ",
             "0035j00000Pq7RtAAJ",
             "0035j00000Pq7Ru",
-            "not-an-id"
+            "not-an-id",
+            "0035j00000Pq7RsAAJ"
         ]
     );
 
