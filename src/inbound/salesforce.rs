@@ -19,6 +19,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use futures_util::future::join_all;
 use serde_json::{json, Value};
 use tsunagi_salesforce::{
     flow::{FlowRecord, FlowRequest, FlowResponse, FlowResult},
@@ -245,8 +246,16 @@ async fn take_message(
         return Err(SoapFault::OtherOrg(message.organization_id.to_string()));
     }
     let label = connection_label(connection);
-    for notification in &message.notifications {
-        let outcome = take_notification(state, connection, &label, notification).await;
+    // Submitted together, so the notifications share group commits; acknowledged only if all
+    // were taken (those taken replay on the redelivery).
+    let outcomes = join_all(
+        message
+            .notifications
+            .iter()
+            .map(|n| take_notification(state, connection, &label, n)),
+    )
+    .await;
+    for outcome in outcomes {
         telemetry::inbound_record(&label, outcome_label(outcome.as_ref()));
         outcome.map_err(SoapFault::Unavailable)?;
     }
@@ -317,7 +326,7 @@ fn flow_result(id: &str, outcome: RecordOutcome) -> FlowResult {
     }
 }
 
-/// A record not taken because the store stopped answering: the Flow may send it again.
+/// A record not taken because the store could not answer: the Flow may send it again.
 fn not_taken(id: &str) -> FlowResult {
     FlowResult {
         status: "unavailable".into(),
@@ -336,12 +345,12 @@ fn not_taken(id: &str) -> FlowResult {
     params(InboundPath),
     request_body(content = FlowCall, description = "Up to 200 records, at most 1 MiB"),
     responses(
-        (status = 202, description = "One result per record, in order: `queued` with its `message_id`, `rejected` with the stored message and the refusal's `code` and `message`, or `unavailable` (not stored, send it again) once the store stopped answering", body = FlowResults),
+        (status = 202, description = "One result per record, in order: `queued` with its `message_id`, `rejected` with the stored message and the refusal's `code` and `message`, or `unavailable` (not stored, send it again) when the store could not take it", body = FlowResults),
         (status = 401, description = "unauthorized: the inbound token is wrong; nothing stored", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "not_found: no connection of that name; nothing stored", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "payload_too_large: over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid_request: no records or more than 200 (`field` = `records`), or an ill-typed field; nothing stored", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "unavailable: the store could not take the first record; nothing stored", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "unavailable: the store could not take any record; nothing stored", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn flow(
@@ -356,25 +365,26 @@ pub async fn flow(
     call.check_bounds()
         .map_err(|e| InboundError::Records(e.to_string()))?;
     let label = connection_label(connection);
-    let mut results = Vec::with_capacity(call.records.len());
-    let mut stopped = false;
-    for (index, record) in call.records.iter().enumerate() {
-        if stopped {
-            results.push(not_taken(&record.id));
-            continue;
-        }
-        let result = match take_flow_record(&state, connection, &label, index, record).await {
-            Ok(result) => result,
+    // Submitted together, so the records share group commits; results stay in request order.
+    let outcomes = join_all(
+        call.records
+            .iter()
+            .enumerate()
+            .map(|(index, record)| take_flow_record(&state, connection, &label, index, record)),
+    )
+    .await;
+    // When no record was taken, nothing was stored and the whole call may be sent again.
+    let any_taken = outcomes.iter().any(Result::is_ok);
+    let mut results = Vec::with_capacity(outcomes.len());
+    for (outcome, record) in outcomes.into_iter().zip(&call.records) {
+        match outcome {
+            Ok(result) => results.push(result),
+            Err(e) if !any_taken => return Err(InboundError::Unavailable(e).into()),
             Err(e) => {
-                if index == 0 {
-                    return Err(InboundError::Unavailable(e).into());
-                }
-                tracing::error!(error = %e, connection = %label, "a Flow call stopped part way");
-                stopped = true;
-                not_taken(&record.id)
+                tracing::error!(error = %e, connection = %label, "a Flow record was not taken");
+                results.push(not_taken(&record.id));
             }
-        };
-        results.push(result);
+        }
     }
     Ok((StatusCode::ACCEPTED, Json(FlowResponse { results })))
 }

@@ -620,8 +620,7 @@ async fn a_flow_call_of_201_records_is_refused_naming_records() {
 }
 
 #[tokio::test]
-async fn while_the_store_is_down_an_outbound_message_is_faulted_for_redelivery_and_then_taken_once()
-{
+async fn while_the_store_is_down_calls_are_refused_for_retry_and_a_redelivery_is_taken_once() {
     let config = format!("{CONNECTIONS}\n[database]\nconnect_timeout_ms = 500\n");
     let Some(s) = TestServer::on_postgres_with(&config).await else {
         return;
@@ -630,6 +629,13 @@ async fn while_the_store_is_down_an_outbound_message_is_faulted_for_redelivery_a
     let (status, body) = outbound(&s, fixture("outbound_message_contact.xml")).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("soapenv:Server") && !is_ack(&body), "{body}");
+    let call = json!({"records": [{"id": "0035j00000Pq7RsAAJ", "sobject": "Contact", "phone": "090-1234-5678"}]});
+    let (status, problem) = flow(&s, call).await;
+    assert_eq!(
+        (status, &problem["code"]),
+        (503, &json!("unavailable")),
+        "{problem}"
+    );
 
     s.postgres().set_reachable(true).await;
     let mut answer = (0, String::new());
