@@ -153,6 +153,31 @@ mod tests {
     }
 
     #[test]
+    fn only_refusals_about_the_record_settle_it() {
+        let settled = [
+            Refusal::invalid("template", "x"),
+            Refusal::MissingTemplateVariable { name: "d".into() },
+            Refusal::NumberBlocked {
+                field: "MobilePhone".into(),
+                reason: "opted out".into(),
+            },
+        ];
+        assert!(settled.iter().all(Refusal::settles_the_record));
+        let retried = [
+            Refusal::Unavailable {
+                field: "number_confirmed_on".into(),
+                detail: "down".into(),
+            },
+            Refusal::RateLimited {
+                reason: "cool-down".into(),
+                retry_after: 30,
+            },
+            Refusal::IdempotencyKeyReused,
+        ];
+        assert!(!retried.iter().any(Refusal::settles_the_record));
+    }
+
+    #[test]
     fn number_kinds_are_explained_in_words() {
         let landline = Refusal::NumberTypeNotAllowed {
             field: "to".into(),
