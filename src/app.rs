@@ -20,7 +20,8 @@ use crate::{
     telemetry,
 };
 
-/// How long idempotency keys are kept (the promise is at least 24 h).
+/// How long idempotency keys are kept: the API promises at least 24 h, and Salesforce redelivers
+/// an Outbound Message notification (deduplicated on its `Id`) for up to 24 h.
 const IDEMPOTENCY_RETENTION: chrono::Duration = chrono::Duration::hours(48);
 /// How often recorded histogram samples are folded into their buckets between scrapes.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);

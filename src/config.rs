@@ -1,5 +1,6 @@
 //! One typed configuration: TOML file plus `TSUNAGI_*` environment overrides, validated once at start.
 
+mod salesforce;
 mod secret;
 
 use std::{
@@ -12,7 +13,10 @@ use std::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use self::secret::Secret;
+pub use self::{
+    salesforce::{is_api_name, AuthKind, MappingConfig, SalesforceConfig, MIN_INBOUND_TOKEN_CHARS},
+    secret::Secret,
+};
 use crate::{
     domain::phone::{NumberKind, NumberPolicy, SenderId},
     otp,
@@ -40,6 +44,8 @@ pub struct Config {
     pub numbers: NumbersConfig,
     /// One-time passwords and their anti-fraud limits.
     pub otp: OtpConfig,
+    /// Salesforce orgs whose Flows and Outbound Messages send SMS (`[[salesforce]]`).
+    pub salesforce: Vec<SalesforceConfig>,
 }
 
 /// `[database]`: the connections to the database `database_url` names.
@@ -393,6 +399,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             numbers: NumbersConfig::default(),
             otp: OtpConfig::default(),
+            salesforce: Vec::new(),
         }
     }
 }
@@ -513,7 +520,7 @@ impl Config {
                     toml::Value::Table(table.clone()),
                     &mut track,
                 ),
-                &mut |p: serde_ignored::Path<'_>| unknown.push(p.to_string()),
+                &mut |p: serde_ignored::Path<'_>| unknown.push(key_path(&p)),
             ));
             match parsed {
                 Ok(c) => break Some(c),
@@ -568,6 +575,7 @@ impl Config {
         self.delivery.validate(problems);
         self.numbers.validate(problems);
         self.otp.validate(problems);
+        salesforce::validate(&self.salesforce, problems);
     }
 
     /// JSON Schema of the config file, committed as `schemas/config.schema.json`.
@@ -767,6 +775,22 @@ fn within<T: PartialOrd + fmt::Display>(
             path,
             format!("must be between {} and {}", range.start(), range.end()),
         ));
+    }
+}
+
+/// An ignored key's path as problems name keys: `salesforce[0].mappings[1].colour`.
+fn key_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
+        Path::Map { parent, key } => match key_path(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => key_path(parent),
     }
 }
 

@@ -6,6 +6,8 @@ pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod domain;
+pub mod inbound;
+pub mod mapping;
 pub mod messaging;
 pub mod numbers;
 pub mod otp;

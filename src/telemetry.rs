@@ -71,6 +71,17 @@ pub fn render(gauges: ScrapeGauges) -> String {
     metrics_handle().render()
 }
 
+/// A CRM record came in on `connection` (`salesforce:prod`) and ended as `outcome`: accepted,
+/// rejected, replayed (a redelivery) or unavailable (not taken; the sender retries).
+pub fn inbound_record(connection: &str, outcome: &'static str) {
+    metrics::counter!(
+        "tsunagi_inbound_records_total",
+        "connection" => connection.to_string(),
+        "outcome" => outcome
+    )
+    .increment(1);
+}
+
 /// An OTP was sent.
 pub fn otp_sent() {
     metrics::counter!("tsunagi_otp_sends_total").increment(1);

@@ -17,7 +17,7 @@ fn read(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorCode::PayloadTooLarge,
-                "the request body is larger than 64 KiB",
+                "the request body is larger than this route takes (64 KiB; 1 MiB for a Salesforce Flow call)",
             )
         } else {
             ApiError::new(e.status(), ErrorCode::InvalidRequest, e.body_text())

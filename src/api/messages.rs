@@ -109,8 +109,8 @@ pub struct MessageView {
     pub status: JobState,
     /// Why it is in that state, when known.
     pub status_detail: Option<String>,
-    /// Recipient, masked.
-    pub to: String,
+    /// Recipient, masked; null for a CRM record rejected before it had a readable number.
+    pub to: Option<String>,
     /// Sender id.
     pub from: String,
     /// Parts over the air.
@@ -173,7 +173,7 @@ impl MessageView {
             id: m.id.to_string(),
             status: m.status,
             status_detail: m.status_detail,
-            to: m.to.masked(),
+            to: m.to.as_ref().map(|to| to.masked()),
             from: m.from,
             segments: m.segments,
             encoding: m.encoding,
@@ -231,6 +231,7 @@ impl CreateMessage {
             (None, Some(source)) => Content::Template {
                 source,
                 vars: self.vars.unwrap_or_default(),
+                time_zone: chrono_tz::Asia::Tokyo,
             },
         };
         if self.shorten_links == Some(true) {
@@ -242,11 +243,13 @@ impl CreateMessage {
         Ok(Submission {
             source: Source::Api,
             to: self.to,
+            to_field: "to".into(),
             content,
             from: self.from,
             send_at: self.send_at,
             metadata: self.metadata,
             number_confirmed_on: self.number_confirmed_on,
+            opted_out: None,
             dedupe,
         })
     }

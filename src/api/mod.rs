@@ -1,7 +1,7 @@
 //! The HTTP surface: router, authentication, one file per resource.
 
 pub mod auth;
-mod body;
+pub(crate) mod body;
 pub mod messages;
 pub mod numbers;
 pub mod openapi;
@@ -19,7 +19,9 @@ use axum::{
     Router,
 };
 
-use crate::{config::Config, messaging::Admission, providers::Events, store::Store};
+use crate::{
+    config::Config, inbound::salesforce, messaging::Admission, providers::Events, store::Store,
+};
 
 /// What every handler shares; one pointer to clone per request.
 #[derive(Clone)]
@@ -82,8 +84,21 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         auth::require_api_key,
     ));
+    // Inbound routes carry their secret in the path, so they sit outside the API-key layer; each
+    // takes bodies as large as its sender sends.
+    let inbound = Router::new()
+        .route(
+            "/v1/inbound/salesforce/{name}/outbound-message/{inbound_token}",
+            post(salesforce::outbound_message)
+                .layer(DefaultBodyLimit::max(salesforce::OUTBOUND_MESSAGE_LIMIT)),
+        )
+        .route(
+            "/v1/inbound/salesforce/{name}/flow/{inbound_token}",
+            post(salesforce::flow).layer(DefaultBodyLimit::max(salesforce::FLOW_LIMIT)),
+        );
     Router::new()
         .merge(v1)
+        .merge(inbound)
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -12,6 +12,7 @@ use utoipa::{
 };
 
 use super::{messages, numbers, otp, problem, sandbox};
+use crate::inbound::salesforce;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,6 +31,8 @@ use super::{messages, numbers, otp, problem, sandbox};
         numbers::remove,
         sandbox::inbox,
         sandbox::reply,
+        salesforce::outbound_message,
+        salesforce::flow,
     ),
     components(schemas(problem::Problem, problem::ErrorCode)),
     modifiers(&BearerAuth, &CommonProblems, &Links),
@@ -38,6 +41,7 @@ use super::{messages, numbers, otp, problem, sandbox};
         (name = "otp", description = "One-time passwords with carrier-grade anti-fraud defaults"),
         (name = "numbers", description = "Managed allow and deny lists"),
         (name = "sandbox", description = "Simulated handsets of the sandbox provider"),
+        (name = "inbound", description = "CRMs calling in; the secret is in the path, not an API key"),
     )
 )]
 struct ApiDoc;

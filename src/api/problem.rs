@@ -7,7 +7,10 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use tsunagi_salesforce::outbound::{self, FaultCode};
+
 use crate::{
+    inbound::{salesforce::SoapFault, InboundError},
     messaging::{AdmitError, Refusal},
     store::StoreError,
 };
@@ -284,6 +287,64 @@ impl From<AdmitError> for ApiError {
             AdmitError::Refused(r) => r.into(),
             AdmitError::Store(e) => e.into(),
         }
+    }
+}
+
+impl From<InboundError> for ApiError {
+    fn from(e: InboundError) -> Self {
+        let detail = e.to_string();
+        match e {
+            InboundError::UnknownConnection { .. } => ApiError::not_found(detail),
+            InboundError::WrongToken => {
+                ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, detail)
+            }
+            InboundError::UnsupportedMediaType { .. } => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedMediaType,
+                detail,
+            )
+            .field("Content-Type"),
+            InboundError::TooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                detail,
+            ),
+            InboundError::Unreadable(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, detail)
+            }
+            InboundError::Records(_) => {
+                ApiError::unprocessable(ErrorCode::InvalidRequest, "records", detail)
+            }
+            InboundError::Unavailable(e) => e.into(),
+        }
+    }
+}
+
+/// An Outbound Message not acknowledged: a SOAP fault, so Salesforce counts the delivery as
+/// failed (and retries it, unless the org is wrong and it never will be right).
+impl IntoResponse for SoapFault {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            SoapFault::Malformed(e) => {
+                tracing::warn!(error = %e, "an Outbound Message did not parse");
+                (StatusCode::BAD_REQUEST, FaultCode::Client)
+            }
+            SoapFault::OtherOrg(org) => {
+                tracing::warn!(org = %org, "an Outbound Message from another org was refused");
+                (StatusCode::FORBIDDEN, FaultCode::Client)
+            }
+            SoapFault::Unavailable(e) => {
+                tracing::error!(error = %e, "an Outbound Message could not be stored");
+                (StatusCode::SERVICE_UNAVAILABLE, FaultCode::Server)
+            }
+        };
+        let body = outbound::fault(code, &self.to_string());
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+            body,
+        )
+            .into_response()
     }
 }
 

@@ -13,7 +13,8 @@ pub enum Source {
     Crm {
         /// The connection, `kind:name`, e.g. `salesforce:prod` or `kintone:sales`.
         connection: String,
-        /// The record's id in that CRM (a Salesforce id, a kintone `app/$id`).
+        /// The record in that CRM: for Salesforce `Object/Id` with the object's API name and
+        /// the 18-character id (`Contact/0035j00000Pq7RsAAJ`), for kintone `app/$id`.
         record: String,
     },
 }
@@ -111,6 +112,10 @@ mod tests {
             Source::Crm {
                 connection: "kintone:sales".into(),
                 record: "12/345".into(),
+            },
+            Source::Crm {
+                connection: "salesforce:prod".into(),
+                record: "ns__Visit__c/a015j00000AbCdEAAV".into(),
             },
         ] {
             assert_eq!(

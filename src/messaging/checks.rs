@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
 
 use super::Refusal;
 use crate::{
@@ -100,15 +101,18 @@ pub fn var_texts(
         .collect()
 }
 
-/// Render a template with `vars`, capped at `max_characters`.
+/// Render a template with `vars`, times in `time_zone`, capped at `max_characters`.
 pub fn render(
     template: &Template,
     vars: &BTreeMap<String, String>,
+    time_zone: Tz,
     max_characters: usize,
 ) -> Result<String, Refusal> {
-    template
-        .render(vars, &RenderOptions::japan(max_characters))
-        .map_err(template_refusal)
+    let options = RenderOptions {
+        time_zone,
+        max_chars: max_characters,
+    };
+    template.render(vars, &options).map_err(template_refusal)
 }
 
 /// A text over `delivery.max_characters` is `message_too_long` on `body`, like a long `body`; a
@@ -276,7 +280,7 @@ mod tests {
     #[test]
     fn a_template_refusal_keeps_its_code_and_field() {
         let template = compile("{{name}}様", &Rules::default()).unwrap();
-        let missing = render(&template, &BTreeMap::new(), 660).unwrap_err();
+        let missing = render(&template, &BTreeMap::new(), chrono_tz::Asia::Tokyo, 660).unwrap_err();
         assert_eq!(missing.field(), "vars.name");
         let looped = compile("{% for x in y %}{% endfor %}", &Rules::default()).unwrap_err();
         assert_eq!(

@@ -3,16 +3,19 @@
 
 mod checks;
 mod otp;
+mod record;
 mod refusal;
 
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
+use chrono_tz::Tz;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
 pub use self::{
-    checks::{phone_number, plain_text, MAX_METADATA_BYTES, MAX_SCHEDULE_DAYS},
+    checks::{compile, phone_number, plain_text, MAX_METADATA_BYTES, MAX_SCHEDULE_DAYS},
     otp::{CodeRequest, OtpSettings},
+    record::RecordOutcome,
     refusal::Refusal,
 };
 use crate::{
@@ -41,6 +44,8 @@ pub enum Content {
         source: String,
         /// Values for its fields: strings, numbers or booleans.
         vars: BTreeMap<String, serde_json::Value>,
+        /// The zone `date` shows times in, and reads a CRM's shown local times in.
+        time_zone: Tz,
     },
 }
 
@@ -62,6 +67,8 @@ pub struct Submission {
     pub source: Source,
     /// The recipient, as typed.
     pub to: String,
+    /// The name refusals give the recipient: `to` for the API, a CRM record's phone field.
+    pub to_field: String,
     /// The text or template.
     pub content: Content,
     /// A sender id; the default when absent.
@@ -72,6 +79,9 @@ pub struct Submission {
     pub metadata: Option<serde_json::Value>,
     /// When the CRM last confirmed the number (YYYY-MM-DD): enables the cancellation-history check.
     pub number_confirmed_on: Option<String>,
+    /// Why the CRM record says not to message it (its opt-out field is checked): refused as
+    /// `number_blocked`.
+    pub opted_out: Option<String>,
     /// Makes the submission happen once.
     pub dedupe: Option<Dedupe>,
 }
@@ -146,6 +156,7 @@ impl Admission {
             }
         }
         let dedupe = submission.dedupe.clone();
+        let to_field = submission.to_field.clone();
         let message = self.check(submission).await?;
         let response = respond(&message);
         let record = dedupe.map(|d| IdempotencyRecord {
@@ -172,7 +183,7 @@ impl Admission {
                 Ok(Admitted::Replayed { status, response })
             }
             Acceptance::Blocked(reason) => Err(Refusal::NumberBlocked {
-                field: "to".into(),
+                field: to_field,
                 reason: format!("not sent: {reason}"),
             }
             .into()),
@@ -184,17 +195,27 @@ impl Admission {
     /// them: recipient, text, length, sender, schedule, metadata, then the history lookup.
     async fn check(&self, s: Submission) -> Result<NewMessage, Refusal> {
         let now = self.clock.now();
-        let to = checks::recipient(&s.to, "to", &self.policy)?;
+        if let Some(reason) = s.opted_out {
+            return Err(Refusal::NumberBlocked {
+                field: s.to_field,
+                reason: format!("not sent: {reason}"),
+            });
+        }
+        let to = checks::recipient(&s.to, &s.to_field, &self.policy)?;
         let text = match s.content {
             Content::Body(body) => {
                 checks::plain_text(&body, "body")?;
                 body
             }
-            Content::Template { source, vars } => {
+            Content::Template {
+                source,
+                vars,
+                time_zone,
+            } => {
                 // The template first: a refused template is refused whatever the values hold.
                 let template = checks::compile(&source, &Rules::default())?;
                 let vars = checks::var_texts(&vars)?;
-                checks::render(&template, &vars, self.max_characters)?
+                checks::render(&template, &vars, time_zone, self.max_characters)?
             }
         };
         let segmentation = checks::length(&text, "body", self.max_characters)?;

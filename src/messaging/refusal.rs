@@ -104,6 +104,18 @@ impl Refusal {
         }
     }
 
+    /// Whether the refusal is the answer for a CRM record, to be stored and written back as
+    /// `rejected`: false when the same record may go through on a retry (a dependency that
+    /// could not answer, a rate limit) or the refusal concerns the dedupe key, not the record.
+    pub fn settles_the_record(&self) -> bool {
+        !matches!(
+            self,
+            Refusal::Unavailable { .. }
+                | Refusal::RateLimited { .. }
+                | Refusal::IdempotencyKeyReused
+        )
+    }
+
     /// The submission field the refusal concerns.
     pub fn field(&self) -> String {
         match self {
@@ -138,6 +150,31 @@ mod tests {
             r.to_string(),
             "the template uses {{date}} but vars has no \"date\""
         );
+    }
+
+    #[test]
+    fn only_refusals_about_the_record_settle_it() {
+        let settled = [
+            Refusal::invalid("template", "x"),
+            Refusal::MissingTemplateVariable { name: "d".into() },
+            Refusal::NumberBlocked {
+                field: "MobilePhone".into(),
+                reason: "opted out".into(),
+            },
+        ];
+        assert!(settled.iter().all(Refusal::settles_the_record));
+        let retried = [
+            Refusal::Unavailable {
+                field: "number_confirmed_on".into(),
+                detail: "down".into(),
+            },
+            Refusal::RateLimited {
+                reason: "cool-down".into(),
+                retry_after: 30,
+            },
+            Refusal::IdempotencyKeyReused,
+        ];
+        assert!(!retried.iter().any(Refusal::settles_the_record));
     }
 
     #[test]

@@ -76,6 +76,9 @@ macro_rules! contract_tests {
             outbox_entries_are_read_per_connection,
             one_owner_at_a_time_holds_a_connections_writeback_lease,
             a_refused_writeback_is_shown_on_its_message,
+            a_rejected_record_reads_back_with_its_reason_and_feeds_the_outbox,
+            a_rejected_record_without_a_number_is_kept,
+            a_rejected_record_is_kept_once_per_dedupe_key,
             api_keys_are_found_by_hash_and_counted,
             an_api_key_hash_is_kept_once,
             the_secret_is_made_once,
@@ -280,7 +283,7 @@ pub async fn an_accepted_message_reads_back_as_accepted(store: Arc<dyn Store>) {
     accept(store.as_ref(), &m).await;
     let got = store.message(&m.id).await.unwrap().unwrap();
     assert_eq!(got.id, m.id);
-    assert_eq!(got.to, m.to);
+    assert_eq!(got.to, Some(m.to.clone()));
     assert_eq!(got.from, "TSUNAGI");
     assert_eq!((got.status, got.status_detail), (JobState::Scheduled, None));
     assert_eq!(got.encoding, Encoding::Ucs2);
@@ -1572,6 +1575,110 @@ pub async fn a_refused_writeback_is_shown_on_its_message(store: Arc<dyn Store>) 
     assert_eq!(
         s.message(&b.id).await.unwrap().unwrap().writeback_error,
         None
+    );
+}
+
+// Rejected CRM records.
+
+/// Every stored message in `status` (all when `None`), newest first.
+async fn stored(store: &dyn Store, status: Option<JobState>) -> Vec<MessageRecord> {
+    let query = ListQuery {
+        status,
+        limit: 100,
+        before: None,
+    };
+    store.messages(query).await.unwrap()
+}
+
+fn rejected(to: Option<PhoneNumber>, at: DateTime<Utc>) -> RejectedMessage {
+    RejectedMessage {
+        id: MessageId::new(),
+        to,
+        from: "TSUNAGI".into(),
+        source: crm(),
+        detail: "number_type_not_allowed: `MobilePhone` is a number of type voip".into(),
+        metadata: None,
+        created_at: at,
+    }
+}
+
+/// A refused record is a `rejected` message saying why, never a job, and its refusal waits in
+/// the outbox for write-back.
+pub async fn a_rejected_record_reads_back_with_its_reason_and_feeds_the_outbox(
+    store: Arc<dyn Store>,
+) {
+    let s = store.as_ref();
+    let at = now();
+    let r = rejected(Some(number(7)), at);
+    assert_eq!(s.reject(r.clone(), None).await.unwrap(), Acceptance::Stored);
+    let got = s.message(&r.id).await.unwrap().unwrap();
+    assert_eq!(got.status, JobState::Rejected);
+    assert_eq!(got.to, Some(number(7)));
+    assert_eq!(got.source, crm());
+    assert_eq!(got.status_detail.as_deref(), Some(r.detail.as_str()));
+    let events: Vec<_> = got
+        .events
+        .iter()
+        .map(|e| (e.status, e.detail.clone()))
+        .collect();
+    assert_eq!(events, [(JobState::Rejected, Some(r.detail.clone()))]);
+    assert!(s
+        .claim("w", 10, StdDuration::from_secs(60), at + Duration::hours(1))
+        .await
+        .unwrap()
+        .is_empty());
+    let pending = s.outbox_pending("salesforce:prod", 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (&pending[0].message_id, &pending[0].source),
+        (&r.id, &crm())
+    );
+    assert_eq!(
+        pending[0].payload,
+        serde_json::json!({"status": "rejected", "detail": r.detail, "at": at.timestamp_millis()})
+    );
+}
+
+/// A record refused for a missing or unreadable number is kept all the same, with no number.
+pub async fn a_rejected_record_without_a_number_is_kept(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let r = rejected(None, now());
+    assert_eq!(s.reject(r.clone(), None).await.unwrap(), Acceptance::Stored);
+    let got = s.message(&r.id).await.unwrap().unwrap();
+    assert_eq!((got.status, got.to), (JobState::Rejected, None));
+    assert_eq!(stored(s, Some(JobState::Rejected)).await.len(), 1);
+}
+
+/// A redelivered record stores nothing more: its dedupe key replays, before or after an
+/// accepted message took it.
+pub async fn a_rejected_record_is_kept_once_per_dedupe_key(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let first = rejected(None, now());
+    let key = key("salesforce:prod", "h");
+    assert_eq!(
+        s.reject(first.clone(), Some(key.clone())).await.unwrap(),
+        Acceptance::Stored
+    );
+    let again = s.reject(rejected(None, now()), Some(key.clone())).await;
+    assert!(matches!(
+        again.unwrap(),
+        Acceptance::Replayed { status: 202, .. }
+    ));
+    let accepted = s
+        .accept(message(crm()), Some(key.clone()), Hygiene::default())
+        .await
+        .unwrap();
+    assert!(matches!(accepted, Acceptance::Replayed { .. }));
+    let other = IdempotencyRecord {
+        request_hash: "other".into(),
+        ..key
+    };
+    let reused = s.reject(rejected(None, now()), Some(other)).await.unwrap();
+    assert_eq!(reused, Acceptance::KeyReused);
+    assert_eq!(stored(s, None).await.len(), 1);
+    assert_eq!(
+        s.outbox_pending("salesforce:prod", 10).await.unwrap().len(),
+        1
     );
 }
 

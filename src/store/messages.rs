@@ -40,6 +40,26 @@ pub struct NewMessage {
     pub send_at: Option<DateTime<Utc>>,
 }
 
+/// A CRM record a rule refused, kept as a `rejected` message so the refusal is visible and
+/// written back, never dropped.
+#[derive(Clone, Debug)]
+pub struct RejectedMessage {
+    /// Its public id.
+    pub id: MessageId,
+    /// Recipient, when the record held a readable number.
+    pub to: Option<PhoneNumber>,
+    /// Sender id it would have gone from.
+    pub from: String,
+    /// Where it came from: the CRM record the refusal is written back to.
+    pub source: Source,
+    /// Why, as `code: message` (the refusal's stable code and its words).
+    pub detail: String,
+    /// Client metadata, a JSON object.
+    pub metadata: Option<serde_json::Value>,
+    /// When it was refused.
+    pub created_at: DateTime<Utc>,
+}
+
 /// An `Idempotency-Key` claim stored with the response it produced.
 #[derive(Clone, Debug)]
 pub struct IdempotencyRecord {
@@ -106,8 +126,8 @@ pub struct MessageRecord {
     pub seq: i64,
     /// Public id.
     pub id: MessageId,
-    /// Recipient.
-    pub to: PhoneNumber,
+    /// Recipient; none for a CRM record rejected before it had a readable number.
+    pub to: Option<PhoneNumber>,
     /// Sender id.
     pub from: String,
     /// Current state.
@@ -147,9 +167,14 @@ impl MessageRecord {
             (false, Some(_)) => JobState::Scheduled,
             (false, None) => JobState::Queued,
         };
+        // A message stored in its final state (a rejected CRM record) says why on that event.
+        let detail = logged
+            .is_empty()
+            .then(|| self.status_detail.clone())
+            .flatten();
         self.events = std::iter::once(EventRecord {
             status: accepted_as,
-            detail: None,
+            detail,
             at: self.created_at,
         })
         .chain(logged)
@@ -202,6 +227,13 @@ pub trait MessageStore: Send + Sync + 'static {
         message: NewMessage,
         idempotency: Option<IdempotencyRecord>,
         hygiene: Hygiene,
+    ) -> StoreResult<Acceptance>;
+    /// Store a refused CRM record as a `rejected` message, with its outbox entry and its
+    /// dedupe record, in one commit; `Stored`, `Replayed` or `KeyReused` like `accept`.
+    async fn reject(
+        &self,
+        message: RejectedMessage,
+        idempotency: Option<IdempotencyRecord>,
     ) -> StoreResult<Acceptance>;
     /// One message with its events and replies.
     async fn message(&self, id: &MessageId) -> StoreResult<Option<MessageRecord>>;

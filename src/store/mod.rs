@@ -26,7 +26,7 @@ pub use keys::KeyStore;
 pub use lists::{ListKey, ListStore, ListedNumber, NumberList};
 pub use messages::{
     Acceptance, CancelOutcome, EventRecord, IdempotencyRecord, ListQuery, MessageRecord,
-    MessageStore, NewMessage, NewReply, ReplyRecord,
+    MessageStore, NewMessage, NewReply, RejectedMessage, ReplyRecord,
 };
 pub use otp::{CodeMatcher, NewVerification, OtpStart, OtpStore, VerificationRecord};
 pub use outbox::{NewOutboxEntry, OutboxEntry, OutboxKind, OutboxStore, UnknownKind};

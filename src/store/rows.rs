@@ -18,7 +18,10 @@ where
     Ok(MessageRecord {
         seq: row.try_get("seq")?,
         id: decode::id(row.try_get("id")?)?,
-        to: decode::number(row.try_get("to_number")?)?,
+        to: row
+            .try_get::<Option<&str>, _>("to_number")?
+            .map(decode::number)
+            .transpose()?,
         from: row.try_get::<&str, _>("sender")?.to_string(),
         status: decode::state(row.try_get("status")?)?,
         status_detail: row

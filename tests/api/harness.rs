@@ -462,6 +462,15 @@ impl TestServer {
     pub async fn stop(mut self) {
         self.running.take().unwrap().stop().await.unwrap();
     }
+
+    /// Stop the service, then read a CRM connection's write-back outbox straight from its store
+    /// (no API shows it yet).
+    pub async fn outbox_after_stop(mut self, connection: &str) -> Vec<tsunagi::store::OutboxEntry> {
+        self.running.take().unwrap().stop().await.unwrap();
+        let url = self.database.as_ref().expect("a database").url();
+        let store = tsunagi::store::open(&url).await.unwrap();
+        store.outbox_pending(connection, 10_000).await.unwrap()
+    }
 }
 
 /// The statuses of a message's events, oldest first.

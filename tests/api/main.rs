@@ -10,6 +10,7 @@ mod ops;
 mod otp;
 mod postgres;
 mod recovery;
+mod salesforce;
 mod sandbox;
 mod scheduling;
 mod segmentation;

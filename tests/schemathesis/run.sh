@@ -15,9 +15,28 @@ fi
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 key=schemathesis-key-0123456789
+# A Salesforce connection, so the inbound routes are fuzzed past their path (schemathesis.toml
+# gives its name and token).
+cat >"$dir/tsunagi.toml" <<'TOML'
+[[salesforce]]
+name = "st"
+organization_id = "00D5j000001aBcD"
+inbound_token = "schemathesis-inbound-0123456789"
+auth = "client_credentials"
+client_id = "schemathesis"
+client_secret = "schemathesis"
+
+[[salesforce.mappings]]
+sobject = "Contact"
+phone_field = "MobilePhone"
+template = "{{LastName}}様 ご予約は{{Appointment_Date__c}}です"
+status_field = "SMS_Status__c"
+status_detail_field = "SMS_Status_Detail__c"
+reply_field = "SMS_Last_Reply__c"
+TOML
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
 TSUNAGI_DATABASE_URL="sqlite://$dir/st.db" TSUNAGI_API_KEYS=$key TSUNAGI_LISTEN=127.0.0.1:$port \
-  RUST_LOG=warn "$binary" serve >"$dir/server.log" 2>&1 &
+  RUST_LOG=warn "$binary" serve --config "$dir/tsunagi.toml" >"$dir/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 status=0

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use chrono::{
     format::{Item, StrftimeItems},
-    DateTime, Datelike, FixedOffset, NaiveDate, Weekday,
+    DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, Offset, TimeZone, Weekday,
 };
 use chrono_tz::Tz;
 use minijinja::{Error, ErrorKind, Value};
@@ -108,7 +108,8 @@ fn round(int: &str, frac: &str, places: usize) -> (String, String) {
 }
 
 /// `date` / `date(format)` / `date(format, zone)`: an RFC 3339 time shown in `zone` (else
-/// `default_zone`), or a plain `2026-12-01` date shown as it is.
+/// `default_zone`), or a plain `2026-12-01` date shown as it is. A local `2026-12-01 09:00`
+/// (how CRM datetimes are shown, [`super::LOCAL_DATETIME_FORMAT`]) is a time in `default_zone`.
 ///
 /// `format` is chrono's strftime plus `%J`, the Japanese weekday (日月火水木金土).
 pub(super) fn date(
@@ -123,7 +124,8 @@ pub(super) fn date(
     };
     let text = value.trim();
     let mut out = String::new();
-    let written = if let Some(moment) = parse_datetime(text) {
+    let moment = parse_datetime(text).or_else(|| parse_local(text, default_zone));
+    let written = if let Some(moment) = moment {
         let local = moment.with_timezone(&zone);
         let pattern = with_weekday(format.unwrap_or(DATETIME_FORMAT), local.weekday());
         let items = items(&pattern).map_err(|e| filter_error("date", &e))?;
@@ -160,8 +162,15 @@ pub(super) fn parse_zone(name: &str) -> Result<Tz, String> {
         .map_err(|_| format!("{name:?} is not a time zone such as \"Asia/Tokyo\""))
 }
 
+/// A local `2026-12-01 09:00` in `zone`; in a DST fold, the earlier of the two times.
+fn parse_local(text: &str, zone: Tz) -> Option<DateTime<FixedOffset>> {
+    let local = NaiveDateTime::parse_from_str(text, super::LOCAL_DATETIME_FORMAT).ok()?;
+    let at = zone.from_local_datetime(&local).earliest()?;
+    Some(at.with_timezone(&at.offset().fix()))
+}
+
 /// RFC 3339 as Salesforce and kintone send it, and Salesforce's REST form `…000+0000`.
-fn parse_datetime(text: &str) -> Option<DateTime<FixedOffset>> {
+pub fn parse_datetime(text: &str) -> Option<DateTime<FixedOffset>> {
     DateTime::parse_from_rfc3339(text)
         .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
         .ok()
@@ -296,6 +305,22 @@ mod tests {
         assert_eq!(
             date(utc, None, None, chrono_tz::UTC).unwrap(),
             "2026/12/01 00:00"
+        );
+    }
+
+    #[test]
+    fn date_reads_a_shown_local_time_in_the_default_zone() {
+        assert_eq!(
+            date("2026-12-24 01:00", Some("%m月%d日"), None, tokyo()).unwrap(),
+            "12月24日"
+        );
+        assert_eq!(
+            date("2026-12-24 10:00", Some("%H:%M"), Some("UTC"), tokyo()).unwrap(),
+            "01:00"
+        );
+        assert_eq!(
+            date("2026-12-24 10:00", None, None, chrono_tz::UTC).unwrap(),
+            "2026/12/24 10:00"
         );
     }
 

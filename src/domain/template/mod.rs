@@ -22,6 +22,13 @@ use minijinja::{
     Environment, ErrorKind, UndefinedBehavior, Value,
 };
 
+pub use filters::parse_datetime;
+
+/// How a CRM datetime is shown in a message: date and time in the connection's zone,
+/// `2026-12-24 10:00`. `date` reads this form back as a time in the render's zone, so
+/// `{{ d | date("%m月%d日") }}` still works on a value shown this way.
+pub const LOCAL_DATETIME_FORMAT: &str = "%Y-%m-%d %H:%M";
+
 /// Longest template source, in characters.
 pub const MAX_SOURCE_CHARS: usize = 10_000;
 

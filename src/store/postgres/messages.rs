@@ -18,7 +18,8 @@ use crate::{
     store::{
         decode::{self, millis},
         Acceptance, CancelOutcome, EventRecord, IdempotencyRecord, ListQuery, MessageRecord,
-        MessageStore, NewMessage, NewOutboxEntry, NewReply, ReplyRecord, StoreResult, Transition,
+        MessageStore, NewMessage, NewOutboxEntry, NewReply, RejectedMessage, ReplyRecord,
+        StoreResult, Transition,
     },
 };
 
@@ -46,6 +47,60 @@ async fn earlier_use(
     .transpose()
 }
 
+/// The earlier use of `idem`'s key, if any: the answer to replay, or `KeyReused`. Takes the
+/// key's advisory lock for the rest of the caller's transaction.
+async fn judge(
+    conn: &mut PgConnection,
+    idem: Option<&IdempotencyRecord>,
+) -> StoreResult<Option<Acceptance>> {
+    let Some(idem) = idem else {
+        return Ok(None);
+    };
+    // Two instances taking the same key at once: the second waits here for the first's
+    // commit and then sees its record.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))")
+        .bind(&idem.scope)
+        .bind(&idem.key)
+        .execute(&mut *conn)
+        .await?;
+    let earlier = earlier_use(&mut *conn, &idem.scope, &idem.key)
+        .await?
+        .map(|(hash, status, response)| (hash, Acceptance::Replayed { status, response }));
+    Ok(
+        match judge_key(
+            earlier
+                .as_ref()
+                .map(|(hash, replay)| (hash.as_str(), replay)),
+            &idem.request_hash,
+        ) {
+            KeyUse::First => None,
+            KeyUse::Replay(replay) => Some(replay.clone()),
+            KeyUse::Reused => Some(Acceptance::KeyReused),
+        },
+    )
+}
+
+/// Keep `idem` with the message stored at `at`.
+async fn keep_key(
+    conn: &mut PgConnection,
+    idem: &IdempotencyRecord,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO idempotency_keys (scope, key, request_hash, status, response, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&idem.scope)
+    .bind(&idem.key)
+    .bind(&idem.request_hash)
+    .bind(i32::from(idem.status))
+    .bind(&idem.response)
+    .bind(millis(at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Accept one message inside the caller's transaction, unless its key was used or a list
 /// refuses the recipient.
 pub(super) async fn accept_one(
@@ -54,46 +109,53 @@ pub(super) async fn accept_one(
     idempotency: Option<&IdempotencyRecord>,
     hygiene: Hygiene,
 ) -> StoreResult<Acceptance> {
-    if let Some(idem) = idempotency {
-        // Two instances taking the same key at once: the second waits here for the first's
-        // commit and then sees its record.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))")
-            .bind(&idem.scope)
-            .bind(&idem.key)
-            .execute(&mut *conn)
-            .await?;
-        let earlier = earlier_use(&mut *conn, &idem.scope, &idem.key)
-            .await?
-            .map(|(hash, status, response)| (hash, Acceptance::Replayed { status, response }));
-        match judge_key(
-            earlier
-                .as_ref()
-                .map(|(hash, replay)| (hash.as_str(), replay)),
-            &idem.request_hash,
-        ) {
-            KeyUse::First => {}
-            KeyUse::Replay(replay) => return Ok(replay.clone()),
-            KeyUse::Reused => return Ok(Acceptance::KeyReused),
-        }
+    if let Some(earlier) = judge(&mut *conn, idempotency).await? {
+        return Ok(earlier);
     }
     if let Some(reason) = hygiene.refusal(listing(&mut *conn, &m.to).await?) {
         return Ok(Acceptance::Blocked(reason));
     }
     if let Some(idem) = idempotency {
-        sqlx::query(
-            "INSERT INTO idempotency_keys (scope, key, request_hash, status, response, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&idem.scope)
-        .bind(&idem.key)
-        .bind(&idem.request_hash)
-        .bind(i32::from(idem.status))
-        .bind(&idem.response)
-        .bind(millis(m.created_at))
-        .execute(&mut *conn)
-        .await?;
+        keep_key(&mut *conn, idem, m.created_at).await?;
     }
     insert(conn, m).await?;
+    Ok(Acceptance::Stored)
+}
+
+/// Store a refused record as a `rejected` message with its outbox entry, unless its key was used.
+async fn reject(
+    conn: &mut PgConnection,
+    m: &RejectedMessage,
+    idempotency: Option<&IdempotencyRecord>,
+) -> StoreResult<Acceptance> {
+    if let Some(earlier) = judge(&mut *conn, idempotency).await? {
+        return Ok(earlier);
+    }
+    if let Some(idem) = idempotency {
+        keep_key(&mut *conn, idem, m.created_at).await?;
+    }
+    sqlx::query(
+        "INSERT INTO messages (id, to_number, sender, body, encoding, characters, segments, status,
+                               status_detail, source, source_record, metadata, created_at,
+                               updated_at)
+         VALUES ($1, $2, $3, '', 'gsm7', 0, 0, $4, $5, $6, $7, $8, $9, $9)",
+    )
+    .bind(m.id.as_str())
+    .bind(m.to.as_ref().map(|to| to.e164()))
+    .bind(&m.from)
+    .bind(JobState::Rejected.as_str())
+    .bind(&m.detail)
+    .bind(m.source.name())
+    .bind(m.source.record())
+    .bind(m.metadata.as_ref().map(|v| v.to_string()))
+    .bind(millis(m.created_at))
+    .execute(&mut *conn)
+    .await?;
+    let entry =
+        NewOutboxEntry::status(&m.source, JobState::Rejected, Some(&m.detail), m.created_at);
+    if let Some(entry) = entry {
+        outbox::add(conn, m.id.as_str(), &m.source, entry).await?;
+    }
     Ok(Acceptance::Stored)
 }
 
@@ -137,6 +199,17 @@ impl MessageStore for PostgresStore {
         hygiene: Hygiene,
     ) -> StoreResult<Acceptance> {
         self.writer.accept(message, idempotency, hygiene).await
+    }
+
+    async fn reject(
+        &self,
+        message: RejectedMessage,
+        idempotency: Option<IdempotencyRecord>,
+    ) -> StoreResult<Acceptance> {
+        let mut tx = self.pool.begin().await?;
+        let outcome = reject(&mut tx, &message, idempotency.as_ref()).await?;
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     async fn message(&self, id: &MessageId) -> StoreResult<Option<MessageRecord>> {

@@ -18,9 +18,59 @@ use crate::{
     store::{
         decode::{self, millis},
         Acceptance, CancelOutcome, EventRecord, IdempotencyRecord, ListQuery, MessageRecord,
-        MessageStore, NewMessage, NewOutboxEntry, NewReply, ReplyRecord, StoreResult, Transition,
+        MessageStore, NewMessage, NewOutboxEntry, NewReply, RejectedMessage, ReplyRecord,
+        StoreResult, Transition,
     },
 };
+
+/// The earlier use of `idem`'s key, if any: the answer to replay, or `KeyReused`.
+fn earlier_use(
+    conn: &Connection,
+    idem: Option<&IdempotencyRecord>,
+) -> StoreResult<Option<Acceptance>> {
+    let Some(idem) = idem else {
+        return Ok(None);
+    };
+    let earlier: Option<(String, u16, String)> = conn
+        .prepare_cached(
+            "SELECT request_hash, status, response FROM idempotency_keys WHERE scope = ? AND key = ?",
+        )?
+        .query_row(params![idem.scope, idem.key], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let earlier =
+        earlier.map(|(hash, status, response)| (hash, Acceptance::Replayed { status, response }));
+    Ok(
+        match judge_key(
+            earlier
+                .as_ref()
+                .map(|(hash, replay)| (hash.as_str(), replay)),
+            &idem.request_hash,
+        ) {
+            KeyUse::First => None,
+            KeyUse::Replay(replay) => Some(replay.clone()),
+            KeyUse::Reused => Some(Acceptance::KeyReused),
+        },
+    )
+}
+
+/// Keep `idem` with the message stored at `at`.
+fn keep_key(conn: &Connection, idem: &IdempotencyRecord, at: DateTime<Utc>) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO idempotency_keys (scope, key, request_hash, status, response, created_at)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        idem.scope,
+        idem.key,
+        idem.request_hash,
+        idem.status,
+        idem.response,
+        millis(at)
+    ])?;
+    Ok(())
+}
 
 /// Accept one message inside the writer's transaction, unless its key was used or a list
 /// refuses the recipient.
@@ -30,46 +80,54 @@ fn accept(
     idempotency: Option<&IdempotencyRecord>,
     hygiene: Hygiene,
 ) -> StoreResult<Acceptance> {
-    if let Some(idem) = idempotency {
-        let earlier: Option<(String, u16, String)> = conn
-            .prepare_cached(
-                "SELECT request_hash, status, response FROM idempotency_keys WHERE scope = ? AND key = ?",
-            )?
-            .query_row(params![idem.scope, idem.key], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()?;
-        let earlier = earlier
-            .map(|(hash, status, response)| (hash, Acceptance::Replayed { status, response }));
-        match judge_key(
-            earlier
-                .as_ref()
-                .map(|(hash, replay)| (hash.as_str(), replay)),
-            &idem.request_hash,
-        ) {
-            KeyUse::First => {}
-            KeyUse::Replay(replay) => return Ok(replay.clone()),
-            KeyUse::Reused => return Ok(Acceptance::KeyReused),
-        }
+    if let Some(earlier) = earlier_use(conn, idempotency)? {
+        return Ok(earlier);
     }
     if let Some(reason) = hygiene.refusal(listing(conn, &m.to)?) {
         return Ok(Acceptance::Blocked(reason));
     }
     if let Some(idem) = idempotency {
-        conn.prepare_cached(
-            "INSERT INTO idempotency_keys (scope, key, request_hash, status, response, created_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )?
-        .execute(params![
-            idem.scope,
-            idem.key,
-            idem.request_hash,
-            idem.status,
-            idem.response,
-            millis(m.created_at)
-        ])?;
+        keep_key(conn, idem, m.created_at)?;
     }
     insert(conn, m)?;
+    Ok(Acceptance::Stored)
+}
+
+/// Store a refused record as a `rejected` message with its outbox entry, unless its key was used.
+fn reject(
+    conn: &Connection,
+    m: &RejectedMessage,
+    idempotency: Option<&IdempotencyRecord>,
+) -> StoreResult<Acceptance> {
+    if let Some(earlier) = earlier_use(conn, idempotency)? {
+        return Ok(earlier);
+    }
+    if let Some(idem) = idempotency {
+        keep_key(conn, idem, m.created_at)?;
+    }
+    conn.prepare_cached(
+        "INSERT INTO messages (id, to_number, sender, body, encoding, characters, segments, status,
+                               status_detail, source, source_record, metadata, created_at,
+                               updated_at)
+         VALUES (?, ?, ?, '', 'gsm7', 0, 0, ?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        m.id.as_str(),
+        m.to.as_ref().map(|to| to.e164()),
+        m.from,
+        JobState::Rejected.as_str(),
+        m.detail,
+        m.source.name(),
+        m.source.record(),
+        m.metadata.as_ref().map(|v| v.to_string()),
+        millis(m.created_at),
+        millis(m.created_at),
+    ])?;
+    let entry =
+        NewOutboxEntry::status(&m.source, JobState::Rejected, Some(&m.detail), m.created_at);
+    if let Some(entry) = entry {
+        outbox::add(conn, m.id.as_str(), &m.source, entry)?;
+    }
     Ok(Acceptance::Stored)
 }
 
@@ -118,6 +176,16 @@ impl MessageStore for SqliteStore {
         } else {
             self.writer.run(work).await
         }
+    }
+
+    async fn reject(
+        &self,
+        message: RejectedMessage,
+        idempotency: Option<IdempotencyRecord>,
+    ) -> StoreResult<Acceptance> {
+        self.writer
+            .run(move |conn| reject(conn, &message, idempotency.as_ref()))
+            .await
     }
 
     async fn message(&self, id: &MessageId) -> StoreResult<Option<MessageRecord>> {

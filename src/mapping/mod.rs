@@ -1,0 +1,197 @@
+//! A CRM record becomes a submission: the number from its phone field, the mapping's template,
+//! and its fields as merge values rendered as a person reads them. Knows no particular CRM:
+//! the inbound handlers of each hand it field values by API name.
+
+mod value;
+
+use std::collections::BTreeMap;
+
+use chrono_tz::Tz;
+use serde_json::Value;
+
+pub use self::value::shown;
+use crate::{
+    domain::source::Source,
+    messaging::{Content, Dedupe, Submission},
+};
+
+/// How records of one object type become messages (a `[[salesforce.mappings]]` entry).
+#[derive(Clone, Copy, Debug)]
+pub struct Mapping<'a> {
+    /// The field holding the recipient's number.
+    pub phone_field: &'a str,
+    /// The SMS text, merge fields named by field API name.
+    pub template: &'a str,
+    /// A checkbox field that, when checked, says the record opted out of SMS.
+    pub opt_out_field: Option<&'a str>,
+}
+
+/// One CRM record as its source delivered it.
+#[derive(Clone, Debug)]
+pub struct Record<'a> {
+    /// Where it came from (the connection and the record, for write-back).
+    pub source: Source,
+    /// Field values by API name; null for an empty field.
+    pub fields: &'a BTreeMap<String, Value>,
+    /// The zone datetimes are shown in.
+    pub time_zone: Tz,
+    /// A number given beside the fields (a Flow's `phone`), used instead of the phone field.
+    pub phone: Option<&'a str>,
+    /// A template given beside the fields (a Flow's `template`), used instead of the mapping's;
+    /// it comes from the admin's Flow, never from record values.
+    pub template: Option<&'a str>,
+    /// Makes the submission happen once (an Outbound Message's notification id).
+    pub dedupe: Option<Dedupe>,
+}
+
+impl Mapping<'_> {
+    /// The submission `record` makes: every judgement (a missing or refused number, a missing
+    /// merge field, an opt-out) is left to the admission path, which refuses with its codes.
+    pub fn submission(&self, record: Record<'_>) -> Submission {
+        let (to, to_field) = match record.phone.filter(|p| !p.trim().is_empty()) {
+            Some(phone) => (phone.to_string(), "phone".to_string()),
+            None => (
+                record
+                    .fields
+                    .get(self.phone_field)
+                    .and_then(scalar_text)
+                    .unwrap_or_default(),
+                self.phone_field.to_string(),
+            ),
+        };
+        let vars = record
+            .fields
+            .iter()
+            .filter_map(|(name, value)| Some((name.clone(), shown(value, record.time_zone)?)))
+            .collect();
+        let opted_out = self
+            .opt_out_field
+            .filter(|field| record.fields.get(*field).is_some_and(is_checked))
+            .map(|field| format!("the record has opted out of SMS ({field} is checked)"));
+        Submission {
+            source: record.source,
+            to,
+            to_field,
+            content: Content::Template {
+                source: record.template.unwrap_or(self.template).to_string(),
+                vars,
+                time_zone: record.time_zone,
+            },
+            from: None,
+            send_at: None,
+            metadata: None,
+            number_confirmed_on: None,
+            opted_out,
+            dedupe: record.dedupe,
+        }
+    }
+}
+
+/// A text or number field's value as text; `None` for anything else.
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A checkbox that is checked: JSON `true`, or `true` as SOAP writes it.
+fn is_checked(value: &Value) -> bool {
+    match value {
+        Value::Bool(b) => *b,
+        Value::String(s) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const MAPPING: Mapping<'static> = Mapping {
+        phone_field: "MobilePhone",
+        template: "{{LastName}}様 {{Appointment__c}}",
+        opt_out_field: Some("SMS_Opt_Out__c"),
+    };
+
+    fn record(fields: &BTreeMap<String, Value>) -> Record<'_> {
+        Record {
+            source: Source::Crm {
+                connection: "salesforce:prod".into(),
+                record: "Contact/0035j00000Pq7RsAAJ".into(),
+            },
+            fields,
+            time_zone: chrono_tz::Asia::Tokyo,
+            phone: None,
+            template: None,
+            dedupe: None,
+        }
+    }
+
+    fn fields(value: Value) -> BTreeMap<String, Value> {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn the_phone_field_and_the_mapping_template_make_the_submission() {
+        let f = fields(json!({
+            "MobilePhone": "090-1234-5678",
+            "LastName": "山田",
+            "Appointment__c": "2026-12-24T01:00:00.000Z",
+            "Notes__c": null,
+        }));
+        let s = MAPPING.submission(record(&f));
+        assert_eq!(
+            (s.to.as_str(), s.to_field.as_str()),
+            ("090-1234-5678", "MobilePhone")
+        );
+        let Content::Template { source, vars, .. } = s.content else {
+            panic!("a template")
+        };
+        assert_eq!(source, MAPPING.template);
+        assert_eq!(vars["Appointment__c"], json!("2026-12-24 10:00"));
+        assert!(!vars.contains_key("Notes__c"), "null fields are missing");
+        assert!(s.opted_out.is_none());
+    }
+
+    #[test]
+    fn a_given_phone_and_template_replace_the_mapping_ones() {
+        let f = fields(json!({"MobilePhone": "090-1234-5678"}));
+        let s = MAPPING.submission(Record {
+            phone: Some("080-1111-2222"),
+            template: Some("{{LastName}}"),
+            ..record(&f)
+        });
+        assert_eq!(
+            (s.to.as_str(), s.to_field.as_str()),
+            ("080-1111-2222", "phone")
+        );
+        assert!(matches!(s.content, Content::Template { source, .. } if source == "{{LastName}}"));
+    }
+
+    #[test]
+    fn a_missing_phone_is_left_for_the_admission_path_to_refuse() {
+        let f = fields(json!({"LastName": "山田"}));
+        let s = MAPPING.submission(Record {
+            phone: Some(" "),
+            ..record(&f)
+        });
+        assert_eq!((s.to.as_str(), s.to_field.as_str()), ("", "MobilePhone"));
+    }
+
+    #[test]
+    fn a_checked_opt_out_field_is_reported_in_either_form() {
+        for checked in [json!(true), json!("true")] {
+            let f = fields(json!({"SMS_Opt_Out__c": checked}));
+            let reason = MAPPING.submission(record(&f)).opted_out.unwrap();
+            assert!(reason.contains("SMS_Opt_Out__c"), "{reason}");
+        }
+        for unchecked in [json!(false), json!("false"), Value::Null] {
+            let f = fields(json!({"SMS_Opt_Out__c": unchecked}));
+            assert!(MAPPING.submission(record(&f)).opted_out.is_none());
+        }
+    }
+}
