@@ -11,7 +11,16 @@
 
 mod backoff;
 
-use std::{num::NonZeroU32, sync::Arc, time::Duration};
+use std::{
+    num::NonZeroU32,
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::{
@@ -59,6 +68,8 @@ pub struct Dispatcher {
     idle_poll: Duration,
     rate: DefaultDirectRateLimiter,
     clock: Arc<dyn Clock>,
+    /// Unix milliseconds until which the heartbeat last renewed every lease of this worker.
+    renewed_until: AtomicI64,
 }
 
 impl Dispatcher {
@@ -83,6 +94,7 @@ impl Dispatcher {
             idle_poll: IDLE_POLL,
             rate: RateLimiter::direct(Quota::per_second(per_second)),
             clock,
+            renewed_until: AtomicI64::new(0),
         }
     }
 
@@ -115,8 +127,10 @@ impl Dispatcher {
                 }
                 continue;
             }
-            match me.store.claim(&me.owner, free, lease, me.clock.now()).await {
+            let claimed_at = me.clock.now();
+            match me.store.claim(&me.owner, free, lease, claimed_at).await {
                 Ok(jobs) if !jobs.is_empty() => {
+                    let held_until = claimed_at + lease;
                     // Sends go out in bursts of a claim each, so the store commits each burst's
                     // records together instead of one at a time.
                     let burst = NonZeroU32::new(jobs.len() as u32).unwrap_or(NonZeroU32::MIN);
@@ -127,7 +141,7 @@ impl Dispatcher {
                         };
                         let me = me.clone();
                         in_flight.spawn(async move {
-                            me.deliver(job).await;
+                            me.deliver(job, held_until).await;
                             drop(permit);
                         });
                     }
@@ -164,12 +178,15 @@ impl Dispatcher {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            if let Err(e) = self
-                .store
-                .renew_leases(&self.owner, self.clock.now() + lease)
-                .await
-            {
-                tracing::warn!(error = %e, "leases not renewed; retrying at the next beat");
+            let until = self.clock.now() + lease;
+            match self.store.renew_leases(&self.owner, until).await {
+                Ok(_) => {
+                    self.renewed_until
+                        .fetch_max(until.timestamp_millis(), Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "leases not renewed; retrying at the next beat")
+                }
             }
         }
     }
@@ -195,7 +212,15 @@ impl Dispatcher {
         Ok(found)
     }
 
-    async fn deliver(&self, job: ClaimedJob) {
+    /// Whether this worker still holds a job claimed with a lease until `held_until`: a worker
+    /// starved long enough for its heartbeat to miss the lease's end may have lost the job to
+    /// another, and must not send it as well.
+    fn still_holds(&self, held_until: DateTime<Utc>) -> bool {
+        let renewed = self.renewed_until.load(Ordering::Relaxed);
+        self.clock.now().timestamp_millis() < held_until.timestamp_millis().max(renewed)
+    }
+
+    async fn deliver(&self, job: ClaimedJob, held_until: DateTime<Utc>) {
         let span = tracing::info_span!("deliver", message_id = %job.message_id, attempt = job.attempt, to = %job.to);
         async {
             let sms = OutboundSms {
@@ -205,6 +230,10 @@ impl Dispatcher {
                 body: job.body.clone(),
                 attempt: job.attempt,
             };
+            if !self.still_holds(held_until) {
+                tracing::warn!("the lease ran out before the send; the job is left to whoever takes it over");
+                return;
+            }
             let result = match self.asked_before(&sms, job.in_doubt).await {
                 Ok(Some(id)) => Ok(id),
                 Ok(None) => self.provider.send(&sms).await,
@@ -255,5 +284,73 @@ impl Dispatcher {
         }
         .instrument(span)
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::{
+        clock::ShiftedClock,
+        domain::{ids::MessageId, phone::PhoneNumber, segment::Segmentation, source::Source},
+        numbers::hygiene::Hygiene,
+        store::{NewMessage, SqliteStore},
+    };
+
+    /// Counts sends.
+    #[derive(Default)]
+    struct Counting(Mutex<usize>);
+
+    #[async_trait]
+    impl Provider for Counting {
+        async fn send(&self, _sms: &OutboundSms) -> Result<String, SendError> {
+            *self.0.lock().unwrap() += 1;
+            Ok("p-1".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_worker_whose_lease_ran_out_before_the_send_leaves_the_job_unsent() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("d.db").display());
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let clock = Arc::new(ShiftedClock::default());
+        let now = clock.now();
+        let m = NewMessage {
+            id: MessageId::new(),
+            to: PhoneNumber::parse("09012345678").unwrap(),
+            from: "TSUNAGI".into(),
+            body: "hello".into(),
+            segmentation: Segmentation::of("hello"),
+            status: JobState::Queued,
+            source: Source::Api,
+            metadata: None,
+            created_at: now,
+            send_at: None,
+        };
+        store.accept(m, None, Hygiene::default()).await.unwrap();
+        let provider = Arc::new(Counting::default());
+        let config = DeliveryConfig::default();
+        let lease = Duration::from_secs(config.lease_seconds);
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            provider.clone(),
+            config,
+            Arc::new(Notify::new()),
+            clock.clone(),
+        );
+        let mut jobs = store.claim(&dispatcher.owner, 1, lease, now).await.unwrap();
+        // Starved past its lease: by now another worker may have taken the job.
+        clock.advance(chrono::Duration::seconds(61));
+        dispatcher.deliver(jobs.remove(0), now + lease).await;
+        assert_eq!(
+            *provider.0.lock().unwrap(),
+            0,
+            "sent by a worker that lost it"
+        );
     }
 }

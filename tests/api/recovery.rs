@@ -357,7 +357,7 @@ async fn two_instances_on_postgres_one_killed_half_way_send_each_of_400_messages
     // The provider is slow to answer, so at the kill the victim holds leased jobs already at the
     // provider (whose answer it never records) and others waiting for its rate; their leases run
     // out before the provider's receipts come, so they are taken over in doubt.
-    let config = "lease_seconds = 1\nsandbox_latency_ms = 3000\nsandbox_answer_ms = 200\n\
+    let config = "lease_seconds = 2\nsandbox_latency_ms = 5000\nsandbox_answer_ms = 200\n\
                   rate_per_second = 60\nconcurrency = 16";
     let client = Client::new();
     let mut a = spawn_service(dir_a.path(), &db, config);
