@@ -17,7 +17,7 @@ use crate::{
     otp::CodeKey,
     providers::{self, Events, Provider},
     store::{self, Hygiene, Store},
-    telemetry,
+    telemetry, writeback,
 };
 
 /// How long idempotency keys are kept: the API promises at least 24 h, and Salesforce redelivers
@@ -131,6 +131,12 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         workers_stop.clone(),
     )));
     workers.push(tokio::spawn(metrics_upkeep(workers_stop.clone())));
+    workers.extend(writeback::connections::start(
+        &config,
+        &store,
+        &clock,
+        &workers_stop,
+    )?);
 
     let default_from = SenderId::parse(&config.delivery.default_from)
         .context("delivery.default_from is not a sender id")?;

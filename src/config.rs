@@ -46,6 +46,56 @@ pub struct Config {
     pub otp: OtpConfig,
     /// Salesforce orgs whose Flows and Outbound Messages send SMS (`[[salesforce]]`).
     pub salesforce: Vec<SalesforceConfig>,
+    /// How status changes and replies are written back to CRM records.
+    pub writeback: WritebackConfig,
+}
+
+/// `[writeback]`: the pace of writing status and replies back to CRM records.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(default)]
+pub struct WritebackConfig {
+    /// The pause between write-back rounds once a connection's outbox is drained: changes made
+    /// meanwhile share the next round's calls.
+    pub interval_ms: u64,
+    /// How long a state that is not final (queued, sending, sent) waits for its successor
+    /// before it is written: most records are then written once, with their final state.
+    pub settle_ms: u64,
+    /// The longest a connection's write-back holds its queue when the CRM says nothing will
+    /// succeed for a while (a spent daily API allowance); it then tries one call again.
+    pub max_pause_ms: u64,
+}
+
+impl Default for WritebackConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 2000,
+            settle_ms: 10_000,
+            max_pause_ms: 15 * 60 * 1000,
+        }
+    }
+}
+
+impl WritebackConfig {
+    fn validate(&self, problems: &mut Vec<Problem>) {
+        within(
+            problems,
+            "writeback.interval_ms",
+            self.interval_ms,
+            50..=600_000,
+        );
+        within(
+            problems,
+            "writeback.settle_ms",
+            self.settle_ms,
+            0..=86_400_000,
+        );
+        within(
+            problems,
+            "writeback.max_pause_ms",
+            self.max_pause_ms,
+            100..=86_400_000,
+        );
+    }
 }
 
 /// `[database]`: the connections to the database `database_url` names.
@@ -400,6 +450,7 @@ impl Default for Config {
             numbers: NumbersConfig::default(),
             otp: OtpConfig::default(),
             salesforce: Vec::new(),
+            writeback: WritebackConfig::default(),
         }
     }
 }
@@ -576,6 +627,7 @@ impl Config {
         self.numbers.validate(problems);
         self.otp.validate(problems);
         salesforce::validate(&self.salesforce, problems);
+        self.writeback.validate(problems);
     }
 
     /// JSON Schema of the config file, committed as `schemas/config.schema.json`.

@@ -8,6 +8,7 @@
 //! when the CRM says nothing will succeed for a while. One worker at a time holds a connection's
 //! lease in the store, so with several instances each record's changes still arrive in order.
 
+pub mod connections;
 pub mod plan;
 pub mod salesforce;
 pub mod sink;
@@ -39,6 +40,8 @@ pub struct Timing {
     pub lease: Duration,
     /// Entries read per round at most.
     pub fetch: u32,
+    /// The longest the queue is held when the CRM asks for a pause.
+    pub max_pause: Duration,
 }
 
 impl Default for Timing {
@@ -48,6 +51,7 @@ impl Default for Timing {
             settle: Duration::from_secs(10),
             lease: Duration::from_secs(30),
             fetch: 2000,
+            max_pause: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -132,7 +136,9 @@ impl Worker {
                     self.timing.interval
                 }
                 Err(RoundError::Sink(SinkError::Pause { reason, after })) => {
+                    let after = after.min(self.timing.max_pause);
                     tracing::error!(connection = %self.connection, %reason, pause_s = after.as_secs(), "write-back paused");
+                    metrics::counter!("tsunagi_writeback_pauses_total", "connection" => self.connection.clone()).increment(1);
                     after
                 }
                 Err(e) => {

@@ -3,15 +3,25 @@
 
 use reqwest::Response;
 use serde_json::{json, Value};
-use tsunagi::store::OutboxKind;
 
-use crate::harness::{delivered_events, TestServer};
+use crate::{
+    fake_salesforce::FakeSalesforce,
+    harness::{delivered_events, TestServer},
+};
 
 const TOKEN: &str = "inbound-token-0123456789";
 
-/// Two connections: `dev` (the org of the Contact fixture, configured by its 15-character id
-/// while the envelopes carry 18) and `acme` (the custom-object fixture's org).
-const CONNECTIONS: &str = r#"
+/// Two connections, signing in at a local fake Salesforce: `dev` (the org of the Contact fixture,
+/// configured by its 15-character id while the envelopes carry 18) and `acme` (the custom-object
+/// fixture's org). Write-back runs every 100 ms, holds states that are not final, and pauses
+/// at most 300 ms when Salesforce asks for a long pause.
+fn connections(salesforce: &FakeSalesforce) -> String {
+    let key = format!(
+        "{}/tests/fixtures/salesforce/jwt_test_only_private_key.pem",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    format!(
+        r#"
 [[salesforce]]
 name = "dev"
 organization_id = "00D5j000001aBcD"
@@ -19,12 +29,12 @@ inbound_token = "inbound-token-0123456789"
 auth = "client_credentials"
 client_id = "3MVG9-test"
 client_secret = "client-secret"
-login_url = "https://tsunagi-dev-ed.develop.my.salesforce.com"
+login_url = "{login}"
 
 [[salesforce.mappings]]
 sobject = "Contact"
 phone_field = "MobilePhone"
-template = "{{LastName}}様 ご予約は{{Appointment_Date__c}}です"
+template = "{{{{LastName}}}}様 ご予約は{{{{Appointment_Date__c}}}}です"
 status_field = "SMS_Status__c"
 status_detail_field = "SMS_Status_Detail__c"
 reply_field = "SMS_Last_Reply__c"
@@ -37,19 +47,32 @@ inbound_token = "acme-token-0123456789"
 auth = "jwt_bearer"
 client_id = "3MVG9-acme"
 username = "integration@acme.example"
-private_key_path = "/etc/tsunagi/acme.pem"
+private_key_path = "{key}"
+login_url = "{login}"
 
 [[salesforce.mappings]]
 sobject = "tsg__Appointment__c"
 phone_field = "tsg__Contact_Phone__c"
-template = "{{Name}} {{CreatedDate}} ({{CreatedDate|date(\"%m月%d日\")}}) {{tsg__Amount__c}}円 {{tsg__Slot_Count__c}}枠"
+template = "{{{{Name}}}} {{{{CreatedDate}}}} ({{{{CreatedDate|date(\"%m月%d日\")}}}}) {{{{tsg__Amount__c}}}}円 {{{{tsg__Slot_Count__c}}}}枠"
 status_field = "tsg__SMS_Status__c"
 status_detail_field = "tsg__SMS_Detail__c"
 reply_field = "tsg__SMS_Reply__c"
-"#;
 
-async fn server() -> TestServer {
-    TestServer::with_delivery(CONNECTIONS).await
+[writeback]
+interval_ms = 100
+settle_ms = 60000
+max_pause_ms = 300
+"#,
+        login = salesforce.uri()
+    )
+}
+
+async fn server() -> (TestServer, FakeSalesforce) {
+    let salesforce = FakeSalesforce::start().await;
+    (
+        TestServer::with_delivery(&connections(&salesforce)).await,
+        salesforce,
+    )
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -131,8 +154,9 @@ fn with_status<'a>(all: &'a [Value], status: &str) -> Vec<&'a Value> {
 }
 
 #[tokio::test]
-async fn an_outbound_message_sends_each_mapped_record_and_keeps_the_refused_ones_as_rejected() {
-    let s = server().await;
+async fn an_outbound_message_sends_each_mapped_record_writes_it_back_and_keeps_the_refused_ones_as_rejected(
+) {
+    let (s, salesforce) = server().await;
     let (status, body) = outbound(&s, fixture("outbound_message_contact.xml")).await;
     assert_eq!(status, 200, "{body}");
     assert!(is_ack(&body), "{body}");
@@ -191,38 +215,53 @@ async fn an_outbound_message_sends_each_mapped_record_and_keeps_the_refused_ones
     assert_eq!(shown["events"][0]["status"], "rejected");
     assert_eq!(shown["events"][0]["detail"], landline["status_detail"]);
 
-    let outbox = s.outbox_after_stop("salesforce:dev").await;
-    let statuses = |record: &str| -> Vec<String> {
-        outbox
-            .iter()
-            .filter(|e| e.kind == OutboxKind::Status && e.source.record() == Some(record))
-            .map(|e| e.payload["status"].as_str().unwrap().to_string())
-            .collect()
+    // Written back: each record once, with its final state (the rejected ones at once, the
+    // delivered one when its receipt came), in at most two sObject Collections calls.
+    let status_of = |records: &[Value], id: &str| -> Option<(String, Value)> {
+        records.iter().rev().find(|r| r["id"] == id).map(|r| {
+            (
+                r["SMS_Status__c"].as_str().unwrap_or_default().to_string(),
+                r["SMS_Status_Detail__c"].clone(),
+            )
+        })
     };
-    // `sent` may be overtaken by the receipt, as in every delivery (see `delivered_events`).
-    let delivered = statuses("Contact/0035j00000Pq7RsAAJ");
-    let delivered: Vec<&str> = delivered
-        .iter()
-        .map(String::as_str)
-        .filter(|s| *s != "sent")
-        .collect();
-    assert_eq!(delivered, ["sending", "delivered"]);
-    assert_eq!(statuses("Contact/0035j00000Pq7RtAAJ"), ["rejected"]);
-    assert_eq!(statuses("Contact/0035j00000Pq7RuAAJ"), ["rejected"]);
-    let landline_entry = outbox
-        .iter()
-        .find(|e| e.source.record() == Some("Contact/0035j00000Pq7RtAAJ"))
-        .unwrap();
-    assert!(landline_entry.payload["detail"]
-        .as_str()
-        .unwrap()
-        .starts_with("number_type_not_allowed: "));
-    assert!(outbox.iter().all(|e| e.source.name() == "salesforce:dev"));
+    let records = salesforce
+        .wait_for(|records| {
+            status_of(records, "0035j00000Pq7RsAAJ").is_some_and(|(s, _)| s == "delivered")
+                && status_of(records, "0035j00000Pq7RtAAJ").is_some()
+                && status_of(records, "0035j00000Pq7RuAAJ").is_some()
+        })
+        .await;
+    assert_eq!(records.len(), 3, "one write per record: {records:?}");
+    assert!(records.iter().all(|r| r["attributes"]["type"] == "Contact"));
+    let (status, detail) = status_of(&records, "0035j00000Pq7RtAAJ").unwrap();
+    assert_eq!(status, "rejected");
+    assert!(
+        detail
+            .as_str()
+            .unwrap()
+            .starts_with("number_type_not_allowed: `MobilePhone`"),
+        "{detail}"
+    );
+    assert_eq!(
+        status_of(&records, "0035j00000Pq7RuAAJ").unwrap().0,
+        "rejected"
+    );
+    assert_eq!(
+        status_of(&records, "0035j00000Pq7RsAAJ").unwrap().1,
+        Value::Null,
+        "a delivered record's detail is cleared"
+    );
+    assert!(salesforce.rest_calls().await <= 2);
+    assert!(
+        s.outbox_after_stop("salesforce:dev").await.is_empty(),
+        "everything written back was acknowledged"
+    );
 }
 
 #[tokio::test]
 async fn a_custom_object_shows_datetimes_in_japan_time_and_numbers_without_a_zero_fraction() {
-    let s = server().await;
+    let (s, _salesforce) = server().await;
     let path = "/v1/inbound/salesforce/acme/outbound-message/acme-token-0123456789";
     let r = post_xml(&s, path, fixture("outbound_message_custom_object.xml")).await;
     assert_eq!(r.status(), 200);
@@ -239,7 +278,7 @@ async fn a_custom_object_shows_datetimes_in_japan_time_and_numbers_without_a_zer
 
 #[tokio::test]
 async fn a_redelivered_outbound_message_is_acked_and_sends_nothing_more() {
-    let s = server().await;
+    let (s, _salesforce) = server().await;
     let first = outbound(&s, fixture("outbound_message_contact.xml")).await;
     assert_eq!(first.0, 200);
     let again = outbound(&s, fixture("outbound_message_contact.xml")).await;
@@ -266,7 +305,7 @@ async fn a_redelivered_outbound_message_is_acked_and_sends_nothing_more() {
 
 #[tokio::test]
 async fn an_outbound_message_from_another_org_is_refused_without_ack_and_stores_nothing() {
-    let s = server().await;
+    let (s, _salesforce) = server().await;
     let path = format!("/v1/inbound/salesforce/dev/outbound-message/{TOKEN}");
     let r = post_xml(&s, &path, fixture("outbound_message_custom_object.xml")).await;
     assert_eq!(r.status(), 403);
@@ -283,7 +322,7 @@ async fn an_outbound_message_from_another_org_is_refused_without_ack_and_stores_
 
 #[tokio::test]
 async fn a_wrong_token_or_an_unknown_connection_stores_nothing() {
-    let s = server().await;
+    let (s, _salesforce) = server().await;
     let body = fixture("outbound_message_contact.xml");
     let wrong = post_xml(
         &s,
@@ -323,7 +362,7 @@ async fn a_wrong_token_or_an_unknown_connection_stores_nothing() {
 
 #[tokio::test]
 async fn an_envelope_that_does_not_parse_or_is_not_xml_is_refused() {
-    let s = server().await;
+    let (s, _salesforce) = server().await;
     let (status, body) = outbound(&s, b"<notifications/>".to_vec()).await;
     assert_eq!(status, 400);
     assert!(body.contains("soapenv:Client"), "{body}");
@@ -342,7 +381,7 @@ async fn an_envelope_that_does_not_parse_or_is_not_xml_is_refused() {
 
 #[tokio::test]
 async fn a_large_envelope_is_taken_up_to_4_mib_and_refused_beyond() {
-    let s = server().await;
+    let (s, _salesforce) = server().await;
     let long = "x".repeat(200_000);
     let fields = [
         ("LastName", long.as_str()),
@@ -369,7 +408,7 @@ async fn a_large_envelope_is_taken_up_to_4_mib_and_refused_beyond() {
 
 #[tokio::test]
 async fn a_050_number_is_rejected_with_its_code_and_still_acked() {
-    let s = server().await;
+    let (s, _salesforce) = server().await;
     let fields = [
         ("LastName", "高橋"),
         ("MobilePhone", "050-1234-5678"),
@@ -405,7 +444,7 @@ async fn a_050_number_is_rejected_with_its_code_and_still_acked() {
 
 #[tokio::test]
 async fn a_missing_merge_field_or_phone_is_rejected_with_its_reason() {
-    let s = server().await;
+    let (s, _salesforce) = server().await;
     let no_date = [("LastName", "高橋"), ("MobilePhone", "090-1234-0001")];
     let no_phone = [("LastName", "高橋"), ("Appointment_Date__c", "2026-12-24")];
     let body = envelope(
@@ -451,7 +490,9 @@ async fn an_unmapped_sobject_is_rejected_not_dropped() {
         .split('<')
         .next()
         .unwrap();
-    let s = TestServer::with_delivery(&CONNECTIONS.replace("00D2x000000XyZaEAK", org)).await;
+    let salesforce = FakeSalesforce::start().await;
+    let config = connections(&salesforce).replace("00D2x000000XyZaEAK", org);
+    let s = TestServer::with_delivery(&config).await;
     let path = "/v1/inbound/salesforce/acme/outbound-message/acme-token-0123456789";
     let r = post_xml(&s, path, lead.into_bytes()).await;
     assert_eq!(r.status(), 200);
@@ -468,7 +509,7 @@ async fn an_unmapped_sobject_is_rejected_not_dropped() {
 
 #[tokio::test]
 async fn a_flow_call_answers_each_record_in_order() {
-    let s = server().await;
+    let (s, _salesforce) = server().await;
     let mut call: Value = serde_json::from_slice(&fixture("flow_request_contacts.json")).unwrap();
     let records = call["records"].as_array_mut().unwrap();
     records.push(json!({
@@ -533,7 +574,7 @@ async fn a_flow_call_answers_each_record_in_order() {
 
 #[tokio::test]
 async fn a_flow_template_can_format_a_datetime_in_the_connection_zone() {
-    let s = server().await;
+    let (s, _salesforce) = server().await;
     let call = json!({"records": [{
         "id": "0035j00000Pq7RsAAJ",
         "sobject": "Contact",
@@ -552,7 +593,7 @@ async fn a_flow_template_can_format_a_datetime_in_the_connection_zone() {
 
 #[tokio::test]
 async fn record_values_are_printed_as_data_never_run_as_template_source() {
-    let s = server().await;
+    let (s, _salesforce) = server().await;
     let call = json!({"records": [{
         "id": "0035j00000Pq7RsAAJ", "sobject": "Contact", "phone": "090-1234-0005",
         "fields": {"LastName": "{{Appointment_Date__c}}{% if true %}x{% endif %}", "Appointment_Date__c": "2026-12-24"}
@@ -571,7 +612,7 @@ async fn record_values_are_printed_as_data_never_run_as_template_source() {
 
 #[tokio::test]
 async fn a_flow_call_over_1_mib_is_refused() {
-    let s = server().await;
+    let (s, _salesforce) = server().await;
     let fields = json!({"LastName": "x".repeat(1024 * 1024)});
     let call =
         json!({"records": [{"id": "0035j00000Pq7RsAAJ", "sobject": "Contact", "fields": fields}]});
@@ -585,7 +626,7 @@ async fn a_flow_call_over_1_mib_is_refused() {
 
 #[tokio::test]
 async fn a_flow_call_is_not_deduplicated() {
-    let s = server().await;
+    let (s, _salesforce) = server().await;
     let call = json!({"records": [{
         "id": "0035j00000Pq7RsAAJ", "sobject": "Contact", "phone": "090-1234-0003",
         "fields": {"LastName": "山田", "Appointment_Date__c": "2026-12-24"}
@@ -603,7 +644,7 @@ async fn a_flow_call_is_not_deduplicated() {
 
 #[tokio::test]
 async fn a_flow_call_of_201_records_is_refused_naming_records() {
-    let s = server().await;
+    let (s, _salesforce) = server().await;
     let record = json!({"id": "0035j00000Pq7RsAAJ", "sobject": "Contact", "phone": "090-1234-5678", "fields": {}});
     let (status, body) = flow(&s, json!({"records": vec![record; 201]})).await;
     assert_eq!(status, 422, "{body}");
@@ -621,7 +662,11 @@ async fn a_flow_call_of_201_records_is_refused_naming_records() {
 
 #[tokio::test]
 async fn while_the_store_is_down_calls_are_refused_for_retry_and_a_redelivery_is_taken_once() {
-    let config = format!("{CONNECTIONS}\n[database]\nconnect_timeout_ms = 500\n");
+    let salesforce = FakeSalesforce::start().await;
+    let config = format!(
+        "{}\n[database]\nconnect_timeout_ms = 500\n",
+        connections(&salesforce)
+    );
     let Some(s) = TestServer::on_postgres_with(&config).await else {
         return;
     };
@@ -660,7 +705,7 @@ async fn while_the_store_is_down_calls_are_refused_for_retry_and_a_redelivery_is
 
 #[tokio::test]
 async fn an_envelope_with_a_declaration_and_plain_line_feeds_is_taken_too() {
-    let s = server().await;
+    let (s, _salesforce) = server().await;
     let crlf = String::from_utf8(fixture("outbound_message_contact.xml")).unwrap();
     assert!(
         crlf.contains("\r\n") && !crlf.starts_with("<?xml"),
@@ -674,5 +719,130 @@ async fn an_envelope_with_a_declaration_and_plain_line_feeds_is_taken_too() {
     assert_eq!(status, 200, "{body}");
     assert!(is_ack(&body));
     assert_eq!(s.stored_messages().await, 3);
+    s.stop().await;
+}
+
+/// A valid 18-character Contact id, the `n`th.
+fn contact_id(n: usize) -> String {
+    tsunagi_salesforce::RecordId::parse(&format!("0035j00000{n:05}"))
+        .unwrap()
+        .to_string()
+}
+
+/// Flow records for contacts `range`, each with a number of its own.
+fn flow_records(range: std::ops::Range<usize>) -> Value {
+    let records: Vec<Value> = range
+        .map(|n| {
+            json!({
+                "id": contact_id(n),
+                "sobject": "Contact",
+                "phone": format!("090-1000-{n:04}"),
+                "fields": {"LastName": format!("顧客{n}"), "Appointment_Date__c": "2026-12-24"}
+            })
+        })
+        .collect();
+    json!({ "records": records })
+}
+
+/// The records Salesforce took with `status`, by id.
+fn written_with(records: &[Value], status: &str) -> std::collections::BTreeSet<String> {
+    records
+        .iter()
+        .filter(|r| r["SMS_Status__c"] == status)
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn two_hundred_fifty_flow_records_are_delivered_and_written_back_in_at_most_8_calls() {
+    let (s, salesforce) = server().await;
+    for range in [0..200, 200..250] {
+        let (status, body) = flow(&s, flow_records(range)).await;
+        assert_eq!(status, 202, "{body}");
+        assert!(body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "queued"));
+    }
+    let records = salesforce
+        .wait_for(|records| written_with(records, "delivered").len() == 250)
+        .await;
+    let calls = salesforce.rest_calls().await;
+    assert!(calls <= 8, "{calls} REST calls for 250 records");
+    assert_eq!(records.len(), 250, "each record written once, when final");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_session_is_reminted_once_and_the_write_back_goes_through() {
+    let (s, salesforce) = server().await;
+    salesforce
+        .refuse_next(1, 401, "error_invalid_session_expired.json", 1)
+        .await;
+    let (status, _) = flow(&s, flow_records(0..1)).await;
+    assert_eq!(status, 202);
+    salesforce
+        .wait_for(|records| written_with(records, "delivered").len() == 1)
+        .await;
+    assert_eq!(
+        salesforce.token_requests().await,
+        2,
+        "one token, one re-mint"
+    );
+    assert_eq!(salesforce.rest_calls().await, 2, "refused once, then taken");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_spent_daily_allowance_and_a_busy_org_hold_the_queue_until_they_clear() {
+    let (s, salesforce) = server().await;
+    salesforce
+        .refuse_next(1, 403, "error_request_limit_total_requests.json", 1)
+        .await;
+    salesforce
+        .refuse_next(1, 403, "error_request_limit_concurrent.json", 2)
+        .await;
+    let (status, _) = flow(&s, flow_records(0..3)).await;
+    assert_eq!(status, 202);
+    salesforce
+        .wait_for(|records| written_with(records, "delivered").len() == 3)
+        .await;
+    assert_eq!(
+        salesforce.rest_calls().await,
+        3,
+        "refused twice, then taken"
+    );
+    let metrics = s.metrics().await;
+    assert!(
+        metrics.contains("tsunagi_writeback_pauses_total{connection=\"salesforce:dev\"} 1"),
+        "the daily limit paused the queue once"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_handset_reply_lands_in_the_reply_field() {
+    let (s, salesforce) = server().await;
+    let (_, body) = flow(&s, flow_records(7..8)).await;
+    let id = body["results"][0]["message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.wait_for(&id, |st| st == "delivered").await;
+    let (status, reply) = s
+        .call(
+            "/v1/sandbox/reply",
+            json!({"from": "090-1000-0007", "to": "TSUNAGI", "body": "了解です"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{reply}");
+    let records = salesforce
+        .wait_for(|records| records.iter().any(|r| r["SMS_Last_Reply__c"] == "了解です"))
+        .await;
+    assert!(records
+        .iter()
+        .filter(|r| r["SMS_Last_Reply__c"] == "了解です")
+        .all(|r| r["id"] == contact_id(7)));
     s.stop().await;
 }

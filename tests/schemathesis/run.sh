@@ -25,6 +25,8 @@ inbound_token = "schemathesis-inbound-0123456789"
 auth = "client_credentials"
 client_id = "schemathesis"
 client_secret = "schemathesis"
+# Write-back goes nowhere: a closed local port, never a real org.
+login_url = "http://127.0.0.1:9"
 
 [[salesforce.mappings]]
 sobject = "Contact"

@@ -1,0 +1,89 @@
+//! One write-back worker per configured CRM connection, built from the config.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tsunagi_salesforce::{rest::RestClient, Grant, TokenSource};
+
+use super::{
+    salesforce::{SalesforceSink, StatusFields},
+    Timing, Worker,
+};
+use crate::{
+    clock::Clock,
+    config::{AuthKind, Config, SalesforceConfig, Secret},
+    store::Store,
+};
+
+/// Start a worker for every CRM connection in `config`, until `shutdown`.
+pub fn start(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let timing = Timing {
+        interval: Duration::from_millis(config.writeback.interval_ms),
+        settle: Duration::from_millis(config.writeback.settle_ms),
+        max_pause: Duration::from_millis(config.writeback.max_pause_ms),
+        ..Timing::default()
+    };
+    config
+        .salesforce
+        .iter()
+        .map(|connection| {
+            let name = format!("salesforce:{}", connection.name);
+            let sink = salesforce_sink(connection, &name)
+                .with_context(|| format!("salesforce connection {:?}", connection.name))?;
+            let worker = Worker::new(store.clone(), Arc::new(sink), name, timing, clock.clone());
+            Ok(tokio::spawn(worker.run(shutdown.clone())))
+        })
+        .collect()
+}
+
+/// The sink of one `[[salesforce]]` connection: its OAuth grant, REST version and the fields
+/// each mapping writes.
+fn salesforce_sink(c: &SalesforceConfig, name: &str) -> anyhow::Result<SalesforceSink> {
+    let secret = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_string());
+    let grant = match c.auth {
+        AuthKind::ClientCredentials => Grant::client_credentials(
+            c.client_id.clone(),
+            secret(&c.client_secret).context("client_secret is missing")?,
+        ),
+        AuthKind::JwtBearer => {
+            let path = c
+                .private_key_path
+                .as_deref()
+                .context("private_key_path is missing")?;
+            let pem = std::fs::read(path).with_context(|| format!("reading {path}"))?;
+            Grant::jwt_bearer(
+                c.client_id.clone(),
+                c.username.clone().context("username is missing")?,
+                &pem,
+            )
+            .with_context(|| format!("{path} holds no RSA private key"))?
+        }
+        AuthKind::RefreshToken => Grant::refresh_token(
+            c.client_id.clone(),
+            secret(&c.client_secret).map(Into::into),
+            secret(&c.refresh_token).context("refresh_token is missing")?,
+        ),
+    };
+    let tokens = Arc::new(TokenSource::new(&c.login_url, grant));
+    let client = RestClient::new(tokens).with_api_version(&c.api_version)?;
+    let fields: BTreeMap<String, StatusFields> = c
+        .mappings
+        .iter()
+        .map(|m| {
+            let fields = StatusFields {
+                status: m.status_field.clone(),
+                detail: m.status_detail_field.clone(),
+                reply: m.reply_field.clone(),
+            };
+            (m.sobject.clone(), fields)
+        })
+        .collect();
+    Ok(SalesforceSink::new(name, client, fields))
+}

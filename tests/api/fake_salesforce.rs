@@ -1,0 +1,139 @@
+//! A local Salesforce for write-back: the OAuth token endpoint answering with a recorded
+//! client-credentials response (its `instance_url` pointed back here), and sObject Collections
+//! updates that take every record and remember what they were sent.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use wiremock::{
+    matchers::{method, path},
+    Mock, MockServer, Request, Respond, ResponseTemplate,
+};
+
+/// The collections endpoint of the API version the tests configure.
+pub const COLLECTIONS: &str = "/services/data/v67.0/composite/sobjects";
+
+/// A recorded fixture's text.
+pub fn fixture(name: &str) -> String {
+    let path = format!(
+        "{}/tests/fixtures/salesforce/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Answers a collections update with one success per record, in order, as Salesforce does,
+/// and keeps the records it took.
+struct TakeEvery(Arc<Mutex<Vec<Value>>>);
+
+impl Respond for TakeEvery {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        if let Some(records) = body["records"].as_array() {
+            self.0.lock().unwrap().extend(records.iter().cloned());
+        }
+        let results: Vec<Value> = body["records"]
+            .as_array()
+            .map(|records| {
+                records
+                    .iter()
+                    .map(|r| json!({"id": r["id"], "success": true, "errors": []}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ResponseTemplate::new(200)
+            .set_body_json(results)
+            .insert_header("Sforce-Limit-Info", "api-usage=18/5000")
+    }
+}
+
+/// The fake org.
+pub struct FakeSalesforce {
+    pub server: MockServer,
+    taken: Arc<Mutex<Vec<Value>>>,
+}
+
+impl FakeSalesforce {
+    /// Start one that mints tokens and takes every update.
+    pub async fn start() -> FakeSalesforce {
+        let server = MockServer::start().await;
+        let mut token: Value =
+            serde_json::from_str(&fixture("token_client_credentials.json")).unwrap();
+        token["instance_url"] = json!(server.uri());
+        Mock::given(method("POST"))
+            .and(path("/services/oauth2/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(token))
+            .mount(&server)
+            .await;
+        let taken = Arc::new(Mutex::new(Vec::new()));
+        Mock::given(method("PATCH"))
+            .and(path(COLLECTIONS))
+            .respond_with(TakeEvery(taken.clone()))
+            .mount(&server)
+            .await;
+        FakeSalesforce { server, taken }
+    }
+
+    /// Its base URL, for `login_url`.
+    pub fn uri(&self) -> String {
+        self.server.uri()
+    }
+
+    /// The records of every collections update it took, oldest first (refused calls' records
+    /// are not among them).
+    pub fn updated_records(&self) -> Vec<Value> {
+        self.taken.lock().unwrap().clone()
+    }
+
+    /// How many tokens it minted.
+    pub async fn token_requests(&self) -> usize {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path() == "/services/oauth2/token")
+            .count()
+    }
+
+    /// Answer the next `times` collections updates with `status` and the recorded error body
+    /// `fixture`, before taking updates again.
+    pub async fn refuse_next(&self, times: u64, status: u16, fixture_name: &str, priority: u8) {
+        Mock::given(method("PATCH"))
+            .and(path(COLLECTIONS))
+            .respond_with(
+                ResponseTemplate::new(status)
+                    .set_body_raw(fixture(fixture_name), "application/json"),
+            )
+            .up_to_n_times(times)
+            .with_priority(priority)
+            .mount(&self.server)
+            .await;
+    }
+
+    /// How many REST calls (not token requests) it received.
+    pub async fn rest_calls(&self) -> usize {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path().starts_with("/services/data/"))
+            .count()
+    }
+
+    /// Wait up to 10 s until `done` holds for the records updated so far; return them.
+    pub async fn wait_for(&self, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        for _ in 0..200 {
+            let records = self.updated_records();
+            if done(&records) {
+                return records;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "Salesforce never got the expected updates: {:?}",
+            self.updated_records()
+        );
+    }
+}
