@@ -63,6 +63,10 @@ pub struct WritebackConfig {
     /// The longest a connection's write-back holds its queue when the CRM says nothing will
     /// succeed for a while (a spent daily API allowance); it then tries one call again.
     pub max_pause_ms: u64,
+    /// The longest a change waits for others to fill a batch (200 records on Salesforce) before
+    /// a part batch is written: API calls are the scarce resource, so at a steady flow 1,000
+    /// messages take about 5 calls.
+    pub fill_wait_ms: u64,
 }
 
 impl Default for WritebackConfig {
@@ -71,6 +75,7 @@ impl Default for WritebackConfig {
             interval_ms: 2000,
             settle_ms: 10_000,
             max_pause_ms: 15 * 60 * 1000,
+            fill_wait_ms: 30_000,
         }
     }
 }
@@ -94,6 +99,12 @@ impl WritebackConfig {
             "writeback.max_pause_ms",
             self.max_pause_ms,
             100..=86_400_000,
+        );
+        within(
+            problems,
+            "writeback.fill_wait_ms",
+            self.fill_wait_ms,
+            0..=3_600_000,
         );
     }
 }

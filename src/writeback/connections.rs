@@ -28,6 +28,7 @@ pub fn start(
         interval: Duration::from_millis(config.writeback.interval_ms),
         settle: Duration::from_millis(config.writeback.settle_ms),
         max_pause: Duration::from_millis(config.writeback.max_pause_ms),
+        fill_wait: Duration::from_millis(config.writeback.fill_wait_ms),
         ..Timing::default()
     };
     config

@@ -42,6 +42,8 @@ pub struct Timing {
     pub fetch: u32,
     /// The longest the queue is held when the CRM asks for a pause.
     pub max_pause: Duration,
+    /// The longest a change waits for others to fill a batch before a part batch is sent.
+    pub fill_wait: Duration,
 }
 
 impl Default for Timing {
@@ -52,6 +54,7 @@ impl Default for Timing {
             lease: Duration::from_secs(30),
             fetch: 2000,
             max_pause: Duration::from_secs(15 * 60),
+            fill_wait: Duration::from_secs(30),
         }
     }
 }
@@ -185,7 +188,14 @@ impl Worker {
             tracing::warn!(connection = %self.connection, entries = skipped.len(), "unreadable outbox entries skipped");
             self.store.outbox_done(skipped, now).await?;
         }
-        for batch in updates.chunks(self.sink.max_batch().max(1)) {
+        let size = self.sink.max_batch().max(1);
+        let fill_by = now - chrono::Duration::from_std(self.timing.fill_wait).unwrap_or_default();
+        for batch in updates.chunks(size) {
+            // A part batch waits for more changes to fill it, unless a change in it has waited
+            // `fill_wait` already: calls are the scarce resource, not seconds.
+            if batch.len() < size && !full && batch.iter().all(|u| u.since() > fill_by) {
+                break;
+            }
             self.write(batch).await?;
         }
         Ok(if full { Round::More } else { Round::Drained })

@@ -48,6 +48,16 @@ pub struct RecordUpdate {
 }
 
 impl RecordUpdate {
+    /// When the oldest change it carries happened.
+    pub fn since(&self) -> DateTime<Utc> {
+        self.status
+            .iter()
+            .map(|s| s.at)
+            .chain(self.replies.iter().map(|r| r.at))
+            .min()
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
     /// The messages this update concerns, to note a refused write-back on.
     pub fn messages(&self) -> Vec<MessageId> {
         let mut ids: Vec<MessageId> = self

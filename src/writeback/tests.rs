@@ -87,6 +87,7 @@ impl Setup {
     fn worker(&self, settle: Duration) -> Worker {
         let timing = Timing {
             settle,
+            fill_wait: Duration::ZERO,
             ..Timing::default()
         };
         Worker::new(
@@ -179,6 +180,7 @@ async fn a_state_still_settling_is_held_and_written_once_it_settles() {
     let clock = Arc::new(crate::clock::ShiftedClock::default());
     let timing = Timing {
         settle: Duration::from_secs(10),
+        fill_wait: Duration::ZERO,
         ..Timing::default()
     };
     let worker = Worker::new(
@@ -284,11 +286,44 @@ async fn a_full_read_says_more_is_waiting() {
         Timing {
             settle: Duration::ZERO,
             fetch: 4,
+            fill_wait: Duration::ZERO,
             ..Timing::default()
         },
         Arc::new(SystemClock),
     );
     assert_eq!(worker.round().await.unwrap(), Round::More);
     assert_eq!(worker.round().await.unwrap(), Round::Drained);
+    assert_eq!(s.pending().await, 0);
+}
+
+#[tokio::test]
+async fn a_part_batch_waits_to_be_filled_until_its_oldest_change_waited_long_enough() {
+    let s = setup().await;
+    s.messages(&records(250), JobState::Delivered).await;
+    let clock = Arc::new(crate::clock::ShiftedClock::default());
+    let timing = Timing {
+        settle: Duration::ZERO,
+        fill_wait: Duration::from_secs(30),
+        ..Timing::default()
+    };
+    let worker = Worker::new(
+        s.store.clone(),
+        s.crm.clone(),
+        CONNECTION,
+        timing,
+        clock.clone(),
+    );
+    worker.round().await.unwrap();
+    assert_eq!(
+        s.crm.calls(),
+        1,
+        "the full batch goes, the 50 left wait for company"
+    );
+    assert_eq!(s.pending().await, 100);
+    worker.round().await.unwrap();
+    assert_eq!(s.crm.calls(), 1);
+    clock.advance(chrono::Duration::seconds(31));
+    worker.round().await.unwrap();
+    assert_eq!(s.crm.calls(), 2, "waited long enough: sent as a part batch");
     assert_eq!(s.pending().await, 0);
 }

@@ -62,6 +62,7 @@ reply_field = "tsg__SMS_Reply__c"
 interval_ms = 100
 settle_ms = 60000
 max_pause_ms = 300
+fill_wait_ms = 0
 "#,
         login = salesforce.uri()
     )
@@ -844,5 +845,25 @@ async fn a_handset_reply_lands_in_the_reply_field() {
         .iter()
         .filter(|r| r["SMS_Last_Reply__c"] == "了解です")
         .all(|r| r["id"] == contact_id(7)));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_thousand_delivered_messages_take_at_most_five_rest_calls() {
+    let salesforce = FakeSalesforce::start().await;
+    let config = connections(&salesforce).replace("fill_wait_ms = 0", "fill_wait_ms = 10000");
+    let s = TestServer::with_delivery(&config).await;
+    for first in (0..1000).step_by(200) {
+        let (status, body) = flow(&s, flow_records(first..first + 200)).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    salesforce
+        .wait_for(|records| written_with(records, "delivered").len() == 1000)
+        .await;
+    let calls = salesforce.rest_calls().await;
+    assert!(
+        calls <= 5,
+        "{calls} REST calls for 1,000 delivered messages"
+    );
     s.stop().await;
 }
