@@ -3,7 +3,11 @@
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::{decode, InboxEntry, ListKey, ListedNumber, MessageRecord, StoreResult};
+use super::{
+    decode, InboxEntry, ListKey, ListedNumber, MessageRecord, OutboxEntry, StoreError, StoreResult,
+    VerificationRecord,
+};
+use crate::domain::ids::VerificationId;
 
 /// The columns `message` reads, in a `SELECT` list.
 pub(super) const MESSAGE_COLUMNS: &str = "seq, id, to_number, sender, status, status_detail, encoding, characters, segments, source, source_record, metadata, created_at, send_at, writeback_error";
@@ -90,4 +94,54 @@ where
         at: decode::time(row.try_get("at")?)?,
         sends: u32::try_from(row.try_get::<i64, _>("sends")?).unwrap_or(u32::MAX),
     })
+}
+
+/// The columns `outbox_entry` reads, in a `SELECT` list of `outbox`.
+pub(super) const OUTBOX_COLUMNS: &str = "id, message_id, source, source_record, kind, payload";
+
+/// A pending outbox entry, from a row of `OUTBOX_COLUMNS`.
+pub(super) fn outbox_entry<'r, R>(row: &'r R) -> StoreResult<OutboxEntry>
+where
+    R: Row,
+    &'r str: ColumnIndex<R> + Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(OutboxEntry {
+        id: row.try_get("id")?,
+        message_id: decode::id(row.try_get("message_id")?)?,
+        source: decode::source(row.try_get("source")?, row.try_get("source_record")?)?,
+        kind: decode::parsed("outbox kind", row.try_get("kind")?)?,
+        payload: decode::json(row.try_get("payload")?)?,
+    })
+}
+
+/// The columns `verification` reads, in a `SELECT` list of `otp_verifications`.
+pub(super) const VERIFICATION_COLUMNS: &str =
+    "to_number, status, checks, max_checks, expires_at, created_at, message_id";
+
+/// Verification `id`, from a row of `VERIFICATION_COLUMNS`.
+pub(super) fn verification<'r, R>(
+    row: &'r R,
+    id: &VerificationId,
+) -> StoreResult<VerificationRecord>
+where
+    R: Row,
+    &'r str: ColumnIndex<R> + Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(VerificationRecord {
+        id: id.clone(),
+        to: decode::number(row.try_get("to_number")?)?,
+        status: decode::parsed("verification state", row.try_get("status")?)?,
+        checks: count(row.try_get("checks")?)?,
+        max_checks: count(row.try_get("max_checks")?)?,
+        expires_at: decode::time(row.try_get("expires_at")?)?,
+        created_at: decode::time(row.try_get("created_at")?)?,
+        message_id: decode::id(row.try_get("message_id")?)?,
+    })
+}
+
+/// A stored count, which no valid row makes negative or huge.
+pub(super) fn count(n: i64) -> StoreResult<u32> {
+    u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("stored count {n} is out of range")))
 }

@@ -4,9 +4,10 @@
 //! the same number, block, IP or device take turns, so neither slips under a limit. The locks
 //! are taken in one order (sorted keys), so two sends cannot deadlock on them.
 
+use crate::store::rows::{self, VERIFICATION_COLUMNS};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 use super::{listing, messages, PostgresStore};
 use crate::{
@@ -18,15 +19,9 @@ use crate::{
     },
     store::{
         decode::{self, millis},
-        CodeMatcher, NewVerification, OtpStart, OtpStore, StoreError, StoreResult,
-        VerificationRecord,
+        CodeMatcher, NewVerification, OtpStart, OtpStore, StoreResult, VerificationRecord,
     },
 };
-
-/// A count or limit stored as BIGINT, read back as the rules' `u32`.
-fn count(n: i64) -> StoreResult<u32> {
-    u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("stored count {n} is out of range")))
-}
 
 /// Take, until the transaction ends, the advisory locks serialising sends that count the same
 /// facts as `v`.
@@ -224,8 +219,8 @@ async fn check(
     };
     let facts = CheckFacts {
         state: decode::parsed("verification state", &state)?,
-        checks: count(checks)?,
-        max_checks: count(max_checks)?,
+        checks: rows::count(checks)?,
+        max_checks: rows::count(max_checks)?,
         expires_at: decode::time(expires_at)?,
     };
     let checked = judge_check(facts, now, matches(&hash));
@@ -273,25 +268,13 @@ impl OtpStore for PostgresStore {
         &self,
         id: &VerificationId,
     ) -> StoreResult<Option<VerificationRecord>> {
-        sqlx::query(
-            "SELECT to_number, status, checks, max_checks, expires_at, created_at, message_id
-             FROM otp_verifications WHERE id = $1",
-        )
+        sqlx::query(&format!(
+            "SELECT {VERIFICATION_COLUMNS} FROM otp_verifications WHERE id = $1"
+        ))
         .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await?
-        .map(|r| {
-            Ok(VerificationRecord {
-                id: id.clone(),
-                to: decode::number(r.try_get(0)?)?,
-                status: decode::parsed("verification state", r.try_get(1)?)?,
-                checks: count(r.try_get(2)?)?,
-                max_checks: count(r.try_get(3)?)?,
-                expires_at: decode::time(r.try_get(4)?)?,
-                created_at: decode::time(r.try_get(5)?)?,
-                message_id: decode::id(r.try_get(6)?)?,
-            })
-        })
+        .map(|r| rows::verification(&r, id))
         .transpose()
     }
 

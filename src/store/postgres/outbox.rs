@@ -1,16 +1,14 @@
 //! `OutboxStore` on PostgreSQL, and adding an entry inside the caller's transaction.
 
+use crate::store::rows::{self, OUTBOX_COLUMNS};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 use super::PostgresStore;
 use crate::{
     domain::{ids::MessageId, source::Source},
-    store::{
-        decode::{self, millis},
-        NewOutboxEntry, OutboxEntry, OutboxStore, StoreResult,
-    },
+    store::{decode::millis, NewOutboxEntry, OutboxEntry, OutboxStore, StoreResult},
 };
 
 /// Add `entry` for message `message_id` of `source`, in the caller's transaction.
@@ -38,24 +36,16 @@ pub(super) async fn add(
 #[async_trait]
 impl OutboxStore for PostgresStore {
     async fn outbox_pending(&self, connection: &str, limit: u32) -> StoreResult<Vec<OutboxEntry>> {
-        sqlx::query(
-            "SELECT id, message_id, source, source_record, kind, payload FROM outbox
+        sqlx::query(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox
              WHERE done_at IS NULL AND source = $1 ORDER BY id LIMIT $2",
-        )
+        ))
         .bind(connection)
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| {
-            Ok(OutboxEntry {
-                id: r.try_get("id")?,
-                message_id: decode::id(r.try_get("message_id")?)?,
-                source: decode::source(r.try_get("source")?, r.try_get("source_record")?)?,
-                kind: decode::parsed("outbox kind", r.try_get("kind")?)?,
-                payload: decode::json(r.try_get("payload")?)?,
-            })
-        })
+        .map(rows::outbox_entry)
         .collect()
     }
 

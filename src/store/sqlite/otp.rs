@@ -1,6 +1,7 @@
 //! `OtpStore` on SQLite. The facts the OTP rules judge are counted and the code stored in the
 //! same commit, so two concurrent sends cannot both slip under a limit.
 
+use crate::store::rows::{self, VERIFICATION_COLUMNS};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -222,25 +223,13 @@ impl OtpStore for SqliteStore {
         &self,
         id: &VerificationId,
     ) -> StoreResult<Option<VerificationRecord>> {
-        sqlx::query(
-            "SELECT to_number, status, checks, max_checks, expires_at, created_at, message_id
-             FROM otp_verifications WHERE id = ?",
-        )
+        sqlx::query(&format!(
+            "SELECT {VERIFICATION_COLUMNS} FROM otp_verifications WHERE id = ?"
+        ))
         .bind(id.as_str())
         .fetch_optional(&self.read)
         .await?
-        .map(|r| {
-            Ok(VerificationRecord {
-                id: id.clone(),
-                to: decode::number(r.try_get(0)?)?,
-                status: decode::parsed("verification state", r.try_get(1)?)?,
-                checks: r.try_get(2)?,
-                max_checks: r.try_get(3)?,
-                expires_at: decode::time(r.try_get(4)?)?,
-                created_at: decode::time(r.try_get(5)?)?,
-                message_id: decode::id(r.try_get(6)?)?,
-            })
-        })
+        .map(|r| rows::verification(&r, id))
         .transpose()
     }
 
