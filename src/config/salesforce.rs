@@ -77,6 +77,25 @@ pub struct MappingConfig {
     pub reply_field: String,
     /// A checkbox: checked means the record has opted out (and is refused); set on STOP.
     pub opt_out_field: Option<String>,
+    /// Optionally, one log record per message (`[salesforce.mappings.message_log]`), so the
+    /// record shows its whole SMS history in a related list.
+    pub message_log: Option<MessageLogConfig>,
+}
+
+/// `[salesforce.mappings.message_log]`: a custom object upserted per message on an external id.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageLogConfig {
+    /// The log object's API name, e.g. `SMS_Message__c`.
+    pub object: String,
+    /// Its external id field (unique, text): tsunagi's message id.
+    pub external_id_field: String,
+    /// Its lookup to the record the message was sent for, e.g. `Contact__c`.
+    pub record_field: String,
+    /// Its field for the message's state.
+    pub status_field: String,
+    /// Its field for why (optional).
+    pub detail_field: Option<String>,
 }
 
 fn default_login_url() -> String {
@@ -214,6 +233,21 @@ fn validate_mapping(
         ("reply_field", Some(&m.reply_field)),
         ("opt_out_field", m.opt_out_field.as_ref()),
     ];
+    let log = m.message_log.as_ref();
+    let log_names = [
+        ("message_log.object", log.map(|l| &l.object)),
+        (
+            "message_log.external_id_field",
+            log.map(|l| &l.external_id_field),
+        ),
+        ("message_log.record_field", log.map(|l| &l.record_field)),
+        ("message_log.status_field", log.map(|l| &l.status_field)),
+        (
+            "message_log.detail_field",
+            log.and_then(|l| l.detail_field.as_ref()),
+        ),
+    ];
+    let fields = fields.into_iter().chain(log_names);
     for (key, value) in fields {
         if let Some(name) = value.filter(|name| !is_api_name(name)) {
             problem(key, format!("{name:?} is not a field API name"));
@@ -354,6 +388,23 @@ reply_field = "SMS_Last_Reply__c"
         );
         let problems = Config::parse(&text, no_env).unwrap_err();
         assert_eq!(problems[0].path, "salesforce[0].time_zone", "{problems:?}");
+    }
+
+    #[test]
+    fn a_message_log_reads_and_its_names_are_checked() {
+        let log = "\n[salesforce.mappings.message_log]\nobject = \"SMS_Message__c\"\n\
+                   external_id_field = \"Message_Id__c\"\nrecord_field = \"Contact__c\"\n\
+                   status_field = \"Status__c\"\n";
+        let c = Config::parse(&format!("{VALID}{log}"), no_env).unwrap();
+        let read = c.salesforce[0].mappings[0].message_log.as_ref().unwrap();
+        assert_eq!(read.object, "SMS_Message__c");
+        assert_eq!(read.detail_field, None);
+        let bad = format!("{VALID}{}", log.replace("Contact__c", "Contact c"));
+        let problems = Config::parse(&bad, no_env).unwrap_err();
+        assert_eq!(
+            problems[0].path, "salesforce[0].mappings[0].message_log.record_field",
+            "{problems:?}"
+        );
     }
 
     #[test]

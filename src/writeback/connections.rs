@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tsunagi_salesforce::{rest::RestClient, Grant, TokenSource};
 
 use super::{
-    salesforce::{SalesforceSink, StatusFields},
+    salesforce::{MessageLog, SalesforceSink, StatusFields},
     Timing, Worker,
 };
 use crate::{
@@ -86,5 +86,20 @@ fn salesforce_sink(c: &SalesforceConfig, name: &str) -> anyhow::Result<Salesforc
             (m.sobject.clone(), fields)
         })
         .collect();
-    Ok(SalesforceSink::new(name, client, fields))
+    let logs: BTreeMap<String, MessageLog> = c
+        .mappings
+        .iter()
+        .filter_map(|m| {
+            let log = m.message_log.as_ref()?;
+            let log = MessageLog {
+                object: log.object.clone(),
+                external_id_field: log.external_id_field.clone(),
+                record_field: log.record_field.clone(),
+                status_field: log.status_field.clone(),
+                detail_field: log.detail_field.clone(),
+            };
+            Some((m.sobject.clone(), log))
+        })
+        .collect();
+    Ok(SalesforceSink::new(name, client, fields).with_message_logs(logs))
 }

@@ -41,6 +41,9 @@ pub struct RecordUpdate {
     pub record: String,
     /// The state to show, if it changed and is ready to be shown.
     pub status: Option<StatusChange>,
+    /// With a ready state: the latest state of every message of the record that changed, by
+    /// message id (for a per-message log beside the record).
+    pub messages: Vec<StatusChange>,
     /// New replies, oldest first.
     pub replies: Vec<Reply>,
     /// The outbox entries this update covers, acknowledged once it is written.
@@ -120,6 +123,7 @@ pub fn plan(entries: Vec<OutboxEntry>, now: DateTime<Utc>, settle: Duration) -> 
 #[derive(Default)]
 struct Folded {
     status: Option<StatusChange>,
+    latest: BTreeMap<MessageId, StatusChange>,
     status_entries: Vec<i64>,
     replies: Vec<Reply>,
     reply_entries: Vec<i64>,
@@ -150,8 +154,9 @@ impl Folded {
                     .as_ref()
                     .is_none_or(|shown| change.message_id >= shown.message_id)
                 {
-                    self.status = Some(change);
+                    self.status = Some(change.clone());
                 }
+                self.latest.insert(change.message_id.clone(), change);
                 self.status_entries.push(entry.id);
                 true
             }
@@ -189,9 +194,14 @@ impl Folded {
             entries.extend(self.status_entries);
             entries.sort_unstable();
         }
+        let messages = match ready {
+            Some(_) => self.latest.into_values().collect(),
+            None => Vec::new(),
+        };
         (ready.is_some() || !self.replies.is_empty()).then_some(RecordUpdate {
             record,
             status: ready,
+            messages,
             replies: self.replies,
             entries,
         })
@@ -275,6 +285,16 @@ mod tests {
         let plan = plan(entries, at(2), SETTLE);
         assert_eq!(shown(&plan.updates[0]), Some((id(2), JobState::Rejected)));
         assert_eq!(plan.updates[0].entries, [1, 2]);
+        let each: Vec<_> = plan.updates[0]
+            .messages
+            .iter()
+            .map(|s| (s.message_id.clone(), s.status))
+            .collect();
+        assert_eq!(
+            each,
+            [(id(1), JobState::Delivered), (id(2), JobState::Rejected)],
+            "every message keeps its own latest state for the log"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use async_trait::async_trait;
 use serde_json::Value;
-use tsunagi_salesforce::rest::{ErrorClass, RecordResult, RestClient, SObject};
+use tsunagi_salesforce::rest::{ErrorClass, RecordResult, RestClient, RestError, SObject};
 
 use super::{Outcome, RecordUpdate, Sink, SinkError};
 
@@ -30,6 +30,21 @@ pub struct StatusFields {
     pub reply: String,
 }
 
+/// A log object upserted per message, beside the record's own fields.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MessageLog {
+    /// The log object's API name.
+    pub object: String,
+    /// Its external id field, holding tsunagi's message id.
+    pub external_id_field: String,
+    /// Its lookup to the record.
+    pub record_field: String,
+    /// Its state field.
+    pub status_field: String,
+    /// Its reason field, if it has one.
+    pub detail_field: Option<String>,
+}
+
 /// Writes a Salesforce connection's updates through the REST API.
 pub struct SalesforceSink {
     /// The connection's source name, for metrics.
@@ -37,6 +52,8 @@ pub struct SalesforceSink {
     client: RestClient,
     /// Per sObject API name.
     fields: BTreeMap<String, StatusFields>,
+    /// Per sObject API name, for the mappings that keep a message log.
+    logs: BTreeMap<String, MessageLog>,
 }
 
 impl SalesforceSink {
@@ -51,7 +68,59 @@ impl SalesforceSink {
             connection: connection.into(),
             client,
             fields,
+            logs: BTreeMap::new(),
         }
+    }
+
+    /// Also upsert a log record per message for the sObjects `logs` names.
+    pub fn with_message_logs(mut self, logs: BTreeMap<String, MessageLog>) -> Self {
+        self.logs = logs;
+        self
+    }
+
+    /// The log records of `updates`, grouped by log object: one per message state.
+    fn log_records(&self, updates: &[RecordUpdate]) -> BTreeMap<&MessageLog, Vec<SObject>> {
+        let mut out: BTreeMap<&MessageLog, Vec<SObject>> = BTreeMap::new();
+        for update in updates {
+            let Some((object, id)) = update.record.split_once('/') else {
+                continue;
+            };
+            let Some(log) = self.logs.get(object) else {
+                continue;
+            };
+            for change in &update.messages {
+                let mut record = SObject::new(&log.object)
+                    .set(&log.external_id_field, change.message_id.as_str())
+                    .set(&log.record_field, id)
+                    .set(&log.status_field, change.status.as_str());
+                if let Some(field) = &log.detail_field {
+                    record = record.set(field, detail(change.detail.as_deref()));
+                }
+                out.entry(log).or_default().push(record);
+            }
+        }
+        out
+    }
+
+    /// Upsert the message logs of `updates`; a log record Salesforce refuses is reported, not
+    /// retried (the record itself was written), while a refused call fails the round.
+    async fn write_logs(&self, updates: &[RecordUpdate]) -> Result<(), SinkError> {
+        for (log, records) in self.log_records(updates) {
+            for chunk in records.chunks(COLLECTION_LIMIT) {
+                let response = self
+                    .client
+                    .upsert(&log.object, &log.external_id_field, chunk)
+                    .await
+                    .map_err(sink_error)?;
+                let refused = response.results.iter().filter(|r| !r.success).count();
+                if refused > 0 {
+                    tracing::warn!(connection = %self.connection, object = %log.object, refused, "message log records refused");
+                    metrics::counter!("tsunagi_writeback_log_refused_total", "connection" => self.connection.clone())
+                        .increment(refused as u64);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The sObject record an update writes, or why it cannot be written.
@@ -66,19 +135,40 @@ impl SalesforceSink {
             .ok_or_else(|| format!("no [[salesforce.mappings]] entry for sObject {object:?}"))?;
         let mut record = SObject::new(object).with_id(id);
         if let Some(status) = &update.status {
-            let detail = status
-                .detail
-                .as_deref()
-                .map(|d| Value::from(d.chars().take(DETAIL_CHARS).collect::<String>()))
-                .unwrap_or(Value::Null);
             record = record
                 .set(&fields.status, status.status.as_str())
-                .set(&fields.detail, detail);
+                .set(&fields.detail, detail(status.detail.as_deref()));
         }
         if let Some(reply) = update.replies.last() {
             record = record.set(&fields.reply, reply.body.as_str());
         }
         Ok(record)
+    }
+}
+
+/// A reason cut to a text field's length, or null to clear the field.
+fn detail(reason: Option<&str>) -> Value {
+    reason
+        .map(|d| Value::from(d.chars().take(DETAIL_CHARS).collect::<String>()))
+        .unwrap_or(Value::Null)
+}
+
+/// What a refused call means for the queue.
+fn sink_error(e: RestError) -> SinkError {
+    let reason = e.to_string();
+    match e.class() {
+        ErrorClass::Retryable | ErrorClass::Session => SinkError::Retry {
+            reason,
+            after: None,
+        },
+        ErrorClass::LongPause => SinkError::Pause {
+            reason,
+            after: DAILY_LIMIT_PAUSE,
+        },
+        ErrorClass::Final => SinkError::Pause {
+            reason,
+            after: MISCONFIGURED_PAUSE,
+        },
     }
 }
 
@@ -121,23 +211,7 @@ impl Sink for SalesforceSink {
             }
         }
         if !records.is_empty() {
-            let response = self.client.update(&records).await.map_err(|e| {
-                let reason = e.to_string();
-                match e.class() {
-                    ErrorClass::Retryable | ErrorClass::Session => SinkError::Retry {
-                        reason,
-                        after: None,
-                    },
-                    ErrorClass::LongPause => SinkError::Pause {
-                        reason,
-                        after: DAILY_LIMIT_PAUSE,
-                    },
-                    ErrorClass::Final => SinkError::Pause {
-                        reason,
-                        after: MISCONFIGURED_PAUSE,
-                    },
-                }
-            })?;
+            let response = self.client.update(&records).await.map_err(sink_error)?;
             if let Some(usage) = response.limits.as_ref().and_then(|l| l.api_usage) {
                 let connection = self.connection.clone();
                 metrics::gauge!("tsunagi_salesforce_api_used", "connection" => connection.clone())
@@ -149,6 +223,7 @@ impl Sink for SalesforceSink {
                 outcomes[i] = Some(outcome(result));
             }
         }
+        self.write_logs(updates).await?;
         Ok(outcomes
             .into_iter()
             .map(|o| o.unwrap_or(Outcome::Retry))

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 use wiremock::{
-    matchers::{method, path},
+    matchers::{method, path, path_regex},
     Mock, MockServer, Request, Respond, ResponseTemplate,
 };
 
@@ -51,6 +51,7 @@ impl Respond for TakeEvery {
 pub struct FakeSalesforce {
     pub server: MockServer,
     taken: Arc<Mutex<Vec<Value>>>,
+    upserted: Arc<Mutex<Vec<Value>>>,
 }
 
 impl FakeSalesforce {
@@ -71,7 +72,19 @@ impl FakeSalesforce {
             .respond_with(TakeEvery(taken.clone()))
             .mount(&server)
             .await;
-        FakeSalesforce { server, taken }
+        let upserted = Arc::new(Mutex::new(Vec::new()));
+        Mock::given(method("PATCH"))
+            .and(path_regex(format!(
+                "^{COLLECTIONS}/[A-Za-z0-9_]+/[A-Za-z0-9_]+$"
+            )))
+            .respond_with(TakeEvery(upserted.clone()))
+            .mount(&server)
+            .await;
+        FakeSalesforce {
+            server,
+            taken,
+            upserted,
+        }
     }
 
     /// Its base URL, for `login_url`.
@@ -83,6 +96,11 @@ impl FakeSalesforce {
     /// are not among them).
     pub fn updated_records(&self) -> Vec<Value> {
         self.taken.lock().unwrap().clone()
+    }
+
+    /// The records of every collections upsert (on an external id) it took, oldest first.
+    pub fn upserted_records(&self) -> Vec<Value> {
+        self.upserted.lock().unwrap().clone()
     }
 
     /// How many tokens it minted.

@@ -867,3 +867,53 @@ async fn a_thousand_delivered_messages_take_at_most_five_rest_calls() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_log_record_is_upserted_per_message_on_its_external_id() {
+    let salesforce = FakeSalesforce::start().await;
+    let config = connections(&salesforce).replacen(
+        "opt_out_field = \"SMS_Opt_Out__c\"\n",
+        "opt_out_field = \"SMS_Opt_Out__c\"\n\n[salesforce.mappings.message_log]\n\
+         object = \"SMS_Message__c\"\nexternal_id_field = \"Message_Id__c\"\n\
+         record_field = \"Contact__c\"\nstatus_field = \"Status__c\"\n\
+         detail_field = \"Detail__c\"\n",
+        1,
+    );
+    let s = TestServer::with_delivery(&config).await;
+    let (status, body) = flow(&s, flow_records(3..5)).await;
+    assert_eq!(status, 202, "{body}");
+    let ids: Vec<String> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["message_id"].as_str().unwrap().to_string())
+        .collect();
+    salesforce
+        .wait_for(|records| written_with(records, "delivered").len() == 2)
+        .await;
+    let logs = salesforce.upserted_records();
+    for (n, id) in [3, 4].into_iter().zip(&ids) {
+        let log = logs
+            .iter()
+            .find(|l| l["Message_Id__c"] == id.as_str())
+            .unwrap_or_else(|| panic!("no log for {id}: {logs:?}"));
+        assert_eq!(log["attributes"]["type"], "SMS_Message__c");
+        assert_eq!(log["Contact__c"], contact_id(n));
+        assert_eq!(log["Status__c"], "delivered");
+        assert_eq!(log["Detail__c"], Value::Null);
+    }
+    let upsert_calls = salesforce
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().ends_with("/SMS_Message__c/Message_Id__c"))
+        .count();
+    let update_calls = salesforce.rest_calls().await - upsert_calls;
+    assert_eq!(
+        upsert_calls, update_calls,
+        "the logs of a round go in one call beside its update"
+    );
+    s.stop().await;
+}

@@ -68,6 +68,7 @@ fn update(record: &str, status: JobState, detail: Option<&str>) -> RecordUpdate 
             at: at(),
         }),
         replies: Vec::new(),
+        messages: Vec::new(),
         entries: vec![1],
     }
 }
