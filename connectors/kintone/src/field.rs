@@ -697,3 +697,196 @@ impl<'de> Deserialize<'de> for Record {
         Self::from_json(&value).map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono_tz::Asia::Tokyo;
+    use serde_json::json;
+
+    use super::*;
+    use crate::test_support::fixture;
+
+    fn every_field_type() -> Record {
+        #[derive(Deserialize)]
+        struct Reply {
+            record: Record,
+        }
+        let reply: Reply = serde_json::from_slice(&fixture("record_every_field_type.json")).unwrap();
+        reply.record
+    }
+
+    fn rendered(record: &Record, code: &str) -> Option<String> {
+        record.render(code, &Tokyo)
+    }
+
+    #[test]
+    fn every_field_type_parses_to_its_typed_variant() {
+        let record = every_field_type();
+        for (code, kind) in [
+            ("備考", FieldType::MultiLineText),
+            ("詳細", FieldType::RichText),
+            ("電話", FieldType::Link),
+            ("税込", FieldType::Calc),
+            ("タグ", FieldType::MultiSelect),
+            ("カテゴリー", FieldType::Category),
+            ("性別", FieldType::RadioButton),
+            ("作成日時", FieldType::CreatedTime),
+            ("部署", FieldType::OrganizationSelect),
+            ("グループ", FieldType::GroupSelect),
+            ("作業者", FieldType::StatusAssignee),
+            ("更新者", FieldType::Modifier),
+            ("顧客No", FieldType::RecordNumber),
+        ] {
+            let value = record.get(code).unwrap();
+            assert_eq!(value.field_type(), kind, "{code}");
+            assert!(!value.is_empty(), "{code}");
+            assert!(!matches!(value, FieldValue::Unknown { .. }), "{code}");
+        }
+        assert_eq!(record.id(), Some(7));
+        assert_eq!(record.revision(), Some(3));
+        assert_eq!(record.status(), Some("SMS送信"));
+        assert_eq!(
+            record.get("添付ファイル"),
+            Some(&FieldValue::File(vec![FileInfo {
+                file_key: "201612240107331A1DC2F8D04C3D9E0A1B2C3D4E5F60718".into(),
+                name: "見積書.pdf".into(),
+                content_type: "application/pdf".into(),
+                size: Some(23175),
+            }]))
+        );
+    }
+
+    #[test]
+    fn empty_values_of_every_shape_are_the_empty_state() {
+        let record = every_field_type();
+        for (code, kind) in [
+            ("メモ", FieldType::SingleLineText),
+            ("空の数値", FieldType::Number),
+            ("空の日時", FieldType::DateTime),
+            ("空の日付", FieldType::Date),
+            ("空の時刻", FieldType::Time),
+            ("空のチェック", FieldType::CheckBox),
+            ("空のラジオ", FieldType::RadioButton),
+            ("空のドロップダウン", FieldType::DropDown),
+            ("空のリッチテキスト", FieldType::RichText),
+            ("空のユーザー", FieldType::UserSelect),
+            ("空のファイル", FieldType::File),
+            ("空のテーブル", FieldType::Subtable),
+        ] {
+            assert_eq!(record.get(code), Some(&FieldValue::Empty(kind)), "{code}");
+            assert_eq!(rendered(&record, code), None, "{code}");
+        }
+    }
+
+    #[test]
+    fn each_field_type_renders_as_a_person_reads_it() {
+        let record = every_field_type();
+        for (code, text) in [
+            ("氏名", "山田 太郎"),
+            ("備考", "1行目\n2行目"),
+            ("詳細", "ご来店ありがとうございます"),
+            ("電話", "090-1234-5678"),
+            ("金額", "1234.50"),
+            ("税込", "1357.95"),
+            ("対応", "電話、SMS"),
+            ("タグ", "新規、VIP"),
+            ("カテゴリー", "東京"),
+            ("性別", "女性"),
+            ("SMS状態", "送信待ち"),
+            ("予約日", "2026-12-24"),
+            ("予約時刻", "14:05"),
+            ("来店日時", "2026-12-24 10:00"),
+            ("作成日時", "2026-12-21 08:30"),
+            ("更新日時", "2026-12-24 10:00"),
+            ("担当者", "佐藤 花子、鈴木 一郎"),
+            ("部署", "営業部"),
+            ("グループ", "Everyone"),
+            ("作業者", "佐藤 花子"),
+            ("作成者", "佐藤 花子"),
+            ("更新者", "鈴木 一郎"),
+            ("顧客No", "CRM-7"),
+            ("$id", "7"),
+            ("$revision", "3"),
+            ("ステータス", "SMS送信"),
+            ("添付ファイル", "見積書.pdf"),
+        ] {
+            assert_eq!(rendered(&record, code).as_deref(), Some(text), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_utc_datetime_renders_in_the_given_zone() {
+        let value = FieldValue::from_json("DATETIME", &json!("2026-12-24T01:00:00Z"));
+        assert_eq!(value.render(&Tokyo).as_deref(), Some("2026-12-24 10:00"));
+        assert_eq!(value.render(&Utc).as_deref(), Some("2026-12-24 01:00"));
+    }
+
+    #[test]
+    fn a_number_keeps_its_digits_as_entered() {
+        let value = FieldValue::from_json("NUMBER", &json!("1234.50"));
+        assert_eq!(value, FieldValue::Number(Decimal("1234.50".into())));
+        assert_eq!(value.render(&Tokyo).as_deref(), Some("1234.50"));
+        for ok in ["-12", "0.001", ".5", "1e3", "+7", "1.5E-3"] {
+            assert!(Decimal::parse(ok).is_some(), "{ok}");
+        }
+        for bad in ["", "-", ".", "1,234", "12a", "1e", "NaN"] {
+            assert!(Decimal::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_subtable_keeps_row_ids_and_typed_cells() {
+        let record = every_field_type();
+        let Some(FieldValue::Subtable(rows)) = record.get("明細") else {
+            panic!("明細 is not a table: {:?}", record.get("明細"));
+        };
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].id.as_str(), rows[1].id.as_str()), ("48277", "48278"));
+        assert_eq!(
+            rows[0].fields.get("数量"),
+            Some(&FieldValue::Number(Decimal("1".into())))
+        );
+        assert_eq!(
+            rows[1].fields.get("数量"),
+            Some(&FieldValue::Empty(FieldType::Number))
+        );
+        assert_eq!(
+            rendered(&record, "明細").as_deref(),
+            Some("カット、佐藤 花子、1\nカラー")
+        );
+    }
+
+    #[test]
+    fn unknown_types_and_misshapen_values_are_kept_raw() {
+        let record = every_field_type();
+        let Some(FieldValue::Unknown { field_type, value }) = record.get("位置") else {
+            panic!("{:?}", record.get("位置"));
+        };
+        assert_eq!(field_type, "GEOLOCATION_FUTURE");
+        assert_eq!(value["lat"], json!(35.68));
+        assert_eq!(rendered(&record, "位置"), None);
+
+        let odd = FieldValue::from_json("NUMBER", &json!("12円"));
+        assert_eq!(odd.field_type(), FieldType::Number);
+        assert!(matches!(odd, FieldValue::Unknown { .. }));
+        assert_eq!(odd.render(&Tokyo).as_deref(), Some("12円"));
+        assert!(matches!(
+            FieldValue::from_json("DATE", &json!(20261224)),
+            FieldValue::Unknown { .. }
+        ));
+    }
+
+    #[test]
+    fn a_field_without_a_type_is_a_precise_error() {
+        let error = Record::from_json(&json!({"氏名": {"value": "x"}})).unwrap_err();
+        assert_eq!(error, RecordError::UntypedField { code: "氏名".into() });
+        assert_eq!(Record::from_json(&json!([])).unwrap_err(), RecordError::NotAnObject);
+    }
+
+    #[test]
+    fn type_names_round_trip() {
+        for name in ["SINGLE_LINE_TEXT", "__ID__", "STATUS_ASSIGNEE", "SUBTABLE", "NEW_TYPE"] {
+            assert_eq!(FieldType::parse(name).as_str(), name);
+        }
+    }
+}

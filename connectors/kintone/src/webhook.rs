@@ -369,3 +369,273 @@ fn instant(
         expected: "an RFC 3339 time",
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::field::FieldType;
+    use crate::test_support::fixture;
+
+    #[test]
+    fn every_webhook_fixture_parses_to_its_event() {
+        for (name, type_name, record_id) in [
+            ("webhook_add_record.json", "ADD_RECORD", 7),
+            ("webhook_update_record.json", "UPDATE_RECORD", 7),
+            ("webhook_update_status_japanese.json", "UPDATE_STATUS", 7),
+            ("webhook_update_status_english.json", "UPDATE_STATUS", 42),
+            ("webhook_delete_record.json", "DELETE_RECORD", 7),
+            ("webhook_add_record_comment.json", "ADD_RECORD_COMMENT", 7),
+        ] {
+            let webhook = parse(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(webhook.type_name(), type_name, "{name}");
+            assert_eq!(webhook.record_id(), Some(record_id), "{name}");
+            assert!(!webhook.id.is_empty() && webhook.app.id_number().is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn record_events_carry_the_record_and_its_revision() {
+        let webhook = parse(&fixture("webhook_add_record.json")).unwrap();
+        assert_eq!(webhook.app.id, "12");
+        assert_eq!(webhook.app.name, "顧客リスト");
+        assert_eq!(webhook.revision(), Some(1));
+        let Event::AddRecord(event) = &webhook.event else {
+            panic!("{:?}", webhook.event);
+        };
+        assert_eq!(event.record_title, "山田 太郎");
+        assert_eq!(event.url, "https://example.cybozu.com/k/12/show#record=7");
+        assert_eq!(
+            event.record.get("SMS状態"),
+            Some(&FieldValue::Empty(FieldType::DropDown))
+        );
+        let update = parse(&fixture("webhook_update_record.json")).unwrap();
+        assert_eq!((update.record_id(), update.revision()), (Some(7), Some(4)));
+    }
+
+    #[test]
+    fn status_is_found_by_type_under_either_language_key() {
+        let japanese = parse(&fixture("webhook_update_status_japanese.json")).unwrap();
+        assert_eq!(japanese.status(), Some("SMS送信"));
+        assert_eq!(japanese.status_field().unwrap().0, "ステータス");
+        assert_eq!(japanese.revision(), Some(6));
+
+        let english = parse(&fixture("webhook_update_status_english.json")).unwrap();
+        assert_eq!(english.status(), Some("Send SMS"));
+        assert_eq!(english.status_field().unwrap().0, "Status");
+    }
+
+    #[test]
+    fn status_is_absent_when_process_management_is_off() {
+        for name in ["webhook_add_record.json", "webhook_update_record.json"] {
+            let webhook = parse(&fixture(name)).unwrap();
+            assert_eq!(webhook.status(), None, "{name}");
+            assert!(webhook.status_field().is_none(), "{name}");
+        }
+        let deleted = parse(&fixture("webhook_delete_record.json")).unwrap();
+        assert_eq!(deleted.status(), None);
+    }
+
+    #[test]
+    fn delete_and_comment_events_carry_their_own_keys() {
+        let deleted = parse(&fixture("webhook_delete_record.json")).unwrap();
+        let Event::DeleteRecord(event) = deleted.event else {
+            panic!("{:?}", deleted.event);
+        };
+        assert_eq!(event.record_id, 7);
+        assert_eq!(event.deleted_by.code, "sato");
+        assert_eq!(event.deleted_at.to_rfc3339(), "2026-12-24T03:15:42+00:00");
+
+        let commented = parse(&fixture("webhook_add_record_comment.json")).unwrap();
+        let Event::AddRecordComment(event) = commented.event else {
+            panic!("{:?}", commented.event);
+        };
+        assert_eq!(event.comment.id, "3");
+        assert!(event.comment.text.ends_with("折り返しお願いします"));
+        assert_eq!(event.comment.creator.name, "佐藤 花子");
+        assert_eq!(
+            event.comment.mentions,
+            vec![Mention {
+                code: "suzuki".into(),
+                kind: "USER".into()
+            }]
+        );
+        assert!(event.url.ends_with("#record=7&comment=3"));
+    }
+
+    #[test]
+    fn a_comment_id_sent_as_a_number_is_accepted() {
+        let mut body: Value =
+            serde_json::from_slice(&fixture("webhook_add_record_comment.json")).unwrap();
+        body["comment"]["id"] = json!(3);
+        body["recordId"] = json!(7);
+        let webhook = parse(&serde_json::to_vec(&body).unwrap()).unwrap();
+        assert_eq!(webhook.record_id(), Some(7));
+    }
+
+    #[test]
+    fn an_unknown_type_parses_to_unknown_with_its_body() {
+        let body = br#"{"id":"x1","type":"UPDATE_APP","app":{"id":"12","name":"a"},"extra":1}"#;
+        let webhook = parse(body).unwrap();
+        let Event::Unknown { type_name, body } = &webhook.event else {
+            panic!("{:?}", webhook.event);
+        };
+        assert_eq!(type_name, "UPDATE_APP");
+        assert_eq!(body["extra"], json!(1));
+        assert_eq!(webhook.type_name(), "UPDATE_APP");
+        assert_eq!(webhook.record_id(), None);
+    }
+
+    #[test]
+    fn an_oversized_body_is_refused_before_parsing() {
+        let body = vec![b' '; MAX_WEBHOOK_BYTES + 1];
+        assert_eq!(
+            parse(&body).unwrap_err(),
+            WebhookError::TooLarge {
+                size: MAX_WEBHOOK_BYTES + 1,
+                limit: MAX_WEBHOOK_BYTES
+            }
+        );
+        let small = fixture("webhook_add_record.json");
+        assert!(matches!(
+            parse_with_limit(&small, 100),
+            Err(WebhookError::TooLarge { limit: 100, .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_bodies_get_precise_errors() {
+        let app = r#""app":{"id":"1","name":"a"}"#;
+        for (body, expected) in [
+            ("[]".to_owned(), WebhookError::NotAnObject),
+            (format!(r#"{{"type":"ADD_RECORD",{app}}}"#), WebhookError::Missing("id")),
+            (r#"{"id":"x","type":"ADD_RECORD"}"#.to_owned(), WebhookError::Missing("app")),
+            (
+                r#"{"id":"x","type":"ADD_RECORD","app":{"id":true}}"#.to_owned(),
+                WebhookError::WrongType {
+                    key: "app.id",
+                    expected: "a string or number",
+                },
+            ),
+            (format!(r#"{{"id":"x",{app}}}"#), WebhookError::Missing("type")),
+            (
+                format!(r#"{{"id":"x","type":"ADD_RECORD",{app}}}"#),
+                WebhookError::Missing("record"),
+            ),
+            (
+                format!(r#"{{"id":"x","type":"DELETE_RECORD",{app},"recordId":"7"}}"#),
+                WebhookError::Missing("deletedBy"),
+            ),
+            (
+                format!(
+                    r#"{{"id":"x","type":"UPDATE_RECORD",{app},"record":{{"f":{{"value":1}}}}}}"#
+                ),
+                WebhookError::Record(RecordError::UntypedField { code: "f".into() }),
+            ),
+        ] {
+            assert_eq!(parse(body.as_bytes()).unwrap_err(), expected, "{body}");
+        }
+        let not_json = parse(b"{\"id\": ").unwrap_err();
+        assert!(
+            matches!(&not_json, WebhookError::NotJson(m) if m.contains("line 1")),
+            "{not_json:?}"
+        );
+    }
+
+    /// A small deterministic generator, so a failure reproduces from its seed.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    fn random_value(rng: &mut XorShift) -> Value {
+        match rng.below(8) {
+            0 => Value::Null,
+            1 => json!(rng.next() % 3 == 0),
+            2 => json!(rng.next() as i64),
+            3 => json!(""),
+            4 => json!("2026-13-45T99:00:00Z"),
+            5 => json!([{"code": "x"}, 1, null]),
+            6 => json!({"type": "SUBTABLE", "value": [{"id": 1, "value": {"a": {"type": "NUMBER"}}}]}),
+            _ => json!("\u{0}\u{ffff}"),
+        }
+    }
+
+    /// Replaces one node, chosen at random along a random path, with a random value.
+    fn mutate_tree(value: &mut Value, rng: &mut XorShift) {
+        let stop = rng.below(4) == 0;
+        match value {
+            Value::Object(map) if !map.is_empty() && !stop => {
+                let key = map.keys().nth(rng.below(map.len())).cloned().unwrap();
+                if rng.below(6) == 0 {
+                    map.remove(&key);
+                } else {
+                    mutate_tree(map.get_mut(&key).unwrap(), rng);
+                }
+            }
+            Value::Array(items) if !items.is_empty() && !stop => {
+                let index = rng.below(items.len());
+                mutate_tree(&mut items[index], rng);
+            }
+            _ => *value = random_value(rng),
+        }
+    }
+
+    #[test]
+    fn random_mutations_of_webhooks_never_panic() {
+        let mut rng = XorShift(0x5eed_2026_1224_0001);
+        let names = [
+            "webhook_update_status_japanese.json",
+            "webhook_add_record_comment.json",
+            "webhook_delete_record.json",
+        ];
+        let originals: Vec<Vec<u8>> = names.iter().map(|n| fixture(n)).collect();
+        let mut parsed = 0;
+        for round in 0..3000 {
+            let original = &originals[round % originals.len()];
+            let body = if round % 2 == 0 {
+                // Byte-level: flips, cuts, duplications.
+                let mut bytes = original.clone();
+                for _ in 0..=rng.below(4) {
+                    let at = rng.below(bytes.len());
+                    match rng.below(3) {
+                        0 => bytes[at] = rng.next() as u8,
+                        1 => {
+                            bytes.remove(at);
+                        }
+                        _ => bytes.insert(at, bytes[rng.below(bytes.len())]),
+                    }
+                }
+                bytes
+            } else {
+                // Structural: valid JSON with a node replaced or removed.
+                let mut tree: Value = serde_json::from_slice(original).unwrap();
+                for _ in 0..=rng.below(3) {
+                    mutate_tree(&mut tree, &mut rng);
+                }
+                serde_json::to_vec(&tree).unwrap()
+            };
+            if let Ok(webhook) = parse(&body) {
+                parsed += 1;
+                let _ = (webhook.status(), webhook.record_id(), webhook.revision());
+                if let Some(record) = webhook.record() {
+                    for (code, _) in record.iter() {
+                        let _ = record.render(code, &chrono::Utc);
+                    }
+                }
+            }
+        }
+        assert!(parsed > 100, "only {parsed} mutants parsed: the loop tests little");
+    }
+}
