@@ -555,3 +555,338 @@ fn parse_updated(reply: &Value) -> Result<Vec<UpdatedRecord>, ClientError> {
         .collect::<Option<Vec<_>>>()
         .ok_or_else(invalid)
 }
+
+#[cfg(test)]
+mod tests {
+    use wiremock::matchers::{body_json, header, method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use super::*;
+    use crate::test_support::fixture;
+
+    fn json_reply(status: u16, name: &str) -> ResponseTemplate {
+        ResponseTemplate::new(status)
+            .insert_header("content-type", "application/json")
+            .insert_header("X-ConcurrencyLimit-Limit", "100")
+            .insert_header("X-ConcurrencyLimit-Running", "1")
+            .set_body_bytes(fixture(name))
+    }
+
+    fn client(server: &MockServer) -> Client {
+        Client::new(&server.uri(), Auth::api_token("token-a")).unwrap()
+    }
+
+    fn updates(n: u64) -> Vec<RecordUpdate> {
+        (1..=n)
+            .map(|id| {
+                RecordUpdate::new(id)
+                    .with_revision(id + 1)
+                    .set("SMS状態", "delivered")
+            })
+            .collect()
+    }
+
+    async fn requests(server: &MockServer) -> usize {
+        server.received_requests().await.unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn get_record_sends_the_api_token_header_and_reads_the_record() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/k/v1/record.json"))
+            .and(query_param("app", "12"))
+            .and(query_param("id", "7"))
+            .and(header(API_TOKEN_HEADER, "token-a"))
+            .respond_with(json_reply(200, "record_every_field_type.json"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let record = client(&server).get_record(12, 7).await.unwrap();
+        assert_eq!((record.id(), record.revision()), (Some(7), Some(3)));
+        let sent = &server.received_requests().await.unwrap()[0];
+        assert!(sent.headers.get("content-type").is_none(), "a bodiless GET has no JSON type");
+    }
+
+    #[tokio::test]
+    async fn several_api_tokens_are_comma_joined_and_oauth_is_a_bearer() {
+        let server = MockServer::start().await;
+        // wiremock's `header` matcher splits values on commas, so the joined token is read back
+        // from the recorded request instead.
+        Mock::given(method("GET"))
+            .and(wiremock::matchers::header_exists(API_TOKEN_HEADER))
+            .respond_with(json_reply(200, "record_every_field_type.json"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(header("authorization", "Bearer oauth-1"))
+            .respond_with(json_reply(200, "record_every_field_type.json"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let tokens = Auth::ApiTokens(vec!["token-a".into(), "token-b".into()]);
+        Client::new(&server.uri(), tokens)
+            .unwrap()
+            .get_record(1, 7)
+            .await
+            .unwrap();
+        let sent = &server.received_requests().await.unwrap()[0];
+        assert_eq!(sent.headers[API_TOKEN_HEADER], "token-a,token-b");
+        Client::new(&server.uri(), Auth::bearer("oauth-1"))
+            .unwrap()
+            .get_record(1, 7)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_guest_space_client_uses_the_guest_path() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/k/guest/5/v1/record.json"))
+            .respond_with(json_reply(200, "record_every_field_type.json"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/k/guest/5/v1/bulkRequest.json"))
+            .and(body_json(json!({"requests": [{
+                "method": "POST",
+                "api": "/k/guest/5/v1/record/comment.json",
+                "payload": {"app": 12, "record": 7, "comment": {"text": "返信"}},
+            }]})))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"results": [{"id": "4"}]})),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let guest = client(&server).with_guest_space(5);
+        guest.get_record(12, 7).await.unwrap();
+        let comment = BulkRequest::add_comment(12, 7, "返信").unwrap();
+        let results = guest.bulk_request(&[comment]).await.unwrap();
+        assert_eq!(results, vec![json!({"id": "4"})]);
+    }
+
+    #[tokio::test]
+    async fn update_records_sends_revisions_and_reads_revisions_by_id() {
+        let server = MockServer::start().await;
+        Mock::given(method("PUT"))
+            .and(path("/k/v1/records.json"))
+            .and(header("content-type", "application/json"))
+            .and(body_json(json!({"app": 12, "records": [
+                {"id": 7, "revision": 4, "record": {"SMS状態": {"value": "delivered"}}},
+                {"id": 92, "record": {"SMS詳細": {"value": "ok"}}},
+            ]})))
+            .respond_with(json_reply(200, "records_update_response.json"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let written = client(&server)
+            .update_records(
+                12,
+                &[
+                    RecordUpdate::new(7)
+                        .with_revision(4)
+                        .set("SMS状態", "delivered"),
+                    RecordUpdate::new(92).set("SMS詳細", "ok"),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            written,
+            vec![
+                UpdatedRecord { id: 7, revision: 5 },
+                UpdatedRecord { id: 92, revision: 1 }
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn more_than_a_hundred_records_are_refused_without_a_call() {
+        let server = MockServer::start().await;
+        let client = client(&server);
+        assert_eq!(
+            client.update_records(12, &updates(101)).await.unwrap_err(),
+            ClientError::TooManyRecords {
+                count: 101,
+                limit: 100
+            }
+        );
+        assert!(BulkRequest::update_records(12, &updates(101)).is_err());
+        let too_many: Vec<BulkRequest> = (0..21)
+            .map(|_| BulkRequest::update_records(12, &updates(1)).unwrap())
+            .collect();
+        assert!(matches!(
+            client.bulk_request(&too_many).await,
+            Err(ClientError::TooManyRequests {
+                count: 21,
+                limit: 20
+            })
+        ));
+        let long = "あ".repeat(MAX_COMMENT_CHARS + 1);
+        assert!(matches!(
+            client.add_comment(12, 7, &long).await,
+            Err(ClientError::CommentTooLong { .. })
+        ));
+        assert_eq!(client.update_records(12, &[]).await.unwrap(), vec![]);
+        assert_eq!(requests(&server).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_revision_conflict_is_the_conflict_class() {
+        let server = MockServer::start().await;
+        Mock::given(method("PUT"))
+            .respond_with(json_reply(409, "error_revision_conflict.json"))
+            .mount(&server)
+            .await;
+        let error = client(&server)
+            .update_records(12, &updates(2))
+            .await
+            .unwrap_err();
+        assert_eq!(error.class(), ErrorClass::Conflict);
+        assert_eq!(error.code(), Some("GAIA_CO02"));
+        assert!(error.to_string().contains("HTTP 409: GAIA_CO02"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_validation_error_exposes_its_field_map() {
+        let server = MockServer::start().await;
+        Mock::given(method("PUT"))
+            .respond_with(json_reply(400, "error_validation.json"))
+            .mount(&server)
+            .await;
+        let error = client(&server)
+            .update_records(12, &updates(1))
+            .await
+            .unwrap_err();
+        assert_eq!(error.class(), ErrorClass::Final);
+        let body = error.kintone_error().unwrap();
+        assert_eq!(body.code, "CB_VA01");
+        assert_eq!(
+            body.errors["records[0].SMS状態.value"],
+            vec!["\"配信済\"は選択肢にありません。"]
+        );
+        assert!(body.field_errors().contains_key("SMS状態"));
+    }
+
+    #[tokio::test]
+    async fn an_invalid_token_is_final() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(json_reply(400, "error_invalid_token.json"))
+            .mount(&server)
+            .await;
+        let error = client(&server).get_record(12, 7).await.unwrap_err();
+        assert_eq!(error.code(), Some("GAIA_IA02"));
+        assert_eq!(error.class(), ErrorClass::Final);
+    }
+
+    #[tokio::test]
+    async fn too_many_requests_and_server_errors_are_retryable() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/k/v1/record/comment.json"))
+            .respond_with(json_reply(429, "error_too_many_requests.json"))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/k/v1/record/comment.json"))
+            .respond_with(ResponseTemplate::new(503).set_body_string("<html>maintenance</html>"))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/k/v1/record/comment.json"))
+            .and(body_json(json!({"app": 12, "record": 7, "comment": {"text": "はい"}})))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 3})))
+            .mount(&server)
+            .await;
+        let client = client(&server);
+        let limited = client.add_comment(12, 7, "はい").await.unwrap_err();
+        assert_eq!(limited.class(), ErrorClass::Retryable);
+        assert_eq!(limited.code(), Some("GAIA_TO04"));
+        let down = client.add_comment(12, 7, "はい").await.unwrap_err();
+        assert_eq!(down.class(), ErrorClass::Retryable);
+        assert!(matches!(&down, ClientError::Api { excerpt: Some(e), .. } if e.contains("maintenance")));
+        // A comment id comes as a number here, as a string elsewhere.
+        assert_eq!(client.add_comment(12, 7, "はい").await.unwrap(), "3");
+    }
+
+    #[tokio::test]
+    async fn a_failing_bulk_request_names_its_index() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/k/v1/bulkRequest.json"))
+            .respond_with(ResponseTemplate::new(409).set_body_json(json!({"results": [
+                {},
+                {"code": "GAIA_CO02", "id": "x", "message": "The revision is not the latest."},
+            ]})))
+            .mount(&server)
+            .await;
+        let requests = [
+            BulkRequest::update_records(12, &updates(1)).unwrap(),
+            BulkRequest::update_records(12, &updates(2)).unwrap(),
+        ];
+        let error = client(&server).bulk_request(&requests).await.unwrap_err();
+        assert!(matches!(error, ClientError::Api { bulk_index: Some(1), .. }), "{error:?}");
+        assert_eq!(error.class(), ErrorClass::Conflict);
+    }
+
+    #[tokio::test]
+    async fn oversized_and_slow_responses_are_bounded() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("[".repeat(4096)))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(
+                json_reply(200, "record_every_field_type.json").set_delay(Duration::from_secs(5)),
+            )
+            .mount(&server)
+            .await;
+        let client = client(&server)
+            .with_max_response_bytes(1024)
+            .with_timeout(Duration::from_millis(100));
+        assert_eq!(
+            client.get_record(1, 1).await.unwrap_err(),
+            ClientError::ResponseTooLarge { limit: 1024 }
+        );
+        let slow = client.get_record(1, 1).await.unwrap_err();
+        assert!(matches!(slow, ClientError::Network { .. }), "{slow:?}");
+        assert_eq!(slow.class(), ErrorClass::Retryable);
+    }
+
+    #[test]
+    fn bad_domains_and_tokens_are_refused_up_front() {
+        assert!(Client::new("example.cybozu.com", Auth::api_token("t")).is_ok());
+        assert!(Client::new("https://example.cybozu.com/", Auth::api_token("t")).is_ok());
+        for domain in ["", "ftp://example.cybozu.com", "https://example.cybozu.com/k/v1"] {
+            assert!(
+                matches!(
+                    Client::new(domain, Auth::api_token("t")),
+                    Err(ClientError::InvalidConfig(_))
+                ),
+                "{domain:?}"
+            );
+        }
+        for auth in [
+            Auth::ApiTokens(vec![]),
+            Auth::api_token("a,b"),
+            Auth::bearer("line\nbreak"),
+        ] {
+            assert!(Client::new("example.cybozu.com", auth).is_err());
+        }
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_token() {
+        let client = Client::new("example.cybozu.com", Auth::api_token("very-secret")).unwrap();
+        assert!(!format!("{client:?}").contains("very-secret"));
+    }
+}
