@@ -223,12 +223,12 @@ pub enum ClientError {
     #[error("invalid client configuration: {0}")]
     InvalidConfig(String),
     /// kintone refused the request.
-    #[error("kintone answered HTTP {status}: {}", summary(error.as_ref(), excerpt.as_deref()))]
+    #[error("kintone answered HTTP {status}: {}", summary(error.as_deref(), excerpt.as_deref()))]
     Api {
         /// HTTP status.
         status: u16,
-        /// The error body, when readable.
-        error: Option<KintoneError>,
+        /// The error body, when readable (boxed: it is large and errors travel often).
+        error: Option<Box<KintoneError>>,
         /// For bulkRequest: the index of the failing request.
         bulk_index: Option<usize>,
         /// The start of an unreadable body.
@@ -266,7 +266,7 @@ impl ClientError {
     /// How the caller should react.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Self::Api { status, error, .. } => classify(*status, error.as_ref()),
+            Self::Api { status, error, .. } => classify(*status, error.as_deref()),
             Self::Network { .. } => ErrorClass::Retryable,
             Self::TooManyRecords { .. }
             | Self::TooManyRequests { .. }
@@ -281,7 +281,7 @@ impl ClientError {
     /// The kintone error body, if kintone sent one.
     pub fn kintone_error(&self) -> Option<&KintoneError> {
         match self {
-            Self::Api { error, .. } => error.as_ref(),
+            Self::Api { error, .. } => error.as_deref(),
             _ => None,
         }
     }
@@ -343,8 +343,7 @@ impl Client {
         };
         let url = Url::parse(&origin)
             .map_err(|e| ClientError::InvalidConfig(format!("domain {domain:?}: {e}")))?;
-        if !matches!(url.scheme(), "https" | "http") || url.path() != "/" || url.query().is_some()
-        {
+        if !matches!(url.scheme(), "https" | "http") || url.path() != "/" || url.query().is_some() {
             return Err(ClientError::InvalidConfig(format!(
                 "domain {domain:?} must be a host name or an http(s) origin"
             )));
@@ -499,7 +498,8 @@ impl Client {
         }
         // kintone refuses a JSON content type on a bodiless GET, so only bodies get one.
         if let Some(payload) = payload {
-            let bytes = serde_json::to_vec(payload).map_err(|e| ClientError::Encode(e.to_string()))?;
+            let bytes =
+                serde_json::to_vec(payload).map_err(|e| ClientError::Encode(e.to_string()))?;
             request = request.header(CONTENT_TYPE, "application/json").body(bytes);
         }
         let response = request.send().await.map_err(|e| ClientError::Network {
@@ -518,10 +518,14 @@ impl Client {
             return Ok(body);
         }
         let parsed = KintoneError::parse(&body);
-        let excerpt = (parsed.is_none() && !body.is_empty())
-            .then(|| String::from_utf8_lossy(&body).chars().take(EXCERPT_CHARS).collect());
+        let excerpt = (parsed.is_none() && !body.is_empty()).then(|| {
+            String::from_utf8_lossy(&body)
+                .chars()
+                .take(EXCERPT_CHARS)
+                .collect()
+        });
         let (error, bulk_index) = match parsed {
-            Some((error, index)) => (Some(error), index),
+            Some((error, index)) => (Some(Box::new(error)), index),
             None => (None, None),
         };
         Err(ClientError::Api {
@@ -605,7 +609,10 @@ mod tests {
         let record = client(&server).get_record(12, 7).await.unwrap();
         assert_eq!((record.id(), record.revision()), (Some(7), Some(3)));
         let sent = &server.received_requests().await.unwrap()[0];
-        assert!(sent.headers.get("content-type").is_none(), "a bodiless GET has no JSON type");
+        assert!(
+            sent.headers.get("content-type").is_none(),
+            "a bodiless GET has no JSON type"
+        );
     }
 
     #[tokio::test]
@@ -699,7 +706,10 @@ mod tests {
             written,
             vec![
                 UpdatedRecord { id: 7, revision: 5 },
-                UpdatedRecord { id: 92, revision: 1 }
+                UpdatedRecord {
+                    id: 92,
+                    revision: 1
+                }
             ]
         );
     }
@@ -801,7 +811,9 @@ mod tests {
             .await;
         Mock::given(method("POST"))
             .and(path("/k/v1/record/comment.json"))
-            .and(body_json(json!({"app": 12, "record": 7, "comment": {"text": "はい"}})))
+            .and(body_json(
+                json!({"app": 12, "record": 7, "comment": {"text": "はい"}}),
+            ))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 3})))
             .mount(&server)
             .await;
@@ -811,7 +823,9 @@ mod tests {
         assert_eq!(limited.code(), Some("GAIA_TO04"));
         let down = client.add_comment(12, 7, "はい").await.unwrap_err();
         assert_eq!(down.class(), ErrorClass::Retryable);
-        assert!(matches!(&down, ClientError::Api { excerpt: Some(e), .. } if e.contains("maintenance")));
+        assert!(
+            matches!(&down, ClientError::Api { excerpt: Some(e), .. } if e.contains("maintenance"))
+        );
         // A comment id comes as a number here, as a string elsewhere.
         assert_eq!(client.add_comment(12, 7, "はい").await.unwrap(), "3");
     }
@@ -832,7 +846,16 @@ mod tests {
             BulkRequest::update_records(12, &updates(2)).unwrap(),
         ];
         let error = client(&server).bulk_request(&requests).await.unwrap_err();
-        assert!(matches!(error, ClientError::Api { bulk_index: Some(1), .. }), "{error:?}");
+        assert!(
+            matches!(
+                error,
+                ClientError::Api {
+                    bulk_index: Some(1),
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
         assert_eq!(error.class(), ErrorClass::Conflict);
     }
 
@@ -866,7 +889,11 @@ mod tests {
     fn bad_domains_and_tokens_are_refused_up_front() {
         assert!(Client::new("example.cybozu.com", Auth::api_token("t")).is_ok());
         assert!(Client::new("https://example.cybozu.com/", Auth::api_token("t")).is_ok());
-        for domain in ["", "ftp://example.cybozu.com", "https://example.cybozu.com/k/v1"] {
+        for domain in [
+            "",
+            "ftp://example.cybozu.com",
+            "https://example.cybozu.com/k/v1",
+        ] {
             assert!(
                 matches!(
                     Client::new(domain, Auth::api_token("t")),

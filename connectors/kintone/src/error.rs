@@ -178,10 +178,25 @@ mod tests {
     #[test]
     fn error_fixtures_parse_and_classify() {
         for (name, status, code, class) in [
-            ("error_revision_conflict.json", 409, REVISION_CONFLICT, ErrorClass::Conflict),
-            ("error_invalid_token.json", 400, INVALID_API_TOKEN, ErrorClass::Final),
+            (
+                "error_revision_conflict.json",
+                409,
+                REVISION_CONFLICT,
+                ErrorClass::Conflict,
+            ),
+            (
+                "error_invalid_token.json",
+                400,
+                INVALID_API_TOKEN,
+                ErrorClass::Final,
+            ),
             ("error_validation.json", 400, VALIDATION, ErrorClass::Final),
-            ("error_too_many_requests.json", 429, TOO_MANY_CONCURRENT, ErrorClass::Retryable),
+            (
+                "error_too_many_requests.json",
+                429,
+                TOO_MANY_CONCURRENT,
+                ErrorClass::Retryable,
+            ),
         ] {
             let (error, _) = KintoneError::parse(&fixture(name)).unwrap();
             assert_eq!(error.code, code, "{name}");

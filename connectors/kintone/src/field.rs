@@ -628,7 +628,9 @@ impl Record {
 
     /// All fields, by code.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &FieldValue)> {
-        self.fields.iter().map(|(code, value)| (code.as_str(), value))
+        self.fields
+            .iter()
+            .map(|(code, value)| (code.as_str(), value))
     }
 
     /// Number of fields.
@@ -711,7 +713,8 @@ mod tests {
         struct Reply {
             record: Record,
         }
-        let reply: Reply = serde_json::from_slice(&fixture("record_every_field_type.json")).unwrap();
+        let reply: Reply =
+            serde_json::from_slice(&fixture("record_every_field_type.json")).unwrap();
         reply.record
     }
 
@@ -841,7 +844,10 @@ mod tests {
             panic!("明細 is not a table: {:?}", record.get("明細"));
         };
         assert_eq!(rows.len(), 2);
-        assert_eq!((rows[0].id.as_str(), rows[1].id.as_str()), ("48277", "48278"));
+        assert_eq!(
+            (rows[0].id.as_str(), rows[1].id.as_str()),
+            ("48277", "48278")
+        );
         assert_eq!(
             rows[0].fields.get("数量"),
             Some(&FieldValue::Number(Decimal("1".into())))
@@ -879,13 +885,27 @@ mod tests {
     #[test]
     fn a_field_without_a_type_is_a_precise_error() {
         let error = Record::from_json(&json!({"氏名": {"value": "x"}})).unwrap_err();
-        assert_eq!(error, RecordError::UntypedField { code: "氏名".into() });
-        assert_eq!(Record::from_json(&json!([])).unwrap_err(), RecordError::NotAnObject);
+        assert_eq!(
+            error,
+            RecordError::UntypedField {
+                code: "氏名".into()
+            }
+        );
+        assert_eq!(
+            Record::from_json(&json!([])).unwrap_err(),
+            RecordError::NotAnObject
+        );
     }
 
     #[test]
     fn type_names_round_trip() {
-        for name in ["SINGLE_LINE_TEXT", "__ID__", "STATUS_ASSIGNEE", "SUBTABLE", "NEW_TYPE"] {
+        for name in [
+            "SINGLE_LINE_TEXT",
+            "__ID__",
+            "STATUS_ASSIGNEE",
+            "SUBTABLE",
+            "NEW_TYPE",
+        ] {
             assert_eq!(FieldType::parse(name).as_str(), name);
         }
     }
