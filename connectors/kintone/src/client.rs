@@ -414,7 +414,18 @@ impl Client {
             .call(Method::PUT, "records.json", &[], Some(&payload))
             .await?;
         let reply: Value = decode(&body)?;
-        parse_updated(&reply)
+        let written = parse_updated(&reply)?;
+        // Callers match revisions to records by id, so every record sent must come back.
+        if let Some(missing) = updates
+            .iter()
+            .find(|u| !written.iter().any(|w| w.id == u.id))
+        {
+            return Err(ClientError::InvalidResponse(format!(
+                "records reply lacks record {}",
+                missing.id
+            )));
+        }
+        Ok(written)
     }
 
     /// `POST record/comment.json`; returns the new comment's id.
@@ -711,6 +722,23 @@ mod tests {
                     revision: 1
                 }
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reply_missing_a_sent_record_is_an_error() {
+        let server = MockServer::start().await;
+        Mock::given(method("PUT"))
+            .respond_with(json_reply(200, "records_update_response.json"))
+            .mount(&server)
+            .await;
+        let error = client(&server)
+            .update_records(12, &[RecordUpdate::new(7), RecordUpdate::new(8)])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            ClientError::InvalidResponse("records reply lacks record 8".into())
         );
     }
 
