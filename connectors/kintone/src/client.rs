@@ -137,6 +137,26 @@ pub struct UpdatedRecord {
     pub revision: u64,
 }
 
+/// The domain's concurrent-request counters, from `X-ConcurrencyLimit-Limit` / `-Running`
+/// (present on every response).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Concurrency {
+    /// Concurrent requests the domain allows (100).
+    pub limit: u32,
+    /// Requests running when this one was answered.
+    pub running: u32,
+}
+
+impl Concurrency {
+    fn from_headers(headers: &reqwest::header::HeaderMap) -> Option<Self> {
+        let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse().ok();
+        Some(Self {
+            limit: number("x-concurrencylimit-limit")?,
+            running: number("x-concurrencylimit-running")?,
+        })
+    }
+}
+
 /// HTTP method of a bulk request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -233,6 +253,8 @@ pub enum ClientError {
         bulk_index: Option<usize>,
         /// The start of an unreadable body.
         excerpt: Option<String>,
+        /// The concurrency counters, when sent: how crowded the domain was.
+        concurrency: Option<Concurrency>,
     },
     /// The request did not complete (connection, TLS, timeout).
     #[error("request to kintone failed: {message}")]
@@ -517,6 +539,7 @@ impl Client {
             message: describe(e),
         })?;
         let status = response.status();
+        let concurrency = Concurrency::from_headers(response.headers());
         let body = read_capped(response, self.max_response_bytes)
             .await
             .map_err(|e| match e {
@@ -544,6 +567,7 @@ impl Client {
             error,
             bulk_index,
             excerpt,
+            concurrency,
         })
     }
 }
@@ -849,6 +873,19 @@ mod tests {
         let limited = client.add_comment(12, 7, "はい").await.unwrap_err();
         assert_eq!(limited.class(), ErrorClass::Retryable);
         assert_eq!(limited.code(), Some("GAIA_TO04"));
+        assert!(
+            matches!(
+                limited,
+                ClientError::Api {
+                    concurrency: Some(Concurrency {
+                        limit: 100,
+                        running: 1
+                    }),
+                    ..
+                }
+            ),
+            "{limited:?}"
+        );
         let down = client.add_comment(12, 7, "はい").await.unwrap_err();
         assert_eq!(down.class(), ErrorClass::Retryable);
         assert!(
