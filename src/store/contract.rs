@@ -76,6 +76,7 @@ macro_rules! contract_tests {
             outbox_entries_are_read_per_connection,
             one_owner_at_a_time_holds_a_connections_writeback_lease,
             a_refused_writeback_is_shown_on_its_message,
+            own_writes_are_recognised_per_connection_record_and_revision_for_a_week,
             a_rejected_record_reads_back_with_its_reason_and_feeds_the_outbox,
             a_rejected_record_without_a_number_is_kept,
             a_rejected_record_is_kept_once_per_dedupe_key,
@@ -1558,6 +1559,37 @@ pub async fn one_owner_at_a_time_holds_a_connections_writeback_lease(store: Arc<
         )
         .await
         .unwrap());
+}
+
+/// The revisions our writes gave are recognised exactly, and forgotten after a week.
+pub async fn own_writes_are_recognised_per_connection_record_and_revision_for_a_week(
+    store: Arc<dyn Store>,
+) {
+    let s = store.as_ref();
+    let at = now();
+    let writes = vec![("12/7".to_string(), 4), ("12/8".to_string(), 2)];
+    s.remember_own_writes("kintone:sales", writes.clone(), at)
+        .await
+        .unwrap();
+    s.remember_own_writes("kintone:sales", writes, at)
+        .await
+        .unwrap();
+    assert!(s.is_own_write("kintone:sales", "12/7", 4).await.unwrap());
+    assert!(s.is_own_write("kintone:sales", "12/8", 2).await.unwrap());
+    assert!(
+        !s.is_own_write("kintone:sales", "12/7", 5).await.unwrap(),
+        "a person's edit"
+    );
+    assert!(!s.is_own_write("kintone:other", "12/7", 4).await.unwrap());
+    let later = at + OWN_WRITES_KEPT + Duration::seconds(1);
+    s.remember_own_writes("kintone:sales", vec![("12/9".to_string(), 1)], later)
+        .await
+        .unwrap();
+    assert!(
+        !s.is_own_write("kintone:sales", "12/7", 4).await.unwrap(),
+        "forgotten"
+    );
+    assert!(s.is_own_write("kintone:sales", "12/9", 1).await.unwrap());
 }
 
 /// A change the CRM refused for good is shown on its message.

@@ -29,7 +29,9 @@ pub use messages::{
     MessageStore, NewMessage, NewReply, RejectedMessage, ReplyRecord,
 };
 pub use otp::{CodeMatcher, NewVerification, OtpStart, OtpStore, VerificationRecord};
-pub use outbox::{NewOutboxEntry, OutboxEntry, OutboxKind, OutboxStore, UnknownKind};
+pub use outbox::{
+    NewOutboxEntry, OutboxEntry, OutboxKind, OutboxStore, UnknownKind, OWN_WRITES_KEPT,
+};
 pub use postgres::PostgresStore;
 pub use queue::{
     Applied, ClaimedJob, QueueStore, Receipt, ReceiptOutcome, ReceiptStatus, Transition, IN_DOUBT,

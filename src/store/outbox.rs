@@ -123,7 +123,25 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// Record why the CRM refused for good to take these messages' changes (a deleted record,
     /// a validation rule); shown on each message.
     async fn writeback_failed(&self, failures: Vec<(MessageId, String)>) -> StoreResult<()>;
+    /// Remember the revisions our writes gave these records of `connection` (and forget those
+    /// older than `OWN_WRITES_KEPT`), so their echoes can be told from a person's edits.
+    async fn remember_own_writes(
+        &self,
+        connection: &str,
+        writes: Vec<(String, u64)>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Whether `revision` of `record` is one our own write gave it.
+    async fn is_own_write(
+        &self,
+        connection: &str,
+        record: &str,
+        revision: u64,
+    ) -> StoreResult<bool>;
 }
+
+/// How long the revisions of our own writes are remembered: longer than any webhook is late.
+pub const OWN_WRITES_KEPT: chrono::Duration = chrono::Duration::days(7);
 
 #[cfg(test)]
 mod tests {

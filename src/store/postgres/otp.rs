@@ -4,7 +4,6 @@
 //! the same number, block, IP or device take turns, so neither slips under a limit. The locks
 //! are taken in one order (sorted keys), so two sends cannot deadlock on them.
 
-use crate::store::rows::{self, VERIFICATION_COLUMNS};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -19,6 +18,7 @@ use crate::{
     },
     store::{
         decode::{self, millis},
+        rows::{self, VERIFICATION_COLUMNS},
         CodeMatcher, NewVerification, OtpStart, OtpStore, StoreResult, VerificationRecord,
     },
 };

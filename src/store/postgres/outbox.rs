@@ -1,6 +1,5 @@
 //! `OutboxStore` on PostgreSQL, and adding an entry inside the caller's transaction.
 
-use crate::store::rows::{self, OUTBOX_COLUMNS};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -8,7 +7,11 @@ use sqlx::PgConnection;
 use super::PostgresStore;
 use crate::{
     domain::{ids::MessageId, source::Source},
-    store::{decode::millis, NewOutboxEntry, OutboxEntry, OutboxStore, StoreResult},
+    store::{
+        decode::millis,
+        rows::{self, OUTBOX_COLUMNS},
+        NewOutboxEntry, OutboxEntry, OutboxStore, StoreResult, OWN_WRITES_KEPT,
+    },
 };
 
 /// Add `entry` for message `message_id` of `source`, in the caller's transaction.
@@ -78,6 +81,53 @@ impl OutboxStore for PostgresStore {
         .fetch_optional(&self.pool)
         .await?;
         Ok(taken.is_some())
+    }
+
+    async fn remember_own_writes(
+        &self,
+        connection: &str,
+        writes: Vec<(String, u64)>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let (records, revisions): (Vec<String>, Vec<i64>) = writes
+            .into_iter()
+            .map(|(record, revision)| (record, revision as i64))
+            .unzip();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO crm_own_writes (connection, record, revision, at)
+             SELECT $1, r, v, $4 FROM UNNEST($2::text[], $3::int8[]) AS w(r, v)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(connection)
+        .bind(records)
+        .bind(revisions)
+        .bind(millis(at))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM crm_own_writes WHERE at < $1")
+            .bind(millis(at - OWN_WRITES_KEPT))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn is_own_write(
+        &self,
+        connection: &str,
+        record: &str,
+        revision: u64,
+    ) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM crm_own_writes
+                            WHERE connection = $1 AND record = $2 AND revision = $3)",
+        )
+        .bind(connection)
+        .bind(record)
+        .bind(revision as i64)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     async fn writeback_failed(&self, failures: Vec<(MessageId, String)>) -> StoreResult<()> {

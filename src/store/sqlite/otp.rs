@@ -1,7 +1,6 @@
 //! `OtpStore` on SQLite. The facts the OTP rules judge are counted and the code stored in the
 //! same commit, so two concurrent sends cannot both slip under a limit.
 
-use crate::store::rows::{self, VERIFICATION_COLUMNS};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -17,6 +16,7 @@ use crate::{
     },
     store::{
         decode::{self, millis},
+        rows::{self, VERIFICATION_COLUMNS},
         CodeMatcher, NewVerification, OtpStart, OtpStore, StoreResult, VerificationRecord,
     },
 };

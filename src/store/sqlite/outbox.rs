@@ -1,6 +1,5 @@
 //! `OutboxStore` on SQLite, and adding an entry inside the writer's transaction.
 
-use crate::store::rows::{self, OUTBOX_COLUMNS};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -8,7 +7,11 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::SqliteStore;
 use crate::{
     domain::{ids::MessageId, source::Source},
-    store::{decode::millis, NewOutboxEntry, OutboxEntry, OutboxStore, StoreResult},
+    store::{
+        decode::millis,
+        rows::{self, OUTBOX_COLUMNS},
+        NewOutboxEntry, OutboxEntry, OutboxStore, StoreResult, OWN_WRITES_KEPT,
+    },
 };
 
 /// Add `entry` for message `message_id` of `source`, in the caller's transaction.
@@ -88,6 +91,46 @@ impl OutboxStore for SqliteStore {
                     .is_some())
             })
             .await
+    }
+
+    async fn remember_own_writes(
+        &self,
+        connection: &str,
+        writes: Vec<(String, u64)>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let connection = connection.to_string();
+        self.writer
+            .run(move |conn| {
+                let mut remember = conn.prepare_cached(
+                    "INSERT OR IGNORE INTO crm_own_writes (connection, record, revision, at)
+                     VALUES (?, ?, ?, ?)",
+                )?;
+                for (record, revision) in writes {
+                    remember.execute(params![connection, record, revision as i64, millis(at)])?;
+                }
+                conn.prepare_cached("DELETE FROM crm_own_writes WHERE at < ?")?
+                    .execute(params![millis(at - OWN_WRITES_KEPT)])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn is_own_write(
+        &self,
+        connection: &str,
+        record: &str,
+        revision: u64,
+    ) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM crm_own_writes
+                            WHERE connection = ? AND record = ? AND revision = ?)",
+        )
+        .bind(connection)
+        .bind(record)
+        .bind(revision as i64)
+        .fetch_one(&self.read)
+        .await?)
     }
 
     async fn writeback_failed(&self, failures: Vec<(MessageId, String)>) -> StoreResult<()> {
