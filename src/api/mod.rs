@@ -20,7 +20,11 @@ use axum::{
 };
 
 use crate::{
-    config::Config, inbound::salesforce, messaging::Admission, providers::Events, store::Store,
+    config::Config,
+    inbound::{external_services, salesforce},
+    messaging::Admission,
+    providers::Events,
+    store::Store,
 };
 
 /// What every handler shares; one pointer to clone per request.
@@ -85,7 +89,8 @@ pub fn router(state: AppState) -> Router {
         auth::require_api_key,
     ));
     // Inbound routes carry their secret in the path, so they sit outside the API-key layer; each
-    // takes bodies as large as its sender sends.
+    // takes bodies as large as its sender sends. The External Services document holds no secret
+    // and needs none.
     let inbound = Router::new()
         .route(
             "/v1/inbound/salesforce/{name}/outbound-message/{inbound_token}",
@@ -95,6 +100,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/inbound/salesforce/{name}/flow/{inbound_token}",
             post(salesforce::flow).layer(DefaultBodyLimit::max(salesforce::FLOW_LIMIT)),
+        )
+        .route(
+            "/v1/inbound/salesforce/{name}/openapi.json",
+            get(external_services::openapi),
         );
     Router::new()
         .merge(v1)

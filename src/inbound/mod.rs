@@ -1,7 +1,9 @@
 //! CRMs calling in, one file per source: authenticate the sender, parse with the connector
 //! crate, hand typed records to `mapping` and submit them through the one admission path.
-//! Nothing else: no rule lives here.
+//! Nothing else: no rule lives here. Beside them, `external_services` serves the document a
+//! CRM imports to call the API itself.
 
+pub mod external_services;
 pub mod salesforce;
 
 use serde::Deserialize;

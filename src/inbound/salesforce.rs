@@ -69,20 +69,28 @@ pub enum SoapFault {
     Unavailable(#[source] AdmitError),
 }
 
+/// The connection named `name`.
+pub(super) fn connection<'a>(
+    state: &'a AppState,
+    name: &str,
+) -> Result<&'a SalesforceConfig, InboundError> {
+    state
+        .config
+        .salesforce
+        .iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| InboundError::UnknownConnection {
+            kind: "Salesforce",
+            name: quoted(name),
+        })
+}
+
 /// The connection the path names, if the path's token is its inbound token.
 fn authenticate<'a>(
     state: &'a AppState,
     path: &InboundPath,
 ) -> Result<&'a SalesforceConfig, InboundError> {
-    let connection = state
-        .config
-        .salesforce
-        .iter()
-        .find(|c| c.name == path.name)
-        .ok_or_else(|| InboundError::UnknownConnection {
-            kind: "Salesforce",
-            name: quoted(&path.name),
-        })?;
+    let connection = connection(state, &path.name)?;
     if !token_matches(&path.inbound_token, connection.inbound_token.expose()) {
         return Err(InboundError::WrongToken);
     }

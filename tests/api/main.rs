@@ -12,6 +12,7 @@ mod otp;
 mod postgres;
 mod recovery;
 mod salesforce;
+mod salesforce_external_services;
 mod sandbox;
 mod scheduling;
 mod segmentation;

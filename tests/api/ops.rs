@@ -66,6 +66,14 @@ fn committed_openapi_document_matches_the_handlers() {
 }
 
 #[test]
+fn committed_salesforce_external_services_document_matches_the_api() {
+    assert_committed(
+        "salesforce-external-services.json",
+        &tsunagi::inbound::external_services::document("prod", "https://sms.example.com"),
+    );
+}
+
+#[test]
 fn committed_config_schema_matches_the_config_types() {
     assert_committed(
         "config.schema.json",

@@ -68,7 +68,8 @@ fill_wait_ms = 0
     )
 }
 
-async fn server() -> (TestServer, FakeSalesforce) {
+/// A test server with the two connections, and the fake org they write back to.
+pub async fn server() -> (TestServer, FakeSalesforce) {
     let salesforce = FakeSalesforce::start().await;
     (
         TestServer::with_delivery(&connections(&salesforce)).await,
