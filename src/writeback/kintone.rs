@@ -1,0 +1,284 @@
+//! The kintone sink: status, detail and latest reply set with `PUT records.json` (100 records a
+//! call, each at the revision read just before, so a person's edit in between is not lost), every
+//! reply also posted as a record comment, and the revisions our writes give remembered, so a
+//! webhook they fire after all (an echo) sends nothing.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use async_trait::async_trait;
+use tsunagi_kintone::{
+    client::{BulkRequest, Client, ClientError, RecordUpdate},
+    error::ErrorClass,
+};
+
+use super::{Outcome, RecordUpdate as Update, Sink, SinkError};
+use crate::store::Store;
+
+/// The most records one `PUT records.json` takes.
+const RECORDS_PER_CALL: usize = 100;
+/// The most requests one `bulkRequest.json` takes.
+const REQUESTS_PER_BULK: usize = 20;
+/// Writes tried again after a revision conflict (a person saved the record meanwhile).
+const CONFLICT_RETRIES: usize = 3;
+
+/// Where a connection writes on its records (field codes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KintoneFields {
+    /// The message's state.
+    pub status: String,
+    /// Why, or empty once a later state needs no reason.
+    pub detail: String,
+    /// The handset's latest reply.
+    pub reply: String,
+}
+
+/// Writes a kintone connection's updates through the REST API.
+pub struct KintoneSink {
+    connection: String,
+    client: Client,
+    app: u64,
+    fields: KintoneFields,
+    store: Arc<dyn Store>,
+}
+
+impl KintoneSink {
+    /// A sink for `connection` writing records of `app` through `client`, remembering its own
+    /// writes in `store`.
+    pub fn new(
+        connection: impl Into<String>,
+        client: Client,
+        app: u64,
+        fields: KintoneFields,
+        store: Arc<dyn Store>,
+    ) -> Self {
+        Self {
+            connection: connection.into(),
+            client,
+            app,
+            fields,
+            store,
+        }
+    }
+
+    /// The record id an update is for (`APP/$id`), or why it names none of this app's.
+    fn id_of(&self, update: &Update) -> Result<u64, String> {
+        update
+            .record
+            .split_once('/')
+            .and_then(|(app, id)| (app.parse() == Ok(self.app)).then(|| id.parse().ok())?)
+            .ok_or_else(|| format!("{:?} is no record of app {}", update.record, self.app))
+    }
+
+    /// The current revision of each record that still exists.
+    async fn revisions(&self, ids: &[u64]) -> Result<BTreeMap<u64, u64>, SinkError> {
+        let list: Vec<String> = ids.iter().map(u64::to_string).collect();
+        let query = format!("$id in ({}) limit {}", list.join(", "), ids.len());
+        let records = self
+            .client
+            .get_records(self.app, &query, &["$id", "$revision"])
+            .await
+            .map_err(sink_error)?;
+        Ok(records
+            .iter()
+            .filter_map(|r| Some((r.id()?, r.revision()?)))
+            .collect())
+    }
+
+    /// The fields `update` sets, on record `id` at `revision`.
+    fn record_update(&self, id: u64, revision: u64, update: &Update) -> RecordUpdate {
+        let mut record = RecordUpdate::new(id).with_revision(revision);
+        if let Some(status) = &update.status {
+            record = record.set(&self.fields.status, status.status.as_str()).set(
+                &self.fields.detail,
+                status.detail.clone().unwrap_or_default(),
+            );
+        }
+        if let Some(reply) = update.replies.last() {
+            record = record.set(&self.fields.reply, reply.body.as_str());
+        }
+        record
+    }
+
+    /// Set the fields of the updates `todo` (index into `updates`, record id), settling each
+    /// one's outcome; revision conflicts are read again and retried, a record kintone refuses is
+    /// failed alone.
+    async fn write_fields(
+        &self,
+        updates: &[Update],
+        mut todo: Vec<(usize, u64)>,
+        outcomes: &mut [Option<Outcome>],
+    ) -> Result<(), SinkError> {
+        let mut conflicts = 0;
+        while !todo.is_empty() {
+            let ids: Vec<u64> = todo.iter().map(|(_, id)| *id).collect();
+            let revisions = self.revisions(&ids).await?;
+            todo.retain(|(i, id)| {
+                let exists = revisions.contains_key(id);
+                if !exists {
+                    outcomes[*i] = Some(Outcome::Failed(
+                        "GAIA_RE01: the record no longer exists".into(),
+                    ));
+                }
+                exists
+            });
+            let records: Vec<RecordUpdate> = todo
+                .iter()
+                .map(|(i, id)| self.record_update(*id, revisions[id], &updates[*i]))
+                .collect();
+            if records.is_empty() {
+                return Ok(());
+            }
+            match self.client.update_records(self.app, &records).await {
+                Ok(written) => {
+                    let own: Vec<(String, u64)> = written
+                        .iter()
+                        .map(|w| (format!("{}/{}", self.app, w.id), w.revision))
+                        .collect();
+                    self.store
+                        .remember_own_writes(&self.connection, own, chrono::Utc::now())
+                        .await
+                        .map_err(|e| SinkError::Retry {
+                            reason: format!("store: {e}"),
+                            after: None,
+                        })?;
+                    for (i, _) in todo.drain(..) {
+                        outcomes[i] = Some(Outcome::Written);
+                    }
+                }
+                Err(e) if e.class() == ErrorClass::Conflict && conflicts < CONFLICT_RETRIES => {
+                    conflicts += 1;
+                }
+                Err(e) => match refused_records(&e) {
+                    // The whole call fails for one invalid record: fail that one, send the rest.
+                    Some(refused) if !refused.is_empty() => {
+                        let mut position = 0;
+                        todo.retain(|(i, _)| {
+                            let keep = match refused.get(&position) {
+                                Some(reason) => {
+                                    outcomes[*i] = Some(Outcome::Failed(reason.clone()));
+                                    false
+                                }
+                                None => true,
+                            };
+                            position += 1;
+                            keep
+                        });
+                    }
+                    _ if e.class() == ErrorClass::Conflict => {
+                        for (i, _) in todo.drain(..) {
+                            outcomes[i] = Some(Outcome::Retry);
+                        }
+                    }
+                    _ => return Err(sink_error(e)),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// Post every reply of the written updates as a comment on its record, 20 to a call; a
+    /// call kintone cannot take now leaves its updates for a later round.
+    async fn post_replies(
+        &self,
+        updates: &[Update],
+        ids: &BTreeMap<usize, u64>,
+        outcomes: &mut [Option<Outcome>],
+    ) {
+        let mut comments: Vec<(usize, BulkRequest)> = Vec::new();
+        for (i, update) in updates.iter().enumerate() {
+            if outcomes[i] != Some(Outcome::Written) {
+                continue;
+            }
+            for reply in &update.replies {
+                let text = format!("SMS返信: {}", reply.body);
+                match BulkRequest::add_comment(self.app, ids[&i], &text) {
+                    Ok(request) => comments.push((i, request)),
+                    Err(e) => outcomes[i] = Some(Outcome::Failed(e.to_string())),
+                }
+            }
+        }
+        for chunk in comments.chunks(REQUESTS_PER_BULK) {
+            let requests: Vec<BulkRequest> = chunk.iter().map(|(_, r)| r.clone()).collect();
+            if let Err(e) = self.client.bulk_request(&requests).await {
+                let outcome = match e.class() {
+                    ErrorClass::Final => Outcome::Failed(e.to_string()),
+                    _ => Outcome::Retry,
+                };
+                for (i, _) in chunk {
+                    outcomes[*i] = Some(outcome.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The records of a refused `PUT records.json` that kintone named (`records[i].…`), by position,
+/// with their messages.
+fn refused_records(e: &ClientError) -> Option<BTreeMap<usize, String>> {
+    let error = e.kintone_error()?;
+    let mut refused: BTreeMap<usize, String> = BTreeMap::new();
+    for (key, messages) in &error.errors {
+        let Some(index) = key
+            .strip_prefix("records[")
+            .and_then(|rest| rest.split_once(']'))
+            .and_then(|(n, _)| n.parse().ok())
+        else {
+            continue;
+        };
+        let reason = refused
+            .entry(index)
+            .or_insert_with(|| format!("{}: {key}", error.code));
+        for message in messages {
+            reason.push_str(&format!(" {message}"));
+        }
+    }
+    Some(refused)
+}
+
+/// What a refused call means for the queue.
+fn sink_error(e: ClientError) -> SinkError {
+    let reason = e.to_string();
+    match e.class() {
+        ErrorClass::Retryable | ErrorClass::Conflict => SinkError::Retry {
+            reason,
+            after: None,
+        },
+        // A wrong token or a missing field fails every record alike: hold the queue for the
+        // admin rather than fail each record.
+        ErrorClass::Final => SinkError::Pause {
+            reason,
+            after: std::time::Duration::from_secs(5 * 60),
+        },
+    }
+}
+
+#[async_trait]
+impl Sink for KintoneSink {
+    fn max_batch(&self) -> usize {
+        RECORDS_PER_CALL
+    }
+
+    async fn write(&self, updates: &[Update]) -> Result<Vec<Outcome>, SinkError> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; updates.len()];
+        let mut ids = BTreeMap::new();
+        let mut todo = Vec::new();
+        for (i, update) in updates.iter().enumerate() {
+            match self.id_of(update) {
+                Ok(id) => {
+                    ids.insert(i, id);
+                    todo.push((i, id));
+                }
+                Err(reason) => outcomes[i] = Some(Outcome::Failed(reason)),
+            }
+        }
+        self.write_fields(updates, todo, &mut outcomes).await?;
+        self.post_replies(updates, &ids, &mut outcomes).await;
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::Retry))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests;

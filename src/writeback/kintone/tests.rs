@@ -1,0 +1,294 @@
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use tsunagi_kintone::Auth;
+use wiremock::{
+    matchers::{method, path},
+    Mock, MockServer, ResponseTemplate,
+};
+
+use super::*;
+use crate::{
+    domain::{ids::MessageId, state::JobState},
+    store::SqliteStore,
+    writeback::{Reply, StatusChange},
+};
+
+const CONNECTION: &str = "kintone:sales";
+
+fn fixture(name: &str) -> String {
+    let path = format!(
+        "{}/tests/fixtures/kintone/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A records.json answer giving each id its revision.
+fn revisions(records: &[(u64, u64)]) -> ResponseTemplate {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|(id, revision)| {
+            json!({
+                "$id": {"type": "__ID__", "value": id.to_string()},
+                "$revision": {"type": "__REVISION__", "value": revision.to_string()}
+            })
+        })
+        .collect();
+    ResponseTemplate::new(200).set_body_json(json!({"records": records, "totalCount": null}))
+}
+
+fn at() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+}
+
+fn update(record: &str, status: JobState, replies: &[&str]) -> Update {
+    Update {
+        record: record.into(),
+        status: Some(StatusChange {
+            message_id: MessageId::new(),
+            status,
+            detail: None,
+            at: at(),
+        }),
+        messages: Vec::new(),
+        replies: replies
+            .iter()
+            .map(|body| Reply {
+                message_id: MessageId::new(),
+                body: body.to_string(),
+                at: at(),
+            })
+            .collect(),
+        entries: vec![1],
+    }
+}
+
+struct Setup {
+    server: MockServer,
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("k.db").display());
+    Setup {
+        server: MockServer::start().await,
+        store: Arc::new(SqliteStore::open(&url).await.unwrap()),
+        _dir: dir,
+    }
+}
+
+impl Setup {
+    fn sink(&self) -> KintoneSink {
+        let client = Client::new(&self.server.uri(), Auth::api_token("token-a")).unwrap();
+        let fields = KintoneFields {
+            status: "sms_status".into(),
+            detail: "sms_status_detail".into(),
+            reply: "sms_reply".into(),
+        };
+        KintoneSink::new(CONNECTION, client, 12, fields, self.store.clone())
+    }
+
+    /// The bodies of the `PUT`s and `POST`s to `api`, oldest first.
+    async fn bodies(&self, api: &str) -> Vec<Value> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path() == format!("/k/v1/{api}") && r.method.as_str() != "GET")
+            .map(|r| serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+            .collect()
+    }
+
+    async fn puts(&self, body: ResponseTemplate, times: u64) {
+        Mock::given(method("PUT"))
+            .and(path("/k/v1/records.json"))
+            .respond_with(body)
+            .up_to_n_times(times)
+            .mount(&self.server)
+            .await;
+    }
+
+    async fn reads(&self, body: ResponseTemplate) {
+        Mock::given(method("GET"))
+            .and(path("/k/v1/records.json"))
+            .respond_with(body)
+            .mount(&self.server)
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn records_are_written_at_the_revision_just_read_and_our_revisions_are_remembered() {
+    let s = setup().await;
+    s.reads(revisions(&[(7, 4), (92, 0)])).await;
+    s.puts(
+        ResponseTemplate::new(200)
+            .set_body_raw(fixture("records_update_response.json"), "application/json"),
+        1,
+    )
+    .await;
+    let updates = [
+        update("12/7", JobState::Delivered, &[]),
+        update("12/92", JobState::Rejected, &[]),
+    ];
+    let outcomes = s.sink().write(&updates).await.unwrap();
+    assert_eq!(outcomes, [Outcome::Written, Outcome::Written]);
+    let put = &s.bodies("records.json").await[0];
+    assert_eq!(put["app"], 12);
+    assert_eq!(
+        put["records"][0],
+        json!({"id": 7, "revision": 4, "record": {
+            "sms_status": {"value": "delivered"},
+            "sms_status_detail": {"value": ""}
+        }})
+    );
+    assert!(s.store.is_own_write(CONNECTION, "12/7", 5).await.unwrap());
+    assert!(s.store.is_own_write(CONNECTION, "12/92", 1).await.unwrap());
+    assert!(!s.store.is_own_write(CONNECTION, "12/7", 4).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_revision_conflict_is_read_again_and_written() {
+    let s = setup().await;
+    s.reads(revisions(&[(7, 4)])).await;
+    s.puts(
+        ResponseTemplate::new(409)
+            .set_body_raw(fixture("error_revision_conflict.json"), "application/json"),
+        1,
+    )
+    .await;
+    s.puts(
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"records": [{"id": "7", "revision": "6"}]})),
+        1,
+    )
+    .await;
+    let outcomes = s
+        .sink()
+        .write(&[update("12/7", JobState::Delivered, &[])])
+        .await
+        .unwrap();
+    assert_eq!(outcomes, [Outcome::Written]);
+    let requests = s.server.received_requests().await.unwrap();
+    let gets = requests
+        .iter()
+        .filter(|r| r.method.as_str() == "GET")
+        .count();
+    assert_eq!(gets, 2, "the revision was read again after the conflict");
+}
+
+#[tokio::test]
+async fn a_record_kintone_refuses_fails_alone_and_the_rest_is_written() {
+    let s = setup().await;
+    s.reads(revisions(&[(7, 4), (8, 2)])).await;
+    s.puts(
+        ResponseTemplate::new(400)
+            .set_body_raw(fixture("error_validation.json"), "application/json"),
+        1,
+    )
+    .await;
+    s.puts(
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"records": [{"id": "8", "revision": "3"}]})),
+        1,
+    )
+    .await;
+    let outcomes = s
+        .sink()
+        .write(&[
+            update("12/7", JobState::Delivered, &[]),
+            update("12/8", JobState::Delivered, &[]),
+        ])
+        .await
+        .unwrap();
+    match &outcomes[0] {
+        Outcome::Failed(reason) => {
+            assert!(
+                reason.starts_with("CB_VA01: records[0].SMS状態.value"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(outcomes[1], Outcome::Written);
+    let puts = s.bodies("records.json").await;
+    assert_eq!(puts[1]["records"].as_array().unwrap().len(), 1);
+    assert_eq!(puts[1]["records"][0]["id"], 8);
+}
+
+#[tokio::test]
+async fn a_deleted_record_fails_and_replies_become_comments() {
+    let s = setup().await;
+    s.reads(revisions(&[(8, 2)])).await;
+    s.puts(
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"records": [{"id": "8", "revision": "3"}]})),
+        1,
+    )
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/k/v1/bulkRequest.json"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"results": [{"id": "3"}, {"id": "4"}]})),
+        )
+        .mount(&s.server)
+        .await;
+    let outcomes = s
+        .sink()
+        .write(&[
+            update("12/7", JobState::Delivered, &[]),
+            update("12/8", JobState::Delivered, &["はい", "STOP"]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Failed("GAIA_RE01: the record no longer exists".into()),
+            Outcome::Written
+        ]
+    );
+    let put = &s.bodies("records.json").await[0];
+    assert_eq!(put["records"][0]["record"]["sms_reply"]["value"], "STOP");
+    let bulk = &s.bodies("bulkRequest.json").await[0];
+    let texts: Vec<&str> = bulk["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["payload"]["comment"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["SMS返信: はい", "SMS返信: STOP"]);
+}
+
+#[tokio::test]
+async fn a_busy_domain_leaves_the_batch_for_later() {
+    let s = setup().await;
+    s.reads(revisions(&[(7, 4)])).await;
+    s.puts(
+        ResponseTemplate::new(429)
+            .set_body_raw(fixture("error_too_many_requests.json"), "application/json"),
+        1,
+    )
+    .await;
+    let result = s
+        .sink()
+        .write(&[update("12/7", JobState::Delivered, &[])])
+        .await;
+    assert!(matches!(result, Err(SinkError::Retry { .. })), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_record_of_another_app_fails_without_a_call() {
+    let s = setup().await;
+    let outcomes = s
+        .sink()
+        .write(&[update("13/7", JobState::Delivered, &[])])
+        .await
+        .unwrap();
+    assert!(matches!(&outcomes[0], Outcome::Failed(r) if r.contains("app 12")));
+    assert!(s.server.received_requests().await.unwrap().is_empty());
+}
