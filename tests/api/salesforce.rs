@@ -409,8 +409,8 @@ async fn a_large_envelope_is_taken_up_to_4_mib_and_refused_beyond() {
 }
 
 #[tokio::test]
-async fn a_050_number_is_rejected_with_its_code_and_still_acked() {
-    let (s, _salesforce) = server().await;
+async fn a_050_number_is_rejected_with_its_code_still_acked_and_written_back() {
+    let (s, salesforce) = server().await;
     let fields = [
         ("LastName", "高橋"),
         ("MobilePhone", "050-1234-5678"),
@@ -441,6 +441,11 @@ async fn a_050_number_is_rejected_with_its_code_and_still_acked() {
     );
     assert_eq!(m["source"], "salesforce:dev");
     assert_eq!(m["events"][0]["detail"], m["status_detail"]);
+    let records = salesforce
+        .wait_for(|records| records.iter().any(|r| r["id"] == "0035j00000Pq7RvAAJ"))
+        .await;
+    assert_eq!(records[0]["SMS_Status__c"], "rejected");
+    assert_eq!(records[0]["SMS_Status_Detail__c"], m["status_detail"]);
     s.stop().await;
 }
 
