@@ -20,7 +20,11 @@ use axum::{
 };
 
 use crate::{
-    config::Config, inbound::salesforce, messaging::Admission, providers::Events, store::Store,
+    config::Config,
+    inbound::{kintone, salesforce},
+    messaging::Admission,
+    providers::Events,
+    store::Store,
 };
 
 /// What every handler shares; one pointer to clone per request.
@@ -95,6 +99,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/inbound/salesforce/{name}/flow/{inbound_token}",
             post(salesforce::flow).layer(DefaultBodyLimit::max(salesforce::FLOW_LIMIT)),
+        )
+        .route(
+            "/v1/inbound/kintone/{name}/{inbound_token}",
+            post(kintone::webhook).layer(DefaultBodyLimit::max(kintone::WEBHOOK_LIMIT)),
         );
     Router::new()
         .merge(v1)
