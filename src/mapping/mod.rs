@@ -17,6 +17,7 @@ use crate::{
 };
 
 /// A record's fields as its CRM delivered them, read by field name (API name, field code).
+/// `Sync`: inbound handlers hold a record across the admission path's awaits.
 pub trait Fields: fmt::Debug + Sync {
     /// The field's value as text, for a phone number; `None` when absent or empty.
     fn text(&self, name: &str) -> Option<String>;
