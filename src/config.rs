@@ -1,5 +1,6 @@
 //! One typed configuration: TOML file plus `TSUNAGI_*` environment overrides, validated once at start.
 
+mod kintone;
 mod salesforce;
 mod secret;
 
@@ -14,13 +15,17 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use self::{
-    salesforce::{is_api_name, AuthKind, MappingConfig, SalesforceConfig, MIN_INBOUND_TOKEN_CHARS},
+    kintone::{KintoneConfig, KintoneEvent},
+    salesforce::{is_api_name, AuthKind, MappingConfig, SalesforceConfig},
     secret::Secret,
 };
 use crate::{
     domain::phone::{NumberKind, NumberPolicy, SenderId},
     otp,
 };
+
+/// Shortest `inbound_token`: it is the only secret in the inbound URLs.
+pub const MIN_INBOUND_TOKEN_CHARS: usize = 16;
 
 /// The whole service configuration.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -46,6 +51,8 @@ pub struct Config {
     pub otp: OtpConfig,
     /// Salesforce orgs whose Flows and Outbound Messages send SMS (`[[salesforce]]`).
     pub salesforce: Vec<SalesforceConfig>,
+    /// kintone apps whose webhooks send SMS (`[[kintone]]`).
+    pub kintone: Vec<KintoneConfig>,
     /// How status changes and replies are written back to CRM records.
     pub writeback: WritebackConfig,
 }
@@ -461,6 +468,7 @@ impl Default for Config {
             numbers: NumbersConfig::default(),
             otp: OtpConfig::default(),
             salesforce: Vec::new(),
+            kintone: Vec::new(),
             writeback: WritebackConfig::default(),
         }
     }
@@ -638,6 +646,7 @@ impl Config {
         self.numbers.validate(problems);
         self.otp.validate(problems);
         salesforce::validate(&self.salesforce, problems);
+        kintone::validate(&self.kintone, problems);
         self.writeback.validate(problems);
     }
 
@@ -859,6 +868,34 @@ fn key_path(path: &serde_ignored::Path<'_>) -> String {
 
 fn is_http_url(url: &str) -> bool {
     url.starts_with("http://") || url.starts_with("https://")
+}
+
+/// What is wrong with a connection's `name`, given the names of the connections of its kind
+/// before it: it appears in URLs, so it is URL-safe and unique.
+fn connection_name_problem<'a>(
+    name: &str,
+    mut earlier: impl Iterator<Item = &'a str>,
+) -> Option<String> {
+    let url_safe = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !url_safe {
+        Some(format!(
+            "{name:?} must be 1-64 letters, digits, `-` or `_`: it appears in URLs"
+        ))
+    } else if earlier.any(|other| other == name) {
+        Some(format!("{name:?} names another connection too"))
+    } else {
+        None
+    }
+}
+
+/// What is wrong with a connection's `time_zone`, if anything.
+fn time_zone_problem(zone: &str) -> Option<String> {
+    zone.parse::<chrono_tz::Tz>()
+        .is_err()
+        .then(|| format!("{zone:?} is not a time zone such as \"Asia/Tokyo\""))
 }
 
 /// Take the key a type error was found at out of `table`, so that it falls back to its default;

@@ -21,7 +21,7 @@ use axum::{
 
 use crate::{
     config::Config,
-    inbound::{external_services, salesforce},
+    inbound::{external_services, kintone, salesforce},
     messaging::Admission,
     providers::Events,
     store::Store,
@@ -104,6 +104,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/inbound/salesforce/{name}/openapi.json",
             get(external_services::openapi),
+        )
+        .route(
+            "/v1/inbound/kintone/{name}/{inbound_token}",
+            post(kintone::webhook).layer(DefaultBodyLimit::max(kintone::WEBHOOK_LIMIT)),
         );
     Router::new()
         .merge(v1)

@@ -12,7 +12,7 @@ use utoipa::{
 };
 
 use super::{messages, numbers, otp, problem, sandbox};
-use crate::inbound::salesforce;
+use crate::inbound::{kintone, salesforce};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,6 +33,7 @@ use crate::inbound::salesforce;
         sandbox::reply,
         salesforce::outbound_message,
         salesforce::flow,
+        kintone::webhook,
     ),
     components(schemas(problem::Problem, problem::ErrorCode)),
     modifiers(&BearerAuth, &CommonProblems, &Links),

@@ -315,6 +315,13 @@ impl From<InboundError> for ApiError {
             InboundError::Records(_) => {
                 ApiError::unprocessable(ErrorCode::InvalidRequest, "records", detail)
             }
+            InboundError::Malformed(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, detail)
+                    .field("body")
+            }
+            InboundError::OtherSource { field, .. } => {
+                ApiError::unprocessable(ErrorCode::InvalidRequest, field, detail)
+            }
             InboundError::Unavailable(e) => e.into(),
         }
     }

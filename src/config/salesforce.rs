@@ -5,11 +5,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tsunagi_salesforce::OrgId;
 
-use super::{is_http_url, Problem, Secret};
+use super::{
+    connection_name_problem, is_http_url, time_zone_problem, Problem, Secret,
+    MIN_INBOUND_TOKEN_CHARS,
+};
 use crate::{domain::template::Rules, mapping::Mapping, messaging};
-
-/// Shortest `inbound_token`: it is the only secret in the inbound URLs.
-pub const MIN_INBOUND_TOKEN_CHARS: usize = 16;
 
 /// One Salesforce org: where its Flows and Outbound Messages come in, and how tsunagi signs in
 /// to write status back.
@@ -140,16 +140,9 @@ pub(super) fn validate(connections: &[SalesforceConfig], problems: &mut Vec<Prob
         let at = |key: &str| format!("salesforce[{i}].{key}");
         let mut problem =
             |key: &str, message: String| problems.push(Problem::new(at(key), message));
-        if !is_url_safe_name(&c.name) {
-            problem(
-                "name",
-                format!(
-                    "{:?} must be 1-64 letters, digits, `-` or `_`: it appears in URLs",
-                    c.name
-                ),
-            );
-        } else if connections[..i].iter().any(|other| other.name == c.name) {
-            problem("name", format!("{:?} names another connection too", c.name));
+        let earlier = connections[..i].iter().map(|other| other.name.as_str());
+        if let Some(message) = connection_name_problem(&c.name, earlier) {
+            problem("name", message);
         }
         if let Err(e) = OrgId::parse(&c.organization_id) {
             problem(
@@ -186,14 +179,8 @@ pub(super) fn validate(connections: &[SalesforceConfig], problems: &mut Vec<Prob
                 format!("{:?} is not a version such as \"67.0\"", c.api_version),
             );
         }
-        if c.time_zone.parse::<Tz>().is_err() {
-            problem(
-                "time_zone",
-                format!(
-                    "{:?} is not a time zone such as \"Asia/Tokyo\"",
-                    c.time_zone
-                ),
-            );
+        if let Some(message) = time_zone_problem(&c.time_zone) {
+            problem("time_zone", message);
         }
         for (j, m) in c.mappings.iter().enumerate() {
             validate_mapping(
@@ -286,13 +273,6 @@ fn auth_name(auth: AuthKind) -> &'static str {
         AuthKind::JwtBearer => "jwt_bearer",
         AuthKind::RefreshToken => "refresh_token",
     }
-}
-
-fn is_url_safe_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A Salesforce API name: a letter, then letters, digits and underscores (`ns__Visit__c`).

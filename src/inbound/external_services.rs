@@ -19,7 +19,7 @@ use axum::{
 };
 use serde_json::{json, Map, Value};
 
-use super::salesforce::connection;
+use super::find;
 use crate::api::{problem::ApiError, AppState};
 
 /// An action a Flow calls: an operation of the API, renamed for Flow.
@@ -81,7 +81,7 @@ pub async fn openapi(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let connection = connection(&state, &name)?;
+    let connection = find(&state.config.salesforce, &name)?;
     Ok(Json(document(
         &connection.name,
         &state.config.public_base_url,

@@ -4,13 +4,19 @@
 //! CRM imports to call the API itself.
 
 pub mod external_services;
+pub mod kintone;
 pub mod salesforce;
 
+use axum::{body::Bytes, extract::rejection::BytesRejection, http::StatusCode};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 
-use crate::messaging::{AdmitError, RecordOutcome};
+use crate::{
+    api::problem::quoted,
+    config::{KintoneConfig, SalesforceConfig, Secret},
+    messaging::{AdmitError, RecordOutcome},
+};
 
 /// Where an inbound call goes: a connection, and the secret that proves the caller is its CRM.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -54,9 +60,85 @@ pub enum InboundError {
     /// More records than one call may carry, or none.
     #[error("{0}")]
     Records(String),
+    /// The body is not what the CRM sends on this route.
+    #[error("{0}")]
+    Malformed(String),
+    /// The body comes from another source than the connection's (another kintone app).
+    #[error("{message}")]
+    OtherSource {
+        /// The body's key that names the source (`app.id`).
+        field: &'static str,
+        /// Which source the connection takes, and which one this is.
+        message: String,
+    },
     /// The store could not take the records; those taken are kept, a retry is safe.
     #[error("the records could not be stored; retry later")]
     Unavailable(#[source] AdmitError),
+}
+
+/// A configured connection that inbound calls name in their path.
+pub trait Connection {
+    /// The kind, as errors name it: `Salesforce`, `kintone`.
+    const KIND: &'static str;
+    /// Its `name`.
+    fn name(&self) -> &str;
+    /// Its `inbound_token`.
+    fn inbound_token(&self) -> &Secret;
+}
+
+impl Connection for SalesforceConfig {
+    const KIND: &'static str = "Salesforce";
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn inbound_token(&self) -> &Secret {
+        &self.inbound_token
+    }
+}
+
+impl Connection for KintoneConfig {
+    const KIND: &'static str = "kintone";
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn inbound_token(&self) -> &Secret {
+        &self.inbound_token
+    }
+}
+
+/// The connection named `name`.
+pub fn find<'a, C: Connection>(connections: &'a [C], name: &str) -> Result<&'a C, InboundError> {
+    connections
+        .iter()
+        .find(|c| c.name() == name)
+        .ok_or_else(|| InboundError::UnknownConnection {
+            kind: C::KIND,
+            name: quoted(name),
+        })
+}
+
+/// The connection the path names, if the path's token is its inbound token.
+pub fn authenticate<'a, C: Connection>(
+    connections: &'a [C],
+    path: &InboundPath,
+) -> Result<&'a C, InboundError> {
+    let connection = find(connections, &path.name)?;
+    if !token_matches(&path.inbound_token, connection.inbound_token().expose()) {
+        return Err(InboundError::WrongToken);
+    }
+    Ok(connection)
+}
+
+/// The body, or why it could not be read (over `limit`, cut short).
+fn body(read: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, InboundError> {
+    read.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => InboundError::TooLarge { limit },
+        _ => InboundError::Unreadable(e.body_text()),
+    })
 }
 
 /// Whether `given` is `expected`, in time that does not depend on where they differ.

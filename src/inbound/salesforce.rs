@@ -31,10 +31,10 @@ use utoipa::{
     PartialSchema, ToSchema,
 };
 
-use super::{outcome_label, token_matches, InboundError, InboundPath};
+use super::{authenticate, body, outcome_label, InboundError, InboundPath};
 use crate::{
     api::{
-        problem::{quoted, ApiError, Problem},
+        problem::{ApiError, Problem},
         AppState,
     },
     config::{is_api_name, SalesforceConfig},
@@ -67,34 +67,6 @@ pub enum SoapFault {
     /// finds them.
     #[error("the notifications could not be stored; Salesforce will deliver them again")]
     Unavailable(#[source] AdmitError),
-}
-
-/// The connection named `name`.
-pub(super) fn connection<'a>(
-    state: &'a AppState,
-    name: &str,
-) -> Result<&'a SalesforceConfig, InboundError> {
-    state
-        .config
-        .salesforce
-        .iter()
-        .find(|c| c.name == name)
-        .ok_or_else(|| InboundError::UnknownConnection {
-            kind: "Salesforce",
-            name: quoted(name),
-        })
-}
-
-/// The connection the path names, if the path's token is its inbound token.
-fn authenticate<'a>(
-    state: &'a AppState,
-    path: &InboundPath,
-) -> Result<&'a SalesforceConfig, InboundError> {
-    let connection = connection(state, &path.name)?;
-    if !token_matches(&path.inbound_token, connection.inbound_token.expose()) {
-        return Err(InboundError::WrongToken);
-    }
-    Ok(connection)
 }
 
 /// The connection as sources name it: `salesforce:NAME`.
@@ -187,14 +159,6 @@ fn is_xml(value: Option<&header::HeaderValue>) -> bool {
         .is_some_and(|essence| essence == "text/xml" || essence == "application/xml")
 }
 
-/// The body, or why it could not be read (over `limit`, cut short).
-fn body(read: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, InboundError> {
-    read.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => InboundError::TooLarge { limit },
-        _ => InboundError::Unreadable(e.body_text()),
-    })
-}
-
 /// Take an Outbound Message: authenticate, parse, check the org, then commit every
 /// notification before answering the `Ack`.
 #[utoipa::path(
@@ -219,7 +183,7 @@ pub async fn outbound_message(
     headers: HeaderMap,
     read: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let connection = match authenticate(&state, &path) {
+    let connection = match authenticate(&state.config.salesforce, &path) {
         Ok(connection) => connection,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -366,7 +330,7 @@ pub async fn flow(
     Path(path): Path<InboundPath>,
     request: Request,
 ) -> Result<(StatusCode, Json<FlowResponse>), ApiError> {
-    let connection = authenticate(&state, &path)?;
+    let connection = authenticate(&state.config.salesforce, &path)?;
     let call = crate::api::body::JsonBody::<FlowRequest>::from_request(request, &())
         .await?
         .value;

@@ -1,10 +1,11 @@
 //! A CRM record becomes a submission: the number from its phone field, the mapping's template,
 //! and its fields as merge values rendered as a person reads them. Knows no particular CRM:
-//! the inbound handlers of each hand it field values by API name.
+//! each CRM's field values read through [`Fields`].
 
+mod kintone;
 mod value;
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt};
 
 use chrono_tz::Tz;
 use serde_json::Value;
@@ -15,12 +16,41 @@ use crate::{
     messaging::{Content, Dedupe, Submission},
 };
 
-/// How records of one object type become messages (a `[[salesforce.mappings]]` entry).
+/// A record's fields as its CRM delivered them, read by field name (API name, field code).
+/// `Sync`: inbound handlers hold a record across the admission path's awaits.
+pub trait Fields: fmt::Debug + Sync {
+    /// The field's value as text, for a phone number; `None` when absent or empty.
+    fn text(&self, name: &str) -> Option<String>;
+    /// Whether the field says "checked" (an opt-out).
+    fn is_checked(&self, name: &str) -> bool;
+    /// Every non-empty field as a merge value, as a person reads it, times shown in `zone`.
+    fn vars(&self, zone: Tz) -> BTreeMap<String, Value>;
+}
+
+/// Salesforce's form: JSON values by API name, as SOAP text or Flow JSON.
+impl Fields for BTreeMap<String, Value> {
+    fn text(&self, name: &str) -> Option<String> {
+        self.get(name).and_then(scalar_text)
+    }
+
+    fn is_checked(&self, name: &str) -> bool {
+        self.get(name).is_some_and(is_checked)
+    }
+
+    fn vars(&self, zone: Tz) -> BTreeMap<String, Value> {
+        self.iter()
+            .filter_map(|(name, value)| Some((name.clone(), shown(value, zone)?)))
+            .collect()
+    }
+}
+
+/// How records of one object type become messages (a `[[salesforce.mappings]]` entry, a
+/// `[[kintone]]` connection).
 #[derive(Clone, Copy, Debug)]
 pub struct Mapping<'a> {
     /// The field holding the recipient's number.
     pub phone_field: &'a str,
-    /// The SMS text, merge fields named by field API name.
+    /// The SMS text, merge fields named by field name (API name, field code).
     pub template: &'a str,
     /// A checkbox field that, when checked, says the record opted out of SMS.
     pub opt_out_field: Option<&'a str>,
@@ -31,8 +61,8 @@ pub struct Mapping<'a> {
 pub struct Record<'a> {
     /// Where it came from (the connection and the record, for write-back).
     pub source: Source,
-    /// Field values by API name; null for an empty field.
-    pub fields: &'a BTreeMap<String, Value>,
+    /// Its field values.
+    pub fields: &'a dyn Fields,
     /// The zone datetimes are shown in.
     pub time_zone: Tz,
     /// A number given beside the fields (a Flow's `phone`), used instead of the phone field.
@@ -51,22 +81,14 @@ impl Mapping<'_> {
         let (to, to_field) = match record.phone.filter(|p| !p.trim().is_empty()) {
             Some(phone) => (phone.to_string(), "phone".to_string()),
             None => (
-                record
-                    .fields
-                    .get(self.phone_field)
-                    .and_then(scalar_text)
-                    .unwrap_or_default(),
+                record.fields.text(self.phone_field).unwrap_or_default(),
                 self.phone_field.to_string(),
             ),
         };
-        let vars = record
-            .fields
-            .iter()
-            .filter_map(|(name, value)| Some((name.clone(), shown(value, record.time_zone)?)))
-            .collect();
+        let vars = record.fields.vars(record.time_zone);
         let opted_out = self
             .opt_out_field
-            .filter(|field| record.fields.get(*field).is_some_and(is_checked))
+            .filter(|field| record.fields.is_checked(field))
             .map(|field| format!("the record has opted out of SMS ({field} is checked)"));
         Submission {
             source: record.source,

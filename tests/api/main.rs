@@ -5,6 +5,7 @@ mod errors;
 mod fake_salesforce;
 mod harness;
 mod idempotency;
+mod kintone;
 mod messages;
 mod numbers;
 mod ops;

@@ -15,7 +15,7 @@ fi
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 key=schemathesis-key-0123456789
-# A Salesforce connection, so the inbound routes are fuzzed past their path (schemathesis.toml
+# A Salesforce and a kintone connection, so the inbound routes are fuzzed past their path (schemathesis.toml
 # gives its name and token).
 cat >"$dir/tsunagi.toml" <<'TOML'
 [[salesforce]]
@@ -35,6 +35,18 @@ template = "{{LastName}}様 ご予約は{{Appointment_Date__c}}です"
 status_field = "SMS_Status__c"
 status_detail_field = "SMS_Status_Detail__c"
 reply_field = "SMS_Last_Reply__c"
+
+[[kintone]]
+name = "st"
+base_url = "http://127.0.0.1:9"
+app = 12
+api_token = "schemathesis"
+inbound_token = "schemathesis-inbound-0123456789"
+phone_field = "phone"
+template = "{{name}}様"
+status_field = "sms_status"
+status_detail_field = "sms_status_detail"
+reply_field = "sms_reply"
 TOML
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
 TSUNAGI_DATABASE_URL="sqlite://$dir/st.db" TSUNAGI_API_KEYS=$key TSUNAGI_LISTEN=127.0.0.1:$port \

@@ -1,0 +1,318 @@
+//! `[[kintone]]` connections: one kintone app each, its webhook URL and its SMS fields.
+
+use chrono_tz::Tz;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    connection_name_problem, is_http_url, time_zone_problem, Problem, Secret,
+    MIN_INBOUND_TOKEN_CHARS,
+};
+use crate::{domain::template::Rules, mapping::Mapping, messaging};
+
+/// One kintone app: where its webhooks come in, which events send an SMS, and the fields
+/// tsunagi reads and writes back.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+pub struct KintoneConfig {
+    /// Names the connection in URLs (`/v1/inbound/kintone/NAME/…`): letters, digits, `-`, `_`.
+    pub name: String,
+    /// The domain, e.g. `https://example.cybozu.com`.
+    pub base_url: String,
+    /// The app's id; webhooks from other apps are refused.
+    pub app: u64,
+    /// An API token of the app, for write-back (view and edit permissions).
+    pub api_token: Secret,
+    /// The secret part of the webhook URL (at least 16 characters).
+    pub inbound_token: Secret,
+    /// The field code of the recipient's number (a text or link field).
+    pub phone_field: String,
+    /// The SMS text: merge fields are the record's fields by field code.
+    pub template: String,
+    /// The webhook events that send an SMS: ADD_RECORD, UPDATE_RECORD, UPDATE_STATUS.
+    #[serde(default = "default_trigger_events")]
+    pub trigger_events: Vec<KintoneEvent>,
+    /// IANA zone date-times in templates are shown in.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+    /// The process-management status that sends on UPDATE_STATUS (required when UPDATE_STATUS
+    /// is a trigger); ADD_RECORD and UPDATE_RECORD are not filtered by it.
+    pub trigger_status: Option<String>,
+    /// Written back: queued, sent, delivered, undelivered, failed, rejected.
+    pub status_field: String,
+    /// Written back: why, e.g. the refusal's code and reason.
+    pub status_detail_field: String,
+    /// Written back: the latest reply from the handset.
+    pub reply_field: String,
+    /// A check box field: any option checked means the record opted out (and is refused).
+    pub opt_out_field: Option<String>,
+}
+
+/// `kintone[].trigger_events`: a kintone webhook event `type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum KintoneEvent {
+    /// A record was added.
+    AddRecord,
+    /// A record was edited.
+    UpdateRecord,
+    /// A record moved to another process-management status.
+    UpdateStatus,
+    /// A record was deleted: carries no record, so it cannot send.
+    DeleteRecord,
+    /// A comment was posted: carries no record, so it cannot send.
+    AddRecordComment,
+}
+
+impl KintoneEvent {
+    /// The event's `type` as kintone sends it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KintoneEvent::AddRecord => "ADD_RECORD",
+            KintoneEvent::UpdateRecord => "UPDATE_RECORD",
+            KintoneEvent::UpdateStatus => "UPDATE_STATUS",
+            KintoneEvent::DeleteRecord => "DELETE_RECORD",
+            KintoneEvent::AddRecordComment => "ADD_RECORD_COMMENT",
+        }
+    }
+
+    /// Whether the event's payload carries the record, which a send needs.
+    fn carries_record(self) -> bool {
+        matches!(
+            self,
+            KintoneEvent::AddRecord | KintoneEvent::UpdateRecord | KintoneEvent::UpdateStatus
+        )
+    }
+}
+
+/// A new record sends: the one event every app's webhook settings offer without process
+/// management.
+fn default_trigger_events() -> Vec<KintoneEvent> {
+    vec![KintoneEvent::AddRecord]
+}
+
+fn default_time_zone() -> String {
+    "Asia/Tokyo".into()
+}
+
+impl KintoneConfig {
+    /// The zone templates show date-times in; valid once `validate` passed.
+    pub fn zone(&self) -> Tz {
+        self.time_zone.parse().expect("validated at load")
+    }
+
+    /// Whether webhooks of this `type` may send.
+    pub fn triggers_on(&self, type_name: &str) -> bool {
+        self.trigger_events.iter().any(|e| e.as_str() == type_name)
+    }
+
+    /// How the app's records become messages.
+    pub fn mapping(&self) -> Mapping<'_> {
+        Mapping {
+            phone_field: &self.phone_field,
+            template: &self.template,
+            opt_out_field: self.opt_out_field.as_deref(),
+        }
+    }
+}
+
+/// Check every connection, naming each problem's key path (`kintone[0].app`).
+pub(super) fn validate(connections: &[KintoneConfig], problems: &mut Vec<Problem>) {
+    for (i, c) in connections.iter().enumerate() {
+        let mut problem = |key: &str, message: String| {
+            problems.push(Problem::new(format!("kintone[{i}].{key}"), message));
+        };
+        let earlier = connections[..i].iter().map(|other| other.name.as_str());
+        if let Some(message) = connection_name_problem(&c.name, earlier) {
+            problem("name", message);
+        }
+        if !is_http_url(&c.base_url) {
+            problem(
+                "base_url",
+                "must start with https:// (http:// only for a local test server)".into(),
+            );
+        }
+        if c.app == 0 {
+            problem("app", "must be the app's id, 1 or more".into());
+        }
+        if c.api_token.expose().trim().is_empty() {
+            problem("api_token", "must not be empty".into());
+        }
+        if c.inbound_token.expose().chars().count() < MIN_INBOUND_TOKEN_CHARS {
+            problem(
+                "inbound_token",
+                format!("must be at least {MIN_INBOUND_TOKEN_CHARS} characters"),
+            );
+        }
+        if c.trigger_events.is_empty() {
+            problem(
+                "trigger_events",
+                "list at least one of ADD_RECORD, UPDATE_RECORD, UPDATE_STATUS".into(),
+            );
+        }
+        for (j, event) in c.trigger_events.iter().enumerate() {
+            if !event.carries_record() {
+                problem(
+                    &format!("trigger_events[{j}]"),
+                    format!(
+                        "{} carries no record, so it cannot send an SMS; use ADD_RECORD, \
+                         UPDATE_RECORD or UPDATE_STATUS",
+                        event.as_str()
+                    ),
+                );
+            }
+        }
+        let status_triggers = c.trigger_events.contains(&KintoneEvent::UpdateStatus);
+        match c.trigger_status.as_deref() {
+            None if status_triggers => problem(
+                "trigger_status",
+                "is required when UPDATE_STATUS is in trigger_events".into(),
+            ),
+            Some(status) if status.trim().is_empty() => {
+                problem("trigger_status", "must not be empty".into())
+            }
+            _ => {}
+        }
+        if let Some(message) = time_zone_problem(&c.time_zone) {
+            problem("time_zone", message);
+        }
+        let fields = [
+            ("phone_field", Some(&c.phone_field)),
+            ("status_field", Some(&c.status_field)),
+            ("status_detail_field", Some(&c.status_detail_field)),
+            ("reply_field", Some(&c.reply_field)),
+            ("opt_out_field", c.opt_out_field.as_ref()),
+        ];
+        for (key, value) in fields {
+            if let Some(code) = value.filter(|code| !is_field_code(code)) {
+                problem(key, format!("{code:?} is not a kintone field code"));
+            }
+        }
+        if let Err(refusal) = messaging::compile(&c.template, &Rules::default()) {
+            problem("template", refusal.to_string());
+        }
+    }
+}
+
+/// A kintone field code: 1-128 characters, letters (Japanese too), digits, `_`, `・`, `$` and
+/// `￥` (and their full-width forms), not starting with a digit.
+fn is_field_code(code: &str) -> bool {
+    (1..=128).contains(&code.chars().count())
+        && !code.starts_with(|c: char| c.is_ascii_digit())
+        && code
+            .chars()
+            .all(|c| c.is_alphanumeric() || "_・$￥＿＄".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KintoneEvent;
+    use crate::config::Config;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    const VALID: &str = r#"
+[[kintone]]
+name = "sales"
+base_url = "https://example.cybozu.com"
+app = 12
+api_token = "BuBNIwbRRaUvr33nWXcfUZ5VhaFsJxN0xH4NPN92"
+inbound_token = "0123456789abcdef"
+phone_field = "電話番号"
+template = "{{氏名}}様 ご予約は{{予約日}}です"
+status_field = "sms_status"
+status_detail_field = "sms_status_detail"
+reply_field = "sms_reply"
+"#;
+
+    fn paths(text: &str) -> Vec<String> {
+        let problems = Config::parse(text, no_env).unwrap_err();
+        let mut paths: Vec<_> = problems.into_iter().map(|p| p.path).collect();
+        paths.sort();
+        paths
+    }
+
+    #[test]
+    fn a_connection_reads_with_its_defaults() {
+        let c = Config::parse(VALID, no_env).unwrap();
+        let k = &c.kintone[0];
+        assert_eq!(k.trigger_events, [KintoneEvent::AddRecord]);
+        assert_eq!(k.zone(), chrono_tz::Asia::Tokyo);
+        assert!(k.triggers_on("ADD_RECORD") && !k.triggers_on("UPDATE_STATUS"));
+        assert_eq!(k.mapping().phone_field, "電話番号");
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("0123456789abcdef") && !printed.contains("BuBNIw"));
+    }
+
+    #[test]
+    fn every_problem_names_its_key_path() {
+        let text = VALID
+            .replace("\"sales\"", "\"sa les\"")
+            .replace("https://example", "ftp://example")
+            .replace("app = 12", "app = 0")
+            .replace("0123456789abcdef", "short")
+            .replace("\"電話番号\"", "\"電話 番号\"")
+            .replace("{{氏名}}様", "{% for x in y %}{% endfor %}")
+            .replace("\"sms_reply\"", "\"1reply\"")
+            + "time_zone = \"Asia/Nowhere\"\n";
+        assert_eq!(
+            paths(&text),
+            [
+                "kintone[0].app",
+                "kintone[0].base_url",
+                "kintone[0].inbound_token",
+                "kintone[0].name",
+                "kintone[0].phone_field",
+                "kintone[0].reply_field",
+                "kintone[0].template",
+                "kintone[0].time_zone",
+            ]
+        );
+    }
+
+    #[test]
+    fn update_status_needs_a_trigger_status() {
+        let text = format!("{VALID}trigger_events = [\"ADD_RECORD\", \"UPDATE_STATUS\"]\n");
+        assert_eq!(paths(&text), ["kintone[0].trigger_status"]);
+        let with_status = format!("{text}trigger_status = \"SMS送信\"\n");
+        let c = Config::parse(&with_status, no_env).unwrap();
+        assert!(c.kintone[0].triggers_on("UPDATE_STATUS"));
+    }
+
+    #[test]
+    fn only_events_that_carry_a_record_trigger() {
+        let text = format!("{VALID}trigger_events = [\"ADD_RECORD\", \"DELETE_RECORD\"]\n");
+        assert_eq!(paths(&text), ["kintone[0].trigger_events[1]"]);
+        let none = format!("{VALID}trigger_events = []\n");
+        assert_eq!(paths(&none), ["kintone[0].trigger_events"]);
+        let unknown = format!("{VALID}trigger_events = [\"UPDATE_APP\"]\n");
+        let problems = Config::parse(&unknown, no_env).unwrap_err();
+        assert!(
+            problems[0].path.starts_with("kintone[0].trigger_events"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let twice = format!("{VALID}{}", VALID.replace("app = 12", "app = 13"));
+        assert_eq!(paths(&twice), ["kintone[1].name"]);
+    }
+
+    #[test]
+    fn japanese_and_system_style_field_codes_are_field_codes() {
+        for code in [
+            "電話番号",
+            "sms_status",
+            "顧客No",
+            "Record_number",
+            "携帯・自宅",
+        ] {
+            assert!(super::is_field_code(code), "{code}");
+        }
+        for code in ["", "1番", "電話 番号", "a.b", "a-b"] {
+            assert!(!super::is_field_code(code), "{code}");
+        }
+    }
+}

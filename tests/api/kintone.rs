@@ -1,0 +1,354 @@
+//! kintone calling in: app webhooks become SMS through the one admission path; only trigger
+//! events send, each record revision at most once; refused records are kept as `rejected`.
+
+use serde_json::{json, Value};
+
+use crate::harness::{delivered_events, TestServer};
+
+const TOKEN: &str = "kintone-token-0123456789";
+
+/// `sales` takes app 12 (a Japanese app: new records and the status SMS送信 send), `us` takes
+/// app 3 (an English one: only the status Send SMS sends). Write-back points at a closed port.
+const CONNECTIONS: &str = r#"
+[[kintone]]
+name = "sales"
+base_url = "http://127.0.0.1:9"
+app = 12
+api_token = "kintone-api-token"
+inbound_token = "kintone-token-0123456789"
+phone_field = "電話番号"
+template = "{{氏名}}様 ご予約は{{予約日時}}({{予約日時|date(\"%m月%d日\")}})です 金額{{金額}}円 担当{{担当者}}"
+trigger_events = ["ADD_RECORD", "UPDATE_STATUS"]
+trigger_status = "SMS送信"
+status_field = "sms_status"
+status_detail_field = "sms_status_detail"
+reply_field = "sms_reply"
+opt_out_field = "配信停止"
+
+[[kintone]]
+name = "us"
+base_url = "http://127.0.0.1:9"
+app = 3
+api_token = "kintone-api-token-us"
+inbound_token = "kintone-us-token-0123456789"
+phone_field = "Phone"
+template = "Record {{Record_number}}: updated {{Updated_datetime}}"
+trigger_events = ["UPDATE_STATUS"]
+trigger_status = "Send SMS"
+status_field = "sms_status"
+status_detail_field = "sms_status_detail"
+reply_field = "sms_reply"
+"#;
+
+async fn server() -> TestServer {
+    TestServer::with_delivery(CONNECTIONS).await
+}
+
+fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/kintone/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_slice(&text).unwrap()
+}
+
+/// A recorded webhook of app 12 whose record also holds the booking fields the `sales`
+/// template merges (the recordings carry only some of the app's fields).
+fn booking(name: &str) -> Value {
+    let mut webhook = fixture(name);
+    let record = webhook["record"].as_object_mut().unwrap();
+    for (code, field) in [
+        (
+            "電話番号",
+            json!({"type": "SINGLE_LINE_TEXT", "value": "090-1234-5678"}),
+        ),
+        (
+            "予約日時",
+            json!({"type": "DATETIME", "value": "2026-12-24T01:00:00Z"}),
+        ),
+        ("金額", json!({"type": "NUMBER", "value": "12000.50"})),
+        (
+            "担当者",
+            json!({"type": "USER_SELECT", "value": [{"code": "sato", "name": "佐藤 花子"}]}),
+        ),
+    ] {
+        record.entry(code).or_insert(field);
+    }
+    webhook
+}
+
+fn set_field(webhook: &mut Value, code: &str, value: Value) {
+    webhook["record"][code]["value"] = value;
+}
+
+async fn deliver_to(s: &TestServer, name: &str, token: &str, body: &Value) -> (u16, Value) {
+    let r = s
+        .client
+        .post(format!("{}/v1/inbound/kintone/{name}/{token}", s.base))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn deliver(s: &TestServer, body: &Value) -> (u16, Value) {
+    deliver_to(s, "sales", TOKEN, body).await
+}
+
+async fn message(s: &TestServer, id: &Value) -> Value {
+    let path = format!("/v1/messages/{}", id.as_str().unwrap());
+    s.get(&path).await.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_new_record_sends_its_merged_fields_and_is_delivered() {
+    let s = server().await;
+    let (status, answer) = deliver(&s, &booking("webhook_add_record.json")).await;
+    assert_eq!(
+        (status, &answer["result"]),
+        (200, &json!("queued")),
+        "{answer}"
+    );
+    let id = &answer["message_id"];
+    assert_eq!(
+        s.text_of("09012345678", id).await,
+        "山田 太郎様 ご予約は2026-12-24 10:00(12月24日)です 金額12000.50円 担当佐藤 花子"
+    );
+    let m = s
+        .wait_for(id.as_str().unwrap(), |st| st == "delivered")
+        .await;
+    assert_eq!(delivered_events(&m), ["queued", "sending", "delivered"]);
+    assert_eq!(m["source"], "kintone:sales");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_webhook_again_is_a_duplicate_and_sends_nothing() {
+    let s = server().await;
+    let webhook = booking("webhook_add_record.json");
+    let (_, first) = deliver(&s, &webhook).await;
+    assert_eq!(first["result"], "queued");
+    let (status, again) = deliver(&s, &webhook).await;
+    assert_eq!(
+        (status, &again["result"]),
+        (200, &json!("duplicate")),
+        "{again}"
+    );
+    assert!(again.get("message_id").is_none(), "{again}");
+    assert_eq!(s.stored_messages().await, 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn another_webhook_for_the_same_record_revision_is_a_duplicate() {
+    let s = server().await;
+    let mut webhook = booking("webhook_add_record.json");
+    assert_eq!(deliver(&s, &webhook).await.1["result"], "queued");
+    // A second webhook of the app pointing here: its own id, the same record revision.
+    webhook["id"] = json!("01J9ZQ4K7T3W8XGQ2V5N6M1B0D");
+    let (status, again) = deliver(&s, &webhook).await;
+    assert_eq!(
+        (status, &again["result"]),
+        (200, &json!("duplicate")),
+        "{again}"
+    );
+    // The next revision of the record is another state, and sends.
+    webhook["id"] = json!("01J9ZQ4K7T3W8XGQ2V5N6M1B0E");
+    webhook["record"]["$revision"]["value"] = json!("2");
+    assert_eq!(deliver(&s, &webhook).await.1["result"], "queued");
+    assert_eq!(s.stored_messages().await, 2);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_trigger_status_sends_under_the_japanese_and_the_english_key() {
+    let s = server().await;
+    let (status, japanese) = deliver(&s, &booking("webhook_update_status_japanese.json")).await;
+    assert_eq!(
+        (status, &japanese["result"]),
+        (200, &json!("queued")),
+        "{japanese}"
+    );
+    let english = fixture("webhook_update_status_english.json");
+    let (status, answer) = deliver_to(&s, "us", "kintone-us-token-0123456789", &english).await;
+    assert_eq!(
+        (status, &answer["result"]),
+        (200, &json!("queued")),
+        "{answer}"
+    );
+    assert_eq!(
+        s.text_of("09012345678", &answer["message_id"]).await,
+        "Record 42: updated 2026-12-24 10:00"
+    );
+    let m = message(&s, &answer["message_id"]).await;
+    assert_eq!(m["source"], "kintone:us");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn another_status_or_an_app_without_process_management_sends_nothing() {
+    let s = server().await;
+    let mut done = booking("webhook_update_status_japanese.json");
+    set_field(&mut done, "ステータス", json!("完了"));
+    let (status, answer) = deliver(&s, &done).await;
+    assert_eq!(
+        (status, &answer["result"]),
+        (200, &json!("ignored")),
+        "{answer}"
+    );
+    assert!(
+        answer["reason"].as_str().unwrap().contains("完了"),
+        "{answer}"
+    );
+
+    let mut no_process = booking("webhook_add_record.json");
+    no_process["type"] = json!("UPDATE_STATUS");
+    let (status, answer) = deliver(&s, &no_process).await;
+    assert_eq!(
+        (status, &answer["result"]),
+        (200, &json!("ignored")),
+        "{answer}"
+    );
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no STATUS field"),
+        "{answer}"
+    );
+    assert_eq!(s.stored_messages().await, 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn events_that_are_not_triggers_or_carry_no_record_are_ignored() {
+    let s = server().await;
+    for (name, why) in [
+        (
+            "webhook_update_record.json",
+            "not in this connection's trigger_events",
+        ),
+        ("webhook_delete_record.json", "carries no record"),
+        ("webhook_add_record_comment.json", "carries no record"),
+    ] {
+        let (status, answer) = deliver(&s, &fixture(name)).await;
+        assert_eq!(
+            (status, &answer["result"]),
+            (200, &json!("ignored")),
+            "{name}"
+        );
+        assert!(answer["reason"].as_str().unwrap().contains(why), "{answer}");
+    }
+    assert_eq!(s.stored_messages().await, 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_token_an_unknown_name_or_another_app_stores_nothing() {
+    let s = server().await;
+    let webhook = booking("webhook_add_record.json");
+    let (status, problem) = deliver_to(&s, "sales", "kintone-token-0123456788", &webhook).await;
+    assert_eq!((status, &problem["code"]), (401, &json!("unauthorized")));
+    let (status, problem) = deliver_to(&s, "nobody", TOKEN, &webhook).await;
+    assert_eq!((status, &problem["code"]), (404, &json!("not_found")));
+    // App 3's webhook pasted into app 12's connection.
+    let other = fixture("webhook_update_status_english.json");
+    let (status, problem) = deliver(&s, &other).await;
+    assert_eq!((status, &problem["code"]), (422, &json!("invalid_request")));
+    assert_eq!(problem["field"], "app.id");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("app 12"),
+        "{problem}"
+    );
+    assert_eq!(s.stored_messages().await, 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_050_number_is_stored_rejected_with_its_code_and_answered_200() {
+    let s = server().await;
+    let mut webhook = booking("webhook_add_record.json");
+    set_field(&mut webhook, "電話番号", json!("050-1234-5678"));
+    let (status, answer) = deliver(&s, &webhook).await;
+    assert_eq!(
+        (status, &answer["result"]),
+        (200, &json!("rejected")),
+        "{answer}"
+    );
+    assert_eq!(answer["error"]["code"], "number_type_not_allowed");
+    let m = message(&s, &answer["message_id"]).await;
+    assert_eq!(m["status"], "rejected");
+    let detail = m["status_detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("number_type_not_allowed: `電話番号`"),
+        "{m}"
+    );
+    assert_eq!(m["source"], "kintone:sales");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_checked_opt_out_or_a_missing_merge_field_is_rejected_with_its_reason() {
+    let s = server().await;
+    let mut opted_out = booking("webhook_add_record.json");
+    opted_out["record"]["配信停止"] = json!({"type": "CHECK_BOX", "value": ["停止"]});
+    let (status, answer) = deliver(&s, &opted_out).await;
+    assert_eq!(
+        (status, &answer["result"]),
+        (200, &json!("rejected")),
+        "{answer}"
+    );
+    assert_eq!(answer["error"]["code"], "number_blocked");
+
+    // The recorded record as it is, a later revision: it lacks the booking fields.
+    let mut bare = fixture("webhook_add_record.json");
+    bare["id"] = json!("01J9ZQ4K7T3W8XGQ2V5N6M1B0F");
+    set_field(&mut bare, "$revision", json!("2"));
+    let (status, answer) = deliver(&s, &bare).await;
+    assert_eq!(
+        (status, &answer["result"]),
+        (200, &json!("rejected")),
+        "{answer}"
+    );
+    assert_eq!(answer["error"]["code"], "missing_template_variable");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("予約日時"),
+        "{answer}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn record_values_are_printed_as_data_never_run_as_template_source() {
+    let s = server().await;
+    let mut webhook = booking("webhook_add_record.json");
+    set_field(&mut webhook, "氏名", json!("{{金額}}"));
+    let (_, answer) = deliver(&s, &webhook).await;
+    let text = s.text_of("09012345678", &answer["message_id"]).await;
+    assert!(text.starts_with("{{金額}}様"), "{text}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_or_malformed_body_is_refused() {
+    let s = server().await;
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
+    let r = s
+        .client
+        .post(format!("{}/v1/inbound/kintone/sales/{TOKEN}", s.base))
+        .header("Content-Type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let (status, problem) = deliver(&s, &json!({"id": "x", "type": "ADD_RECORD"})).await;
+    assert_eq!((status, &problem["code"]), (400, &json!("invalid_request")));
+    assert_eq!(s.stored_messages().await, 0);
+    s.stop().await;
+}
