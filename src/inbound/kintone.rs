@@ -183,6 +183,22 @@ async fn take(
         ));
     };
     let label = format!("kintone:{}", connection.name);
+    let record_key = format!("{}/{id}", connection.app);
+    // Our own write-back is made not to fire webhooks, but kintone has fired them for it: a
+    // revision our write gave the record is an echo, and must not send again.
+    if let Some(revision) = webhook.revision() {
+        let own = state
+            .store
+            .is_own_write(&label, &record_key, revision)
+            .await
+            .map_err(|e| InboundError::Unavailable(AdmitError::Store(e)))?;
+        if own {
+            return Ok(KintoneAnswer::because(
+                KintoneResult::Ignored,
+                "an echo of tsunagi's own write-back to this record".into(),
+            ));
+        }
+    }
     // Without a revision (never seen from kintone) the webhook's own id is the key.
     let key = match webhook.revision() {
         Some(revision) => revision_key(connection.app, id, revision),
@@ -191,7 +207,7 @@ async fn take(
     let mapped = Record {
         source: Source::Crm {
             connection: label.clone(),
-            record: format!("{}/{id}", connection.app),
+            record: record_key,
         },
         fields: record,
         time_zone: connection.zone(),

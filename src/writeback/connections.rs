@@ -8,12 +8,13 @@ use tokio_util::sync::CancellationToken;
 use tsunagi_salesforce::{rest::RestClient, Grant, TokenSource};
 
 use super::{
+    kintone::{KintoneFields, KintoneSink},
     salesforce::{MessageLog, SalesforceSink, StatusFields},
-    Timing, Worker,
+    Sink, Timing, Worker,
 };
 use crate::{
     clock::Clock,
-    config::{AuthKind, Config, SalesforceConfig, Secret},
+    config::{AuthKind, Config, KintoneConfig, SalesforceConfig, Secret},
     store::Store,
 };
 
@@ -31,17 +32,42 @@ pub fn start(
         fill_wait: Duration::from_millis(config.writeback.fill_wait_ms),
         ..Timing::default()
     };
-    config
-        .salesforce
-        .iter()
-        .map(|connection| {
-            let name = format!("salesforce:{}", connection.name);
-            let sink = salesforce_sink(connection, &name)
-                .with_context(|| format!("salesforce connection {:?}", connection.name))?;
-            let worker = Worker::new(store.clone(), Arc::new(sink), name, timing, clock.clone());
-            Ok(tokio::spawn(worker.run(shutdown.clone())))
+    let mut sinks: Vec<(String, Arc<dyn Sink>)> = Vec::new();
+    for connection in &config.salesforce {
+        let name = format!("salesforce:{}", connection.name);
+        let sink = salesforce_sink(connection, &name)
+            .with_context(|| format!("salesforce connection {:?}", connection.name))?;
+        sinks.push((name, Arc::new(sink)));
+    }
+    for connection in &config.kintone {
+        let name = format!("kintone:{}", connection.name);
+        let sink = kintone_sink(connection, &name, store)
+            .with_context(|| format!("kintone connection {:?}", connection.name))?;
+        sinks.push((name, Arc::new(sink)));
+    }
+    Ok(sinks
+        .into_iter()
+        .map(|(name, sink)| {
+            let worker = Worker::new(store.clone(), sink, name, timing, clock.clone());
+            tokio::spawn(worker.run(shutdown.clone()))
         })
-        .collect()
+        .collect())
+}
+
+/// The sink of one `[[kintone]]` connection: its API token and the fields it writes.
+fn kintone_sink(
+    c: &KintoneConfig,
+    name: &str,
+    store: &Arc<dyn Store>,
+) -> anyhow::Result<KintoneSink> {
+    let auth = tsunagi_kintone::Auth::api_token(c.api_token.expose().to_string());
+    let client = tsunagi_kintone::Client::new(&c.base_url, auth)?;
+    let fields = KintoneFields {
+        status: c.status_field.clone(),
+        detail: c.status_detail_field.clone(),
+        reply: c.reply_field.clone(),
+    };
+    Ok(KintoneSink::new(name, client, c.app, fields, store.clone()))
 }
 
 /// The sink of one `[[salesforce]]` connection: its OAuth grant, REST version and the fields

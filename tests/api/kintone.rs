@@ -3,7 +3,10 @@
 
 use serde_json::{json, Value};
 
-use crate::harness::{delivered_events, TestServer};
+use crate::{
+    fake_kintone::FakeKintone,
+    harness::{delivered_events, TestServer},
+};
 
 const TOKEN: &str = "kintone-token-0123456789";
 
@@ -350,5 +353,57 @@ async fn an_oversized_or_malformed_body_is_refused() {
     let (status, problem) = deliver(&s, &json!({"id": "x", "type": "ADD_RECORD"})).await;
     assert_eq!((status, &problem["code"]), (400, &json!("invalid_request")));
     assert_eq!(s.stored_messages().await, 0);
+    s.stop().await;
+}
+
+/// `sales` writing back to a local fake kintone, with UPDATE_RECORD a trigger too (as an app
+/// that also has an update webhook would be), rounds every 100 ms.
+fn writing_to(kintone: &FakeKintone) -> String {
+    let sales = CONNECTIONS
+        .replacen("http://127.0.0.1:9", &kintone.uri(), 1)
+        .replacen(
+            r#"trigger_events = ["ADD_RECORD", "UPDATE_STATUS"]"#,
+            r#"trigger_events = ["ADD_RECORD", "UPDATE_RECORD", "UPDATE_STATUS"]"#,
+            1,
+        );
+    format!("{sales}\n[writeback]\ninterval_ms = 100\nsettle_ms = 60000\nfill_wait_ms = 0\n")
+}
+
+#[tokio::test]
+async fn the_status_is_written_back_and_the_echo_of_that_write_sends_nothing() {
+    let kintone = FakeKintone::start().await;
+    let s = TestServer::with_delivery(&writing_to(&kintone)).await;
+    let (_, answer) = deliver(&s, &booking("webhook_add_record.json")).await;
+    assert_eq!(answer["result"], "queued", "{answer}");
+    kintone
+        .wait_for(|r| {
+            r.updates
+                .iter()
+                .any(|(id, record)| *id == 7 && record["sms_status"]["value"] == "delivered")
+        })
+        .await;
+    let written = kintone.records.lock().unwrap().revisions[&7];
+
+    // kintone fires an UPDATE_RECORD for our own write after all: the revision is ours.
+    let mut echo = booking("webhook_update_record.json");
+    echo["id"] = json!("01J9ZQECHO0000000000000001");
+    set_field(&mut echo, "$revision", json!(written.to_string()));
+    let (status, answer) = deliver(&s, &echo).await;
+    assert_eq!(
+        (status, &answer["result"]),
+        (200, &json!("ignored")),
+        "{answer}"
+    );
+    assert!(
+        answer["reason"].as_str().unwrap().contains("echo"),
+        "{answer}"
+    );
+    assert_eq!(s.stored_messages().await, 1, "the echo sent nothing");
+
+    // A person saving the record afterwards is a real update, and this app sends on those.
+    let mut edit = booking("webhook_update_record.json");
+    set_field(&mut edit, "$revision", json!((written + 1).to_string()));
+    let (_, answer) = deliver(&s, &edit).await;
+    assert_eq!(answer["result"], "queued", "{answer}");
     s.stop().await;
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod errors;
+mod fake_kintone;
 mod fake_salesforce;
 mod harness;
 mod idempotency;

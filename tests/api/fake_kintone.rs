@@ -1,0 +1,149 @@
+//! A local kintone for write-back: `GET records.json` answers each asked `$id` with its current
+//! revision, `PUT records.json` takes every record (its revision must match) and gives it the
+//! next revision, and `bulkRequest.json` takes the comments.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
+
+use serde_json::{json, Value};
+use wiremock::{
+    matchers::{method, path},
+    Mock, MockServer, Request, Respond, ResponseTemplate,
+};
+
+/// Records by id: their revision, and every update and comment they took.
+#[derive(Default)]
+pub struct Records {
+    /// Current revision per record id.
+    pub revisions: BTreeMap<u64, u64>,
+    /// Field values written, oldest first, as `(id, record)`.
+    pub updates: Vec<(u64, Value)>,
+    /// Comments posted, oldest first, as `(id, text)`.
+    pub comments: Vec<(u64, String)>,
+}
+
+struct Read(Arc<Mutex<Records>>);
+
+impl Respond for Read {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let query = request
+            .url
+            .query_pairs()
+            .find(|(k, _)| k == "query")
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default();
+        let ids: Vec<u64> = query
+            .split_once('(')
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(list, _)| {
+                list.split(',')
+                    .filter_map(|n| n.trim().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut records = self.0.lock().unwrap();
+        let found: Vec<Value> = ids
+            .iter()
+            .map(|id| {
+                let revision = *records.revisions.entry(*id).or_insert(1);
+                json!({
+                    "$id": {"type": "__ID__", "value": id.to_string()},
+                    "$revision": {"type": "__REVISION__", "value": revision.to_string()}
+                })
+            })
+            .collect();
+        ResponseTemplate::new(200).set_body_json(json!({"records": found, "totalCount": null}))
+    }
+}
+
+struct Write(Arc<Mutex<Records>>);
+
+impl Respond for Write {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let mut records = self.0.lock().unwrap();
+        let mut written = Vec::new();
+        for r in body["records"].as_array().cloned().unwrap_or_default() {
+            let id = r["id"].as_u64().unwrap_or_default();
+            let revision = records.revisions.entry(id).or_insert(1);
+            *revision += 1;
+            written.push(json!({"id": id.to_string(), "revision": revision.to_string()}));
+            records.updates.push((id, r["record"].clone()));
+        }
+        ResponseTemplate::new(200).set_body_json(json!({ "records": written }))
+    }
+}
+
+struct Bulk(Arc<Mutex<Records>>);
+
+impl Respond for Bulk {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let mut records = self.0.lock().unwrap();
+        let mut results = Vec::new();
+        for r in body["requests"].as_array().cloned().unwrap_or_default() {
+            let p = &r["payload"];
+            records.comments.push((
+                p["record"].as_u64().unwrap_or_default(),
+                p["comment"]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            ));
+            results.push(json!({"id": records.comments.len().to_string()}));
+        }
+        ResponseTemplate::new(200).set_body_json(json!({ "results": results }))
+    }
+}
+
+/// The fake domain.
+pub struct FakeKintone {
+    pub server: MockServer,
+    pub records: Arc<Mutex<Records>>,
+}
+
+impl FakeKintone {
+    /// Start one that reads revisions, takes updates and comments.
+    pub async fn start() -> FakeKintone {
+        let server = MockServer::start().await;
+        let records = Arc::new(Mutex::new(Records::default()));
+        Mock::given(method("GET"))
+            .and(path("/k/v1/records.json"))
+            .respond_with(Read(records.clone()))
+            .mount(&server)
+            .await;
+        Mock::given(method("PUT"))
+            .and(path("/k/v1/records.json"))
+            .respond_with(Write(records.clone()))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/k/v1/bulkRequest.json"))
+            .respond_with(Bulk(records.clone()))
+            .mount(&server)
+            .await;
+        FakeKintone { server, records }
+    }
+
+    /// Its base URL, for `base_url`.
+    pub fn uri(&self) -> String {
+        self.server.uri()
+    }
+
+    /// Wait up to 10 s until `done` holds for what it took so far.
+    pub async fn wait_for(&self, done: impl Fn(&Records) -> bool) {
+        for _ in 0..200 {
+            if done(&self.records.lock().unwrap()) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let records = self.records.lock().unwrap();
+        panic!(
+            "kintone never got the expected writes: {:?} {:?}",
+            records.updates, records.comments
+        );
+    }
+}
