@@ -407,3 +407,73 @@ async fn the_status_is_written_back_and_the_echo_of_that_write_sends_nothing() {
     assert_eq!(answer["result"], "queued", "{answer}");
     s.stop().await;
 }
+
+/// The ADD_RECORD webhook of record `id` (its own number, revision 1).
+fn new_record(id: u64) -> Value {
+    let mut webhook = booking("webhook_add_record.json");
+    webhook["id"] = json!(format!("01J9ZQBURST{id:015}"));
+    set_field(&mut webhook, "$id", json!(id.to_string()));
+    set_field(&mut webhook, "電話番号", json!(format!("090-2000-{id:04}")));
+    webhook
+}
+
+/// REST calls (reads, writes, bulk) the fake kintone received.
+async fn rest_calls(kintone: &FakeKintone) -> usize {
+    kintone.server.received_requests().await.unwrap().len()
+}
+
+#[tokio::test]
+async fn two_hundred_fifty_webhooks_are_written_back_in_at_most_12_calls() {
+    let kintone = FakeKintone::start().await;
+    // Calls wait up to 3 s to fill: 100 records a call, each with the read of their revisions.
+    let config = writing_to(&kintone).replace("fill_wait_ms = 0", "fill_wait_ms = 3000");
+    let s = TestServer::with_delivery(&config).await;
+    for id in 1..=250 {
+        let (_, answer) = deliver(&s, &new_record(id)).await;
+        assert_eq!(answer["result"], "queued", "{answer}");
+    }
+    kintone
+        .wait_for(|r| {
+            let delivered: std::collections::BTreeSet<u64> = r
+                .updates
+                .iter()
+                .filter(|(_, record)| record["sms_status"]["value"] == "delivered")
+                .map(|(id, _)| *id)
+                .collect();
+            delivered.len() == 250
+        })
+        .await;
+    let calls = rest_calls(&kintone).await;
+    assert!(calls <= 12, "{calls} REST calls for 250 records");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_handset_reply_becomes_a_comment_and_fills_the_reply_field() {
+    let kintone = FakeKintone::start().await;
+    let s = TestServer::with_delivery(&writing_to(&kintone)).await;
+    let (_, answer) = deliver(&s, &new_record(31)).await;
+    let id = answer["message_id"].as_str().unwrap().to_string();
+    s.wait_for(&id, |st| st == "delivered").await;
+    let (status, reply) = s
+        .call(
+            "/v1/sandbox/reply",
+            json!({"from": "090-2000-0031", "to": "TSUNAGI", "body": "変更希望です"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{reply}");
+    kintone
+        .wait_for(|r| r.comments.iter().any(|(record, _)| *record == 31))
+        .await;
+    let records = kintone.records.lock().unwrap();
+    assert_eq!(
+        records.comments,
+        [(31, "SMS返信: 変更希望です".to_string())]
+    );
+    assert!(records
+        .updates
+        .iter()
+        .any(|(id, r)| *id == 31 && r["sms_reply"]["value"] == "変更希望です"));
+    drop(records);
+    s.stop().await;
+}
