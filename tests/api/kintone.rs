@@ -465,15 +465,16 @@ async fn a_handset_reply_becomes_a_comment_and_fills_the_reply_field() {
     kintone
         .wait_for(|r| r.comments.iter().any(|(record, _)| *record == 31))
         .await;
-    let records = kintone.records.lock().unwrap();
-    assert_eq!(
-        records.comments,
-        [(31, "SMS返信: 変更希望です".to_string())]
-    );
-    assert!(records
-        .updates
-        .iter()
-        .any(|(id, r)| *id == 31 && r["sms_reply"]["value"] == "変更希望です"));
-    drop(records);
+    {
+        let records = kintone.records.lock().unwrap();
+        assert_eq!(
+            records.comments,
+            [(31, "SMS返信: 変更希望です".to_string())]
+        );
+        assert!(records
+            .updates
+            .iter()
+            .any(|(id, r)| *id == 31 && r["sms_reply"]["value"] == "変更希望です"));
+    }
     s.stop().await;
 }
