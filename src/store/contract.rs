@@ -1590,6 +1590,13 @@ pub async fn own_writes_are_recognised_per_connection_record_and_revision_for_a_
         "forgotten"
     );
     assert!(s.is_own_write("kintone:sales", "12/9", 1).await.unwrap());
+    s.forget_own_writes("kintone:sales", vec![("12/9".to_string(), 1)])
+        .await
+        .unwrap();
+    assert!(
+        !s.is_own_write("kintone:sales", "12/9", 1).await.unwrap(),
+        "a write that did not happen is forgotten"
+    );
 }
 
 /// A change the CRM refused for good is shown on its message.

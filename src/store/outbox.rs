@@ -131,6 +131,12 @@ pub trait OutboxStore: Send + Sync + 'static {
         writes: Vec<(String, u64)>,
         at: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// Forget revisions remembered ahead of a write that did not happen.
+    async fn forget_own_writes(
+        &self,
+        connection: &str,
+        writes: Vec<(String, u64)>,
+    ) -> StoreResult<()>;
     /// Whether `revision` of `record` is one our own write gave it.
     async fn is_own_write(
         &self,

@@ -84,6 +84,14 @@ impl KintoneSink {
             .collect())
     }
 
+    /// Note revisions as our own writes'.
+    async fn remember(&self, writes: Vec<(String, u64)>) -> Result<(), SinkError> {
+        self.store
+            .remember_own_writes(&self.connection, writes, chrono::Utc::now())
+            .await
+            .map_err(store_error)
+    }
+
     /// The fields `update` sets, on record `id` at `revision`.
     fn record_update(&self, id: u64, revision: u64, update: &Update) -> RecordUpdate {
         let mut record = RecordUpdate::new(id).with_revision(revision);
@@ -128,19 +136,28 @@ impl KintoneSink {
             if records.is_empty() {
                 return Ok(());
             }
-            match self.client.update_records(self.app, &records).await {
+            // A write adds one to a record's revision, and kintone may fire the echo before its
+            // answer reaches us: the revision is remembered before the write, forgotten if the
+            // write did not happen.
+            let expected: Vec<(String, u64)> = todo
+                .iter()
+                .map(|(_, id)| (format!("{}/{id}", self.app), revisions[id] + 1))
+                .collect();
+            self.remember(expected.clone()).await?;
+            let result = self.client.update_records(self.app, &records).await;
+            if result.is_err() {
+                self.store
+                    .forget_own_writes(&self.connection, expected)
+                    .await
+                    .map_err(store_error)?;
+            }
+            match result {
                 Ok(written) => {
                     let own: Vec<(String, u64)> = written
                         .iter()
                         .map(|w| (format!("{}/{}", self.app, w.id), w.revision))
                         .collect();
-                    self.store
-                        .remember_own_writes(&self.connection, own, chrono::Utc::now())
-                        .await
-                        .map_err(|e| SinkError::Retry {
-                            reason: format!("store: {e}"),
-                            after: None,
-                        })?;
+                    self.remember(own).await?;
                     for (i, _) in todo.drain(..) {
                         outcomes[i] = Some(Outcome::Written);
                     }
@@ -233,6 +250,14 @@ fn refused_records(e: &ClientError) -> Option<BTreeMap<usize, String>> {
         }
     }
     Some(refused)
+}
+
+/// The store could not note our writes: try the round again later.
+fn store_error(e: crate::store::StoreError) -> SinkError {
+    SinkError::Retry {
+        reason: format!("store: {e}"),
+        after: None,
+    }
 }
 
 /// What a refused call means for the queue.

@@ -113,6 +113,27 @@ impl OutboxStore for PostgresStore {
         Ok(())
     }
 
+    async fn forget_own_writes(
+        &self,
+        connection: &str,
+        writes: Vec<(String, u64)>,
+    ) -> StoreResult<()> {
+        let (records, revisions): (Vec<String>, Vec<i64>) = writes
+            .into_iter()
+            .map(|(record, revision)| (record, revision as i64))
+            .unzip();
+        sqlx::query(
+            "DELETE FROM crm_own_writes w USING UNNEST($2::text[], $3::int8[]) AS f(r, v)
+             WHERE w.connection = $1 AND w.record = f.r AND w.revision = f.v",
+        )
+        .bind(connection)
+        .bind(records)
+        .bind(revisions)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn is_own_write(
         &self,
         connection: &str,

@@ -116,6 +116,25 @@ impl OutboxStore for SqliteStore {
             .await
     }
 
+    async fn forget_own_writes(
+        &self,
+        connection: &str,
+        writes: Vec<(String, u64)>,
+    ) -> StoreResult<()> {
+        let connection = connection.to_string();
+        self.writer
+            .run(move |conn| {
+                let mut forget = conn.prepare_cached(
+                    "DELETE FROM crm_own_writes WHERE connection = ? AND record = ? AND revision = ?",
+                )?;
+                for (record, revision) in writes {
+                    forget.execute(params![connection, record, revision as i64])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
     async fn is_own_write(
         &self,
         connection: &str,

@@ -279,6 +279,10 @@ async fn a_busy_domain_leaves_the_batch_for_later() {
         .write(&[update("12/7", JobState::Delivered, &[])])
         .await;
     assert!(matches!(result, Err(SinkError::Retry { .. })), "{result:?}");
+    assert!(
+        !s.store.is_own_write(CONNECTION, "12/7", 5).await.unwrap(),
+        "the revision expected of a write that did not happen is forgotten"
+    );
 }
 
 #[tokio::test]
