@@ -17,7 +17,6 @@ pub mod sink;
 use std::{sync::Arc, time::Duration};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use self::{
@@ -90,7 +89,6 @@ pub struct Worker {
     owner: String,
     timing: Timing,
     clock: Arc<dyn Clock>,
-    wake: Arc<Notify>,
 }
 
 impl Worker {
@@ -109,13 +107,7 @@ impl Worker {
             owner: format!("writeback-{}", ulid::Ulid::new()),
             timing,
             clock,
-            wake: Arc::new(Notify::new()),
         }
-    }
-
-    /// Notified to start the next round at once rather than after the interval.
-    pub fn waker(&self) -> Arc<Notify> {
-        self.wake.clone()
     }
 
     /// Run rounds until `shutdown`.
@@ -161,7 +153,6 @@ impl Worker {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
-                _ = self.wake.notified() => {}
             }
         }
     }
