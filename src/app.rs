@@ -12,6 +12,7 @@ use crate::{
     config::{Config, OnError, Secret},
     dispatch::Dispatcher,
     domain::phone::SenderId,
+    inbound,
     messaging::{Admission, OtpSettings},
     numbers,
     otp::CodeKey,
@@ -170,6 +171,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         admission,
         events,
     });
+    workers.extend(inbound::reconcile::start(&state, &workers_stop)?);
     let app = api::router(state);
     let stop = http_stop.clone();
     let server = tokio::spawn(async move {

@@ -45,6 +45,15 @@ pub struct KintoneConfig {
     pub reply_field: String,
     /// A check box field: any option checked means the record opted out (and is refused).
     pub opt_out_field: Option<String>,
+    /// Seconds between looks for records in `trigger_status` that no webhook brought (kintone
+    /// drops webhooks past 60 a minute and sends none for imports); 0 turns the poller off. It
+    /// runs only where UPDATE_STATUS sends.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval_seconds: u64,
+}
+
+fn default_poll_interval() -> u64 {
+    60
 }
 
 /// `kintone[].trigger_events`: a kintone webhook event `type`.
@@ -98,6 +107,13 @@ impl KintoneConfig {
     /// The zone templates show date-times in; valid once `validate` passed.
     pub fn zone(&self) -> Tz {
         self.time_zone.parse().expect("validated at load")
+    }
+
+    /// The status the reconciliation poller looks for, when it runs.
+    pub fn polled_status(&self) -> Option<&str> {
+        let polls = self.poll_interval_seconds > 0
+            && self.trigger_events.contains(&KintoneEvent::UpdateStatus);
+        self.trigger_status.as_deref().filter(|_| polls)
     }
 
     /// Whether webhooks of this `type` may send.
@@ -174,6 +190,12 @@ pub(super) fn validate(connections: &[KintoneConfig], problems: &mut Vec<Problem
         }
         if let Some(message) = time_zone_problem(&c.time_zone) {
             problem("time_zone", message);
+        }
+        if c.poll_interval_seconds > 86_400 {
+            problem(
+                "poll_interval_seconds",
+                "must be at most 86400 (a day); 0 turns the poller off".into(),
+            );
         }
         let fields = [
             ("phone_field", Some(&c.phone_field)),

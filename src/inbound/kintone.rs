@@ -44,7 +44,7 @@ use crate::{
 pub const WEBHOOK_LIMIT: usize = webhook::MAX_WEBHOOK_BYTES;
 
 /// What became of a webhook.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KintoneResult {
     /// Stored for delivery.
@@ -182,11 +182,25 @@ async fn take(
             "the webhook's record has no $id".into(),
         ));
     };
+    let request = format!("webhook/{}", webhook.id);
+    take_record(state, connection, record, id, webhook.revision(), &request).await
+}
+
+/// Submit record `id` of the connection's app, as webhook or poll `request` brought it at
+/// `revision`: once per revision, whichever brought it first.
+pub(crate) async fn take_record(
+    state: &AppState,
+    connection: &KintoneConfig,
+    record: &tsunagi_kintone::Record,
+    id: u64,
+    revision: Option<u64>,
+    request: &str,
+) -> Result<KintoneAnswer, InboundError> {
     let label = format!("kintone:{}", connection.name);
     let record_key = format!("{}/{id}", connection.app);
     // Our own write-back is made not to fire webhooks, but kintone has fired them for it: a
     // revision our write gave the record is an echo, and must not send again.
-    if let Some(revision) = webhook.revision() {
+    if let Some(revision) = revision {
         let own = state
             .store
             .is_own_write(&label, &record_key, revision)
@@ -199,10 +213,10 @@ async fn take(
             ));
         }
     }
-    // Without a revision (never seen from kintone) the webhook's own id is the key.
-    let key = match webhook.revision() {
+    // Without a revision (never seen from kintone) the request itself is the key.
+    let key = match revision {
         Some(revision) => revision_key(connection.app, id, revision),
-        None => format!("webhook/{}", webhook.id),
+        None => request.to_string(),
     };
     let mapped = Record {
         source: Source::Crm {
@@ -213,12 +227,12 @@ async fn take(
         time_zone: connection.zone(),
         phone: None,
         template: None,
-        // The webhook id is the request: the same webhook again replays, another webhook for
-        // the same revision finds the key used by another request.
+        // The same webhook again replays; another webhook, or the poller, for the same
+        // revision finds the key used by another request.
         dedupe: Some(Dedupe {
             scope: label.clone(),
             key,
-            request_hash: format!("webhook/{}", webhook.id),
+            request_hash: request.to_string(),
         }),
     };
     let submission = connection.mapping().submission(mapped);

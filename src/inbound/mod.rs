@@ -5,6 +5,7 @@
 
 pub mod external_services;
 pub mod kintone;
+pub mod reconcile;
 pub mod salesforce;
 
 use axum::{body::Bytes, extract::rejection::BytesRejection, http::StatusCode};

@@ -22,6 +22,33 @@ pub struct Records {
     pub updates: Vec<(u64, Value)>,
     /// Comments posted, oldest first, as `(id, text)`.
     pub comments: Vec<(u64, String)>,
+    /// Records waiting in the trigger status, by id, as `GET records.json` shows them.
+    pub waiting: BTreeMap<u64, Value>,
+}
+
+impl Records {
+    /// Whether tsunagi wrote a status on record `id`.
+    pub fn answered(&self, id: u64) -> bool {
+        self.updates
+            .iter()
+            .any(|(written, r)| *written == id && r["sms_status"]["value"] != "")
+    }
+
+    /// The waiting records past `after` that tsunagi has not answered, up to 100, by `$id`.
+    fn unanswered(&self, after: u64) -> Vec<Value> {
+        self.waiting
+            .range(after + 1..)
+            .filter(|(id, _)| !self.answered(**id))
+            .take(100)
+            .map(|(id, record)| {
+                let mut record = record.clone();
+                let revision = self.revisions.get(id).copied().unwrap_or(1);
+                record["$revision"] =
+                    json!({"type": "__REVISION__", "value": revision.to_string()});
+                record
+            })
+            .collect()
+    }
 }
 
 struct Read(Arc<Mutex<Records>>);
@@ -34,6 +61,17 @@ impl Respond for Read {
             .find(|(k, _)| k == "query")
             .map(|(_, v)| v.to_string())
             .unwrap_or_default();
+        if let Some((_, after)) = query.split_once("$id > ") {
+            // The reconciliation poll: waiting records, a page on `$id`.
+            let after: u64 = after
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_default();
+            let found = self.0.lock().unwrap().unanswered(after);
+            return ResponseTemplate::new(200)
+                .set_body_json(json!({"records": found, "totalCount": null}));
+        }
         let ids: Vec<u64> = query
             .split_once('(')
             .and_then(|(_, rest)| rest.split_once(')'))
@@ -117,6 +155,16 @@ impl FakeKintone {
         Mock::given(method("PUT"))
             .and(path("/k/v1/records.json"))
             .respond_with(Write(records.clone()))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/k/v1/app/form/fields.json"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "properties": {
+                    "ステータス": {"type": "STATUS", "code": "ステータス", "label": "ステータス", "enabled": true}
+                },
+                "revision": "5"
+            })))
             .mount(&server)
             .await;
         Mock::given(method("POST"))

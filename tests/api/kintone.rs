@@ -478,3 +478,77 @@ async fn a_handset_reply_becomes_a_comment_and_fills_the_reply_field() {
     }
     s.stop().await;
 }
+
+/// Record `id` moved to the trigger status (revision 6), as its UPDATE_STATUS webhook carries it.
+fn moved_to_trigger(id: u64) -> Value {
+    let mut webhook = booking("webhook_update_status_japanese.json");
+    webhook["id"] = json!(format!("01J9ZQMOVE{id:016}"));
+    set_field(&mut webhook, "$id", json!(id.to_string()));
+    set_field(&mut webhook, "電話番号", json!(format!("090-3000-{id:04}")));
+    webhook
+}
+
+/// Every stored message, paging through the list.
+async fn all_messages(s: &TestServer) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page: Value = s
+            .get(&format!("/v1/messages?limit=100{cursor}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        all.extend(page["data"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return all,
+        }
+    }
+}
+
+#[tokio::test]
+async fn three_hundred_records_moved_with_sixty_webhooks_delivered_get_one_sms_each() {
+    let kintone = FakeKintone::start().await;
+    {
+        let mut records = kintone.records.lock().unwrap();
+        for id in 1..=300 {
+            records
+                .waiting
+                .insert(id, moved_to_trigger(id)["record"].clone());
+            records.revisions.insert(id, 6);
+        }
+    }
+    let config = writing_to(&kintone).replacen(
+        "trigger_status = \"SMS送信\"",
+        "trigger_status = \"SMS送信\"\npoll_interval_seconds = 1",
+        1,
+    );
+    let s = TestServer::with_delivery(&config).await;
+    // kintone delivered only the first 60 webhooks of the campaign.
+    for id in 1..=60 {
+        let (status, answer) = deliver(&s, &moved_to_trigger(id)).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let mut messages = Vec::new();
+    for _ in 0..200 {
+        messages = all_messages(&s).await;
+        if messages.len() >= 300 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(messages.len(), 300, "one message per record");
+    // Webhooks arriving late, after the poller took their records, send nothing more.
+    for id in [150, 299] {
+        let (_, answer) = deliver(&s, &moved_to_trigger(id)).await;
+        assert_eq!(answer["result"], "duplicate", "{answer}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        all_messages(&s).await.len(),
+        300,
+        "and later polls add none"
+    );
+    s.stop().await;
+}

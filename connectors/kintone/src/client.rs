@@ -419,6 +419,22 @@ impl Client {
         Ok(reply.record)
     }
 
+    /// The code of the app's process-management STATUS field (`GET app/form/fields.json`), or
+    /// `None` when process management is off. Its code is a display name that differs by
+    /// language, so it is found by its type.
+    pub async fn status_field_code(&self, app: u64) -> Result<Option<String>, ClientError> {
+        let query = [("app", app.to_string())];
+        let body = self
+            .call(Method::GET, "app/form/fields.json", &query, None)
+            .await?;
+        let reply: Value = decode(&body)?;
+        Ok(reply["properties"].as_object().and_then(|fields| {
+            fields.iter().find_map(|(code, field)| {
+                (field["type"] == "STATUS" && field["enabled"] != false).then(|| code.clone())
+            })
+        }))
+    }
+
     /// `GET records.json`: the records `query` selects (kintone's query language, at most 500
     /// by its `limit`), with only `fields` when any are named.
     pub async fn get_records(
@@ -654,6 +670,35 @@ mod tests {
 
     async fn requests(server: &MockServer) -> usize {
         server.received_requests().await.unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn the_status_field_is_found_by_its_type_and_absent_when_disabled() {
+        let server = MockServer::start().await;
+        let fields = |enabled: bool| {
+            serde_json::json!({"properties": {
+                "氏名": {"type": "SINGLE_LINE_TEXT", "code": "氏名", "label": "氏名"},
+                "ステータス": {"type": "STATUS", "code": "ステータス", "label": "ステータス", "enabled": enabled},
+            }, "revision": "7"})
+        };
+        Mock::given(method("GET"))
+            .and(path("/k/v1/app/form/fields.json"))
+            .and(query_param("app", "12"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(fields(true)))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/k/v1/app/form/fields.json"))
+            .and(query_param("app", "3"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(fields(false)))
+            .mount(&server)
+            .await;
+        let client = client(&server);
+        assert_eq!(
+            client.status_field_code(12).await.unwrap().as_deref(),
+            Some("ステータス")
+        );
+        assert_eq!(client.status_field_code(3).await.unwrap(), None);
     }
 
     #[tokio::test]
