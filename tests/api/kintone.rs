@@ -552,3 +552,56 @@ async fn three_hundred_records_moved_with_sixty_webhooks_delivered_get_one_sms_e
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_thousand_delivered_messages_take_at_most_twenty_rest_calls_with_the_api_token() {
+    let kintone = FakeKintone::start().await;
+    let config = writing_to(&kintone).replace("fill_wait_ms = 0", "fill_wait_ms = 10000");
+    let s = TestServer::with_delivery(&config).await;
+    let sends = (1..=1000).map(|id| {
+        let webhook = new_record(id);
+        let s = &s;
+        async move { deliver(s, &webhook).await }
+    });
+    for (status, answer) in futures_util::future::join_all(sends).await {
+        assert_eq!(
+            (status, &answer["result"]),
+            (200, &json!("queued")),
+            "{answer}"
+        );
+    }
+    kintone
+        .wait_for(|r| {
+            let delivered: std::collections::BTreeSet<u64> = r
+                .updates
+                .iter()
+                .filter(|(_, record)| record["sms_status"]["value"] == "delivered")
+                .map(|(id, _)| *id)
+                .collect();
+            delivered.len() == 1000
+        })
+        .await;
+    // The write-back's calls: the reads of revisions and the writes (the poller's look at the
+    // trigger status is not write-back).
+    let requests: Vec<_> = kintone
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| {
+            r.method.as_str() == "PUT" || r.url.query().is_some_and(|q| q.contains("%24id+in"))
+        })
+        .collect();
+    assert!(
+        requests.len() <= 20,
+        "{} REST calls for 1,000 delivered messages",
+        requests.len()
+    );
+    assert!(requests.iter().all(|r| r
+        .headers
+        .get("X-Cybozu-API-Token")
+        .and_then(|v| v.to_str().ok())
+        == Some("kintone-api-token")));
+    s.stop().await;
+}
