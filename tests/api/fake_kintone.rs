@@ -182,7 +182,14 @@ impl FakeKintone {
 
     /// Wait up to 10 s until `done` holds for what it took so far.
     pub async fn wait_for(&self, done: impl Fn(&Records) -> bool) {
-        for _ in 0..200 {
+        self.wait_up_to(std::time::Duration::from_secs(10), done)
+            .await
+    }
+
+    /// Wait up to `limit` until `done` holds for what it took so far.
+    pub async fn wait_up_to(&self, limit: std::time::Duration, done: impl Fn(&Records) -> bool) {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
             if done(&self.records.lock().unwrap()) {
                 return;
             }

@@ -142,7 +142,18 @@ impl FakeSalesforce {
 
     /// Wait up to 10 s until `done` holds for the records updated so far; return them.
     pub async fn wait_for(&self, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        for _ in 0..200 {
+        self.wait_up_to(std::time::Duration::from_secs(10), done)
+            .await
+    }
+
+    /// Wait up to `limit` until `done` holds for the records updated so far; return them.
+    pub async fn wait_up_to(
+        &self,
+        limit: std::time::Duration,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
             let records = self.updated_records();
             if done(&records) {
                 return records;

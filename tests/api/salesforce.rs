@@ -762,7 +762,10 @@ fn written_with(records: &[Value], status: &str) -> std::collections::BTreeSet<S
 
 #[tokio::test]
 async fn two_hundred_fifty_flow_records_are_delivered_and_written_back_in_at_most_8_calls() {
-    let (s, salesforce) = server().await;
+    let salesforce = FakeSalesforce::start().await;
+    // Part batches wait up to 2 s for company, as at a steady flow (the default waits 30 s).
+    let config = connections(&salesforce).replace("fill_wait_ms = 0", "fill_wait_ms = 2000");
+    let s = TestServer::with_delivery(&config).await;
     for range in [0..200, 200..250] {
         let (status, body) = flow(&s, flow_records(range)).await;
         assert_eq!(status, 202, "{body}");
@@ -857,14 +860,17 @@ async fn a_handset_reply_lands_in_the_reply_field() {
 #[tokio::test]
 async fn a_thousand_delivered_messages_take_at_most_five_rest_calls() {
     let salesforce = FakeSalesforce::start().await;
-    let config = connections(&salesforce).replace("fill_wait_ms = 0", "fill_wait_ms = 10000");
+    // A part batch never goes early: every call carries 200 records however slow the machine.
+    let config = connections(&salesforce).replace("fill_wait_ms = 0", "fill_wait_ms = 600000");
     let s = TestServer::with_delivery(&config).await;
     for first in (0..1000).step_by(200) {
         let (status, body) = flow(&s, flow_records(first..first + 200)).await;
         assert_eq!(status, 202, "{body}");
     }
     salesforce
-        .wait_for(|records| written_with(records, "delivered").len() == 1000)
+        .wait_up_to(std::time::Duration::from_secs(120), |records| {
+            written_with(records, "delivered").len() == 1000
+        })
         .await;
     let calls = salesforce.rest_calls().await;
     assert!(
