@@ -903,10 +903,23 @@ async fn a_message_log_record_is_upserted_per_message_on_its_external_id() {
     salesforce
         .wait_for(|records| written_with(records, "delivered").len() == 2)
         .await;
-    let logs = salesforce.upserted_records();
+    // The logs go in the call after the records' update.
+    let mut logs = Vec::new();
+    for _ in 0..200 {
+        logs = salesforce.upserted_records();
+        let delivered = |id: &String| {
+            logs.iter()
+                .any(|l| l["Message_Id__c"] == id.as_str() && l["Status__c"] == "delivered")
+        };
+        if ids.iter().all(delivered) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     for (n, id) in [3, 4].into_iter().zip(&ids) {
         let log = logs
             .iter()
+            .rev()
             .find(|l| l["Message_Id__c"] == id.as_str())
             .unwrap_or_else(|| panic!("no log for {id}: {logs:?}"));
         assert_eq!(log["attributes"]["type"], "SMS_Message__c");
