@@ -52,7 +52,7 @@ impl Default for Timing {
             interval: Duration::from_secs(2),
             settle: Duration::from_secs(10),
             lease: Duration::from_secs(30),
-            fetch: 2000,
+            fetch: 10_000,
             max_pause: Duration::from_secs(15 * 60),
             fill_wait: Duration::from_secs(30),
         }
@@ -175,7 +175,14 @@ impl Worker {
         let full = entries.len() as u32 >= self.timing.fetch;
         metrics::gauge!("tsunagi_writeback_pending", "connection" => self.connection.clone())
             .set(entries.len() as f64);
-        let Plan { updates, skipped } = plan(entries, now, self.timing.settle);
+        // A full read holds nothing back: the oldest entries would fill every later read and
+        // hide the changes behind them.
+        let settle = if full {
+            Duration::ZERO
+        } else {
+            self.timing.settle
+        };
+        let Plan { updates, skipped } = plan(entries, now, settle);
         if !skipped.is_empty() {
             tracing::warn!(connection = %self.connection, entries = skipped.len(), "unreadable outbox entries skipped");
             self.store.outbox_done(skipped, now).await?;

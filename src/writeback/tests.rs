@@ -327,3 +327,29 @@ async fn a_part_batch_waits_to_be_filled_until_its_oldest_change_waited_long_eno
     assert_eq!(s.crm.calls(), 2, "waited long enough: sent as a part batch");
     assert_eq!(s.pending().await, 0);
 }
+
+#[tokio::test]
+async fn a_full_read_holds_nothing_back_so_later_changes_are_not_hidden() {
+    let s = setup().await;
+    s.messages(&records(3), JobState::Sent).await;
+    let worker = Worker::new(
+        s.store.clone(),
+        s.crm.clone(),
+        CONNECTION,
+        Timing {
+            settle: Duration::from_secs(3600),
+            fill_wait: Duration::from_secs(3600),
+            fetch: 4,
+            ..Timing::default()
+        },
+        Arc::new(SystemClock),
+    );
+    assert_eq!(worker.round().await.unwrap(), Round::More);
+    assert_eq!(
+        s.crm.calls(),
+        1,
+        "written though not final and not a full batch: the read was full"
+    );
+    assert_eq!(worker.round().await.unwrap(), Round::Drained);
+    assert_eq!(s.pending().await, 2, "the last record's entries wait again");
+}
