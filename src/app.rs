@@ -170,6 +170,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         config,
         admission,
         events,
+        provider: provider.clone(),
     });
     workers.extend(inbound::reconcile::start(&state, &workers_stop)?);
     let app = api::router(state);

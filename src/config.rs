@@ -3,6 +3,8 @@
 mod kintone;
 mod salesforce;
 mod secret;
+mod smpp;
+mod twilio;
 
 use std::{
     fmt,
@@ -18,6 +20,8 @@ pub use self::{
     kintone::{KintoneConfig, KintoneEvent},
     salesforce::{is_api_name, AuthKind, MappingConfig, SalesforceConfig},
     secret::Secret,
+    smpp::SmppConfig,
+    twilio::TwilioConfig,
 };
 use crate::{
     domain::phone::{NumberKind, NumberPolicy, SenderId},
@@ -55,6 +59,40 @@ pub struct Config {
     pub kintone: Vec<KintoneConfig>,
     /// How status changes and replies are written back to CRM records.
     pub writeback: WritebackConfig,
+    /// The accounts of the providers `delivery.provider` may name.
+    pub providers: ProvidersConfig,
+}
+
+/// `[providers]`: one section per real provider; the one `delivery.provider` names is required.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default)]
+pub struct ProvidersConfig {
+    /// `[providers.twilio]`
+    pub twilio: Option<TwilioConfig>,
+    /// `[providers.smpp]`
+    pub smpp: Option<SmppConfig>,
+}
+
+impl ProvidersConfig {
+    fn validate(&self, provider: Provider, problems: &mut Vec<Problem>) {
+        match provider {
+            Provider::Twilio if self.twilio.is_none() => problems.push(Problem::new(
+                "providers.twilio",
+                "delivery.provider is twilio: this section is required",
+            )),
+            Provider::Smpp if self.smpp.is_none() => problems.push(Problem::new(
+                "providers.smpp",
+                "delivery.provider is smpp: this section is required",
+            )),
+            _ => {}
+        }
+        if let Some(twilio) = &self.twilio {
+            twilio.validate(problems);
+        }
+        if let Some(smpp) = &self.smpp {
+            smpp.validate(problems);
+        }
+    }
 }
 
 /// `[writeback]`: the pace of writing status and replies back to CRM records.
@@ -363,7 +401,7 @@ pub struct ApiConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(default)]
 pub struct DeliveryConfig {
-    /// Which provider sends: only `sandbox` exists in this release.
+    /// Which provider sends: `sandbox` (the default), `twilio` or `smpp`.
     pub provider: Provider,
     /// Longest body accepted, in characters.
     pub max_characters: usize,
@@ -394,9 +432,9 @@ pub struct DeliveryConfig {
 pub enum Provider {
     /// The built-in simulator: nothing leaves the process.
     Sandbox,
-    /// Twilio's Messages API (a later release).
+    /// Twilio's Messages API.
     Twilio,
-    /// An SMPP connection to an aggregator (a later release).
+    /// SMPP 3.4 binds to an SMSC or aggregator.
     Smpp,
 }
 
@@ -470,6 +508,7 @@ impl Default for Config {
             salesforce: Vec::new(),
             kintone: Vec::new(),
             writeback: WritebackConfig::default(),
+            providers: ProvidersConfig::default(),
         }
     }
 }
@@ -648,6 +687,7 @@ impl Config {
         salesforce::validate(&self.salesforce, problems);
         kintone::validate(&self.kintone, problems);
         self.writeback.validate(problems);
+        self.providers.validate(self.delivery.provider, problems);
     }
 
     /// JSON Schema of the config file, committed as `schemas/config.schema.json`.
@@ -681,15 +721,6 @@ impl ApiConfig {
 
 impl DeliveryConfig {
     fn validate(&self, problems: &mut Vec<Problem>) {
-        if matches!(self.provider, Provider::Twilio | Provider::Smpp) {
-            problems.push(Problem::new(
-                "delivery.provider",
-                format!(
-                    "the {} provider is not available in this release",
-                    self.provider
-                ),
-            ));
-        }
         within(
             problems,
             "delivery.max_characters",
@@ -1020,17 +1051,12 @@ max_characters = 0
     }
 
     #[test]
-    fn providers_of_later_releases_are_refused() {
+    fn a_real_provider_needs_its_section() {
         for name in ["twilio", "smpp"] {
             let text = format!("[delivery]\nprovider = {name:?}");
             let problems = Config::parse(&text, no_env).unwrap_err();
-            assert_eq!(
-                problems,
-                [Problem::new(
-                    "delivery.provider",
-                    format!("the {name} provider is not available in this release")
-                )]
-            );
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].path, format!("providers.{name}"));
         }
     }
 

@@ -23,7 +23,7 @@ use crate::{
     config::Config,
     inbound::{external_services, kintone, salesforce},
     messaging::Admission,
-    providers::Events,
+    providers::{Events, Provider},
     store::Store,
 };
 
@@ -43,6 +43,8 @@ pub struct Shared {
     pub admission: Admission,
     /// Where receipts and inbound messages are recorded (the sandbox's simulated replies too).
     pub events: Events,
+    /// The provider that sends, asked by `/readyz` whether it can.
+    pub provider: Arc<dyn Provider>,
 }
 
 impl AppState {

@@ -28,6 +28,13 @@ pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, 
             format!("not ready: {e}"),
         )
     })?;
+    state.provider.ready().map_err(|reason| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            format!("not ready: the provider cannot send: {reason}"),
+        )
+    })?;
     Ok(Json(json!({"status": "ready"})))
 }
 

@@ -44,6 +44,9 @@ const CLAIM_BATCH: usize = 64;
 /// Longest idle sleep between looks at the queue, unless `with_idle_poll` says otherwise.
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
 
+/// How often a dispatcher whose provider is not ready asks again.
+const NOT_READY_POLL: Duration = Duration::from_millis(250);
+
 /// Returns when `wakeups` changes; never without wake-ups, or once their sender is gone (the idle
 /// poll still runs).
 async fn woken(wakeups: &mut Option<watch::Receiver<()>>) {
@@ -120,6 +123,15 @@ impl Dispatcher {
                 .available_permits()
                 .min(CLAIM_BATCH)
                 .min(me.config.rate_per_second as usize);
+            if let Err(reason) = me.provider.ready() {
+                // Claimed jobs could only come back; they wait in the queue, attempts unspent.
+                tracing::debug!(%reason, "provider not ready; claiming nothing");
+                tokio::select! {
+                    _ = tokio::time::sleep(me.idle_poll.min(NOT_READY_POLL)) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
             if free == 0 {
                 tokio::select! {
                     _ = in_flight.join_next() => {}
@@ -240,8 +252,19 @@ impl Dispatcher {
                 Err(e) => Err(e),
             };
             let now = self.clock.now();
+            let mut refund_attempt = false;
             let (to, detail, provider_message_id, retry_at) = match result {
                 Ok(id) => (JobState::Sent, None, Some(id), None),
+                Err(SendError::Unavailable(reason)) => {
+                    tracing::info!(%reason, "provider unavailable; the job waits for it");
+                    refund_attempt = true;
+                    (
+                        JobState::Queued,
+                        Some(format!("waiting for the provider: {reason}")),
+                        None,
+                        None,
+                    )
+                }
                 Err(SendError::Transient {
                     reason,
                     retry_after,
@@ -271,6 +294,7 @@ impl Dispatcher {
                 detail,
                 provider_message_id,
                 retry_at,
+                refund_attempt,
             };
             match self.store.transition(t, now).await {
                 Ok(Some(applied)) => {

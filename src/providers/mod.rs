@@ -46,6 +46,10 @@ pub enum SendError {
     /// Retrying will not help (refused number, bad sender).
     #[error("{0}")]
     Permanent(String),
+    /// The provider cannot take any message now (not bound, bind refused, account down): the
+    /// message waits without using up an attempt until the provider is `ready` again.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl SendError {
@@ -69,6 +73,12 @@ pub trait Provider: Send + Sync + 'static {
     /// is not sent twice), `Ok(None)` it did not or the provider cannot tell (it is sent again).
     async fn already_sent(&self, _sms: &OutboundSms) -> Result<Option<String>, SendError> {
         Ok(None)
+    }
+
+    /// Whether the provider can take messages now; `Err` says why not (shown by `/readyz`),
+    /// and the dispatcher claims nothing until it is ready again.
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
     }
 
     /// Start the provider's own background work (binds, receipt polling) until `shutdown`;
@@ -96,6 +106,6 @@ pub fn from_config(
             )
             .answering_after(Duration::from_millis(config.delivery.sandbox_answer_ms)),
         )),
-        other => anyhow::bail!("delivery.provider {other} is not available in this release"),
+        other => anyhow::bail!("the {other} provider is not built yet"),
     }
 }

@@ -160,6 +160,7 @@ fn to(id: &MessageId, state: JobState) -> Transition {
         detail: None,
         provider_message_id: None,
         retry_at: None,
+        refund_attempt: false,
     }
 }
 
@@ -777,6 +778,7 @@ pub async fn a_retry_is_due_again_at_its_time(store: Arc<dyn Store>) {
     let retry = Transition {
         detail: Some("provider busy".into()),
         retry_at: Some(retry_at),
+        refund_attempt: false,
         ..to(&m.id, JobState::Queued)
     };
     store

@@ -47,6 +47,9 @@ pub struct Transition {
     pub provider_message_id: Option<String>,
     /// For a retry (`to` = queued): when the job is due again.
     pub retry_at: Option<DateTime<Utc>>,
+    /// For a retry (`to` = queued): the attempt did not count, because the provider could
+    /// not take the message at all (not bound, bind refused), so waiting uses up no attempts.
+    pub refund_attempt: bool,
 }
 
 /// A transition that took effect.

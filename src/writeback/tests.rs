@@ -138,6 +138,7 @@ impl Setup {
                 detail: None,
                 provider_message_id: None,
                 retry_at: None,
+                refund_attempt: false,
             };
             self.store.transition(t, now).await.unwrap().unwrap();
         }

@@ -300,6 +300,7 @@ impl MessageStore for PostgresStore {
             detail: Some("canceled by the client".into()),
             provider_message_id: None,
             retry_at: None,
+            refund_attempt: false,
         };
         let outcome = match apply_transition(&mut tx, &t, now).await? {
             Some(_) => CancelOutcome::Canceled,

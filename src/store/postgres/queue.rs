@@ -49,6 +49,7 @@ async fn apply_receipt(
         detail: r.detail,
         provider_message_id: Some(r.provider_message_id),
         retry_at: None,
+        refund_attempt: false,
     };
     Ok(match apply_transition(&mut *conn, &t, now).await? {
         Some(Applied { created_at }) => ReceiptOutcome::Applied {
@@ -90,6 +91,10 @@ pub(super) async fn apply_transition(
         JobState::Queued | JobState::Sending | JobState::Scheduled
     );
     let (job, due) = match t.to {
+        JobState::Queued if t.refund_attempt => (
+            "due_at = $5, lease_owner = NULL, lease_until = NULL, attempts = attempts - 1",
+            Some(millis(t.retry_at.unwrap_or(now))),
+        ),
         JobState::Queued => (
             "due_at = $5, lease_owner = NULL, lease_until = NULL",
             Some(millis(t.retry_at.unwrap_or(now))),

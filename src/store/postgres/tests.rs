@@ -290,6 +290,7 @@ async fn an_otp_text_is_erased_once_the_provider_has_it() {
             detail: None,
             provider_message_id: None,
             retry_at: None,
+            refund_attempt: false,
         };
         s.transition(sent, Utc::now()).await.unwrap().unwrap();
     }

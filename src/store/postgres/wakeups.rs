@@ -218,6 +218,7 @@ mod tests {
             detail: Some("retrying after: busy".into()),
             provider_message_id: None,
             retry_at: Some(Utc::now() + chrono::Duration::milliseconds(100)),
+            refund_attempt: false,
         };
         b.transition(retry, Utc::now()).await.unwrap().unwrap();
         assert!(woken(&mut a_wakeups, SOON).await, "A hears B's retry");
@@ -238,6 +239,7 @@ mod tests {
             detail: None,
             provider_message_id: Some("p-1".into()),
             retry_at: None,
+            refund_attempt: false,
         };
         b.transition(sent, Utc::now()).await.unwrap().unwrap();
         assert!(!woken(&mut a_wakeups, quiet).await, "nor does a send");

@@ -270,6 +270,7 @@ impl MessageStore for SqliteStore {
                     detail: Some("canceled by the client".into()),
                     provider_message_id: None,
                     retry_at: None,
+                    refund_attempt: false,
                 };
                 Ok(match apply_transition(conn, &t, now)? {
                     Some(_) => CancelOutcome::Canceled,

@@ -227,6 +227,7 @@ mod tests {
                 detail: None,
                 provider_message_id: None,
                 retry_at: None,
+                refund_attempt: false,
             };
             s.transition(sent, Utc::now()).await.unwrap().unwrap();
         }

@@ -42,6 +42,7 @@ fn apply_receipt(conn: &Connection, r: Receipt, now: DateTime<Utc>) -> StoreResu
         detail: r.detail,
         provider_message_id: Some(r.provider_message_id),
         retry_at: None,
+        refund_attempt: false,
     };
     Ok(match apply_transition(conn, &t, now)? {
         Some(Applied { created_at }) => ReceiptOutcome::Applied {
@@ -77,6 +78,10 @@ pub(super) fn apply_transition(
         JobState::Queued | JobState::Sending | JobState::Scheduled
     );
     let (job, due) = match t.to {
+        JobState::Queued if t.refund_attempt => (
+            "due_at = ?, lease_owner = NULL, lease_until = NULL, attempts = attempts - 1",
+            Some(millis(t.retry_at.unwrap_or(now))),
+        ),
         JobState::Queued => (
             "due_at = ?, lease_owner = NULL, lease_until = NULL",
             Some(millis(t.retry_at.unwrap_or(now))),
