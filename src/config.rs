@@ -20,7 +20,7 @@ pub use self::{
     kintone::{KintoneConfig, KintoneEvent},
     salesforce::{is_api_name, AuthKind, MappingConfig, SalesforceConfig},
     secret::Secret,
-    smpp::SmppConfig,
+    smpp::{BindMode, SmppConfig},
     twilio::TwilioConfig,
 };
 use crate::{

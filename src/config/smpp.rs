@@ -19,22 +19,223 @@ pub struct SmppConfig {
     pub password: Secret,
     /// The sender address used when a message names none.
     pub source_addr: Option<String>,
+    /// The `system_type` the bind announces, when the SMSC asks for one (at most 12 characters).
+    #[serde(default)]
+    pub system_type: String,
+    /// One `bind_transceiver` per connection, or a transmitter and a receiver.
+    #[serde(default)]
+    pub bind_mode: BindMode,
+    /// Connections (binds) to keep open; messages are spread over the bound ones.
+    #[serde(default = "default_binds")]
+    pub binds: u32,
+    /// Submits per bind sent and not yet answered.
+    #[serde(default = "default_window")]
+    pub window: u32,
+    /// Submits per second per bind.
+    #[serde(default = "default_rate")]
+    pub rate_per_second: u32,
+    /// Seconds between `enquire_link`s on an idle bind.
+    #[serde(default = "default_enquire_link")]
+    pub enquire_link_seconds: u64,
+    /// How long a request waits for its response before the connection is taken for dead.
+    #[serde(default = "default_response_timeout")]
+    pub response_timeout_ms: u64,
+    /// How long one message's send waits for a bind and its answers before it goes back to
+    /// the queue (without using up an attempt).
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout_ms: u64,
+    /// First wait before reconnecting after a dropped connection or a refused bind.
+    #[serde(default = "default_reconnect_min")]
+    pub reconnect_min_ms: u64,
+    /// Longest wait between reconnection attempts.
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max_ms: u64,
+    /// How long a bind pauses its submits after `ESME_RTHROTTLED` or `ESME_RMSGQFUL`.
+    #[serde(default = "default_throttle_pause")]
+    pub throttle_pause_ms: u64,
+    /// TON for 0005 short-code senders (3, network specific, unless the carrier says otherwise).
+    #[serde(default = "default_short_code_ton")]
+    pub short_code_ton: u8,
+    /// NPI for 0005 short-code senders.
+    #[serde(default)]
+    pub short_code_npi: u8,
+}
+
+/// How each connection binds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BindMode {
+    /// One `bind_transceiver`: submits out, receipts and replies in.
+    #[default]
+    Transceiver,
+    /// A `bind_transmitter` for submits and a `bind_receiver` for receipts and replies.
+    TransmitterReceiver,
 }
 
 fn default_port() -> u16 {
     2775
 }
+fn default_binds() -> u32 {
+    1
+}
+fn default_window() -> u32 {
+    10
+}
+fn default_rate() -> u32 {
+    100
+}
+fn default_enquire_link() -> u64 {
+    30
+}
+fn default_response_timeout() -> u64 {
+    10_000
+}
+fn default_send_timeout() -> u64 {
+    30_000
+}
+fn default_reconnect_min() -> u64 {
+    1_000
+}
+fn default_reconnect_max() -> u64 {
+    60_000
+}
+fn default_throttle_pause() -> u64 {
+    1_000
+}
+fn default_short_code_ton() -> u8 {
+    3
+}
 
 impl SmppConfig {
     pub(super) fn validate(&self, problems: &mut Vec<Problem>) {
+        let mut problem = |key: &str, message: &str| {
+            problems.push(Problem::new(format!("providers.smpp.{key}"), message))
+        };
         if self.host.is_empty() {
-            problems.push(Problem::new("providers.smpp.host", "must not be empty"));
+            problem("host", "must not be empty");
         }
         if self.system_id.is_empty() || self.system_id.len() > 15 {
-            problems.push(Problem::new(
-                "providers.smpp.system_id",
-                "must be 1-15 characters",
-            ));
+            problem("system_id", "must be 1-15 characters");
         }
+        if self.password.expose().len() > 8 {
+            problem("password", "must be at most 8 characters");
+        }
+        if self.system_type.len() > 12 {
+            problem("system_type", "must be at most 12 characters");
+        }
+        if !(1..=32).contains(&self.binds) {
+            problem("binds", "must be 1-32");
+        }
+        if !(1..=1000).contains(&self.window) {
+            problem("window", "must be 1-1000");
+        }
+        if self.rate_per_second == 0 {
+            problem("rate_per_second", "must be at least 1");
+        }
+        if !(1..=3600).contains(&self.enquire_link_seconds) {
+            problem("enquire_link_seconds", "must be 1-3600");
+        }
+        if self.response_timeout_ms < 100 {
+            problem("response_timeout_ms", "must be at least 100");
+        }
+        if self.send_timeout_ms < self.response_timeout_ms {
+            problem("send_timeout_ms", "must be at least response_timeout_ms");
+        }
+        if self.reconnect_min_ms == 0 {
+            problem("reconnect_min_ms", "must be at least 1");
+        }
+        if self.reconnect_max_ms < self.reconnect_min_ms {
+            problem("reconnect_max_ms", "must be at least reconnect_min_ms");
+        }
+        if self.short_code_ton > 6 {
+            problem("short_code_ton", "must be a TON 0-6");
+        }
+        if self.short_code_npi > 18 {
+            problem("short_code_npi", "must be an NPI 0-18");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BindMode;
+    use crate::config::Config;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    const VALID: &str = r#"
+[delivery]
+provider = "smpp"
+[providers.smpp]
+host = "smsc.example.jp"
+system_id = "tsunagi"
+password = "secret1"
+"#;
+
+    fn paths(text: &str) -> Vec<String> {
+        let problems = Config::parse(text, no_env).unwrap_err();
+        let mut paths: Vec<_> = problems.into_iter().map(|p| p.path).collect();
+        paths.sort();
+        paths
+    }
+
+    #[test]
+    fn an_account_reads_with_its_defaults() {
+        let c = Config::parse(VALID, no_env).unwrap();
+        let s = c.providers.smpp.unwrap();
+        assert_eq!(s.port, 2775);
+        assert_eq!(s.bind_mode, BindMode::Transceiver);
+        assert_eq!((s.binds, s.window, s.enquire_link_seconds), (1, 10, 30));
+        assert_eq!((s.short_code_ton, s.short_code_npi), (3, 0));
+        assert!(!format!("{s:?}").contains("secret1"));
+    }
+
+    #[test]
+    fn transmitter_receiver_is_a_bind_mode() {
+        let c = Config::parse(
+            &format!("{VALID}bind_mode = \"transmitter_receiver\"\n"),
+            no_env,
+        )
+        .unwrap();
+        assert_eq!(
+            c.providers.smpp.unwrap().bind_mode,
+            BindMode::TransmitterReceiver
+        );
+        assert_eq!(
+            paths(&format!("{VALID}bind_mode = \"receiver\"\n")),
+            ["providers.smpp.bind_mode"]
+        );
+    }
+
+    #[test]
+    fn every_problem_names_its_key_path() {
+        let text = VALID.replace("secret1", "much-too-long")
+            + "system_type = \"thirteen-char\"\nbinds = 0\nwindow = 0\nrate_per_second = 0\n\
+               enquire_link_seconds = 0\nresponse_timeout_ms = 50\nsend_timeout_ms = 10\n\
+               reconnect_min_ms = 0\nreconnect_max_ms = 0\nshort_code_ton = 7\nshort_code_npi = 19\n";
+        assert_eq!(
+            paths(&text),
+            [
+                "providers.smpp.binds",
+                "providers.smpp.enquire_link_seconds",
+                "providers.smpp.password",
+                "providers.smpp.rate_per_second",
+                "providers.smpp.reconnect_min_ms",
+                "providers.smpp.response_timeout_ms",
+                "providers.smpp.send_timeout_ms",
+                "providers.smpp.short_code_npi",
+                "providers.smpp.short_code_ton",
+                "providers.smpp.system_type",
+                "providers.smpp.window",
+            ]
+        );
+    }
+
+    #[test]
+    fn reconnect_max_must_not_be_below_min() {
+        let text = format!("{VALID}reconnect_min_ms = 5000\nreconnect_max_ms = 1000\n");
+        assert_eq!(paths(&text), ["providers.smpp.reconnect_max_ms"]);
     }
 }

@@ -62,6 +62,49 @@ pub fn split(body: &str) -> Vec<String> {
         .collect()
 }
 
+/// The body's parts as they go over the air: the encoding, and each part's bytes (GSM-7 as
+/// unpacked septets, one a byte, with escapes for the extension table; UCS-2 as big-endian
+/// UTF-16), split exactly as `split` splits.
+pub fn encoded_parts(body: &str) -> (Encoding, Vec<Vec<u8>>) {
+    let encoding = encoding_of(body);
+    let encode = |part: &str| match encoding {
+        Encoding::Gsm7 => part.chars().flat_map(gsm7_codes).collect(),
+        Encoding::Ucs2 => part.encode_utf16().flat_map(u16::to_be_bytes).collect(),
+    };
+    (encoding, parts(body, encoding).into_iter().map(encode).collect())
+}
+
+/// Text from unpacked GSM-7 septets; a code outside the tables reads as '?'.
+pub fn gsm7_decode(septets: &[u8]) -> String {
+    let mut text = String::with_capacity(septets.len());
+    let mut codes = septets.iter().copied();
+    while let Some(code) = codes.next() {
+        let c = match code {
+            ESCAPE => codes.next().and_then(|code| {
+                let at = GSM7_EXTENSION_CODES.iter().position(|&c| c == code)?;
+                GSM7_EXTENSION.chars().nth(at)
+            }),
+            // The basic table skips the escape code, so later codes sit one place earlier.
+            c if c > ESCAPE => GSM7_BASIC.chars().nth(c as usize - 1),
+            c => GSM7_BASIC.chars().nth(c as usize),
+        };
+        text.push(c.unwrap_or('?'));
+    }
+    text
+}
+
+/// The septets of a GSM-7 character (callers have checked it is one).
+fn gsm7_codes(c: char) -> impl Iterator<Item = u8> {
+    let codes = if let Some(at) = GSM7_BASIC.chars().position(|b| b == c) {
+        let code = at as u8;
+        [Some(if code >= ESCAPE { code + 1 } else { code }), None]
+    } else {
+        let at = GSM7_EXTENSION.chars().position(|e| e == c).unwrap_or_default();
+        [Some(ESCAPE), Some(GSM7_EXTENSION_CODES[at])]
+    };
+    codes.into_iter().flatten()
+}
+
 fn encoding_of(body: &str) -> Encoding {
     if body.chars().all(|c| gsm7_septets(c).is_some()) {
         Encoding::Gsm7
@@ -99,6 +142,12 @@ const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆ�
 
 /// The GSM 03.38 extension table: sent as escape plus code, hence two septets each.
 const GSM7_EXTENSION: &str = "\u{0C}^{}\\[]~|€";
+
+/// The codes of `GSM7_EXTENSION`'s characters, in the same order.
+const GSM7_EXTENSION_CODES: [u8; 10] = [0x0A, 0x14, 0x28, 0x29, 0x2F, 0x3C, 0x3D, 0x3E, 0x40, 0x65];
+
+/// The escape into the extension table.
+const ESCAPE: u8 = 0x1B;
 
 /// Septets `c` takes in GSM-7, or None when GSM-7 cannot carry it.
 fn gsm7_septets(c: char) -> Option<usize> {
@@ -160,6 +209,41 @@ mod tests {
         for c in GSM7_BASIC.chars() {
             assert_eq!(gsm7_septets(c), Some(1), "{c:?}");
         }
+    }
+
+    #[test]
+    fn gsm7_parts_are_unpacked_septets_that_decode_back() {
+        let body = "Hello @ {x} É€ ñ";
+        let (encoding, parts) = encoded_parts(body);
+        assert_eq!(encoding, Encoding::Gsm7);
+        assert_eq!(parts.len(), 1);
+        assert_eq!(&parts[0][..5], b"Hello");
+        assert_eq!(gsm7_codes('@').collect::<Vec<_>>(), [0x00]);
+        assert_eq!(gsm7_codes('É').collect::<Vec<_>>(), [0x1F]);
+        assert_eq!(gsm7_codes('€').collect::<Vec<_>>(), [0x1B, 0x65]);
+        assert_eq!(gsm7_codes('{').collect::<Vec<_>>(), [0x1B, 0x28]);
+        assert_eq!(gsm7_decode(&parts[0]), body);
+        for c in GSM7_BASIC.chars().chain(GSM7_EXTENSION.chars()) {
+            let codes: Vec<u8> = gsm7_codes(c).collect();
+            assert_eq!(gsm7_decode(&codes), c.to_string());
+        }
+    }
+
+    #[test]
+    fn ucs2_parts_are_big_endian_and_split_like_split() {
+        let body = format!("{}😀{}", "あ".repeat(66), "い".repeat(70));
+        let (encoding, parts) = encoded_parts(&body);
+        assert_eq!(encoding, Encoding::Ucs2);
+        let texts = split(&body);
+        assert_eq!(parts.len(), texts.len());
+        for (bytes, text) in parts.iter().zip(&texts) {
+            let units: Vec<u16> = bytes
+                .chunks(2)
+                .map(|p| u16::from_be_bytes([p[0], p[1]]))
+                .collect();
+            assert_eq!(&String::from_utf16(&units).unwrap(), text);
+        }
+        assert_eq!(&parts[0][..2], &[0x30, 0x42]);
     }
 
     #[test]

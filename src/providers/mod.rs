@@ -2,6 +2,7 @@
 
 mod events;
 pub mod sandbox;
+pub mod smpp;
 
 use std::{sync::Arc, time::Duration};
 
@@ -106,6 +107,12 @@ pub fn from_config(
             )
             .answering_after(Duration::from_millis(config.delivery.sandbox_answer_ms)),
         )),
+        config::Provider::Smpp => {
+            let account = config.providers.smpp.clone().ok_or_else(|| {
+                anyhow::anyhow!("delivery.provider is smpp but [providers.smpp] is missing")
+            })?;
+            Ok(Arc::new(smpp::Smpp::new(account)))
+        }
         other => anyhow::bail!("the {other} provider is not built yet"),
     }
 }

@@ -1,0 +1,193 @@
+//! `submit_sm` PDUs for one message: addresses with the right TON/NPI, GSM-7 or UCS-2 payloads
+//! split by `domain::segment`, and our concatenation UDH when there are several parts.
+
+use rusmpp::{
+    pdus::SubmitSm,
+    types::{COctetString, OctetString},
+    values::{DataCoding, EsmClass, Npi, RegisteredDelivery, Ton},
+};
+
+use super::udh;
+use crate::{
+    config::SmppConfig,
+    domain::{
+        phone::SenderId,
+        segment::{self, Encoding},
+    },
+    providers::{OutboundSms, SendError},
+};
+
+/// esm_class bit saying the payload starts with a UDH.
+const UDHI: u8 = 0x40;
+
+/// An address with its type of number and numbering plan.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Address {
+    pub ton: u8,
+    pub npi: u8,
+    pub addr: String,
+}
+
+/// The source address for a sender id: numbers international without '+', 0005 short codes
+/// as the account is configured, names alphanumeric.
+pub(super) fn source(sender: &str, config: &SmppConfig) -> Result<Address, SendError> {
+    let parsed = SenderId::parse(sender)
+        .map_err(|_| SendError::Permanent(format!("not a sender id SMPP can carry: {sender}")))?;
+    Ok(match parsed {
+        SenderId::Number(n) => international(n.e164()),
+        SenderId::ShortCode(code) => Address {
+            ton: config.short_code_ton,
+            npi: config.short_code_npi,
+            addr: code,
+        },
+        SenderId::Alphanumeric(name) => Address {
+            ton: 5,
+            npi: 0,
+            addr: name,
+        },
+    })
+}
+
+/// An E.164 number as TON 1 / NPI 1 digits.
+pub(super) fn international(e164: &str) -> Address {
+    Address {
+        ton: 1,
+        npi: 1,
+        addr: e164.trim_start_matches('+').to_string(),
+    }
+}
+
+/// One `submit_sm` per part, asking for a delivery receipt; `reference` ties the parts together.
+pub(super) fn build(
+    sms: &OutboundSms,
+    config: &SmppConfig,
+    reference: u8,
+) -> Result<Vec<SubmitSm>, SendError> {
+    let sender = match (sms.from.as_str(), &config.source_addr) {
+        ("", Some(configured)) => configured.as_str(),
+        (from, _) => from,
+    };
+    let source = source(sender, config)?;
+    let dest = international(sms.to.e164());
+    let (encoding, parts) = segment::encoded_parts(&sms.body);
+    let total = u8::try_from(parts.len())
+        .map_err(|_| SendError::Permanent(format!("{} parts are more than SMS can join", parts.len())))?;
+    let data_coding = match encoding {
+        Encoding::Gsm7 => DataCoding::McSpecific,
+        Encoding::Ucs2 => DataCoding::Ucs2,
+    };
+    let concatenated = total > 1;
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, payload)| {
+            let short_message = if concatenated {
+                [&udh::header(reference, total, i as u8 + 1)[..], &payload].concat()
+            } else {
+                payload
+            };
+            Ok(SubmitSm::builder()
+                .source_addr_ton(Ton::from(source.ton))
+                .source_addr_npi(Npi::from(source.npi))
+                .source_addr(c_string(&source.addr, "source address")?)
+                .dest_addr_ton(Ton::from(dest.ton))
+                .dest_addr_npi(Npi::from(dest.npi))
+                .destination_addr(c_string(&dest.addr, "destination address")?)
+                .esm_class(EsmClass::from(if concatenated { UDHI } else { 0 }))
+                .registered_delivery(RegisteredDelivery::from(1))
+                .data_coding(data_coding)
+                .short_message(OctetString::from_vec(short_message).map_err(|e| {
+                    SendError::Permanent(format!("a part does not fit a submit_sm: {e}"))
+                })?)
+                .build())
+        })
+        .collect()
+}
+
+fn c_string<const MAX: usize>(text: &str, what: &str) -> Result<COctetString<1, MAX>, SendError> {
+    COctetString::from_string(text.to_string())
+        .map_err(|e| SendError::Permanent(format!("{what} does not fit SMPP: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ids::MessageId, phone::PhoneNumber};
+
+    fn config() -> SmppConfig {
+        let text = r#"
+[delivery]
+provider = "smpp"
+[providers.smpp]
+host = "127.0.0.1"
+system_id = "t"
+password = "p"
+short_code_ton = 6
+short_code_npi = 9
+"#;
+        crate::config::Config::parse(text, |_| None)
+            .unwrap()
+            .providers
+            .smpp
+            .unwrap()
+    }
+
+    fn sms(from: &str, body: &str) -> OutboundSms {
+        OutboundSms {
+            message_id: MessageId::new(),
+            to: PhoneNumber::parse("090-1234-5678").unwrap(),
+            from: from.into(),
+            body: body.into(),
+            attempt: 1,
+        }
+    }
+
+    #[test]
+    fn numbers_are_international_without_plus_names_alphanumeric_short_codes_as_configured() {
+        let c = config();
+        let to = |ton, npi, addr: &str| Address {
+            ton,
+            npi,
+            addr: addr.into(),
+        };
+        assert_eq!(source("+81312345678", &c).unwrap(), to(1, 1, "81312345678"));
+        assert_eq!(source("09011112222", &c).unwrap(), to(1, 1, "819011112222"));
+        assert_eq!(source("Tsunagi", &c).unwrap(), to(5, 0, "Tsunagi"));
+        assert_eq!(source("000512345678", &c).unwrap(), to(6, 9, "000512345678"));
+        assert!(matches!(source("not a sender!", &c), Err(SendError::Permanent(_))));
+    }
+
+    #[test]
+    fn a_short_gsm7_message_is_one_plain_submit_asking_for_a_receipt() {
+        let pdus = build(&sms("Tsunagi", "Hi @ home"), &config(), 9).unwrap();
+        assert_eq!(pdus.len(), 1);
+        let p = &pdus[0];
+        assert_eq!(p.destination_addr.as_str(), "819012345678");
+        assert_eq!((u8::from(p.dest_addr_ton), u8::from(p.dest_addr_npi)), (1, 1));
+        assert_eq!(u8::from(p.esm_class), 0);
+        assert_eq!(u8::from(p.data_coding), 0);
+        assert_eq!(u8::from(p.registered_delivery), 1);
+        assert_eq!(p.short_message().as_ref(), b"Hi \x00 home");
+    }
+
+    #[test]
+    fn a_long_ucs2_message_is_parts_with_our_udh_and_the_udhi_bit() {
+        let body = format!("{}😀{}", "あ".repeat(66), "い".repeat(80));
+        let pdus = build(&sms("0005123456789", &body), &config(), 0x33).unwrap();
+        assert_eq!(pdus.len(), 3);
+        let mut joined = Vec::new();
+        for (i, p) in pdus.iter().enumerate() {
+            assert_eq!(u8::from(p.esm_class), 0x40);
+            assert_eq!(u8::from(p.data_coding), 8);
+            let bytes = p.short_message().as_ref();
+            assert_eq!(&bytes[..6], &[5, 0, 3, 0x33, 3, i as u8 + 1]);
+            assert!(bytes.len() <= 140);
+            joined.extend_from_slice(&bytes[6..]);
+        }
+        let units: Vec<u16> = joined
+            .chunks(2)
+            .map(|p| u16::from_be_bytes([p[0], p[1]]))
+            .collect();
+        assert_eq!(String::from_utf16(&units).unwrap(), body);
+    }
+}

@@ -1,0 +1,545 @@
+//! A fake SMSC speaking SMPP 3.4 over TCP, controllable from a test: binds checked against one
+//! account, `submit_sm` answered and recorded, delivery receipts and mobile-originated messages
+//! sent as `deliver_sm`, and the faults a real SMSC shows (throttling, a full queue, a dropped
+//! connection, a refused password).
+//!
+//! Outcomes by the destination's last four digits: `9990` UNDELIV, `9995` REJECTD, `9996`
+//! EXPIRED (all in the receipt), `9991` refused at submit with `ESME_RINVDSTADR`; anything else
+//! DELIVRD.
+
+mod session;
+pub mod text;
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use rusmpp::{
+    pdus::DeliverSm,
+    tlvs::MessageDeliveryRequestTlvValue,
+    types::{COctetString, OctetString},
+    values::{EsmClass, MessageState, Npi, Ton},
+    Command, CommandStatus,
+};
+use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+/// What a delivery receipt carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Receipts {
+    /// The `receipted_message_id` and `message_state` TLVs, empty text.
+    Tlv,
+    /// Only the `id:… stat:…` text.
+    Text,
+    /// TLVs and text.
+    Both,
+    /// No receipts at all.
+    None,
+}
+
+impl Receipts {
+    fn code(self) -> u8 {
+        self as u8
+    }
+
+    fn from_code(code: u8) -> Self {
+        [Self::Tlv, Self::Text, Self::Both, Self::None][code as usize]
+    }
+}
+
+impl std::str::FromStr for Receipts {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tlv" => Ok(Self::Tlv),
+            "text" => Ok(Self::Text),
+            "both" => Ok(Self::Both),
+            "none" => Ok(Self::None),
+            other => Err(format!("unknown receipt mode {other:?}: tlv, text, both or none")),
+        }
+    }
+}
+
+/// How the fake starts.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Address to listen on (`127.0.0.1:0` picks a port).
+    pub listen: SocketAddr,
+    /// The one account's `system_id`.
+    pub system_id: String,
+    /// Its password (changeable later with [`FakeSmsc::set_password`]).
+    pub password: String,
+    /// What receipts carry.
+    pub receipts: Receipts,
+    /// How long after the `submit_sm` its receipt is sent.
+    pub receipt_delay: Duration,
+    /// Keep every submit for [`FakeSmsc::submits`]; off for a benchmark.
+    pub record: bool,
+}
+
+impl Options {
+    /// An account on a free local port, receipts as TLVs 20 ms after the submit, submits recorded.
+    pub fn new(system_id: &str, password: &str) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            system_id: system_id.into(),
+            password: password.into(),
+            receipts: Receipts::Tlv,
+            receipt_delay: Duration::from_millis(20),
+            record: true,
+        }
+    }
+}
+
+/// A `submit_sm` as the fake decoded and accepted it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submit {
+    /// The id the fake gave it in `submit_sm_resp`.
+    pub message_id: String,
+    /// Sender address, TON and NPI.
+    pub source_addr: String,
+    /// `source_addr_ton`.
+    pub source_ton: u8,
+    /// `source_addr_npi`.
+    pub source_npi: u8,
+    /// Recipient address.
+    pub destination_addr: String,
+    /// `dest_addr_ton`.
+    pub dest_ton: u8,
+    /// `dest_addr_npi`.
+    pub dest_npi: u8,
+    /// `data_coding`.
+    pub data_coding: u8,
+    /// `esm_class`.
+    pub esm_class: u8,
+    /// `registered_delivery`.
+    pub registered_delivery: u8,
+    /// The user data header, when `esm_class` has UDHI set.
+    pub udh: Option<Vec<u8>>,
+    /// The payload after the UDH.
+    pub payload: Vec<u8>,
+}
+
+impl Submit {
+    /// The part's text, decoded by its `data_coding`.
+    pub fn text(&self) -> String {
+        text::decode(self.data_coding, &self.payload)
+    }
+
+    /// The concatenation header, if the part is one of several.
+    pub fn concat(&self) -> Option<text::Concat> {
+        self.udh.as_deref().and_then(text::concat_of)
+    }
+}
+
+/// Counters a test or the benchmark reads.
+#[derive(Debug, Default)]
+struct Counters {
+    submits: AtomicU64,
+    submits_seen: AtomicU64,
+    unanswered: AtomicU64,
+    throttled: AtomicU64,
+    binds: AtomicU64,
+    refused_binds: AtomicU64,
+    unbinds: AtomicU64,
+    enquire_links: AtomicU64,
+    deliver_sm_resps: AtomicU64,
+}
+
+/// A connection the fake may send `deliver_sm` on.
+struct Receiver {
+    tx: mpsc::UnboundedSender<Command>,
+    can_receive: bool,
+}
+
+/// Faults to show, set at runtime.
+#[derive(Debug, Default)]
+struct Faults {
+    throttle_every: AtomicU64,
+    queue_full_every: AtomicU64,
+    throttle_until: Mutex<Option<Instant>>,
+    /// Submits still to take unanswered before the connection is dropped; 0 is off.
+    drop_after: AtomicU64,
+}
+
+struct Shared {
+    system_id: String,
+    password: Mutex<String>,
+    receipts: AtomicU8,
+    receipt_delay_ms: AtomicU64,
+    record: bool,
+    submits: Mutex<Vec<Submit>>,
+    counters: Counters,
+    faults: Faults,
+    next_message_id: AtomicU64,
+    next_sequence: AtomicU32,
+    next_session: AtomicU64,
+    sessions: Mutex<HashMap<u64, Receiver>>,
+    receipts_tx: mpsc::UnboundedSender<Pending>,
+    stop: CancellationToken,
+}
+
+/// A `deliver_sm` waiting for its time, preferably on the session the submit came on.
+struct Pending {
+    due: Instant,
+    session: u64,
+    deliver: DeliverSm,
+}
+
+/// A running fake SMSC; dropping it closes the listener and every connection.
+pub struct FakeSmsc {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl FakeSmsc {
+    /// Listen and serve until dropped.
+    pub async fn start(options: Options) -> std::io::Result<FakeSmsc> {
+        let listener = TcpListener::bind(options.listen).await?;
+        let addr = listener.local_addr()?;
+        let (receipts_tx, receipts_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            system_id: options.system_id,
+            password: Mutex::new(options.password),
+            receipts: AtomicU8::new(options.receipts.code()),
+            receipt_delay_ms: AtomicU64::new(options.receipt_delay.as_millis() as u64),
+            record: options.record,
+            submits: Mutex::default(),
+            counters: Counters::default(),
+            faults: Faults::default(),
+            next_message_id: AtomicU64::new(0x1000),
+            next_sequence: AtomicU32::new(1),
+            next_session: AtomicU64::new(1),
+            sessions: Mutex::default(),
+            receipts_tx,
+            stop: CancellationToken::new(),
+        });
+        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
+        let receipts = tokio::spawn(receipt_loop(receipts_rx, shared.clone()));
+        Ok(FakeSmsc {
+            addr,
+            shared,
+            tasks: vec![accept, receipts],
+        })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Accept binds with `password` from now on.
+    pub fn set_password(&self, password: &str) {
+        *self.shared.password.lock().unwrap() = password.into();
+    }
+
+    /// Send receipts as `mode` from now on.
+    pub fn set_receipts(&self, mode: Receipts) {
+        self.shared.receipts.store(mode.code(), Ordering::Relaxed);
+    }
+
+    /// Answer every `n`th submit with `ESME_RTHROTTLED` (0 stops).
+    pub fn throttle_every(&self, n: u64) {
+        self.shared.faults.throttle_every.store(n, Ordering::Relaxed);
+    }
+
+    /// Answer every submit with `ESME_RTHROTTLED` for `period`.
+    pub fn throttle_for(&self, period: Duration) {
+        *self.shared.faults.throttle_until.lock().unwrap() = Some(Instant::now() + period);
+    }
+
+    /// Answer every `n`th submit with `ESME_RMSGQFUL` (0 stops).
+    pub fn queue_full_every(&self, n: u64) {
+        self.shared
+            .faults
+            .queue_full_every
+            .store(n, Ordering::Relaxed);
+    }
+
+    /// Take the next `n` submits without answering them, then drop their connection.
+    pub fn drop_after(&self, n: u64) {
+        self.shared.faults.drop_after.store(n, Ordering::Relaxed);
+    }
+
+    /// Every accepted submit so far, in arrival order.
+    pub fn submits(&self) -> Vec<Submit> {
+        self.shared.submits.lock().unwrap().clone()
+    }
+
+    /// Accepted submits to `destination_addr`.
+    pub fn submits_to(&self, destination_addr: &str) -> Vec<Submit> {
+        self.shared
+            .submits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.destination_addr == destination_addr)
+            .cloned()
+            .collect()
+    }
+
+    /// The texts `destination_addr` received, concatenated parts joined in order.
+    pub fn texts_to(&self, destination_addr: &str) -> Vec<String> {
+        let mut texts: Vec<(Option<(u16, u8)>, Vec<(u8, Submit)>)> = Vec::new();
+        for submit in self.submits_to(destination_addr) {
+            match submit.concat() {
+                Some(c) => {
+                    let key = Some((c.reference, c.total));
+                    match texts.iter_mut().find(|(k, parts)| {
+                        *k == key && parts.len() < c.total as usize
+                    }) {
+                        Some((_, parts)) => parts.push((c.seq, submit)),
+                        None => texts.push((key, vec![(c.seq, submit)])),
+                    }
+                }
+                None => texts.push((None, vec![(1, submit)])),
+            }
+        }
+        texts
+            .into_iter()
+            .map(|(_, mut parts)| {
+                parts.sort_by_key(|(seq, _)| *seq);
+                let coding = parts[0].1.data_coding;
+                let payload: Vec<u8> = parts.iter().flat_map(|(_, s)| s.payload.clone()).collect();
+                text::decode(coding, &payload)
+            })
+            .collect()
+    }
+
+    /// Submits accepted (answered `ESME_ROK`).
+    pub fn submit_count(&self) -> u64 {
+        self.shared.counters.submits.load(Ordering::Relaxed)
+    }
+
+    /// Submits taken and never answered (before a dropped connection).
+    pub fn unanswered_count(&self) -> u64 {
+        self.shared.counters.unanswered.load(Ordering::Relaxed)
+    }
+
+    /// Submits answered `ESME_RTHROTTLED` or `ESME_RMSGQFUL`.
+    pub fn throttled_count(&self) -> u64 {
+        self.shared.counters.throttled.load(Ordering::Relaxed)
+    }
+
+    /// Binds accepted.
+    pub fn bind_count(&self) -> u64 {
+        self.shared.counters.binds.load(Ordering::Relaxed)
+    }
+
+    /// Binds refused.
+    pub fn refused_bind_count(&self) -> u64 {
+        self.shared.counters.refused_binds.load(Ordering::Relaxed)
+    }
+
+    /// `unbind`s received.
+    pub fn unbind_count(&self) -> u64 {
+        self.shared.counters.unbinds.load(Ordering::Relaxed)
+    }
+
+    /// `enquire_link`s received.
+    pub fn enquire_link_count(&self) -> u64 {
+        self.shared.counters.enquire_links.load(Ordering::Relaxed)
+    }
+
+    /// `deliver_sm_resp`s received.
+    pub fn deliver_sm_resp_count(&self) -> u64 {
+        self.shared.counters.deliver_sm_resps.load(Ordering::Relaxed)
+    }
+
+    /// Connections bound now.
+    pub fn bound_sessions(&self) -> usize {
+        self.shared.sessions.lock().unwrap().len()
+    }
+
+    /// Send a mobile-originated message from `from` to `to` (split into UDH parts when long);
+    /// `false` if no bound connection can receive it.
+    pub fn inject_mo(&self, from: &str, to: &str, body: &str) -> bool {
+        let (coding, units, single, multi) = match text::gsm7_encode(body) {
+            Some(septets) => (0u8, septets_units(&septets), 160, 153),
+            None => (
+                8u8,
+                body.chars().map(|c| text::ucs2_encode(&c.to_string())).collect(),
+                140,
+                134,
+            ),
+        };
+        let total: usize = units.iter().map(Vec::len).sum();
+        let payloads: Vec<Vec<u8>> = if total <= single {
+            vec![units.concat()]
+        } else {
+            let mut parts = vec![Vec::new()];
+            for unit in units {
+                if parts.last().unwrap().len() + unit.len() > multi {
+                    parts.push(Vec::new());
+                }
+                parts.last_mut().unwrap().extend(unit);
+            }
+            let reference = self.shared.next_message_id.fetch_add(1, Ordering::Relaxed) as u8;
+            let count = parts.len() as u8;
+            parts
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| [vec![5, 0, 3, reference, count, i as u8 + 1], p].concat())
+                .collect()
+        };
+        let udh = payloads.len() > 1;
+        payloads.into_iter().all(|payload| {
+            let deliver = deliver_sm(from, to, if udh { 0x40 } else { 0 }, coding, payload);
+            self.shared.send_deliver(0, deliver)
+        })
+    }
+}
+
+/// One GSM-7 character's septets each (an escape and its code stay together).
+fn septets_units(septets: &[u8]) -> Vec<Vec<u8>> {
+    let mut units = Vec::new();
+    let mut i = 0;
+    while i < septets.len() {
+        let width = if septets[i] == 0x1B { 2 } else { 1 };
+        units.push(septets[i..(i + width).min(septets.len())].to_vec());
+        i += width;
+    }
+    units
+}
+
+impl Drop for FakeSmsc {
+    fn drop(&mut self) {
+        self.shared.stop.cancel();
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Shared {
+    fn receipts(&self) -> Receipts {
+        Receipts::from_code(self.receipts.load(Ordering::Relaxed))
+    }
+
+    fn sequence(&self) -> u32 {
+        self.next_sequence.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Send on `preferred` if it can receive, else on any connection that can.
+    fn send_deliver(&self, preferred: u64, deliver: DeliverSm) -> bool {
+        let sessions = self.sessions.lock().unwrap();
+        let target = sessions
+            .get(&preferred)
+            .filter(|r| r.can_receive)
+            .or_else(|| sessions.values().find(|r| r.can_receive));
+        match target {
+            Some(r) => r
+                .tx
+                .send(Command::new(CommandStatus::EsmeRok, self.sequence(), deliver))
+                .is_ok(),
+            None => false,
+        }
+    }
+
+    /// Queue the receipt for an accepted submit.
+    fn schedule_receipt(&self, session: u64, submit: &Submit) {
+        let mode = self.receipts();
+        if mode == Receipts::None || submit.registered_delivery & 0x03 == 0 {
+            return;
+        }
+        let (state, stat, err) = match last4(&submit.destination_addr) {
+            "9990" => (MessageState::Undeliverable, "UNDELIV", "001"),
+            "9995" => (MessageState::Rejected, "REJECTD", "002"),
+            "9996" => (MessageState::Expired, "EXPIRED", "003"),
+            _ => (MessageState::Delivered, "DELIVRD", "000"),
+        };
+        let body = if mode == Receipts::Tlv {
+            Vec::new()
+        } else {
+            format!(
+                "id:{} sub:001 dlvrd:{} submit date:2611291200 done date:2611291201 stat:{stat} err:{err} text:",
+                submit.message_id,
+                if stat == "DELIVRD" { "001" } else { "000" },
+            )
+            .into_bytes()
+        };
+        let mut deliver = deliver_sm(
+            &submit.destination_addr,
+            &submit.source_addr,
+            0x04,
+            0,
+            body,
+        );
+        if mode != Receipts::Text {
+            deliver.push_tlv(MessageDeliveryRequestTlvValue::ReceiptedMessageId(
+                COctetString::from_string(submit.message_id.clone()).expect("short id"),
+            ));
+            deliver.push_tlv(MessageDeliveryRequestTlvValue::MessageState(state));
+        }
+        let delay = Duration::from_millis(self.receipt_delay_ms.load(Ordering::Relaxed));
+        let _ = self.receipts_tx.send(Pending {
+            due: Instant::now() + delay,
+            session,
+            deliver,
+        });
+    }
+}
+
+fn last4(addr: &str) -> &str {
+    &addr[addr.len().saturating_sub(4)..]
+}
+
+/// A `deliver_sm` from `from` to `to`; international-looking digits get TON 1 / NPI 1.
+fn deliver_sm(from: &str, to: &str, esm_class: u8, data_coding: u8, payload: Vec<u8>) -> DeliverSm {
+    let addr = |a: &str| {
+        let digits = a.bytes().all(|b| b.is_ascii_digit());
+        let (ton, npi) = if digits && !a.starts_with('0') {
+            (Ton::International, Npi::Isdn)
+        } else if digits {
+            (Ton::National, Npi::Isdn)
+        } else {
+            (Ton::Alphanumeric, Npi::Unknown)
+        };
+        (
+            ton,
+            npi,
+            COctetString::from_string(a.to_string()).unwrap_or_else(|_| COctetString::empty()),
+        )
+    };
+    let (source_ton, source_npi, source) = addr(from);
+    let (dest_ton, dest_npi, dest) = addr(to);
+    DeliverSm::builder()
+        .source_addr_ton(source_ton)
+        .source_addr_npi(source_npi)
+        .source_addr(source)
+        .dest_addr_ton(dest_ton)
+        .dest_addr_npi(dest_npi)
+        .destination_addr(dest)
+        .esm_class(EsmClass::from(esm_class))
+        .data_coding(data_coding.into())
+        .short_message(OctetString::from_vec(payload).expect("a payload of at most 255 bytes"))
+        .build()
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(session::serve(stream, shared.clone()));
+    }
+}
+
+/// Send receipts when due; a receipt with no connection to go on waits for one.
+async fn receipt_loop(mut rx: mpsc::UnboundedReceiver<Pending>, shared: Arc<Shared>) {
+    while let Some(pending) = rx.recv().await {
+        tokio::time::sleep_until(pending.due.into()).await;
+        while !shared.send_deliver(pending.session, pending.deliver.clone()) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

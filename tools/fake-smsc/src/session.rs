@@ -1,0 +1,304 @@
+//! One ESME connection: bind, then answer its PDUs until it unbinds or the fake drops it.
+
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::Instant,
+};
+
+use futures_util::StreamExt;
+use rusmpp::{
+    pdus::{BindReceiverResp, BindTransceiverResp, BindTransmitterResp, SubmitSm, SubmitSmResp},
+    tokio_codec::CommandCodec,
+    types::{AnyOctetString, COctetString},
+    Command, CommandId, CommandStatus, Pdu,
+};
+use tokio::{
+    io::AsyncWriteExt,
+    net::{tcp::OwnedWriteHalf, TcpStream},
+    sync::mpsc,
+};
+use tokio_util::{
+    bytes::BytesMut,
+    codec::{Encoder, FramedRead},
+    sync::CancellationToken,
+};
+
+use crate::{Receiver, Shared, Submit};
+
+/// How a connection ends.
+enum End {
+    /// After writing what is queued (unbind, the peer closed).
+    Clean,
+    /// At once, queued responses lost (a dropped connection).
+    Abrupt,
+}
+
+/// What the connection is bound as.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    Transmitter,
+    Receiver,
+    Transceiver,
+}
+
+struct Session {
+    id: u64,
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Command>,
+    bound: Option<Bound>,
+}
+
+pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
+    let (read, write) = stream.into_split();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let stop = shared.stop.child_token();
+    let writer = tokio::spawn(write_loop(write, rx, stop.clone()));
+    let mut frames = FramedRead::new(read, CommandCodec::new());
+    let mut session = Session {
+        id: shared.next_session.fetch_add(1, Ordering::Relaxed),
+        shared,
+        tx,
+        bound: None,
+    };
+    let end = loop {
+        let frame = tokio::select! {
+            _ = stop.cancelled() => break End::Abrupt,
+            frame = frames.next() => frame,
+        };
+        let Some(Ok(command)) = frame else {
+            break End::Clean;
+        };
+        if let Some(end) = session.handle(command) {
+            break end;
+        }
+    };
+    session.shared.sessions.lock().unwrap().remove(&session.id);
+    match end {
+        End::Abrupt => stop.cancel(),
+        End::Clean => drop(session),
+    }
+    let _ = writer.await;
+}
+
+/// Write queued PDUs, many per syscall when they pile up, until every sender is gone.
+async fn write_loop(
+    mut write: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+    stop: CancellationToken,
+) {
+    let mut codec = CommandCodec::new();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => return,
+            next = rx.recv() => match next {
+                Some(command) => command,
+                None => return,
+            },
+        };
+        let _ = codec.encode(&first, &mut buf);
+        while buf.len() < 60 * 1024 {
+            match rx.try_recv() {
+                Ok(command) => {
+                    let _ = codec.encode(&command, &mut buf);
+                }
+                Err(_) => break,
+            }
+        }
+        if write.write_all(&buf).await.is_err() {
+            return;
+        }
+        buf.clear();
+    }
+}
+
+/// A response with the header only, as SMPP 3.4 sends for most errors.
+fn bare(id: CommandId, status: CommandStatus, sequence: u32) -> Command {
+    Command::new(
+        status,
+        sequence,
+        Pdu::Other {
+            command_id: id,
+            body: AnyOctetString::empty(),
+        },
+    )
+}
+
+impl Session {
+    fn reply(&self, command: Command) {
+        let _ = self.tx.send(command);
+    }
+
+    /// Answer one PDU; `Some` ends the connection.
+    fn handle(&mut self, command: Command) -> Option<End> {
+        let sequence = command.sequence_number();
+        let id = command.id();
+        match command.pdu() {
+            Some(Pdu::BindTransmitter(b)) => {
+                let ok = self.bind(&b.system_id, &b.password, Bound::Transmitter);
+                let resp = BindTransmitterResp::new(self.system_id(), None);
+                self.reply(Command::new(ok, sequence, resp));
+            }
+            Some(Pdu::BindReceiver(b)) => {
+                let ok = self.bind(&b.system_id, &b.password, Bound::Receiver);
+                let resp = BindReceiverResp::new(self.system_id(), None);
+                self.reply(Command::new(ok, sequence, resp));
+            }
+            Some(Pdu::BindTransceiver(b)) => {
+                let ok = self.bind(&b.system_id, &b.password, Bound::Transceiver);
+                let resp = BindTransceiverResp::new(self.system_id(), None);
+                self.reply(Command::new(ok, sequence, resp));
+            }
+            Some(Pdu::SubmitSm(submit)) => return self.submit(submit, sequence),
+            Some(Pdu::EnquireLink) => {
+                self.shared
+                    .counters
+                    .enquire_links
+                    .fetch_add(1, Ordering::Relaxed);
+                self.reply(Command::new(CommandStatus::EsmeRok, sequence, Pdu::EnquireLinkResp));
+            }
+            Some(Pdu::Unbind) => {
+                self.shared.counters.unbinds.fetch_add(1, Ordering::Relaxed);
+                self.shared.sessions.lock().unwrap().remove(&self.id);
+                self.reply(Command::new(CommandStatus::EsmeRok, sequence, Pdu::UnbindResp));
+                return Some(End::Clean);
+            }
+            Some(Pdu::DeliverSmResp(_)) => {
+                self.shared
+                    .counters
+                    .deliver_sm_resps
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            // Answers to our own enquire_link or unbind, and generic_nack: nothing to do.
+            Some(Pdu::EnquireLinkResp | Pdu::UnbindResp | Pdu::GenericNack) => {}
+            _ if id == CommandId::DeliverSmResp => {
+                self.shared
+                    .counters
+                    .deliver_sm_resps
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            _ => self.reply(bare(
+                CommandId::GenericNack,
+                CommandStatus::EsmeRinvcmdid,
+                sequence,
+            )),
+        }
+        None
+    }
+
+    fn system_id(&self) -> COctetString<1, 16> {
+        COctetString::from_string(self.shared.system_id.clone()).unwrap_or_else(|_| COctetString::empty())
+    }
+
+    fn bind(
+        &mut self,
+        system_id: &COctetString<1, 16>,
+        password: &COctetString<1, 9>,
+        kind: Bound,
+    ) -> CommandStatus {
+        let counters = &self.shared.counters;
+        if self.bound.is_some() {
+            return CommandStatus::EsmeRalybnd;
+        }
+        if system_id.as_str() != self.shared.system_id {
+            counters.refused_binds.fetch_add(1, Ordering::Relaxed);
+            return CommandStatus::EsmeRinvsysid;
+        }
+        if password.as_str() != *self.shared.password.lock().unwrap() {
+            counters.refused_binds.fetch_add(1, Ordering::Relaxed);
+            return CommandStatus::EsmeRinvpaswd;
+        }
+        counters.binds.fetch_add(1, Ordering::Relaxed);
+        self.bound = Some(kind);
+        self.shared.sessions.lock().unwrap().insert(
+            self.id,
+            Receiver {
+                tx: self.tx.clone(),
+                can_receive: kind != Bound::Transmitter,
+            },
+        );
+        CommandStatus::EsmeRok
+    }
+
+    fn submit(&mut self, pdu: &SubmitSm, sequence: u32) -> Option<End> {
+        let shared = self.shared.clone();
+        let (counters, faults) = (&shared.counters, &shared.faults);
+        let refuse = |status| {
+            self.reply(bare(CommandId::SubmitSmResp, status, sequence));
+            None
+        };
+        if !matches!(self.bound, Some(Bound::Transmitter | Bound::Transceiver)) {
+            return refuse(CommandStatus::EsmeRinvbndsts);
+        }
+        let seen = counters.submits_seen.fetch_add(1, Ordering::Relaxed) + 1;
+        let dropping = faults.drop_after.load(Ordering::Relaxed);
+        if dropping > 0 {
+            counters.unanswered.fetch_add(1, Ordering::Relaxed);
+            if faults.drop_after.fetch_sub(1, Ordering::Relaxed) == 1 {
+                return Some(End::Abrupt);
+            }
+            return None;
+        }
+        let every = |n: u64| n > 0 && seen.is_multiple_of(n);
+        let throttled_now = faults
+            .throttle_until
+            .lock()
+            .unwrap()
+            .is_some_and(|until| Instant::now() < until);
+        if throttled_now || every(faults.throttle_every.load(Ordering::Relaxed)) {
+            counters.throttled.fetch_add(1, Ordering::Relaxed);
+            return refuse(CommandStatus::EsmeRthrottled);
+        }
+        if every(faults.queue_full_every.load(Ordering::Relaxed)) {
+            counters.throttled.fetch_add(1, Ordering::Relaxed);
+            return refuse(CommandStatus::EsmeRmsgqful);
+        }
+        let destination = pdu.destination_addr.as_str();
+        if destination.ends_with("9991") {
+            return refuse(CommandStatus::EsmeRinvdstadr);
+        }
+        let message_id = format!(
+            "{:x}",
+            shared.next_message_id.fetch_add(1, Ordering::Relaxed)
+        );
+        let resp = SubmitSmResp::new(
+            COctetString::from_string(message_id.clone()).expect("a short id"),
+            Vec::new(),
+        );
+        self.reply(Command::new(CommandStatus::EsmeRok, sequence, resp));
+        counters.submits.fetch_add(1, Ordering::Relaxed);
+        let wants_receipt = u8::from(pdu.registered_delivery) & 0x03 != 0;
+        if !shared.record && !wants_receipt {
+            return None;
+        }
+        let submit = decoded(pdu, message_id);
+        shared.schedule_receipt(self.id, &submit);
+        if shared.record {
+            shared.submits.lock().unwrap().push(submit);
+        }
+        None
+    }
+}
+
+fn decoded(pdu: &SubmitSm, message_id: String) -> Submit {
+    let esm_class = u8::from(pdu.esm_class);
+    let short_message = pdu.short_message().as_ref();
+    let (udh, payload) = match crate::text::split_udh(short_message) {
+        Some((udh, rest)) if esm_class & 0x40 != 0 => (Some(udh.to_vec()), rest.to_vec()),
+        _ => (None, short_message.to_vec()),
+    };
+    Submit {
+        message_id,
+        source_addr: pdu.source_addr.as_str().to_string(),
+        source_ton: pdu.source_addr_ton.into(),
+        source_npi: pdu.source_addr_npi.into(),
+        destination_addr: pdu.destination_addr.as_str().to_string(),
+        dest_ton: pdu.dest_addr_ton.into(),
+        dest_npi: pdu.dest_addr_npi.into(),
+        data_coding: pdu.data_coding.into(),
+        esm_class,
+        registered_delivery: pdu.registered_delivery.into(),
+        udh,
+        payload,
+    }
+}
