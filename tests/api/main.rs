@@ -18,4 +18,5 @@ mod salesforce_external_services;
 mod sandbox;
 mod scheduling;
 mod segmentation;
+mod smpp;
 mod templates;

@@ -146,7 +146,9 @@ impl Shared {
             let bound = (0..n)
                 .map(|i| &self.links[(start + i) % n])
                 .find(|l| l.bound.load(Ordering::Acquire));
-            if bound.is_some() {
+            // A refused bind or an unreachable SMSC will not be over by the deadline: the
+            // message goes back to the queue at once, with the reason.
+            if bound.is_some() || self.unavailable().is_some() {
                 return bound;
             }
             tokio::time::timeout_at(deadline, changed).await.ok()?;

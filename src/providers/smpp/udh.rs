@@ -149,7 +149,7 @@ mod tests {
     #[test]
     fn sixteen_bit_references_and_other_elements_are_read() {
         // A port-addressing element (05) before a 16-bit concatenation element.
-        let payload = [10, 0x05, 0x04, 0, 0, 0, 0, 0x08, 0x02, 0x12, 0x34, b'x'];
+        let payload = [10, 0x05, 0x04, 0, 0, 0, 0, 0x08, 0x04, 0x12, 0x34, b'x'];
         assert_eq!(split(&payload), None, "element overruns the header");
         let payload = [12, 0x05, 0x04, 0, 0, 0, 0, 0x08, 0x04, 0x12, 0x34, 2, 2, b'x'];
         let (concat, text) = split(&payload).unwrap();

@@ -167,6 +167,8 @@ struct Faults {
     throttle_until: Mutex<Option<Instant>>,
     /// Submits still to take unanswered before the connection is dropped; 0 is off.
     drop_after: AtomicU64,
+    /// How long bind responses take.
+    bind_delay_ms: AtomicU64,
 }
 
 struct Shared {
@@ -262,6 +264,14 @@ impl FakeSmsc {
             .faults
             .queue_full_every
             .store(n, Ordering::Relaxed);
+    }
+
+    /// Answer binds only after `delay`, as a slow SMSC would.
+    pub fn set_bind_delay(&self, delay: Duration) {
+        self.shared
+            .faults
+            .bind_delay_ms
+            .store(delay.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Take the next `n` submits without answering them, then drop their connection.

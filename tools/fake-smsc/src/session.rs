@@ -2,7 +2,7 @@
 
 use std::{
     sync::{atomic::Ordering, Arc},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use futures_util::StreamExt;
@@ -129,6 +129,19 @@ impl Session {
         let _ = self.tx.send(command);
     }
 
+    /// Answer a bind, after the configured delay.
+    fn reply_to_bind(&self, command: Command) {
+        let delay = self.shared.faults.bind_delay_ms.load(Ordering::Relaxed);
+        if delay == 0 {
+            return self.reply(command);
+        }
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            let _ = tx.send(command);
+        });
+    }
+
     /// Answer one PDU; `Some` ends the connection.
     fn handle(&mut self, command: Command) -> Option<End> {
         let sequence = command.sequence_number();
@@ -137,17 +150,17 @@ impl Session {
             Some(Pdu::BindTransmitter(b)) => {
                 let ok = self.bind(&b.system_id, &b.password, Bound::Transmitter);
                 let resp = BindTransmitterResp::new(self.system_id(), None);
-                self.reply(Command::new(ok, sequence, resp));
+                self.reply_to_bind(Command::new(ok, sequence, resp));
             }
             Some(Pdu::BindReceiver(b)) => {
                 let ok = self.bind(&b.system_id, &b.password, Bound::Receiver);
                 let resp = BindReceiverResp::new(self.system_id(), None);
-                self.reply(Command::new(ok, sequence, resp));
+                self.reply_to_bind(Command::new(ok, sequence, resp));
             }
             Some(Pdu::BindTransceiver(b)) => {
                 let ok = self.bind(&b.system_id, &b.password, Bound::Transceiver);
                 let resp = BindTransceiverResp::new(self.system_id(), None);
-                self.reply(Command::new(ok, sequence, resp));
+                self.reply_to_bind(Command::new(ok, sequence, resp));
             }
             Some(Pdu::SubmitSm(submit)) => return self.submit(submit, sequence),
             Some(Pdu::EnquireLink) => {

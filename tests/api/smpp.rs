@@ -1,0 +1,327 @@
+//! The SMPP provider through the real HTTP API, against the fake SMSC over TCP.
+
+use std::time::Duration;
+
+use fake_smsc::{FakeSmsc, Options, Receipts};
+use serde_json::{json, Value};
+
+use crate::harness::{event_statuses, TestServer};
+
+const SYSTEM_ID: &str = "tsunagi";
+const PASSWORD: &str = "secret";
+
+async fn smsc(receipts: Receipts) -> FakeSmsc {
+    FakeSmsc::start(Options {
+        receipts,
+        ..Options::new(SYSTEM_ID, PASSWORD)
+    })
+    .await
+    .unwrap()
+}
+
+/// `[delivery]` keys naming the SMPP provider, then its section with short test timings.
+fn smpp_config(smsc: &FakeSmsc, password: &str, extra: &str) -> String {
+    format!(
+        r#"provider = "smpp"
+[providers.smpp]
+host = "127.0.0.1"
+port = {port}
+system_id = "{SYSTEM_ID}"
+password = "{password}"
+reconnect_min_ms = 50
+reconnect_max_ms = 200
+throttle_pause_ms = 50
+response_timeout_ms = 2000
+send_timeout_ms = 5000
+rate_per_second = 1000
+{extra}"#,
+        port = smsc.addr().port()
+    )
+}
+
+async fn server(smsc: &FakeSmsc, extra: &str) -> TestServer {
+    TestServer::with_delivery(&smpp_config(smsc, PASSWORD, extra)).await
+}
+
+async fn sent(s: &TestServer, body: Value) -> String {
+    let (status, b) = s.send(body).await;
+    assert_eq!(status, 202, "{b}");
+    b["id"].as_str().unwrap().to_string()
+}
+
+/// Wait up to 10 s for `done`.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+#[tokio::test]
+async fn a_message_is_submitted_over_smpp_and_a_tlv_receipt_delivers_it() {
+    let fake = smsc(Receipts::Tlv).await;
+    let s = server(&fake, "").await;
+    let id = sent(&s, json!({"to": "090-1234-5678", "body": "Hello {from} SMPP"})).await;
+    let m = s.wait_for(&id, |st| st == "delivered").await;
+    assert_eq!(event_statuses(&m), ["queued", "sending", "sent", "delivered"]);
+    let submits = fake.submits_to("819012345678");
+    assert_eq!(submits.len(), 1);
+    let sub = &submits[0];
+    assert_eq!((sub.dest_ton, sub.dest_npi), (1, 1));
+    assert_eq!((sub.source_ton, sub.source_npi), (5, 0));
+    assert_eq!(sub.source_addr, "TSUNAGI");
+    assert_eq!((sub.data_coding, sub.esm_class), (0, 0));
+    assert_eq!(sub.registered_delivery, 1);
+    assert_eq!(sub.udh, None);
+    assert_eq!(sub.text(), "Hello {from} SMPP");
+    assert_eq!(fake.bind_count(), 1);
+    eventually("the receipt answered", || fake.deliver_sm_resp_count() == 1).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_text_only_receipt_delivers_the_message() {
+    let fake = smsc(Receipts::Text).await;
+    let s = server(&fake, "").await;
+    let id = sent(&s, json!({"to": "090-1234-5678", "body": "text receipt"})).await;
+    s.wait_for(&id, |st| st == "delivered").await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_receipt_saying_undeliv_makes_the_message_undelivered() {
+    let fake = smsc(Receipts::Both).await;
+    let s = server(&fake, "").await;
+    let id = sent(&s, json!({"to": "090-1234-9990", "body": "x"})).await;
+    let m = s.wait_for(&id, |st| st == "undelivered").await;
+    let detail = m["status_detail"].as_str().unwrap();
+    assert!(detail.contains("UNDELIV") && detail.contains("err:001"), "{detail}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_destination_fails_the_message_with_the_status_name() {
+    let fake = smsc(Receipts::Tlv).await;
+    let s = server(&fake, "").await;
+    let id = sent(&s, json!({"to": "090-1234-9991", "body": "x"})).await;
+    let m = s.wait_for(&id, |st| st == "failed").await;
+    assert_eq!(
+        m["status_detail"],
+        "SMSC refused: ESME_RINVDSTADR (0x0000000B)"
+    );
+    assert_eq!(s.provider_calls(&id), 1, "a permanent refusal is not retried");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_reply_from_the_handset_is_reassembled_and_shown_on_the_message() {
+    let fake = smsc(Receipts::Tlv).await;
+    let s = server(&fake, "").await;
+    let id = sent(
+        &s,
+        json!({"to": "090-1234-5678", "from": "03-1234-5678", "body": "ご予約の確認です"}),
+    )
+    .await;
+    s.wait_for(&id, |st| st == "delivered").await;
+    let reply = format!("{}😀了解しました", "はい、".repeat(30));
+    assert!(fake.inject_mo("819012345678", "81312345678", &reply));
+    assert!(fake.inject_mo("819012345678", "81312345678", "OK @ 10:00"));
+    let mut m = Value::Null;
+    for _ in 0..500 {
+        m = s.get(&format!("/v1/messages/{id}")).await.json().await.unwrap();
+        if m["replies"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let bodies: Vec<&str> = m["replies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies.len(), 2, "{m}");
+    assert!(bodies.contains(&reply.as_str()), "{bodies:?}");
+    assert!(bodies.contains(&"OK @ 10:00"), "{bodies:?}");
+    assert!(!m["replies"][0]["from"].as_str().unwrap().contains("1234-5678"));
+    eventually("every part answered", || fake.deliver_sm_resp_count() >= 4).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_reply_from_no_valid_number_is_answered_and_not_stored() {
+    let fake = smsc(Receipts::None).await;
+    let s = server(&fake, "").await;
+    let id = sent(&s, json!({"to": "090-1234-5678", "from": "03-1234-5678", "body": "x"})).await;
+    s.wait_for(&id, |st| st == "sent").await;
+    assert!(fake.inject_mo("12", "81312345678", "who am I"));
+    eventually("the reply answered", || fake.deliver_sm_resp_count() == 1).await;
+    let m: Value = s.get(&format!("/v1/messages/{id}")).await.json().await.unwrap();
+    assert_eq!(m["replies"], json!([]));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn throttled_submits_are_retried_then_delivered() {
+    let fake = smsc(Receipts::Tlv).await;
+    fake.throttle_every(2);
+    fake.queue_full_every(5);
+    let s = server(&fake, "").await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let to = format!("090-2222-000{i}");
+        ids.push(sent(&s, json!({"to": to, "body": "x"})).await);
+    }
+    for id in &ids {
+        let m = s.wait_for(id, |st| st == "delivered").await;
+        assert_eq!(event_statuses(&m), ["queued", "sending", "sent", "delivered"]);
+        assert_eq!(s.provider_calls(id), 1, "retried inside one send");
+    }
+    assert!(fake.throttled_count() >= 3, "{}", fake.throttled_count());
+    for i in 0..6 {
+        assert_eq!(fake.submits_to(&format!("81902222000{i}")).len(), 1);
+    }
+    assert!(s.metrics().await.contains("tsunagi_smpp_throttles_total"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_dropped_mid_window_then_everything_is_delivered_exactly_once() {
+    let fake = smsc(Receipts::Tlv).await;
+    fake.drop_after(4);
+    let s = server(&fake, "window = 10").await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let to = format!("080-3333-00{i:02}");
+        ids.push(sent(&s, json!({"to": to, "body": format!("message {i}")})).await);
+    }
+    for id in &ids {
+        s.wait_for(id, |st| st == "delivered").await;
+    }
+    assert_eq!(fake.unanswered_count(), 4);
+    assert!(fake.bind_count() >= 2, "rebound after the drop");
+    for i in 0..10 {
+        let submits = fake.submits_to(&format!("81803333{:04}", i));
+        assert_eq!(submits.len(), 1, "destination {i}");
+        assert_eq!(submits[0].text(), format!("message {i}"));
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_long_japanese_message_arrives_in_udh_parts_that_join_to_the_original() {
+    let fake = smsc(Receipts::Tlv).await;
+    let s = server(&fake, "").await;
+    // The emoji takes units 67 and 68: a split by units would cut it in half.
+    let body = format!("{}😀{}", "あ".repeat(66), "予約確認".repeat(33));
+    assert_eq!(body.chars().count(), 199);
+    let id = sent(&s, json!({"to": "090-4444-5555", "body": body})).await;
+    s.wait_for(&id, |st| st == "delivered").await;
+    let parts = fake.submits_to("819044445555");
+    assert_eq!(parts.len(), 3);
+    let reference = parts[0].concat().unwrap().reference;
+    for part in &parts {
+        assert_eq!((part.esm_class, part.data_coding), (0x40, 0x08));
+        let concat = part.concat().unwrap();
+        assert_eq!((concat.reference, concat.total), (reference, 3));
+        assert!(part.payload.len() <= 134);
+    }
+    assert_eq!(fake.texts_to("819044445555"), [body]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_bind_keeps_messages_queued_and_readyz_says_why() {
+    let fake = smsc(Receipts::Tlv).await;
+    // Slow binds let the messages be claimed before the refusal is known.
+    fake.set_bind_delay(Duration::from_millis(700));
+    let s = TestServer::with_delivery(&smpp_config(&fake, "wrong", "")).await;
+    let ids = [
+        sent(&s, json!({"to": "090-5555-0001", "body": "a"})).await,
+        sent(&s, json!({"to": "090-5555-0002", "body": "b"})).await,
+    ];
+    let reason = "SMPP bind refused by the SMSC: ESME_RINVPASWD (0x0000000E)";
+    for id in &ids {
+        let m = s.wait_for(id, |st| st == "queued").await;
+        let mut detail = m["status_detail"].clone();
+        for _ in 0..250 {
+            if detail.as_str().is_some_and(|d| d.contains(reason)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let m: Value = s.get(&format!("/v1/messages/{id}")).await.json().await.unwrap();
+            detail = m["status_detail"].clone();
+        }
+        assert_eq!(detail, format!("waiting for the provider: {reason}"));
+    }
+    let ready = reqwest::get(format!("{}/readyz", s.base)).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let text = ready.text().await.unwrap();
+    assert!(text.contains(reason), "{text}");
+    assert_eq!(fake.submit_count(), 0);
+
+    fake.set_bind_delay(Duration::ZERO);
+    fake.set_password("wrong");
+    for id in &ids {
+        s.wait_for(id, |st| st == "delivered").await;
+    }
+    assert_eq!(fake.submit_count(), 2);
+    let ready = reqwest::get(format!("{}/readyz", s.base)).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_unbinds_cleanly() {
+    let fake = smsc(Receipts::Tlv).await;
+    let s = server(&fake, "binds = 2").await;
+    let id = sent(&s, json!({"to": "090-1234-5678", "body": "x"})).await;
+    s.wait_for(&id, |st| st == "delivered").await;
+    assert_eq!(fake.bound_sessions(), 2);
+    s.stop().await;
+    assert_eq!(fake.unbind_count(), 2);
+    assert_eq!(fake.bound_sessions(), 0);
+}
+
+#[tokio::test]
+async fn senders_get_the_ton_and_npi_of_their_kind() {
+    let fake = smsc(Receipts::Tlv).await;
+    let s = server(&fake, "short_code_ton = 3\nshort_code_npi = 0").await;
+    let senders = [
+        ("03-1234-5678", 1, 1, "81312345678"),
+        ("MYSHOP", 5, 0, "MYSHOP"),
+        ("0005-1234-5678", 3, 0, "000512345678"),
+    ];
+    for (i, (from, ..)) in senders.iter().enumerate() {
+        let to = format!("090-6666-000{i}");
+        let id = sent(&s, json!({"to": to, "from": from, "body": "x"})).await;
+        s.wait_for(&id, |st| st == "delivered").await;
+    }
+    for (i, (_, ton, npi, addr)) in senders.iter().enumerate() {
+        let sub = &fake.submits_to(&format!("81906666000{i}"))[0];
+        assert_eq!(
+            (sub.source_ton, sub.source_npi, sub.source_addr.as_str()),
+            (*ton, *npi, *addr)
+        );
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn transmitter_and_receiver_binds_carry_submits_and_receipts() {
+    let fake = smsc(Receipts::Tlv).await;
+    let s = server(&fake, "bind_mode = \"transmitter_receiver\"\nbinds = 2").await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(sent(&s, json!({"to": format!("090-7777-000{i}"), "body": "x"})).await);
+    }
+    for id in &ids {
+        s.wait_for(id, |st| st == "delivered").await;
+    }
+    assert_eq!(fake.bind_count(), 4);
+    s.stop().await;
+    assert_eq!(fake.unbind_count(), 4);
+}
