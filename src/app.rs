@@ -118,6 +118,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
     }
     let events = Events::new(store.clone(), clock.clone());
     let mut workers = provider.start(events.clone(), workers_stop.clone());
+    workers.push(events.start(workers_stop.clone()));
     let dispatcher = Dispatcher::new(
         store.clone(),
         provider.clone(),

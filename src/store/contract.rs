@@ -57,6 +57,8 @@ macro_rules! contract_tests {
             a_repeated_sandbox_send_keeps_the_first_id,
             due_receipts_are_reported_once_and_later_ones_wait,
             receipts_apply_once_by_either_id,
+            part_receipts_answer_with_every_part_of_their_message,
+            kept_receipts_come_back_when_due_until_forgotten,
             a_handset_inbox_shows_delivered_texts_newest_first,
             a_started_verification_reads_back_pending_with_its_sms,
             a_new_code_cancels_the_pending_one,
@@ -1008,6 +1010,111 @@ pub async fn receipts_apply_once_by_either_id(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(again, vec![ReceiptOutcome::Overtaken(by_ours.id.clone())]);
+}
+
+/// A part receipt is recorded on the newest part with its id and answers with the parts of
+/// its message in order; a message sent again gets new parts in place of the old.
+pub async fn part_receipts_answer_with_every_part_of_their_message(store: Arc<dyn Store>) {
+    let m = message(Source::Api);
+    sent(store.as_ref(), &m).await;
+    let ids = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    store
+        .parts_sent(&m.id, ids(&["p1", "p2", "p3"]))
+        .await
+        .unwrap();
+    let part = |id: &str, status, detail: Option<&str>| PartReceipt {
+        part_id: id.into(),
+        status,
+        detail: detail.map(str::to_string),
+    };
+    let outcomes = store
+        .part_receipts(vec![
+            part("p2", ReceiptStatus::Delivered, None),
+            part("p3", ReceiptStatus::Undelivered, Some("stat:EXPIRED")),
+            part("nobody", ReceiptStatus::Delivered, None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes[1],
+        PartOutcome::Recorded {
+            message_id: m.id.clone(),
+            first_part: "p1".into(),
+            parts: vec![
+                None,
+                Some((ReceiptStatus::Delivered, None)),
+                Some((ReceiptStatus::Undelivered, Some("stat:EXPIRED".into()))),
+            ],
+        }
+    );
+    assert!(matches!(&outcomes[0], PartOutcome::Recorded { parts, .. } if parts[0].is_none()));
+    assert_eq!(outcomes[2], PartOutcome::Unknown);
+    store.parts_sent(&m.id, ids(&["q1", "q2"])).await.unwrap();
+    let again = store
+        .part_receipts(vec![
+            part("p1", ReceiptStatus::Delivered, None),
+            part("q2", ReceiptStatus::Delivered, None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(again[0], PartOutcome::Unknown);
+    assert_eq!(
+        again[1],
+        PartOutcome::Recorded {
+            message_id: m.id.clone(),
+            first_part: "q1".into(),
+            parts: vec![None, Some((ReceiptStatus::Delivered, None))],
+        }
+    );
+}
+
+/// Kept receipts read back as kept, only once due, and counted until forgotten.
+pub async fn kept_receipts_come_back_when_due_until_forgotten(store: Arc<dyn Store>) {
+    let at = now();
+    let whole = Unmatched::Whole {
+        provider_message_id: "SM-early".into(),
+        status: ReceiptStatus::Delivered,
+        detail: None,
+    };
+    let part = Unmatched::Part(PartReceipt {
+        part_id: "p9".into(),
+        status: ReceiptStatus::Failed,
+        detail: Some("stat:REJECTD".into()),
+    });
+    store
+        .keep_receipts(vec![whole.clone(), part.clone()], at)
+        .await
+        .unwrap();
+    assert_eq!(store.kept_receipt_count().await.unwrap(), 2);
+    assert!(store
+        .kept_receipts(at - Duration::seconds(1), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let kept = store.kept_receipts(at, 10).await.unwrap();
+    assert_eq!(
+        kept.iter().map(|k| &k.receipt).collect::<Vec<_>>(),
+        [&whole, &part]
+    );
+    assert!(kept.iter().all(|k| k.received_at == at && k.tries == 0));
+    store
+        .retry_receipts(vec![(kept[0].id, at + Duration::seconds(10))])
+        .await
+        .unwrap();
+    let due = store.kept_receipts(at, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].receipt, part);
+    let later = store
+        .kept_receipts(at + Duration::seconds(10), 1)
+        .await
+        .unwrap();
+    assert_eq!(later.len(), 1, "the limit holds");
+    assert_eq!((later[0].receipt.clone(), later[0].tries), (whole, 1));
+    store
+        .forget_receipts(kept.iter().map(|k| k.id).collect())
+        .await
+        .unwrap();
+    assert_eq!(store.kept_receipt_count().await.unwrap(), 0);
 }
 
 /// A handset's inbox holds what was delivered to it, newest first.

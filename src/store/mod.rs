@@ -14,6 +14,7 @@ mod otp;
 mod outbox;
 mod postgres;
 mod queue;
+mod receipts;
 mod rows;
 mod sandbox;
 mod sqlite;
@@ -36,6 +37,7 @@ pub use postgres::PostgresStore;
 pub use queue::{
     Applied, ClaimedJob, QueueStore, Receipt, ReceiptOutcome, ReceiptStatus, Transition, IN_DOUBT,
 };
+pub use receipts::{KeptReceipt, PartOutcome, PartReceipt, PartState, ReceiptStore, Unmatched};
 pub use sandbox::{InboxEntry, SandboxSend, SandboxStore};
 pub use sqlite::SqliteStore;
 
@@ -59,6 +61,7 @@ pub trait Store:
     + OtpStore
     + ListStore
     + OutboxStore
+    + ReceiptStore
 {
 }
 
@@ -71,6 +74,7 @@ impl<T> Store for T where
         + OtpStore
         + ListStore
         + OutboxStore
+        + ReceiptStore
 {
 }
 

@@ -10,6 +10,7 @@ mod messages;
 mod otp;
 mod outbox;
 mod queue;
+mod receipts;
 mod sandbox;
 mod wakeups;
 mod writer;

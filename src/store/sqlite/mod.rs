@@ -8,6 +8,7 @@ mod messages;
 mod otp;
 mod outbox;
 mod queue;
+mod receipts;
 mod sandbox;
 mod writer;
 
