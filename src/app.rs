@@ -156,7 +156,9 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         max_characters: config.delivery.max_characters,
         hygiene: Hygiene {
             allow_list_only: config.numbers.allow_list_only,
+            honour_opt_outs: true,
         },
+        opt_outs: config.opt_outs.clone(),
         allow_on_history_error: config.numbers.history.on_error == OnError::Allow,
         otp: OtpSettings {
             config: config.otp.clone(),

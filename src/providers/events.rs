@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::parts;
 use crate::{
     clock::Clock,
-    domain::ids::MessageId,
+    domain::{consent::Consent, ids::MessageId, phone::SenderId},
     store::{
         KeptReceipt, NewReply, PartOutcome, PartReceipt, Receipt, ReceiptOutcome, ReplyRecord,
         Store, StoreResult, Unmatched,
@@ -79,9 +79,23 @@ impl Events {
             .await
     }
 
-    /// Record a message a handset sent, linked to the latest message of its conversation.
-    pub async fn inbound(&self, reply: NewReply) -> StoreResult<ReplyRecord> {
-        self.store.record_reply(reply).await
+    /// Record a message a handset sent, linked to the latest message of its conversation; an
+    /// opt-out or opt-in keyword (STOP, 停止, START…) changes the number's consent for the
+    /// sender it answered in the same commit.
+    pub async fn inbound(&self, mut reply: NewReply) -> StoreResult<ReplyRecord> {
+        reply.to = canonical_sender(&reply.to);
+        let consent = Consent::of_reply(&reply.body);
+        let record = self.store.record_reply(reply, consent).await?;
+        metrics::counter!("tsunagi_replies_total", "consent" => match consent {
+            Some(Consent::OptOut) => "opt_out",
+            Some(Consent::OptIn) => "opt_in",
+            None => "none",
+        })
+        .increment(1);
+        if let Some(consent) = consent {
+            tracing::info!(from = %record.from, ?consent, "consent changed by reply");
+        }
+        Ok(record)
     }
 
     /// Now, on the service's clock.
@@ -253,6 +267,22 @@ impl Events {
     }
 }
 
+/// The sender id a reply was sent to, in the form messages store it: carriers give numbers
+/// without the '+' (SMPP's international TON), and the same short code or name as sent.
+fn canonical_sender(to: &str) -> String {
+    let to = to.trim();
+    let international =
+        to.len() >= 8 && !to.starts_with('0') && to.bytes().all(|b| b.is_ascii_digit());
+    let candidate = if international {
+        format!("+{to}")
+    } else {
+        to.to_string()
+    };
+    SenderId::parse(&candidate)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| to.to_string())
+}
+
 /// The wait before the next try of a receipt tried `tries` times: a second at first (the
 /// usual case is a commit a moment behind), doubling up to an hour.
 fn retry_wait(tries: u32) -> chrono::Duration {
@@ -418,6 +448,16 @@ mod tests {
             m.status_detail.as_deref(),
             Some("part 2 of 2: stat:EXPIRED")
         );
+    }
+
+    #[test]
+    fn a_reply_names_its_sender_as_messages_store_it() {
+        assert_eq!(canonical_sender("819012345678"), "+819012345678");
+        assert_eq!(canonical_sender("+819012345678"), "+819012345678");
+        assert_eq!(canonical_sender("090-1234-5678"), "+819012345678");
+        assert_eq!(canonical_sender("0005012345678"), "0005012345678");
+        assert_eq!(canonical_sender("TSUNAGI"), "TSUNAGI");
+        assert_eq!(canonical_sender("not a sender!"), "not a sender!");
     }
 
     #[test]

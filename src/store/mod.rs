@@ -2,6 +2,7 @@
 //! lives, and no rule lives here: backends read facts in their transaction, the rules in
 //! `otp`, `numbers::hygiene`, `domain` decide, and backends write what they decided.
 
+mod consent;
 #[cfg(test)]
 pub(crate) mod contract;
 mod decode;
@@ -21,6 +22,7 @@ mod sqlite;
 
 use std::{sync::Arc, time::Duration};
 
+pub use consent::{ConsentStore, OptOut, OptOutVia, EVERY_SENDER};
 pub use error::{StoreError, StoreResult};
 pub use health::HealthStore;
 pub use keys::KeyStore;
@@ -62,6 +64,7 @@ pub trait Store:
     + ListStore
     + OutboxStore
     + ReceiptStore
+    + ConsentStore
 {
 }
 
@@ -75,6 +78,7 @@ impl<T> Store for T where
         + ListStore
         + OutboxStore
         + ReceiptStore
+        + ConsentStore
 {
 }
 

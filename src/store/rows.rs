@@ -4,7 +4,7 @@
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{
-    decode, InboxEntry, KeptReceipt, ListKey, ListedNumber, MessageRecord, OutboxEntry,
+    decode, InboxEntry, KeptReceipt, ListKey, ListedNumber, MessageRecord, OptOut, OutboxEntry,
     PartReceipt, StoreError, StoreResult, Unmatched, VerificationRecord,
 };
 use crate::domain::ids::VerificationId;
@@ -148,6 +148,32 @@ where
         receipt,
         received_at: decode::time(row.try_get("received_at")?)?,
         tries: row.try_get::<i64, _>("tries")? as u32,
+    })
+}
+
+/// The columns `opt_out` reads.
+pub(super) const OPT_OUT_COLUMNS: &str = "number, sender, at, via, keyword, message_id";
+
+/// An opt-out, from a row of `OPT_OUT_COLUMNS`.
+pub(super) fn opt_out<'r, R>(row: &'r R) -> StoreResult<OptOut>
+where
+    R: Row,
+    &'r str: ColumnIndex<R> + Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    Option<&'r str>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(OptOut {
+        number: decode::number(row.try_get("number")?)?,
+        sender: row.try_get::<&str, _>("sender")?.to_string(),
+        at: decode::time(row.try_get("at")?)?,
+        via: decode::parsed("opt-out origin", row.try_get("via")?)?,
+        keyword: row
+            .try_get::<Option<&str>, _>("keyword")?
+            .map(str::to_string),
+        message_id: row
+            .try_get::<Option<&str>, _>("message_id")?
+            .map(decode::id)
+            .transpose()?,
     })
 }
 
