@@ -325,3 +325,15 @@ async fn transmitter_and_receiver_binds_carry_submits_and_receipts() {
     s.stop().await;
     assert_eq!(fake.unbind_count(), 4);
 }
+
+#[tokio::test]
+async fn a_long_message_to_an_unreachable_handset_is_undelivered_naming_the_part() {
+    let fake = smsc(Receipts::Tlv).await;
+    let s = server(&fake, "").await;
+    let id = sent(&s, json!({"to": "090-1234-9990", "body": "長".repeat(100)})).await;
+    let m = s.wait_for(&id, |st| st == "undelivered").await;
+    assert_eq!(fake.submits_to("819012349990").len(), 2);
+    let detail = m["status_detail"].as_str().unwrap();
+    assert!(detail.starts_with("part 1 of 2: SMSC receipt: UNDELIV"), "{detail}");
+    s.stop().await;
+}

@@ -9,12 +9,12 @@ use tokio::sync::mpsc;
 use super::{
     metrics,
     receipt::{self, Reading},
-    record_part_receipts, udh, PartReceipt, Shared,
+    udh, Shared,
 };
 use crate::{
     domain::{phone::PhoneNumber, segment},
     providers::Events,
-    store::{NewReply, ReceiptStatus},
+    store::{NewReply, PartReceipt, ReceiptStatus},
 };
 
 /// `deliver_sm`s recorded per commit, at most.
@@ -100,7 +100,7 @@ async fn handle(
         }
     }
     if !receipts.is_empty() {
-        let status = match record_part_receipts(events, receipts).await {
+        let status = match events.part_receipts(receipts).await {
             Ok(()) => CommandStatus::EsmeRok,
             Err(e) => {
                 tracing::warn!(error = %e, "receipts not recorded; the SMSC will send them again");

@@ -34,11 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::session::{Answer, Role, Submission};
 use super::{Events, OutboundSms, Provider, SendError};
-use crate::{
-    config::{BindMode, SmppConfig},
-    domain::ids::MessageId,
-    store::{Receipt, ReceiptStatus, StoreResult},
-};
+use crate::config::{BindMode, SmppConfig};
 
 /// The SMPP provider.
 pub struct Smpp {
@@ -239,7 +235,8 @@ impl Provider for Smpp {
             return Err(waiting);
         }
         if let Some(events) = shared.events.get() {
-            if let Err(e) = record_parts_sent(events, &sms.message_id, ids.clone()).await {
+            // Even a one-part message: receipts then always arrive as part receipts.
+            if let Err(e) = events.parts_sent(&sms.message_id, ids.clone()).await {
                 // The parts are with the SMSC: failing the send would submit them again.
                 tracing::warn!(message_id = %sms.message_id, error = %e, "part ids not recorded");
             }
@@ -286,36 +283,6 @@ impl Provider for Smpp {
         }
         tasks
     }
-}
-
-/// A receipt for one part, as the SMSC names it.
-pub(crate) struct PartReceipt {
-    pub part_id: String,
-    pub status: ReceiptStatus,
-    pub detail: Option<String>,
-}
-
-/// Record the SMSC's ids for a message's parts, in order.
-async fn record_parts_sent(
-    _events: &Events,
-    _message_id: &MessageId,
-    _part_ids: Vec<String>,
-) -> StoreResult<()> {
-    Ok(())
-}
-
-/// Record receipts for parts.
-async fn record_part_receipts(events: &Events, receipts: Vec<PartReceipt>) -> StoreResult<()> {
-    let receipts = receipts
-        .into_iter()
-        .map(|r| Receipt {
-            message_id: None,
-            provider_message_id: r.part_id,
-            status: r.status,
-            detail: r.detail,
-        })
-        .collect();
-    events.receipts(receipts).await.map(|_| ())
 }
 
 #[cfg(test)]
