@@ -71,7 +71,10 @@ pub fn encoded_parts(body: &str) -> (Encoding, Vec<Vec<u8>>) {
         Encoding::Gsm7 => part.chars().flat_map(gsm7_codes).collect(),
         Encoding::Ucs2 => part.encode_utf16().flat_map(u16::to_be_bytes).collect(),
     };
-    (encoding, parts(body, encoding).into_iter().map(encode).collect())
+    (
+        encoding,
+        parts(body, encoding).into_iter().map(encode).collect(),
+    )
 }
 
 /// Text from unpacked GSM-7 septets; a code outside the tables reads as '?'.
@@ -99,7 +102,10 @@ fn gsm7_codes(c: char) -> impl Iterator<Item = u8> {
         let code = at as u8;
         [Some(if code >= ESCAPE { code + 1 } else { code }), None]
     } else {
-        let at = GSM7_EXTENSION.chars().position(|e| e == c).unwrap_or_default();
+        let at = GSM7_EXTENSION
+            .chars()
+            .position(|e| e == c)
+            .unwrap_or_default();
         [Some(ESCAPE), Some(GSM7_EXTENSION_CODES[at])]
     };
     codes.into_iter().flatten()

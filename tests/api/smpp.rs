@@ -64,9 +64,16 @@ async fn eventually(what: &str, done: impl Fn() -> bool) {
 async fn a_message_is_submitted_over_smpp_and_a_tlv_receipt_delivers_it() {
     let fake = smsc(Receipts::Tlv).await;
     let s = server(&fake, "").await;
-    let id = sent(&s, json!({"to": "090-1234-5678", "body": "Hello {from} SMPP"})).await;
+    let id = sent(
+        &s,
+        json!({"to": "090-1234-5678", "body": "Hello {from} SMPP"}),
+    )
+    .await;
     let m = s.wait_for(&id, |st| st == "delivered").await;
-    assert_eq!(event_statuses(&m), ["queued", "sending", "sent", "delivered"]);
+    assert_eq!(
+        event_statuses(&m),
+        ["queued", "sending", "sent", "delivered"]
+    );
     let submits = fake.submits_to("819012345678");
     assert_eq!(submits.len(), 1);
     let sub = &submits[0];
@@ -98,7 +105,10 @@ async fn a_receipt_saying_undeliv_makes_the_message_undelivered() {
     let id = sent(&s, json!({"to": "090-1234-9990", "body": "x"})).await;
     let m = s.wait_for(&id, |st| st == "undelivered").await;
     let detail = m["status_detail"].as_str().unwrap();
-    assert!(detail.contains("UNDELIV") && detail.contains("err:001"), "{detail}");
+    assert!(
+        detail.contains("UNDELIV") && detail.contains("err:001"),
+        "{detail}"
+    );
     s.stop().await;
 }
 
@@ -112,7 +122,11 @@ async fn a_refused_destination_fails_the_message_with_the_status_name() {
         m["status_detail"],
         "SMSC refused: ESME_RINVDSTADR (0x0000000B)"
     );
-    assert_eq!(s.provider_calls(&id), 1, "a permanent refusal is not retried");
+    assert_eq!(
+        s.provider_calls(&id),
+        1,
+        "a permanent refusal is not retried"
+    );
     s.stop().await;
 }
 
@@ -131,7 +145,12 @@ async fn a_reply_from_the_handset_is_reassembled_and_shown_on_the_message() {
     assert!(fake.inject_mo("819012345678", "81312345678", "OK @ 10:00"));
     let mut m = Value::Null;
     for _ in 0..500 {
-        m = s.get(&format!("/v1/messages/{id}")).await.json().await.unwrap();
+        m = s
+            .get(&format!("/v1/messages/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
         if m["replies"].as_array().unwrap().len() == 2 {
             break;
         }
@@ -146,7 +165,10 @@ async fn a_reply_from_the_handset_is_reassembled_and_shown_on_the_message() {
     assert_eq!(bodies.len(), 2, "{m}");
     assert!(bodies.contains(&reply.as_str()), "{bodies:?}");
     assert!(bodies.contains(&"OK @ 10:00"), "{bodies:?}");
-    assert!(!m["replies"][0]["from"].as_str().unwrap().contains("1234-5678"));
+    assert!(!m["replies"][0]["from"]
+        .as_str()
+        .unwrap()
+        .contains("1234-5678"));
     eventually("every part answered", || fake.deliver_sm_resp_count() >= 4).await;
     s.stop().await;
 }
@@ -155,11 +177,20 @@ async fn a_reply_from_the_handset_is_reassembled_and_shown_on_the_message() {
 async fn a_reply_from_no_valid_number_is_answered_and_not_stored() {
     let fake = smsc(Receipts::None).await;
     let s = server(&fake, "").await;
-    let id = sent(&s, json!({"to": "090-1234-5678", "from": "03-1234-5678", "body": "x"})).await;
+    let id = sent(
+        &s,
+        json!({"to": "090-1234-5678", "from": "03-1234-5678", "body": "x"}),
+    )
+    .await;
     s.wait_for(&id, |st| st == "sent").await;
     assert!(fake.inject_mo("12", "81312345678", "who am I"));
     eventually("the reply answered", || fake.deliver_sm_resp_count() == 1).await;
-    let m: Value = s.get(&format!("/v1/messages/{id}")).await.json().await.unwrap();
+    let m: Value = s
+        .get(&format!("/v1/messages/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(m["replies"], json!([]));
     s.stop().await;
 }
@@ -177,7 +208,10 @@ async fn throttled_submits_are_retried_then_delivered() {
     }
     for id in &ids {
         let m = s.wait_for(id, |st| st == "delivered").await;
-        assert_eq!(event_statuses(&m), ["queued", "sending", "sent", "delivered"]);
+        assert_eq!(
+            event_statuses(&m),
+            ["queued", "sending", "sent", "delivered"]
+        );
         assert_eq!(s.provider_calls(id), 1, "retried inside one send");
     }
     assert!(fake.throttled_count() >= 3, "{}", fake.throttled_count());
@@ -252,7 +286,12 @@ async fn a_refused_bind_keeps_messages_queued_and_readyz_says_why() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
-            let m: Value = s.get(&format!("/v1/messages/{id}")).await.json().await.unwrap();
+            let m: Value = s
+                .get(&format!("/v1/messages/{id}"))
+                .await
+                .json()
+                .await
+                .unwrap();
             detail = m["status_detail"].clone();
         }
         assert_eq!(detail, format!("waiting for the provider: {reason}"));
@@ -334,6 +373,9 @@ async fn a_long_message_to_an_unreachable_handset_is_undelivered_naming_the_part
     let m = s.wait_for(&id, |st| st == "undelivered").await;
     assert_eq!(fake.submits_to("819012349990").len(), 2);
     let detail = m["status_detail"].as_str().unwrap();
-    assert!(detail.starts_with("part 1 of 2: SMSC receipt: UNDELIV"), "{detail}");
+    assert!(
+        detail.starts_with("part 1 of 2: SMSC receipt: UNDELIV"),
+        "{detail}"
+    );
     s.stop().await;
 }

@@ -151,7 +151,10 @@ async fn inbound(shared: &Shared, events: &Events, deliver: &DeliverSm) -> Comma
     };
     let reply = NewReply {
         from,
-        to: our_address(u8::from(deliver.dest_addr_ton), deliver.destination_addr.as_str()),
+        to: our_address(
+            u8::from(deliver.dest_addr_ton),
+            deliver.destination_addr.as_str(),
+        ),
         body: decode(data_coding, &bytes),
         at: events.now(),
     };

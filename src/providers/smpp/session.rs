@@ -28,12 +28,12 @@ use tokio::{
     sync::{mpsc, oneshot},
     time::{sleep_until, timeout, Instant},
 };
-use tracing::Instrument;
 use tokio_util::{
     bytes::BytesMut,
     codec::{Encoder, FramedRead},
     sync::CancellationToken,
 };
+use tracing::Instrument;
 
 use super::{deliver, metrics, status_text, Shared};
 use crate::config::SmppConfig;
@@ -145,7 +145,9 @@ async fn keep_bound(
                 }
             }
         }
-        let wait = backoff.next().unwrap_or(Duration::from_millis(config.reconnect_max_ms));
+        let wait = backoff
+            .next()
+            .unwrap_or(Duration::from_millis(config.reconnect_max_ms));
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = refusing(&mut submissions, tokio::time::sleep(wait)) => {}
@@ -409,8 +411,12 @@ impl Connection {
         }
         let sequence = self.sequence();
         self.link_check = Some((sequence, Instant::now()));
-        self.write(&Command::new(CommandStatus::EsmeRok, sequence, Pdu::EnquireLink))
-            .await
+        self.write(&Command::new(
+            CommandStatus::EsmeRok,
+            sequence,
+            Pdu::EnquireLink,
+        ))
+        .await
     }
 
     fn check_answers_in_time(&self) -> Result<(), End> {

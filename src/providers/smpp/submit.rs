@@ -70,8 +70,9 @@ pub(super) fn build(
     let source = source(sender, config)?;
     let dest = international(sms.to.e164());
     let (encoding, parts) = segment::encoded_parts(&sms.body);
-    let total = u8::try_from(parts.len())
-        .map_err(|_| SendError::Permanent(format!("{} parts are more than SMS can join", parts.len())))?;
+    let total = u8::try_from(parts.len()).map_err(|_| {
+        SendError::Permanent(format!("{} parts are more than SMS can join", parts.len()))
+    })?;
     let data_coding = match encoding {
         Encoding::Gsm7 => DataCoding::McSpecific,
         Encoding::Ucs2 => DataCoding::Ucs2,
@@ -153,8 +154,14 @@ short_code_npi = 9
         assert_eq!(source("+81312345678", &c).unwrap(), to(1, 1, "81312345678"));
         assert_eq!(source("09011112222", &c).unwrap(), to(1, 1, "819011112222"));
         assert_eq!(source("Tsunagi", &c).unwrap(), to(5, 0, "Tsunagi"));
-        assert_eq!(source("000512345678", &c).unwrap(), to(6, 9, "000512345678"));
-        assert!(matches!(source("not a sender!", &c), Err(SendError::Permanent(_))));
+        assert_eq!(
+            source("000512345678", &c).unwrap(),
+            to(6, 9, "000512345678")
+        );
+        assert!(matches!(
+            source("not a sender!", &c),
+            Err(SendError::Permanent(_))
+        ));
     }
 
     #[test]
@@ -163,7 +170,10 @@ short_code_npi = 9
         assert_eq!(pdus.len(), 1);
         let p = &pdus[0];
         assert_eq!(p.destination_addr.as_str(), "819012345678");
-        assert_eq!((u8::from(p.dest_addr_ton), u8::from(p.dest_addr_npi)), (1, 1));
+        assert_eq!(
+            (u8::from(p.dest_addr_ton), u8::from(p.dest_addr_npi)),
+            (1, 1)
+        );
         assert_eq!(u8::from(p.esm_class), 0);
         assert_eq!(u8::from(p.data_coding), 0);
         assert_eq!(u8::from(p.registered_delivery), 1);

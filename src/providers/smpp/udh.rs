@@ -90,8 +90,12 @@ impl Reassembly {
         });
         // A redelivered part replaces its copy rather than adding one.
         partial.parts.insert(seq, payload.to_vec());
-        (partial.parts.len() == total)
-            .then(|| (partial.data_coding, partial.parts.values().flatten().copied().collect()))
+        (partial.parts.len() == total).then(|| {
+            (
+                partial.data_coding,
+                partial.parts.values().flatten().copied().collect(),
+            )
+        })
     }
 
     /// Forget a message once it is stored.
@@ -151,12 +155,18 @@ mod tests {
         // A port-addressing element (05) before a 16-bit concatenation element.
         let payload = [10, 0x05, 0x04, 0, 0, 0, 0, 0x08, 0x04, 0x12, 0x34, b'x'];
         assert_eq!(split(&payload), None, "element overruns the header");
-        let payload = [12, 0x05, 0x04, 0, 0, 0, 0, 0x08, 0x04, 0x12, 0x34, 2, 2, b'x'];
+        let payload = [
+            12, 0x05, 0x04, 0, 0, 0, 0, 0x08, 0x04, 0x12, 0x34, 2, 2, b'x',
+        ];
         let (concat, text) = split(&payload).unwrap();
         assert_eq!(concat.unwrap().reference, 0x1234);
         assert_eq!(text, b"x");
         assert_eq!(split(&[7, 0, 3]), None, "header longer than the payload");
-        assert_eq!(split(&[5, 0, 3, 1, 2, 3]).unwrap().0, None, "seq beyond total");
+        assert_eq!(
+            split(&[5, 0, 3, 1, 2, 3]).unwrap().0,
+            None,
+            "seq beyond total"
+        );
     }
 
     #[test]

@@ -62,7 +62,9 @@ impl std::str::FromStr for Receipts {
             "text" => Ok(Self::Text),
             "both" => Ok(Self::Both),
             "none" => Ok(Self::None),
-            other => Err(format!("unknown receipt mode {other:?}: tlv, text, both or none")),
+            other => Err(format!(
+                "unknown receipt mode {other:?}: tlv, text, both or none"
+            )),
         }
     }
 }
@@ -250,7 +252,10 @@ impl FakeSmsc {
 
     /// Answer every `n`th submit with `ESME_RTHROTTLED` (0 stops).
     pub fn throttle_every(&self, n: u64) {
-        self.shared.faults.throttle_every.store(n, Ordering::Relaxed);
+        self.shared
+            .faults
+            .throttle_every
+            .store(n, Ordering::Relaxed);
     }
 
     /// Answer every submit with `ESME_RTHROTTLED` for `period`.
@@ -298,14 +303,15 @@ impl FakeSmsc {
 
     /// The texts `destination_addr` received, concatenated parts joined in order.
     pub fn texts_to(&self, destination_addr: &str) -> Vec<String> {
-        let mut texts: Vec<(Option<(u16, u8)>, Vec<(u8, Submit)>)> = Vec::new();
+        let mut texts: Vec<Group> = Vec::new();
         for submit in self.submits_to(destination_addr) {
             match submit.concat() {
                 Some(c) => {
                     let key = Some((c.reference, c.total));
-                    match texts.iter_mut().find(|(k, parts)| {
-                        *k == key && parts.len() < c.total as usize
-                    }) {
+                    match texts
+                        .iter_mut()
+                        .find(|(k, parts)| *k == key && parts.len() < c.total as usize)
+                    {
                         Some((_, parts)) => parts.push((c.seq, submit)),
                         None => texts.push((key, vec![(c.seq, submit)])),
                     }
@@ -361,7 +367,10 @@ impl FakeSmsc {
 
     /// `deliver_sm_resp`s received.
     pub fn deliver_sm_resp_count(&self) -> u64 {
-        self.shared.counters.deliver_sm_resps.load(Ordering::Relaxed)
+        self.shared
+            .counters
+            .deliver_sm_resps
+            .load(Ordering::Relaxed)
     }
 
     /// Connections bound now.
@@ -376,7 +385,9 @@ impl FakeSmsc {
             Some(septets) => (0u8, septets_units(&septets), 160, 153),
             None => (
                 8u8,
-                body.chars().map(|c| text::ucs2_encode(&c.to_string())).collect(),
+                body.chars()
+                    .map(|c| text::ucs2_encode(&c.to_string()))
+                    .collect(),
                 140,
                 134,
             ),
@@ -407,6 +418,9 @@ impl FakeSmsc {
         })
     }
 }
+
+/// Parts of one message as they arrived: the (reference, total) of its UDH and (seq, part)s.
+type Group = (Option<(u16, u8)>, Vec<(u8, Submit)>);
 
 /// One GSM-7 character's septets each (an escape and its code stay together).
 fn septets_units(septets: &[u8]) -> Vec<Vec<u8>> {
@@ -446,10 +460,14 @@ impl Shared {
             .filter(|r| r.can_receive)
             .or_else(|| sessions.values().find(|r| r.can_receive));
         match target {
-            Some(r) => r
-                .tx
-                .send(Command::new(CommandStatus::EsmeRok, self.sequence(), deliver))
-                .is_ok(),
+            Some(r) => {
+                r.tx.send(Command::new(
+                    CommandStatus::EsmeRok,
+                    self.sequence(),
+                    deliver,
+                ))
+                .is_ok()
+            }
             None => false,
         }
     }
@@ -476,13 +494,7 @@ impl Shared {
             )
             .into_bytes()
         };
-        let mut deliver = deliver_sm(
-            &submit.destination_addr,
-            &submit.source_addr,
-            0x04,
-            0,
-            body,
-        );
+        let mut deliver = deliver_sm(&submit.destination_addr, &submit.source_addr, 0x04, 0, body);
         if mode != Receipts::Text {
             deliver.push_tlv(MessageDeliveryRequestTlvValue::ReceiptedMessageId(
                 COctetString::from_string(submit.message_id.clone()).expect("short id"),

@@ -168,12 +168,20 @@ impl Session {
                     .counters
                     .enquire_links
                     .fetch_add(1, Ordering::Relaxed);
-                self.reply(Command::new(CommandStatus::EsmeRok, sequence, Pdu::EnquireLinkResp));
+                self.reply(Command::new(
+                    CommandStatus::EsmeRok,
+                    sequence,
+                    Pdu::EnquireLinkResp,
+                ));
             }
             Some(Pdu::Unbind) => {
                 self.shared.counters.unbinds.fetch_add(1, Ordering::Relaxed);
                 self.shared.sessions.lock().unwrap().remove(&self.id);
-                self.reply(Command::new(CommandStatus::EsmeRok, sequence, Pdu::UnbindResp));
+                self.reply(Command::new(
+                    CommandStatus::EsmeRok,
+                    sequence,
+                    Pdu::UnbindResp,
+                ));
                 return Some(End::Clean);
             }
             Some(Pdu::DeliverSmResp(_)) => {
@@ -200,7 +208,8 @@ impl Session {
     }
 
     fn system_id(&self) -> COctetString<1, 16> {
-        COctetString::from_string(self.shared.system_id.clone()).unwrap_or_else(|_| COctetString::empty())
+        COctetString::from_string(self.shared.system_id.clone())
+            .unwrap_or_else(|_| COctetString::empty())
     }
 
     fn bind(
