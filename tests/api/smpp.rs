@@ -379,3 +379,13 @@ async fn a_long_message_to_an_unreachable_handset_is_undelivered_naming_the_part
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn an_idle_bind_checks_the_link_with_enquire_link() {
+    let fake = smsc(Receipts::Tlv).await;
+    let s = server(&fake, "enquire_link_seconds = 1").await;
+    eventually("an enquire_link", || fake.enquire_link_count() >= 1).await;
+    let ready = reqwest::get(format!("{}/readyz", s.base)).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    s.stop().await;
+}
