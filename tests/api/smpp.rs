@@ -49,6 +49,14 @@ async fn sent(s: &TestServer, body: Value) -> String {
     b["id"].as_str().unwrap().to_string()
 }
 
+async fn message(s: &TestServer, id: &str) -> Value {
+    s.get(&format!("/v1/messages/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Wait up to 10 s for `done`.
 async fn eventually(what: &str, done: impl Fn() -> bool) {
     for _ in 0..500 {
@@ -145,12 +153,7 @@ async fn a_reply_from_the_handset_is_reassembled_and_shown_on_the_message() {
     assert!(fake.inject_mo("819012345678", "81312345678", "OK @ 10:00"));
     let mut m = Value::Null;
     for _ in 0..500 {
-        m = s
-            .get(&format!("/v1/messages/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        m = message(&s, &id).await;
         if m["replies"].as_array().unwrap().len() == 2 {
             break;
         }
@@ -185,12 +188,7 @@ async fn a_reply_from_no_valid_number_is_answered_and_not_stored() {
     s.wait_for(&id, |st| st == "sent").await;
     assert!(fake.inject_mo("12", "81312345678", "who am I"));
     eventually("the reply answered", || fake.deliver_sm_resp_count() == 1).await;
-    let m: Value = s
-        .get(&format!("/v1/messages/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let m = message(&s, &id).await;
     assert_eq!(m["replies"], json!([]));
     s.stop().await;
 }
@@ -271,7 +269,7 @@ async fn a_long_japanese_message_arrives_in_udh_parts_that_join_to_the_original(
 async fn a_refused_bind_keeps_messages_queued_and_readyz_says_why() {
     let fake = smsc(Receipts::Tlv).await;
     // Slow binds let the messages be claimed before the refusal is known.
-    fake.set_bind_delay(Duration::from_millis(700));
+    fake.set_bind_delay(Duration::from_millis(1500));
     let s = TestServer::with_delivery(&smpp_config(&fake, "wrong", "")).await;
     let ids = [
         sent(&s, json!({"to": "090-5555-0001", "body": "a"})).await,
@@ -286,12 +284,7 @@ async fn a_refused_bind_keeps_messages_queued_and_readyz_says_why() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
-            let m: Value = s
-                .get(&format!("/v1/messages/{id}"))
-                .await
-                .json()
-                .await
-                .unwrap();
+            let m = message(&s, id).await;
             detail = m["status_detail"].clone();
         }
         assert_eq!(detail, format!("waiting for the provider: {reason}"));
