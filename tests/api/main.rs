@@ -10,6 +10,7 @@ mod kintone;
 mod messages;
 mod numbers;
 mod ops;
+mod opt_outs;
 mod otp;
 mod postgres;
 mod recovery;
