@@ -19,4 +19,5 @@ mod salesforce_external_services;
 mod sandbox;
 mod scheduling;
 mod segmentation;
+mod senders;
 mod templates;
