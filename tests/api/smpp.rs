@@ -382,3 +382,17 @@ async fn an_idle_bind_checks_the_link_with_enquire_link() {
     assert_eq!(ready.status(), 200);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_accounts_source_addr_sends_messages_that_name_no_sender() {
+    let fake = smsc(Receipts::Tlv).await;
+    let s = server(&fake, "source_addr = \"0005-1234-5678\"").await;
+    let id = sent(&s, json!({"to": "090-8888-0001", "body": "x"})).await;
+    s.wait_for(&id, |st| st == "delivered").await;
+    let sub = &fake.submits_to("819088880001")[0];
+    assert_eq!(
+        (sub.source_ton, sub.source_npi, sub.source_addr.as_str()),
+        (3, 0, "000512345678")
+    );
+    s.stop().await;
+}

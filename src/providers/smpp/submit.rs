@@ -63,11 +63,7 @@ pub(super) fn build(
     config: &SmppConfig,
     reference: u8,
 ) -> Result<Vec<SubmitSm>, SendError> {
-    let sender = match (sms.from.as_str(), &config.source_addr) {
-        ("", Some(configured)) => configured.as_str(),
-        (from, _) => from,
-    };
-    let source = source(sender, config)?;
+    let source = source(&sms.from, config)?;
     let dest = international(sms.to.e164());
     let (encoding, parts) = segment::encoded_parts(&sms.body);
     let total = u8::try_from(parts.len()).map_err(|_| {
