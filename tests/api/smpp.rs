@@ -217,6 +217,16 @@ async fn throttled_submits_are_retried_then_delivered() {
         assert_eq!(fake.submits_to(&format!("81902222000{i}")).len(), 1);
     }
     assert!(s.metrics().await.contains("tsunagi_smpp_throttles_total"));
+
+    // A throttling spell: every submit refused for a while, then taken.
+    fake.throttle_every(0);
+    fake.queue_full_every(0);
+    let before = fake.throttled_count();
+    fake.throttle_for(Duration::from_millis(300));
+    let id = sent(&s, json!({"to": "090-2222-0100", "body": "x"})).await;
+    s.wait_for(&id, |st| st == "delivered").await;
+    assert!(fake.throttled_count() > before);
+    assert_eq!(fake.submits_to("819022220100").len(), 1);
     s.stop().await;
 }
 
