@@ -2,6 +2,7 @@
 
 mod events;
 pub mod sandbox;
+pub mod twilio;
 
 use std::{sync::Arc, time::Duration};
 
@@ -106,6 +107,15 @@ pub fn from_config(
             )
             .answering_after(Duration::from_millis(config.delivery.sandbox_answer_ms)),
         )),
+        config::Provider::Twilio => {
+            let section = config.providers.twilio.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("delivery.provider is twilio but [providers.twilio] is missing")
+            })?;
+            Ok(Arc::new(twilio::Twilio::new(
+                section,
+                &config.public_base_url,
+            )?))
+        }
         other => anyhow::bail!("the {other} provider is not built yet"),
     }
 }
