@@ -249,8 +249,7 @@ pub async fn status(
     headers: HeaderMap,
     read: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let form: TwilioStatusCallback =
-        signed_form(&state, &uri, &headers, read, "status callback")?;
+    let form: TwilioStatusCallback = signed_form(&state, &uri, &headers, read, "status callback")?;
     let (sid, status) = (form.message_sid.as_str(), form.message_status.as_str());
     let error_code = form.error_code.as_deref();
     let (receipt_status, detail) = match status {

@@ -362,7 +362,10 @@ fn classify(answer: Answer) -> (Result<String, SendError>, &'static str) {
         return (Err(error), outcome);
     }
     if is_refusal(status) {
-        return (Err(SendError::Unavailable(refusal_reason(&answer))), "refused");
+        return (
+            Err(SendError::Unavailable(refusal_reason(&answer))),
+            "refused",
+        );
     }
     if status.is_client_error() {
         return (
@@ -401,7 +404,9 @@ impl Provider for Twilio {
         let request = self.api.client.post(&self.messages_url).form(&form);
         let (result, outcome) = match self.api.call("send", request).await {
             Ok(answer) => classify(answer),
-            Err(e @ CallError::Transport(_)) => (Err(SendError::transient(e.to_string())), "unreachable"),
+            Err(e @ CallError::Transport(_)) => {
+                (Err(SendError::transient(e.to_string())), "unreachable")
+            }
             Err(e @ CallError::TooLarge) => (Err(SendError::transient(e.to_string())), "error"),
         };
         count("send", outcome);

@@ -43,6 +43,10 @@ impl Provider for Counting {
         self.inner.already_sent(sms).await
     }
 
+    fn ready(&self) -> Result<(), String> {
+        self.inner.ready()
+    }
+
     fn start(
         &self,
         events: Events,

@@ -19,3 +19,4 @@ mod sandbox;
 mod scheduling;
 mod segmentation;
 mod templates;
+mod twilio;
