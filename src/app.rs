@@ -118,6 +118,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
     }
     let events = Events::new(store.clone(), clock.clone());
     let mut workers = provider.start(events.clone(), workers_stop.clone());
+    workers.push(events.start(workers_stop.clone()));
     let dispatcher = Dispatcher::new(
         store.clone(),
         provider.clone(),
@@ -155,7 +156,9 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         max_characters: config.delivery.max_characters,
         hygiene: Hygiene {
             allow_list_only: config.numbers.allow_list_only,
+            honour_opt_outs: true,
         },
+        opt_outs: config.opt_outs.clone(),
         allow_on_history_error: config.numbers.history.on_error == OnError::Allow,
         otp: OtpSettings {
             config: config.otp.clone(),

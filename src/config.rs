@@ -61,6 +61,21 @@ pub struct Config {
     pub writeback: WritebackConfig,
     /// The accounts of the providers `delivery.provider` may name.
     pub providers: ProvidersConfig,
+    /// Which messages a number that replied STOP (or was opted out over the API) still gets.
+    pub opt_outs: OptOutsConfig,
+}
+
+/// `[opt_outs]`: an opted-out number gets no message from that sender, except those exempted
+/// here (off by default: the Act on Specified Electronic Mail exempts only what the sender
+/// decides is not advertising).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default)]
+pub struct OptOutsConfig {
+    /// Messages sent with `transactional: true` (or from a CRM mapping marked transactional)
+    /// still reach opted-out numbers.
+    pub exempt_transactional: bool,
+    /// One-time passwords still reach opted-out numbers.
+    pub exempt_otp: bool,
 }
 
 /// `[providers]`: one section per real provider; the one `delivery.provider` names is required.
@@ -509,6 +524,7 @@ impl Default for Config {
             kintone: Vec::new(),
             writeback: WritebackConfig::default(),
             providers: ProvidersConfig::default(),
+            opt_outs: OptOutsConfig::default(),
         }
     }
 }

@@ -48,6 +48,10 @@ pub struct CreateMessage {
     pub send_at: Option<String>,
     /// Shorten links and track clicks (not available in this release: only `false` is accepted).
     pub shorten_links: Option<bool>,
+    /// Not advertising (a reminder, a notice): where `[opt_outs] exempt_transactional` is on,
+    /// numbers that opted out of the sender still get it. Default false.
+    #[serde(default)]
+    pub transactional: bool,
     /// Any JSON object, returned with the message.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
@@ -251,6 +255,7 @@ impl CreateMessage {
             number_confirmed_on: self.number_confirmed_on,
             opted_out: None,
             dedupe,
+            transactional: self.transactional,
         })
     }
 }

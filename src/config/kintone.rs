@@ -45,6 +45,10 @@ pub struct KintoneConfig {
     pub reply_field: String,
     /// A check box field: any option checked means the record opted out (and is refused).
     pub opt_out_field: Option<String>,
+    /// The messages are not advertising (reminders, notices): where `[opt_outs]
+    /// exempt_transactional` says so, opted-out numbers still get them.
+    #[serde(default)]
+    pub transactional: bool,
     /// Seconds between looks for records in `trigger_status` that no webhook brought (kintone
     /// drops webhooks past 60 a minute and sends none for imports); 0 turns the poller off. It
     /// runs only where UPDATE_STATUS sends.
@@ -127,6 +131,7 @@ impl KintoneConfig {
             phone_field: &self.phone_field,
             template: &self.template,
             opt_out_field: self.opt_out_field.as_deref(),
+            transactional: self.transactional,
         }
     }
 }

@@ -75,8 +75,13 @@ pub struct MappingConfig {
     pub status_detail_field: String,
     /// Written back: the latest reply from the handset.
     pub reply_field: String,
-    /// A checkbox: checked means the record has opted out (and is refused); set on STOP.
+    /// A checkbox: checked means the record has opted out (and is refused); set on STOP,
+    /// cleared on START.
     pub opt_out_field: Option<String>,
+    /// The messages are not advertising (reminders, notices): where `[opt_outs]
+    /// exempt_transactional` says so, opted-out numbers still get them.
+    #[serde(default)]
+    pub transactional: bool,
     /// Optionally, one log record per message (`[salesforce.mappings.message_log]`), so the
     /// record shows its whole SMS history in a related list.
     pub message_log: Option<MessageLogConfig>,
@@ -130,6 +135,7 @@ impl SalesforceConfig {
                 phone_field: &m.phone_field,
                 template: &m.template,
                 opt_out_field: m.opt_out_field.as_deref(),
+                transactional: m.transactional,
             })
     }
 }

@@ -377,4 +377,127 @@ mod tests {
             "sent by a worker that lost it"
         );
     }
+
+    /// A provider that cannot send at all (not bound) until `bound` is set.
+    #[derive(Default)]
+    struct Unbound {
+        bound: std::sync::atomic::AtomicBool,
+        sends: Mutex<usize>,
+    }
+
+    #[async_trait]
+    impl Provider for Unbound {
+        async fn send(&self, _sms: &OutboundSms) -> Result<String, SendError> {
+            *self.sends.lock().unwrap() += 1;
+            if self.bound.load(Ordering::Relaxed) {
+                Ok("p-1".into())
+            } else {
+                Err(SendError::Unavailable(
+                    "bind refused: ESME_RINVPASWD".into(),
+                ))
+            }
+        }
+
+        fn ready(&self) -> Result<(), String> {
+            if self.bound.load(Ordering::Relaxed) {
+                Ok(())
+            } else {
+                Err("bind refused: ESME_RINVPASWD".into())
+            }
+        }
+    }
+
+    async fn one_queued(store: &Arc<dyn Store>, clock: &ShiftedClock) -> MessageId {
+        let id = MessageId::new();
+        let m = NewMessage {
+            id: id.clone(),
+            to: PhoneNumber::parse("09012345678").unwrap(),
+            from: "TSUNAGI".into(),
+            body: "hello".into(),
+            segmentation: Segmentation::of("hello"),
+            status: JobState::Queued,
+            source: Source::Api,
+            metadata: None,
+            created_at: clock.now(),
+            send_at: None,
+        };
+        store.accept(m, None, Hygiene::default()).await.unwrap();
+        id
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_cannot_send_puts_the_job_back_without_spending_an_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("d.db").display());
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let clock = Arc::new(ShiftedClock::default());
+        let id = one_queued(&store, &clock).await;
+        let provider = Arc::new(Unbound::default());
+        let config = DeliveryConfig {
+            max_attempts: 2,
+            ..DeliveryConfig::default()
+        };
+        let lease = Duration::from_secs(config.lease_seconds);
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            provider.clone(),
+            config,
+            Arc::new(Notify::new()),
+            clock.clone(),
+        );
+        // More tries than attempts allowed: none of them counts.
+        for _ in 0..3 {
+            let now = clock.now();
+            let mut jobs = store.claim(&dispatcher.owner, 1, lease, now).await.unwrap();
+            let job = jobs.remove(0);
+            assert_eq!(job.attempt, 1, "an unavailable provider spent an attempt");
+            dispatcher.deliver(job, now + lease).await;
+            let m = store.message(&id).await.unwrap().unwrap();
+            assert_eq!(m.status, JobState::Queued);
+            assert_eq!(
+                m.status_detail.as_deref(),
+                Some("waiting for the provider: bind refused: ESME_RINVPASWD")
+            );
+        }
+        assert_eq!(*provider.sends.lock().unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn nothing_is_claimed_while_the_provider_is_not_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("d.db").display());
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let clock = Arc::new(ShiftedClock::default());
+        let id = one_queued(&store, &clock).await;
+        let provider = Arc::new(Unbound::default());
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            provider.clone(),
+            DeliveryConfig::default(),
+            Arc::new(Notify::new()),
+            clock.clone(),
+        )
+        .with_idle_poll(Duration::from_millis(20));
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(dispatcher.run(stop.clone()));
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(*provider.sends.lock().unwrap(), 0);
+        assert_eq!(
+            store.message(&id).await.unwrap().unwrap().status,
+            JobState::Queued
+        );
+        provider.bound.store(true, Ordering::Relaxed);
+        let mut sent = false;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if store.message(&id).await.unwrap().unwrap().status == JobState::Sent {
+                sent = true;
+                break;
+            }
+        }
+        stop.cancel();
+        running.await.unwrap();
+        assert!(sent, "not sent once the provider was ready");
+        assert_eq!(*provider.sends.lock().unwrap(), 1);
+    }
 }

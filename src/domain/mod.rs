@@ -1,5 +1,6 @@
 //! Types everything shares; pure, no I/O.
 
+pub mod consent;
 pub mod idempotency;
 pub mod ids;
 pub mod phone;

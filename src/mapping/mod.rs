@@ -54,6 +54,8 @@ pub struct Mapping<'a> {
     pub template: &'a str,
     /// A checkbox field that, when checked, says the record opted out of SMS.
     pub opt_out_field: Option<&'a str>,
+    /// Its messages are not advertising (see `[opt_outs] exempt_transactional`).
+    pub transactional: bool,
 }
 
 /// One CRM record as its source delivered it.
@@ -105,6 +107,7 @@ impl Mapping<'_> {
             number_confirmed_on: None,
             opted_out,
             dedupe: record.dedupe,
+            transactional: self.transactional,
         }
     }
 }
@@ -137,6 +140,7 @@ mod tests {
         phone_field: "MobilePhone",
         template: "{{LastName}}様 {{Appointment__c}}",
         opt_out_field: Some("SMS_Opt_Out__c"),
+        transactional: false,
     };
 
     fn record(fields: &BTreeMap<String, Value>) -> Record<'_> {

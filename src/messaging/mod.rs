@@ -84,6 +84,9 @@ pub struct Submission {
     pub opted_out: Option<String>,
     /// Makes the submission happen once.
     pub dedupe: Option<Dedupe>,
+    /// Not advertising (a reminder, a receipt): opted-out numbers still get it where the
+    /// `[opt_outs]` policy exempts such messages.
+    pub transactional: bool,
 }
 
 /// A submission that was accepted, now or before.
@@ -132,6 +135,8 @@ pub struct Admission {
     pub max_characters: usize,
     /// The list rules checked as each message is stored.
     pub hygiene: Hygiene,
+    /// Which messages opted-out numbers still get.
+    pub opt_outs: crate::config::OptOutsConfig,
     /// Send anyway when the history lookup fails (`numbers.history.on_error = "allow"`).
     pub allow_on_history_error: bool,
     /// One-time passwords.
@@ -157,6 +162,10 @@ impl Admission {
         }
         let dedupe = submission.dedupe.clone();
         let to_field = submission.to_field.clone();
+        let hygiene = Hygiene {
+            honour_opt_outs: !(submission.transactional && self.opt_outs.exempt_transactional),
+            ..self.hygiene
+        };
         let message = self.check(submission).await?;
         let response = respond(&message);
         let record = dedupe.map(|d| IdempotencyRecord {
@@ -170,7 +179,7 @@ impl Admission {
         let span = tracing::info_span!("accept", message_id = %id);
         let accepted = self
             .store
-            .accept(message, record, self.hygiene)
+            .accept(message, record, hygiene)
             .instrument(span)
             .await?;
         match accepted {

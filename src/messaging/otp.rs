@@ -12,6 +12,7 @@ use crate::{
         ids::VerificationId, phone::NumberPolicy, segment::Segmentation, template::TemplateError,
     },
     otp::{self, CodeKey, SendRequest},
+    store::Hygiene,
     store::{OtpStart, VerificationRecord},
     telemetry,
 };
@@ -179,7 +180,14 @@ impl Admission {
         let span = tracing::info_span!("otp_start", verification_id = %id);
         let started = self
             .store
-            .otp_start(verification, otp::limits(config), self.hygiene)
+            .otp_start(
+                verification,
+                otp::limits(config),
+                Hygiene {
+                    honour_opt_outs: !self.opt_outs.exempt_otp,
+                    ..self.hygiene
+                },
+            )
             .instrument(span)
             .await?;
         match started {

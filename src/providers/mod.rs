@@ -1,6 +1,7 @@
 //! Who actually sends: one `Provider` trait, one file per provider, chosen by `from_config`.
 
 mod events;
+mod parts;
 pub mod sandbox;
 pub mod twilio;
 
@@ -11,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use self::events::Events;
+pub use crate::store::PartReceipt;
 use crate::{
     clock::Clock,
     config::{self, Config},

@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use super::*;
 use crate::{
     domain::{
+        consent::Consent,
         ids::{ListEntryId, MessageId, VerificationId},
         phone::PhoneNumber,
         segment::{Encoding, Segmentation},
@@ -46,6 +47,8 @@ macro_rules! contract_tests {
             only_a_scheduled_message_can_be_canceled,
             purged_idempotency_keys_can_be_used_again,
             a_reply_is_linked_to_the_latest_message_of_the_conversation,
+            a_stop_reply_opts_the_number_out_of_its_sender_until_it_opts_back_in,
+            an_opt_out_for_every_sender_refuses_them_all_and_lists_newest_first,
             a_leased_job_is_not_claimed_again_while_its_worker_renews,
             an_expired_lease_is_claimed_by_another_worker,
             claims_take_due_jobs_oldest_first_up_to_the_limit,
@@ -57,6 +60,8 @@ macro_rules! contract_tests {
             a_repeated_sandbox_send_keeps_the_first_id,
             due_receipts_are_reported_once_and_later_ones_wait,
             receipts_apply_once_by_either_id,
+            part_receipts_answer_with_every_part_of_their_message,
+            kept_receipts_come_back_when_due_until_forgotten,
             a_handset_inbox_shows_delivered_texts_newest_first,
             a_started_verification_reads_back_pending_with_its_sms,
             a_new_code_cancels_the_pending_one,
@@ -425,6 +430,7 @@ pub async fn the_lists_refuse_denied_and_unlisted_recipients(store: Arc<dyn Stor
         .unwrap();
     let only = Hygiene {
         allow_list_only: true,
+        ..Hygiene::default()
     };
     let denied = message_at(Source::Api, number(1), now());
     let refused = store
@@ -553,12 +559,15 @@ pub async fn a_reply_is_linked_to_the_latest_message_of_the_conversation(store: 
     accept(store.as_ref(), &newer).await;
     let at = now();
     let reply = store
-        .record_reply(NewReply {
-            from: newer.to.clone(),
-            to: "TSUNAGI".into(),
-            body: "はい".into(),
-            at,
-        })
+        .record_reply(
+            NewReply {
+                from: newer.to.clone(),
+                to: "TSUNAGI".into(),
+                body: "はい".into(),
+                at,
+            },
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(reply.message_id.as_ref(), Some(&newer.id));
@@ -577,12 +586,15 @@ pub async fn a_reply_is_linked_to_the_latest_message_of_the_conversation(store: 
         .replies
         .is_empty());
     let stray = store
-        .record_reply(NewReply {
-            from: number(9),
-            to: "TSUNAGI".into(),
-            body: "?".into(),
-            at,
-        })
+        .record_reply(
+            NewReply {
+                from: number(9),
+                to: "TSUNAGI".into(),
+                body: "?".into(),
+                at,
+            },
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(stray.message_id, None);
@@ -1010,6 +1022,241 @@ pub async fn receipts_apply_once_by_either_id(store: Arc<dyn Store>) {
     assert_eq!(again, vec![ReceiptOutcome::Overtaken(by_ours.id.clone())]);
 }
 
+/// A reply's consent is stored in its commit: the number is opted out of the sender it
+/// answered (refused when the policy honours opt-outs), the CRM record hears of it, and START
+/// opts it back in.
+pub async fn a_stop_reply_opts_the_number_out_of_its_sender_until_it_opts_back_in(
+    store: Arc<dyn Store>,
+) {
+    let at = now();
+    let m = message_at(crm(), number(5678), at);
+    accept(store.as_ref(), &m).await;
+    let reply = |body: &str| NewReply {
+        from: number(5678),
+        to: "TSUNAGI".into(),
+        body: body.into(),
+        at,
+    };
+    store
+        .record_reply(reply("STOP"), Some(Consent::OptOut))
+        .await
+        .unwrap();
+    let listed = store.opt_outs(Some(&number(5678)), 10).await.unwrap();
+    assert_eq!(
+        listed,
+        [OptOut {
+            number: number(5678),
+            sender: "TSUNAGI".into(),
+            at,
+            via: OptOutVia::Reply,
+            keyword: Some("STOP".into()),
+            message_id: Some(m.id.clone()),
+        }]
+    );
+    let honouring = Hygiene {
+        honour_opt_outs: true,
+        ..Hygiene::default()
+    };
+    let again = message_at(crm(), number(5678), at);
+    let refused = store.accept(again.clone(), None, honouring).await.unwrap();
+    assert!(
+        matches!(&refused, Acceptance::Blocked(reason) if reason.contains("opted out")),
+        "{refused:?}"
+    );
+    let other_sender = NewMessage {
+        from: "OTHER".into(),
+        ..message_at(crm(), number(5678), at)
+    };
+    assert_eq!(
+        store.accept(other_sender, None, honouring).await.unwrap(),
+        Acceptance::Stored
+    );
+    assert_eq!(
+        store.accept(again, None, Hygiene::default()).await.unwrap(),
+        Acceptance::Stored,
+        "an exempt message goes through"
+    );
+    store
+        .record_reply(reply("START"), Some(Consent::OptIn))
+        .await
+        .unwrap();
+    assert!(store
+        .opt_outs(Some(&number(5678)), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let back = message_at(crm(), number(5678), at);
+    assert_eq!(
+        store.accept(back, None, honouring).await.unwrap(),
+        Acceptance::Stored
+    );
+    let consents: Vec<serde_json::Value> = store
+        .outbox_pending("salesforce:prod", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == OutboxKind::Consent)
+        .map(|e| e.payload["opted_out"].clone())
+        .collect();
+    assert_eq!(
+        consents,
+        [serde_json::json!(true), serde_json::json!(false)]
+    );
+}
+
+/// An opt-out a client adds for every sender refuses messages from any of them; opting in
+/// removes it once; the list reads newest first.
+pub async fn an_opt_out_for_every_sender_refuses_them_all_and_lists_newest_first(
+    store: Arc<dyn Store>,
+) {
+    let at = now();
+    let entry = |n: u32, sender: &str, at| OptOut {
+        number: number(n),
+        sender: sender.into(),
+        at,
+        via: OptOutVia::Api,
+        keyword: Some("asked by phone".into()),
+        message_id: None,
+    };
+    store
+        .opt_out(entry(1234, EVERY_SENDER, at - Duration::seconds(5)))
+        .await
+        .unwrap();
+    store.opt_out(entry(4321, "TSUNAGI", at)).await.unwrap();
+    let honouring = Hygiene {
+        honour_opt_outs: true,
+        ..Hygiene::default()
+    };
+    for sender in ["TSUNAGI", "0005012345678"] {
+        let m = NewMessage {
+            from: sender.into(),
+            ..message_at(Source::Api, number(1234), at)
+        };
+        assert!(matches!(
+            store.accept(m, None, honouring).await.unwrap(),
+            Acceptance::Blocked(_)
+        ));
+    }
+    let listed = store.opt_outs(None, 10).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|o| o.number.clone()).collect::<Vec<_>>(),
+        [number(4321), number(1234)]
+    );
+    assert_eq!(store.opt_outs(None, 1).await.unwrap().len(), 1);
+    assert!(store.opt_in(&number(1234), EVERY_SENDER).await.unwrap());
+    assert!(!store.opt_in(&number(1234), EVERY_SENDER).await.unwrap());
+    let m = message_at(Source::Api, number(1234), at);
+    assert_eq!(
+        store.accept(m, None, honouring).await.unwrap(),
+        Acceptance::Stored
+    );
+}
+
+/// A part receipt is recorded on the newest part with its id and answers with the parts of
+/// its message in order; a message sent again gets new parts in place of the old.
+pub async fn part_receipts_answer_with_every_part_of_their_message(store: Arc<dyn Store>) {
+    let m = message(Source::Api);
+    sent(store.as_ref(), &m).await;
+    let ids = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    store
+        .parts_sent(&m.id, ids(&["p1", "p2", "p3"]))
+        .await
+        .unwrap();
+    let part = |id: &str, status, detail: Option<&str>| PartReceipt {
+        part_id: id.into(),
+        status,
+        detail: detail.map(str::to_string),
+    };
+    let outcomes = store
+        .part_receipts(vec![
+            part("p2", ReceiptStatus::Delivered, None),
+            part("p3", ReceiptStatus::Undelivered, Some("stat:EXPIRED")),
+            part("nobody", ReceiptStatus::Delivered, None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes[1],
+        PartOutcome::Recorded {
+            message_id: m.id.clone(),
+            first_part: "p1".into(),
+            parts: vec![
+                None,
+                Some((ReceiptStatus::Delivered, None)),
+                Some((ReceiptStatus::Undelivered, Some("stat:EXPIRED".into()))),
+            ],
+        }
+    );
+    assert!(matches!(&outcomes[0], PartOutcome::Recorded { parts, .. } if parts[0].is_none()));
+    assert_eq!(outcomes[2], PartOutcome::Unknown);
+    store.parts_sent(&m.id, ids(&["q1", "q2"])).await.unwrap();
+    let again = store
+        .part_receipts(vec![
+            part("p1", ReceiptStatus::Delivered, None),
+            part("q2", ReceiptStatus::Delivered, None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(again[0], PartOutcome::Unknown);
+    assert_eq!(
+        again[1],
+        PartOutcome::Recorded {
+            message_id: m.id.clone(),
+            first_part: "q1".into(),
+            parts: vec![None, Some((ReceiptStatus::Delivered, None))],
+        }
+    );
+}
+
+/// Kept receipts read back as kept, only once due, and counted until forgotten.
+pub async fn kept_receipts_come_back_when_due_until_forgotten(store: Arc<dyn Store>) {
+    let at = now();
+    let whole = Unmatched::Whole {
+        provider_message_id: "SM-early".into(),
+        status: ReceiptStatus::Delivered,
+        detail: None,
+    };
+    let part = Unmatched::Part(PartReceipt {
+        part_id: "p9".into(),
+        status: ReceiptStatus::Failed,
+        detail: Some("stat:REJECTD".into()),
+    });
+    store
+        .keep_receipts(vec![whole.clone(), part.clone()], at)
+        .await
+        .unwrap();
+    assert_eq!(store.kept_receipt_count().await.unwrap(), 2);
+    assert!(store
+        .kept_receipts(at - Duration::seconds(1), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let kept = store.kept_receipts(at, 10).await.unwrap();
+    assert_eq!(
+        kept.iter().map(|k| &k.receipt).collect::<Vec<_>>(),
+        [&whole, &part]
+    );
+    assert!(kept.iter().all(|k| k.received_at == at && k.tries == 0));
+    store
+        .retry_receipts(vec![(kept[0].id, at + Duration::seconds(10))])
+        .await
+        .unwrap();
+    let due = store.kept_receipts(at, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].receipt, part);
+    let later = store
+        .kept_receipts(at + Duration::seconds(10), 1)
+        .await
+        .unwrap();
+    assert_eq!(later.len(), 1, "the limit holds");
+    assert_eq!((later[0].receipt.clone(), later[0].tries), (whole, 1));
+    store
+        .forget_receipts(kept.iter().map(|k| k.id).collect())
+        .await
+        .unwrap();
+    assert_eq!(store.kept_receipt_count().await.unwrap(), 0);
+}
+
 /// A handset's inbox holds what was delivered to it, newest first.
 pub async fn a_handset_inbox_shows_delivered_texts_newest_first(store: Arc<dyn Store>) {
     let at = now();
@@ -1198,6 +1445,7 @@ pub async fn listed_numbers_are_refused_or_skip_the_limits(store: Arc<dyn Store>
     }
     let only = Hygiene {
         allow_list_only: true,
+        ..Hygiene::default()
     };
     let unlisted = s
         .otp_start(verification(number(3), at), limits, only)
@@ -1434,12 +1682,15 @@ pub async fn the_outbox_holds_changes_and_replies_of_crm_messages_only(store: Ar
             ..to(&m.id, JobState::Undelivered)
         };
         s.transition(undelivered, at).await.unwrap().unwrap();
-        s.record_reply(NewReply {
-            from: m.to.clone(),
-            to: "TSUNAGI".into(),
-            body: "はい".into(),
-            at,
-        })
+        s.record_reply(
+            NewReply {
+                from: m.to.clone(),
+                to: "TSUNAGI".into(),
+                body: "はい".into(),
+                at,
+            },
+            None,
+        )
         .await
         .unwrap();
     }

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
-use super::{StoreError, StoreResult};
+use super::{queue::ReceiptStatus, StoreError, StoreResult};
 use crate::domain::{phone::PhoneNumber, segment::Encoding, source::Source, state::JobState};
 
 fn corrupt(what: &str, text: impl std::fmt::Debug) -> StoreError {
@@ -39,7 +39,12 @@ pub fn state(text: &str) -> StoreResult<JobState> {
     parsed("state", text)
 }
 
-/// A body encoding by its name.
+/// A receipt's status by its name.
+pub fn receipt_status(text: &str) -> StoreResult<ReceiptStatus> {
+    ReceiptStatus::from_name(text).ok_or_else(|| corrupt("receipt status", text))
+}
+
+/// An encoding's stored name, read back.
 pub fn encoding(text: &str) -> StoreResult<Encoding> {
     match text {
         "gsm7" => Ok(Encoding::Gsm7),

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use super::StoreResult;
 use crate::{
     domain::{
+        consent::Consent,
         ids::MessageId,
         phone::PhoneNumber,
         segment::{Encoding, Segmentation},
@@ -245,7 +246,12 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn idempotency(&self, scope: &str, key: &str) -> StoreResult<Option<IdempotencyRecord>>;
     /// Forget idempotency keys created before `before`.
     async fn purge_idempotency(&self, before: DateTime<Utc>) -> StoreResult<u64>;
-    /// Store a reply, linked to the latest message from `to` to `from`; a reply to a message
-    /// whose source feeds the outbox goes there too.
-    async fn record_reply(&self, reply: NewReply) -> StoreResult<ReplyRecord>;
+    /// Store a reply, linked to the latest message from `to` to `from`, and the change of
+    /// consent it makes (opting the number out of the sender, or back in), in one commit; a
+    /// reply to a message whose source feeds the outbox goes there too, with its consent.
+    async fn record_reply(
+        &self,
+        reply: NewReply,
+        consent: Option<Consent>,
+    ) -> StoreResult<ReplyRecord>;
 }

@@ -2,6 +2,7 @@
 //! lives, and no rule lives here: backends read facts in their transaction, the rules in
 //! `otp`, `numbers::hygiene`, `domain` decide, and backends write what they decided.
 
+mod consent;
 #[cfg(test)]
 pub(crate) mod contract;
 mod decode;
@@ -14,12 +15,14 @@ mod otp;
 mod outbox;
 mod postgres;
 mod queue;
+mod receipts;
 mod rows;
 mod sandbox;
 mod sqlite;
 
 use std::{sync::Arc, time::Duration};
 
+pub use consent::{ConsentStore, OptOut, OptOutVia, EVERY_SENDER};
 pub use error::{StoreError, StoreResult};
 pub use health::HealthStore;
 pub use keys::KeyStore;
@@ -36,6 +39,7 @@ pub use postgres::PostgresStore;
 pub use queue::{
     Applied, ClaimedJob, QueueStore, Receipt, ReceiptOutcome, ReceiptStatus, Transition, IN_DOUBT,
 };
+pub use receipts::{KeptReceipt, PartOutcome, PartReceipt, PartState, ReceiptStore, Unmatched};
 pub use sandbox::{InboxEntry, SandboxSend, SandboxStore};
 pub use sqlite::SqliteStore;
 
@@ -59,6 +63,8 @@ pub trait Store:
     + OtpStore
     + ListStore
     + OutboxStore
+    + ReceiptStore
+    + ConsentStore
 {
 }
 
@@ -71,6 +77,8 @@ impl<T> Store for T where
         + OtpStore
         + ListStore
         + OutboxStore
+        + ReceiptStore
+        + ConsentStore
 {
 }
 

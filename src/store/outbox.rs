@@ -17,6 +17,8 @@ pub enum OutboxKind {
     Status,
     /// The handset replied.
     Reply,
+    /// The handset opted out of the sender (STOP, 停止) or back in (START, 再開).
+    Consent,
 }
 
 impl OutboxKind {
@@ -25,6 +27,7 @@ impl OutboxKind {
         match self {
             OutboxKind::Status => "status",
             OutboxKind::Reply => "reply",
+            OutboxKind::Consent => "consent",
         }
     }
 }
@@ -47,6 +50,7 @@ impl FromStr for OutboxKind {
         match s {
             "status" => Ok(OutboxKind::Status),
             "reply" => Ok(OutboxKind::Reply),
+            "consent" => Ok(OutboxKind::Consent),
             _ => Err(UnknownKind(s.to_string())),
         }
     }
@@ -83,6 +87,18 @@ impl NewOutboxEntry {
         source.feeds_outbox().then(|| NewOutboxEntry {
             kind: OutboxKind::Reply,
             payload: serde_json::json!({"body": body, "at": millis(at)}),
+            at,
+        })
+    }
+}
+
+impl NewOutboxEntry {
+    /// The entry for a reply to a message of `source` that opted out (or back in), if that
+    /// source feeds the outbox.
+    pub fn consent(source: &Source, opted_out: bool, at: DateTime<Utc>) -> Option<Self> {
+        source.feeds_outbox().then(|| NewOutboxEntry {
+            kind: OutboxKind::Consent,
+            payload: serde_json::json!({"opted_out": opted_out, "at": millis(at)}),
             at,
         })
     }
@@ -185,7 +201,7 @@ mod tests {
 
     #[test]
     fn every_kind_round_trips_through_its_name() {
-        for kind in [OutboxKind::Status, OutboxKind::Reply] {
+        for kind in [OutboxKind::Status, OutboxKind::Reply, OutboxKind::Consent] {
             assert_eq!(kind.as_str().parse::<OutboxKind>().unwrap(), kind);
         }
         assert!("click".parse::<OutboxKind>().is_err());

@@ -79,6 +79,21 @@ impl ReceiptStatus {
             ReceiptStatus::Failed => JobState::Failed,
         }
     }
+
+    /// The stored name: the state's.
+    pub fn as_str(self) -> &'static str {
+        self.state().as_str()
+    }
+
+    /// The status a stored name names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "delivered" => Some(ReceiptStatus::Delivered),
+            "undelivered" => Some(ReceiptStatus::Undelivered),
+            "failed" => Some(ReceiptStatus::Failed),
+            _ => None,
+        }
+    }
 }
 
 /// A delivery receipt a provider reported.

@@ -4,8 +4,8 @@
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{
-    decode, InboxEntry, ListKey, ListedNumber, MessageRecord, OutboxEntry, StoreError, StoreResult,
-    VerificationRecord,
+    decode, InboxEntry, KeptReceipt, ListKey, ListedNumber, MessageRecord, OptOut, OutboxEntry,
+    PartReceipt, StoreError, StoreResult, Unmatched, VerificationRecord,
 };
 use crate::domain::ids::VerificationId;
 
@@ -112,6 +112,68 @@ where
         source: decode::source(row.try_get("source")?, row.try_get("source_record")?)?,
         kind: decode::parsed("outbox kind", row.try_get("kind")?)?,
         payload: decode::json(row.try_get("payload")?)?,
+    })
+}
+
+/// A kept receipt, from a row of `id, provider_message_id, is_part, status, detail,
+/// received_at, tries`.
+pub(super) fn kept_receipt<'r, R>(row: &'r R) -> StoreResult<KeptReceipt>
+where
+    R: Row,
+    &'r str: ColumnIndex<R> + Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
+    Option<&'r str>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let id: &str = row.try_get("provider_message_id")?;
+    let status = decode::receipt_status(row.try_get("status")?)?;
+    let detail = row
+        .try_get::<Option<&str>, _>("detail")?
+        .map(str::to_string);
+    let receipt = if row.try_get("is_part")? {
+        Unmatched::Part(PartReceipt {
+            part_id: id.to_string(),
+            status,
+            detail,
+        })
+    } else {
+        Unmatched::Whole {
+            provider_message_id: id.to_string(),
+            status,
+            detail,
+        }
+    };
+    Ok(KeptReceipt {
+        id: row.try_get("id")?,
+        receipt,
+        received_at: decode::time(row.try_get("received_at")?)?,
+        tries: row.try_get::<i64, _>("tries")? as u32,
+    })
+}
+
+/// The columns `opt_out` reads.
+pub(super) const OPT_OUT_COLUMNS: &str = "number, sender, at, via, keyword, message_id";
+
+/// An opt-out, from a row of `OPT_OUT_COLUMNS`.
+pub(super) fn opt_out<'r, R>(row: &'r R) -> StoreResult<OptOut>
+where
+    R: Row,
+    &'r str: ColumnIndex<R> + Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    Option<&'r str>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(OptOut {
+        number: decode::number(row.try_get("number")?)?,
+        sender: row.try_get::<&str, _>("sender")?.to_string(),
+        at: decode::time(row.try_get("at")?)?,
+        via: decode::parsed("opt-out origin", row.try_get("via")?)?,
+        keyword: row
+            .try_get::<Option<&str>, _>("keyword")?
+            .map(str::to_string),
+        message_id: row
+            .try_get::<Option<&str>, _>("message_id")?
+            .map(decode::id)
+            .transpose()?,
     })
 }
 

@@ -66,6 +66,7 @@ fn kintone_sink(
         status: c.status_field.clone(),
         detail: c.status_detail_field.clone(),
         reply: c.reply_field.clone(),
+        opt_out: c.opt_out_field.clone(),
     };
     Ok(KintoneSink::new(name, client, c.app, fields, store.clone()))
 }
@@ -108,6 +109,7 @@ fn salesforce_sink(c: &SalesforceConfig, name: &str) -> anyhow::Result<Salesforc
                 status: m.status_field.clone(),
                 detail: m.status_detail_field.clone(),
                 reply: m.reply_field.clone(),
+                opt_out: m.opt_out_field.clone(),
             };
             (m.sobject.clone(), fields)
         })

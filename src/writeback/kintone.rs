@@ -6,6 +6,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use async_trait::async_trait;
+use tokio::sync::OnceCell;
 use tsunagi_kintone::{
     client::{BulkRequest, Client, ClientError, RecordUpdate},
     error::ErrorClass,
@@ -30,6 +31,9 @@ pub struct KintoneFields {
     pub detail: String,
     /// The handset's latest reply.
     pub reply: String,
+    /// A check box: its first option is checked when the handset opts out (STOP, 停止) and
+    /// every option cleared when it opts back in.
+    pub opt_out: Option<String>,
 }
 
 /// Writes a kintone connection's updates through the REST API.
@@ -39,6 +43,8 @@ pub struct KintoneSink {
     app: u64,
     fields: KintoneFields,
     store: Arc<dyn Store>,
+    /// The opt-out check box's first option, read from the form once it is first needed.
+    opt_out_option: OnceCell<Option<String>>,
 }
 
 impl KintoneSink {
@@ -57,7 +63,31 @@ impl KintoneSink {
             app,
             fields,
             store,
+            opt_out_option: OnceCell::new(),
         }
+    }
+
+    /// The option an opt-out checks, when the connection has an opt-out check box with options.
+    async fn opt_out_option(&self) -> Result<Option<&str>, SinkError> {
+        let Some(field) = &self.fields.opt_out else {
+            return Ok(None);
+        };
+        let option = self
+            .opt_out_option
+            .get_or_try_init(|| async {
+                let options = self
+                    .client
+                    .check_box_options(self.app, field)
+                    .await
+                    .map_err(sink_error)?;
+                let first = options.and_then(|o| o.into_iter().next());
+                if first.is_none() {
+                    tracing::warn!(connection = %self.connection, field = %field, "opt_out_field is no check box with options; opt-outs are not written back");
+                }
+                Ok::<_, SinkError>(first)
+            })
+            .await?;
+        Ok(option.as_deref())
     }
 
     /// The record id an update is for (`APP/$id`), or why it names none of this app's.
@@ -93,7 +123,13 @@ impl KintoneSink {
     }
 
     /// The fields `update` sets, on record `id` at `revision`.
-    fn record_update(&self, id: u64, revision: u64, update: &Update) -> RecordUpdate {
+    fn record_update(
+        &self,
+        id: u64,
+        revision: u64,
+        update: &Update,
+        opt_out_option: Option<&str>,
+    ) -> RecordUpdate {
         let mut record = RecordUpdate::new(id).with_revision(revision);
         if let Some(status) = &update.status {
             record = record.set(&self.fields.status, status.status.as_str()).set(
@@ -103,6 +139,12 @@ impl KintoneSink {
         }
         if let Some(reply) = update.replies.last() {
             record = record.set(&self.fields.reply, reply.body.as_str());
+        }
+        if let (Some(field), Some(option), Some(consent)) =
+            (&self.fields.opt_out, opt_out_option, &update.consent)
+        {
+            let checked: &[&str] = if consent.opted_out { &[option] } else { &[] };
+            record = record.set(field, serde_json::json!(checked));
         }
         record
     }
@@ -117,6 +159,11 @@ impl KintoneSink {
         outcomes: &mut [Option<Outcome>],
     ) -> Result<(), SinkError> {
         let mut conflicts = 0;
+        let opt_out_option = if todo.iter().any(|(i, _)| updates[*i].consent.is_some()) {
+            self.opt_out_option().await?
+        } else {
+            None
+        };
         while !todo.is_empty() {
             let ids: Vec<u64> = todo.iter().map(|(_, id)| *id).collect();
             let revisions = self.revisions(&ids).await?;
@@ -131,7 +178,7 @@ impl KintoneSink {
             });
             let records: Vec<RecordUpdate> = todo
                 .iter()
-                .map(|(i, id)| self.record_update(*id, revisions[id], &updates[*i]))
+                .map(|(i, id)| self.record_update(*id, revisions[id], &updates[*i], opt_out_option))
                 .collect();
             if records.is_empty() {
                 return Ok(());

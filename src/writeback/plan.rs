@@ -34,6 +34,17 @@ pub struct Reply {
     pub at: DateTime<Utc>,
 }
 
+/// The handset opted out of the sender (or back in) by a reply to a message of the record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentChange {
+    /// The message the reply answered.
+    pub message_id: MessageId,
+    /// Opted out after it.
+    pub opted_out: bool,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 /// Everything to write on one record in this round.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordUpdate {
@@ -46,6 +57,8 @@ pub struct RecordUpdate {
     pub messages: Vec<StatusChange>,
     /// New replies, oldest first.
     pub replies: Vec<Reply>,
+    /// The latest change of consent, if one came.
+    pub consent: Option<ConsentChange>,
     /// The outbox entries this update covers, acknowledged once it is written.
     pub entries: Vec<i64>,
 }
@@ -57,6 +70,7 @@ impl RecordUpdate {
             .iter()
             .map(|s| s.at)
             .chain(self.replies.iter().map(|r| r.at))
+            .chain(self.consent.iter().map(|c| c.at))
             .min()
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
@@ -68,6 +82,7 @@ impl RecordUpdate {
             .iter()
             .map(|s| s.message_id.clone())
             .chain(self.replies.iter().map(|r| r.message_id.clone()))
+            .chain(self.consent.iter().map(|c| c.message_id.clone()))
             .collect();
         ids.sort();
         ids.dedup();
@@ -90,7 +105,7 @@ pub struct Plan {
 /// with time), so a late receipt for an older message does not hide the newer one. A state that
 /// is not final and younger than `settle` is held back for a later round, in which a final state
 /// will usually have replaced it: most records are then written once, not once per state.
-/// Replies are never held.
+/// Replies and changes of consent are never held; of the latter the newest wins.
 pub fn plan(entries: Vec<OutboxEntry>, now: DateTime<Utc>, settle: Duration) -> Plan {
     let mut order: Vec<String> = Vec::new();
     let mut records: BTreeMap<String, Folded> = BTreeMap::new();
@@ -127,6 +142,7 @@ struct Folded {
     status_entries: Vec<i64>,
     replies: Vec<Reply>,
     reply_entries: Vec<i64>,
+    consent: Option<ConsentChange>,
     unreadable: Vec<i64>,
 }
 
@@ -173,6 +189,20 @@ impl Folded {
                 self.reply_entries.push(entry.id);
                 true
             }
+            (OutboxKind::Consent, Some(at)) => {
+                let Some(opted_out) = p["opted_out"].as_bool() else {
+                    self.unreadable.push(entry.id);
+                    return false;
+                };
+                self.consent = Some(ConsentChange {
+                    message_id: entry.message_id,
+                    opted_out,
+                    at,
+                });
+                // Written with the replies: never held back.
+                self.reply_entries.push(entry.id);
+                true
+            }
             _ => {
                 self.unreadable.push(entry.id);
                 false
@@ -198,13 +228,16 @@ impl Folded {
             Some(_) => self.latest.into_values().collect(),
             None => Vec::new(),
         };
-        (ready.is_some() || !self.replies.is_empty()).then_some(RecordUpdate {
-            record,
-            status: ready,
-            messages,
-            replies: self.replies,
-            entries,
-        })
+        (ready.is_some() || !self.replies.is_empty() || self.consent.is_some()).then_some(
+            RecordUpdate {
+                record,
+                status: ready,
+                messages,
+                replies: self.replies,
+                consent: self.consent,
+                entries,
+            },
+        )
     }
 }
 
@@ -246,6 +279,40 @@ mod tests {
             payload: json!({"body": body, "at": at(t).timestamp_millis()}),
             ..status(entry, record, message, "sent", t)
         }
+    }
+
+    fn consent(entry: i64, record: &str, message: u8, opted_out: bool, t: i64) -> OutboxEntry {
+        OutboxEntry {
+            kind: OutboxKind::Consent,
+            payload: json!({"opted_out": opted_out, "at": at(t).timestamp_millis()}),
+            ..status(entry, record, message, "sent", t)
+        }
+    }
+
+    #[test]
+    fn the_latest_consent_is_written_at_once_with_nothing_held_back() {
+        let entries = vec![
+            status(1, "Contact/a", 1, "sent", 0),
+            consent(2, "Contact/a", 1, true, 1),
+            consent(3, "Contact/a", 1, false, 2),
+            consent(4, "Contact/b", 2, true, 3),
+        ];
+        let plan = plan(entries, at(4), SETTLE);
+        assert_eq!(plan.updates.len(), 2);
+        let a = &plan.updates[0];
+        assert_eq!(a.status, None, "a young sent is still held");
+        assert_eq!(a.consent.as_ref().map(|c| c.opted_out), Some(false));
+        assert_eq!(a.entries, [2, 3], "the held status entry stays pending");
+        assert_eq!(a.messages(), [id(1)]);
+        assert_eq!(
+            plan.updates[1].consent.as_ref().map(|c| c.opted_out),
+            Some(true)
+        );
+        let unreadable = OutboxEntry {
+            payload: json!({"at": at(0).timestamp_millis()}),
+            ..consent(5, "Contact/c", 3, true, 0)
+        };
+        assert_eq!(super::plan(vec![unreadable], at(4), SETTLE).skipped, [5]);
     }
 
     fn shown(u: &RecordUpdate) -> Option<(MessageId, JobState)> {

@@ -28,6 +28,8 @@ pub struct StatusFields {
     pub detail: String,
     /// The handset's latest reply.
     pub reply: String,
+    /// A checkbox set when the handset opts out (STOP, 停止) and cleared when it opts back in.
+    pub opt_out: Option<String>,
 }
 
 /// A log object upserted per message, beside the record's own fields.
@@ -141,6 +143,9 @@ impl SalesforceSink {
         }
         if let Some(reply) = update.replies.last() {
             record = record.set(&fields.reply, reply.body.as_str());
+        }
+        if let (Some(field), Some(consent)) = (&fields.opt_out, &update.consent) {
+            record = record.set(field, consent.opted_out);
         }
         Ok(record)
     }

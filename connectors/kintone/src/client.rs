@@ -435,6 +435,40 @@ impl Client {
         }))
     }
 
+    /// The options of a check box field, in the order the form shows them (`GET
+    /// app/form/fields.json`), or `None` when the app has no check box with that code.
+    pub async fn check_box_options(
+        &self,
+        app: u64,
+        code: &str,
+    ) -> Result<Option<Vec<String>>, ClientError> {
+        let query = [("app", app.to_string())];
+        let body = self
+            .call(Method::GET, "app/form/fields.json", &query, None)
+            .await?;
+        let reply: Value = decode(&body)?;
+        let field = &reply["properties"][code];
+        if field["type"] != "CHECK_BOX" {
+            return Ok(None);
+        }
+        let Some(options) = field["options"].as_object() else {
+            return Ok(None);
+        };
+        let mut ordered: Vec<(u64, String)> = options
+            .iter()
+            .map(|(name, option)| {
+                let index = match &option["index"] {
+                    Value::String(s) => s.parse().unwrap_or(u64::MAX),
+                    other => other.as_u64().unwrap_or(u64::MAX),
+                };
+                let label = option["label"].as_str().unwrap_or(name);
+                (index, label.to_string())
+            })
+            .collect();
+        ordered.sort();
+        Ok(Some(ordered.into_iter().map(|(_, label)| label).collect()))
+    }
+
     /// `GET records.json`: the records `query` selects (kintone's query language, at most 500
     /// by its `limit`), with only `fields` when any are named.
     pub async fn get_records(
@@ -699,6 +733,32 @@ mod tests {
             Some("ステータス")
         );
         assert_eq!(client.status_field_code(3).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn check_box_options_come_in_form_order_and_only_for_a_check_box() {
+        let server = MockServer::start().await;
+        let fields = serde_json::json!({"properties": {
+            "sms_opt_out": {"type": "CHECK_BOX", "code": "sms_opt_out", "label": "SMS",
+                "options": {
+                    "受け取る": {"label": "受け取る", "index": "1"},
+                    "配信停止": {"label": "配信停止", "index": "0"},
+                }},
+            "氏名": {"type": "SINGLE_LINE_TEXT", "code": "氏名", "label": "氏名"},
+        }, "revision": "7"});
+        Mock::given(method("GET"))
+            .and(path("/k/v1/app/form/fields.json"))
+            .and(query_param("app", "12"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(fields))
+            .mount(&server)
+            .await;
+        let client = client(&server);
+        assert_eq!(
+            client.check_box_options(12, "sms_opt_out").await.unwrap(),
+            Some(vec!["配信停止".to_string(), "受け取る".to_string()])
+        );
+        assert_eq!(client.check_box_options(12, "氏名").await.unwrap(), None);
+        assert_eq!(client.check_box_options(12, "nothing").await.unwrap(), None);
     }
 
     #[tokio::test]

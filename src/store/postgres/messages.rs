@@ -9,12 +9,14 @@ use sqlx::{PgConnection, QueryBuilder, Row};
 use super::{listing, outbox, queue::apply_transition, PostgresStore};
 use crate::store::rows::{self, MESSAGE_COLUMNS};
 use crate::{
+    domain::consent::Consent,
     domain::{
         idempotency::{judge_key, KeyUse},
         ids::MessageId,
         state::JobState,
     },
     numbers::hygiene::Hygiene,
+    store::OptOut,
     store::{
         decode::{self, millis},
         Acceptance, CancelOutcome, EventRecord, IdempotencyRecord, ListQuery, MessageRecord,
@@ -112,7 +114,7 @@ pub(super) async fn accept_one(
     if let Some(earlier) = judge(&mut *conn, idempotency).await? {
         return Ok(earlier);
     }
-    if let Some(reason) = hygiene.refusal(listing(&mut *conn, &m.to).await?) {
+    if let Some(reason) = hygiene.refusal(listing(&mut *conn, &m.to, &m.from).await?) {
         return Ok(Acceptance::Blocked(reason));
     }
     if let Some(idem) = idempotency {
@@ -333,7 +335,11 @@ impl MessageStore for PostgresStore {
         )
     }
 
-    async fn record_reply(&self, reply: NewReply) -> StoreResult<ReplyRecord> {
+    async fn record_reply(
+        &self,
+        reply: NewReply,
+        consent: Option<Consent>,
+    ) -> StoreResult<ReplyRecord> {
         let mut tx = self.pool.begin().await?;
         let linked: Option<(String, String, Option<String>)> = sqlx::query_as(
             "SELECT id, source, source_record FROM messages
@@ -360,10 +366,19 @@ impl MessageStore for PostgresStore {
                 if let Some(entry) = NewOutboxEntry::reply(&source, &reply.body, reply.at) {
                     outbox::add(&mut tx, id, &source, entry).await?;
                 }
+                let entry =
+                    consent.and_then(|c| NewOutboxEntry::consent(&source, c.opted_out(), reply.at));
+                if let Some(entry) = entry {
+                    outbox::add(&mut tx, id, &source, entry).await?;
+                }
                 Some(decode::id(id)?)
             }
             None => None,
         };
+        if let Some(consent) = consent {
+            let entry = OptOut::by_reply(&reply, message_id.clone());
+            super::consent::apply(&mut tx, consent, &entry).await?;
+        }
         tx.commit().await?;
         Ok(ReplyRecord {
             message_id,

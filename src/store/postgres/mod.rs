@@ -4,12 +4,14 @@
 //! serialised by an advisory lock, so instances never both slip under a limit. One file per
 //! concern implements that concern's trait; this one opens, migrates and holds what they share.
 
+mod consent;
 mod keys;
 mod lists;
 mod messages;
 mod otp;
 mod outbox;
 mod queue;
+mod receipts;
 mod sandbox;
 mod wakeups;
 mod writer;
@@ -97,17 +99,21 @@ impl PostgresStore {
 }
 
 /// Where a number stands on the lists, read inside the caller's transaction.
-async fn listing(conn: &mut PgConnection, to: &PhoneNumber) -> StoreResult<Listing> {
+async fn listing(conn: &mut PgConnection, to: &PhoneNumber, sender: &str) -> StoreResult<Listing> {
     let mut listing = Listing::default();
     let lists: Vec<String> = sqlx::query_scalar(
-        "SELECT list FROM number_lists WHERE list IN ('allow', 'deny') AND number = $1",
+        "SELECT list FROM number_lists WHERE list IN ('allow', 'deny') AND number = $1
+         UNION ALL
+         SELECT 'opt_out' FROM opt_outs WHERE number = $1 AND sender IN ($2, '*')",
     )
     .bind(to.e164())
+    .bind(sender)
     .fetch_all(conn)
     .await?;
     for list in lists {
         match list.as_str() {
             "deny" => listing.denied = true,
+            "opt_out" => listing.opted_out = true,
             _ => listing.allowed = true,
         }
     }

@@ -133,7 +133,7 @@ async fn start(
 ) -> StoreResult<OtpStart> {
     let now = v.created_at;
     let to = v.message.to.e164();
-    let listed = listing(&mut *conn, &v.message.to).await?;
+    let listed = listing(&mut *conn, &v.message.to, &v.message.from).await?;
     if let Some(reason) = hygiene.refusal(listed) {
         return Ok(OtpStart::Blocked(reason));
     }

@@ -570,6 +570,7 @@ async fn messages_accepted_together_are_each_judged_by_the_lists() {
                 let last = i % 3 + 1;
                 let only = Hygiene {
                     allow_list_only: i % 2 == 0,
+                    ..Hygiene::default()
                 };
                 let key = crate::store::IdempotencyRecord {
                     scope: "key-1".into(),

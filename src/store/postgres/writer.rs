@@ -31,7 +31,7 @@ use crate::{
     numbers::hygiene::{Hygiene, Listing},
     store::{
         decode::{self, millis},
-        Acceptance, IdempotencyRecord, NewMessage, StoreError, StoreResult,
+        Acceptance, IdempotencyRecord, NewMessage, StoreError, StoreResult, EVERY_SENDER,
     },
 };
 
@@ -270,17 +270,24 @@ async fn decide_and_insert(
         .into_iter()
         .collect();
     let mut listings: HashMap<String, Listing> = HashMap::new();
+    let mut opted_out: HashSet<(String, String)> = HashSet::new();
     let rows = sqlx::query(
-        "SELECT number, list FROM number_lists WHERE list IN ('allow', 'deny') AND number = ANY($1)",
+        "SELECT number, list, NULL AS sender FROM number_lists
+         WHERE list IN ('allow', 'deny') AND number = ANY($1)
+         UNION ALL
+         SELECT number, 'opt_out', sender FROM opt_outs WHERE number = ANY($1)",
     )
     .bind(&numbers)
     .fetch_all(&mut *conn)
     .await?;
     for r in rows {
-        let listing = listings.entry(r.try_get(0)?).or_default();
+        let number: String = r.try_get(0)?;
         match r.try_get::<&str, _>(1)? {
-            "deny" => listing.denied = true,
-            _ => listing.allowed = true,
+            "deny" => listings.entry(number).or_default().denied = true,
+            "opt_out" => {
+                opted_out.insert((number, r.try_get(2)?));
+            }
+            _ => listings.entry(number).or_default().allowed = true,
         }
     }
 
@@ -306,7 +313,10 @@ async fn decide_and_insert(
                 }
             }
         }
-        let listing = listings.get(m.to.e164()).copied().unwrap_or_default();
+        let mut listing = listings.get(m.to.e164()).copied().unwrap_or_default();
+        listing.opted_out = [m.from.as_str(), EVERY_SENDER]
+            .into_iter()
+            .any(|sender| opted_out.contains(&(m.to.e164().to_string(), sender.to_string())));
         if let Some(reason) = r.hygiene.refusal(listing) {
             answers.push(Acceptance::Blocked(reason));
             continue;

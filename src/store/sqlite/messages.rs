@@ -9,12 +9,14 @@ use sqlx::{QueryBuilder, Row};
 use super::{listing, outbox, queue::apply_transition, SqliteStore};
 use crate::store::rows::{self, MESSAGE_COLUMNS};
 use crate::{
+    domain::consent::Consent,
     domain::{
         idempotency::{judge_key, KeyUse},
         ids::MessageId,
         state::JobState,
     },
     numbers::hygiene::Hygiene,
+    store::OptOut,
     store::{
         decode::{self, millis},
         Acceptance, CancelOutcome, EventRecord, IdempotencyRecord, ListQuery, MessageRecord,
@@ -83,7 +85,7 @@ fn accept(
     if let Some(earlier) = earlier_use(conn, idempotency)? {
         return Ok(earlier);
     }
-    if let Some(reason) = hygiene.refusal(listing(conn, &m.to)?) {
+    if let Some(reason) = hygiene.refusal(listing(conn, &m.to, &m.from)?) {
         return Ok(Acceptance::Blocked(reason));
     }
     if let Some(idem) = idempotency {
@@ -308,7 +310,11 @@ impl MessageStore for SqliteStore {
             .await
     }
 
-    async fn record_reply(&self, reply: NewReply) -> StoreResult<ReplyRecord> {
+    async fn record_reply(
+        &self,
+        reply: NewReply,
+        consent: Option<Consent>,
+    ) -> StoreResult<ReplyRecord> {
         self.writer
             .run(move |conn| {
                 let linked: Option<(String, String, Option<String>)> = conn
@@ -337,10 +343,20 @@ impl MessageStore for SqliteStore {
                         if let Some(entry) = NewOutboxEntry::reply(&source, &reply.body, reply.at) {
                             outbox::add(conn, id, &source, entry)?;
                         }
+                        let entry = consent.and_then(|c| {
+                            NewOutboxEntry::consent(&source, c.opted_out(), reply.at)
+                        });
+                        if let Some(entry) = entry {
+                            outbox::add(conn, id, &source, entry)?;
+                        }
                         Some(decode::id(id)?)
                     }
                     None => None,
                 };
+                if let Some(consent) = consent {
+                    let entry = OptOut::by_reply(&reply, message_id.clone());
+                    super::consent::apply(conn, consent, &entry)?;
+                }
                 Ok(ReplyRecord {
                     message_id,
                     from: reply.from,

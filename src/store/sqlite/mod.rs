@@ -2,12 +2,14 @@
 //! commits (see `writer`), and a pool of readers answers queries concurrently. One file per
 //! concern implements that concern's trait; this one opens, migrates and holds what they share.
 
+mod consent;
 mod keys;
 mod lists;
 mod messages;
 mod otp;
 mod outbox;
 mod queue;
+mod receipts;
 mod sandbox;
 mod writer;
 
@@ -123,16 +125,19 @@ fn lock_file(db: &std::path::Path) -> StoreResult<File> {
 }
 
 /// Where a number stands on the lists, read inside the writer's transaction.
-fn listing(conn: &Connection, to: &PhoneNumber) -> StoreResult<Listing> {
-    // One statement, two probes of the (list, number) key: this runs for every accepted message.
+fn listing(conn: &Connection, to: &PhoneNumber, sender: &str) -> StoreResult<Listing> {
+    // One statement, four probes of primary keys: this runs for every accepted message.
     let mut listing = Listing::default();
     let mut lists = conn.prepare_cached(
-        "SELECT list FROM number_lists WHERE list IN ('allow', 'deny') AND number = ?",
+        "SELECT list FROM number_lists WHERE list IN ('allow', 'deny') AND number = ?1
+         UNION ALL
+         SELECT 'opt_out' FROM opt_outs WHERE number = ?1 AND sender IN (?2, '*')",
     )?;
-    let mut rows = lists.query(params![to.e164()])?;
+    let mut rows = lists.query(params![to.e164(), sender])?;
     while let Some(row) = rows.next()? {
         match row.get_ref(0)?.as_str().unwrap_or_default() {
             "deny" => listing.denied = true,
+            "opt_out" => listing.opted_out = true,
             _ => listing.allowed = true,
         }
     }

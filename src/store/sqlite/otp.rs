@@ -100,7 +100,7 @@ fn start(
 ) -> StoreResult<OtpStart> {
     let now = v.created_at;
     let to = v.message.to.e164();
-    let listed = listing(conn, &v.message.to)?;
+    let listed = listing(conn, &v.message.to, &v.message.from)?;
     if let Some(reason) = hygiene.refusal(listed) {
         return Ok(OtpStart::Blocked(reason));
     }

@@ -10,7 +10,7 @@ use super::*;
 use crate::{
     domain::{ids::MessageId, state::JobState},
     store::SqliteStore,
-    writeback::{Reply, StatusChange},
+    writeback::{plan::ConsentChange, Reply, StatusChange},
 };
 
 const CONNECTION: &str = "kintone:sales";
@@ -51,6 +51,7 @@ fn update(record: &str, status: JobState, replies: &[&str]) -> Update {
             at: at(),
         }),
         messages: Vec::new(),
+        consent: None,
         replies: replies
             .iter()
             .map(|body| Reply {
@@ -86,6 +87,7 @@ impl Setup {
             status: "sms_status".into(),
             detail: "sms_status_detail".into(),
             reply: "sms_reply".into(),
+            opt_out: Some("sms_opt_out".into()),
         };
         KintoneSink::new(CONNECTION, client, 12, fields, self.store.clone())
     }
@@ -148,6 +150,65 @@ async fn records_are_written_at_the_revision_just_read_and_our_revisions_are_rem
     assert!(s.store.is_own_write(CONNECTION, "12/7", 5).await.unwrap());
     assert!(s.store.is_own_write(CONNECTION, "12/92", 1).await.unwrap());
     assert!(!s.store.is_own_write(CONNECTION, "12/7", 4).await.unwrap());
+}
+
+#[tokio::test]
+async fn an_opt_out_checks_the_first_option_of_the_check_box_and_an_opt_in_clears_it() {
+    let s = setup().await;
+    Mock::given(method("GET"))
+        .and(path("/k/v1/app/form/fields.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            fixture("form_fields_opt_out_check_box.json"),
+            "application/json",
+        ))
+        .mount(&s.server)
+        .await;
+    s.reads(revisions(&[(7, 4), (8, 2), (9, 1)])).await;
+    s.puts(
+        ResponseTemplate::new(200).set_body_json(json!({"records": [
+            {"id": "7", "revision": "5"}, {"id": "8", "revision": "3"}, {"id": "9", "revision": "2"}
+        ]})),
+        2,
+    )
+    .await;
+    let consent = |opted_out| {
+        Some(ConsentChange {
+            message_id: MessageId::new(),
+            opted_out,
+            at: at(),
+        })
+    };
+    let mut out = update("12/7", JobState::Delivered, &[]);
+    out.consent = consent(true);
+    let mut back = update("12/8", JobState::Delivered, &[]);
+    back.consent = consent(false);
+    let untouched = update("12/9", JobState::Delivered, &[]);
+    let sink = s.sink();
+    let outcomes = sink.write(&[out.clone(), back, untouched]).await.unwrap();
+    assert_eq!(
+        outcomes,
+        [Outcome::Written, Outcome::Written, Outcome::Written]
+    );
+    let put = &s.bodies("records.json").await[0];
+    assert_eq!(
+        put["records"][0]["record"]["sms_opt_out"],
+        json!({"value": ["配信停止"]})
+    );
+    assert_eq!(
+        put["records"][1]["record"]["sms_opt_out"],
+        json!({"value": []})
+    );
+    assert_eq!(put["records"][2]["record"].get("sms_opt_out"), None);
+    sink.write(&[out]).await.unwrap();
+    let form_reads = s
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/k/v1/app/form/fields.json")
+        .count();
+    assert_eq!(form_reads, 1, "the options are read once");
 }
 
 #[tokio::test]

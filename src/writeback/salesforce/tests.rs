@@ -11,7 +11,7 @@ use wiremock::{
 use super::*;
 use crate::{
     domain::{ids::MessageId, state::JobState},
-    writeback::{Reply, StatusChange},
+    writeback::{plan::ConsentChange, Reply, StatusChange},
 };
 
 const COLLECTIONS: &str = "/services/data/v67.0/composite/sobjects";
@@ -46,6 +46,7 @@ fn sink(server: &MockServer) -> SalesforceSink {
         status: "SMS_Status__c".into(),
         detail: "SMS_Status_Detail__c".into(),
         reply: "SMS_Last_Reply__c".into(),
+        opt_out: Some("SMS_Opt_Out__c".into()),
     };
     SalesforceSink::new(
         "salesforce:prod",
@@ -69,6 +70,7 @@ fn update(record: &str, status: JobState, detail: Option<&str>) -> RecordUpdate 
         }),
         replies: Vec::new(),
         messages: Vec::new(),
+        consent: None,
         entries: vec![1],
     }
 }
@@ -168,6 +170,41 @@ async fn a_refusal_and_the_latest_reply_land_in_their_fields() {
     assert!(detail.starts_with("number_type_not_allowed: "));
     assert_eq!(detail.chars().count(), 255, "cut to a text field's length");
     assert_eq!(record["SMS_Last_Reply__c"], "STOP");
+}
+
+#[tokio::test]
+async fn an_opt_out_and_an_opt_in_set_and_clear_the_checkbox() {
+    let server = salesforce().await;
+    Mock::given(method("PATCH"))
+        .and(path(COLLECTIONS))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"id": "0035j00000Pq7RsAAJ", "success": true, "errors": []},
+            {"id": "0035j00000Pq7RtAAJ", "success": true, "errors": []},
+            {"id": "0035j00000Pq7RuAAJ", "success": true, "errors": []}
+        ])))
+        .mount(&server)
+        .await;
+    let consent = |opted_out| {
+        Some(ConsentChange {
+            message_id: MessageId::new(),
+            opted_out,
+            at: at(),
+        })
+    };
+    let mut out = update("Contact/0035j00000Pq7RsAAJ", JobState::Delivered, None);
+    out.consent = consent(true);
+    let mut back = update("Contact/0035j00000Pq7RtAAJ", JobState::Delivered, None);
+    back.consent = consent(false);
+    let untouched = update("Contact/0035j00000Pq7RuAAJ", JobState::Delivered, None);
+    let outcomes = sink(&server).write(&[out, back, untouched]).await.unwrap();
+    assert_eq!(
+        outcomes,
+        [Outcome::Written, Outcome::Written, Outcome::Written]
+    );
+    let records = sent_records(&server).await;
+    assert_eq!(records[0]["SMS_Opt_Out__c"], true);
+    assert_eq!(records[1]["SMS_Opt_Out__c"], false);
+    assert_eq!(records[2].get("SMS_Opt_Out__c"), None);
 }
 
 #[tokio::test]
