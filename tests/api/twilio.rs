@@ -546,3 +546,21 @@ async fn twilio_callbacks_answer_404_when_no_twilio_account_is_configured() {
     assert_eq!(r.status(), 404);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_delivered_callback_that_beats_twilios_answer_still_delivers_the_message() {
+    let fake = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(created().set_delay(Duration::from_millis(1500)))
+        .mount(&fake)
+        .await;
+    let s = service(&fake).await;
+    let id = accepted(&s, "hello").await;
+    s.wait_for(&id, |st| st == "sending").await;
+    let r = signed(&s, STATUS, &fixture("status_callback_delivered.form")).await;
+    assert_eq!(r.status(), 204);
+    let m = s.wait_for(&id, |st| st == "delivered").await;
+    assert!(m["status_detail"].is_null(), "{m}");
+    s.stop().await;
+}
