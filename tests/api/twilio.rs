@@ -378,6 +378,20 @@ async fn a_twilio_server_error_is_retried_and_the_message_sent() {
 }
 
 #[tokio::test]
+async fn a_send_twilio_does_not_answer_within_timeout_ms_is_retried() {
+    let fake = MockServer::start().await;
+    // Past the service's timeout_ms (2 s).
+    let silent = created().set_delay(Duration::from_millis(2500));
+    let at = answer_first_then(&fake, silent, created()).await;
+    let s = service(&fake).await;
+    let id = accepted(&s, "hello").await;
+    let m = s.wait_for(&id, |st| st == "sent").await;
+    assert_eq!(at.lock().unwrap().len(), 2, "{m}");
+    assert!(m["events"].to_string().contains("timed out"), "{m}");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn an_invalid_to_number_error_21211_fails_the_message_with_the_code_in_the_detail() {
     let fake = MockServer::start().await;
     Mock::given(method("POST"))
