@@ -3,9 +3,11 @@
 //!
 //! Twilio answers a send with the message's `sid` and reports its fate later to the
 //! `StatusCallback` URL each send names. Throttling (429) and Twilio's own failures (5xx) are
-//! retried, honouring `Retry-After`; a refused account (401, 403) stops all sending: messages
-//! wait in the queue, attempts unspent, while a background probe asks Twilio for the account
-//! with backoff until it is usable again. Twilio has no idempotency key for sends, so a message
+//! retried, honouring `Retry-After`; a refused account (401, 403, or 404 for an account SID
+//! Twilio does not know) stops all sending: messages wait in the queue, attempts unspent, while
+//! a background probe asks Twilio for the account with backoff until it is usable again. The
+//! probe rather than the next claim: a claim would hand real messages to a refused account
+//! only to put them back, and a busy queue would call Twilio once per worker instead of once. Twilio has no idempotency key for sends, so a message
 //! whose worker died mid-send is sent again (`already_sent` stays the default).
 
 use std::{
