@@ -140,8 +140,15 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         &workers_stop,
     )?);
 
-    let default_from = SenderId::parse(&config.delivery.default_from)
-        .context("delivery.default_from is not a sender id")?;
+    let default_from = SenderId::parse(config.default_sender())
+        .context("the default sender is not a sender id")?;
+    let senders = config
+        .delivery
+        .senders
+        .iter()
+        .map(|s| SenderId::parse(s).map(|id| id.as_str().to_string()))
+        .collect::<Result<Vec<_>, _>>()
+        .context("delivery.senders holds a bad sender id")?;
     let secret = match &config.secret {
         Some(secret) => secret.expose().to_string(),
         None => store.secret().await?,
@@ -153,6 +160,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         wake: wake.clone(),
         policy: config.numbers.policy(),
         default_from,
+        senders,
         max_characters: config.delivery.max_characters,
         hygiene: Hygiene {
             allow_list_only: config.numbers.allow_list_only,

@@ -425,8 +425,12 @@ pub struct DeliveryConfig {
     /// How long the sandbox takes to answer each send once the handset has it, as a slow
     /// carrier's submit response would (0: at once).
     pub sandbox_answer_ms: u64,
-    /// Sender id used when a request names none.
+    /// Sender id used when a request names none (the provider's own `from` or `source_addr`
+    /// takes its place when set).
     pub default_from: String,
+    /// The sender ids requests may name (numbers, 0005 codes, alphanumeric names); empty: any
+    /// well-formed sender id.
+    pub senders: Vec<String>,
     /// Sends in flight at once per instance.
     pub concurrency: usize,
     /// Sends per second per instance: the throughput the provider contract allows.
@@ -537,6 +541,7 @@ impl Default for DeliveryConfig {
             sandbox_latency_ms: 50,
             sandbox_answer_ms: 0,
             default_from: "TSUNAGI".into(),
+            senders: Vec::new(),
             concurrency: 32,
             rate_per_second: 500,
             lease_seconds: 60,
@@ -704,6 +709,30 @@ impl Config {
         kintone::validate(&self.kintone, problems);
         self.writeback.validate(problems);
         self.providers.validate(self.delivery.provider, problems);
+        self.validate_senders(problems);
+    }
+
+    /// Every listed sender is a sender id, and the default sender is one of them.
+    fn validate_senders(&self, problems: &mut Vec<Problem>) {
+        let mut listed = Vec::new();
+        for (i, sender) in self.delivery.senders.iter().enumerate() {
+            match SenderId::parse(sender) {
+                Ok(id) => listed.push(id.as_str().to_string()),
+                Err(_) => problems.push(Problem::new(
+                    format!("delivery.senders[{i}]"),
+                    "must be a phone number, a 0005 short code or 1-11 letters and digits",
+                )),
+            }
+        }
+        let default = SenderId::parse(self.default_sender());
+        if let (false, Ok(default)) = (listed.is_empty(), default) {
+            if !listed.iter().any(|s| s == default.as_str()) {
+                problems.push(Problem::new(
+                    "delivery.senders",
+                    format!("must include the default sender {default}"),
+                ));
+            }
+        }
     }
 
     /// JSON Schema of the config file, committed as `schemas/config.schema.json`.
@@ -714,6 +743,25 @@ impl Config {
     /// The address to bind; valid once `validate` passed.
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen.parse().expect("validated at load")
+    }
+
+    /// The sender of messages that name none: the selected provider's own (`[providers.twilio]
+    /// from`, `[providers.smpp] source_addr`) when set, else `delivery.default_from`.
+    pub fn default_sender(&self) -> &str {
+        let own = match self.delivery.provider {
+            Provider::Twilio => self
+                .providers
+                .twilio
+                .as_ref()
+                .and_then(|t| t.from.as_deref()),
+            Provider::Smpp => self
+                .providers
+                .smpp
+                .as_ref()
+                .and_then(|s| s.source_addr.as_deref()),
+            Provider::Sandbox => None,
+        };
+        own.unwrap_or(&self.delivery.default_from)
     }
 
     /// The store `database_url` names; valid once `validate` passed.
@@ -1064,6 +1112,29 @@ max_characters = 0
                 "unknown variant `pigeon`, expected one of `sandbox`, `twilio`, `smpp`"
             )]
         );
+    }
+
+    #[test]
+    fn listed_senders_are_sender_ids_and_include_the_default() {
+        let text = "[delivery]\nsenders = [\"SHOP\", \"not a sender!\"]";
+        let problems = Config::parse(text, no_env).unwrap_err();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["delivery.senders[1]", "delivery.senders"],
+            "{problems:?}"
+        );
+        assert!(problems[1].message.contains("TSUNAGI"), "{problems:?}");
+        let text = "[delivery]\ndefault_from = \"SHOP\"\nsenders = [\"SHOP\", \"0005-0123-4567\"]";
+        assert!(Config::parse(text, no_env).is_ok());
+    }
+
+    #[test]
+    fn a_providers_own_sender_is_the_default_sender() {
+        let text = "[delivery]\nprovider = \"twilio\"\n[providers.twilio]\naccount_sid = \"AC1\"\nauth_token = \"t\"\nfrom = \"+815012345678\"";
+        let c = Config::parse(text, no_env).unwrap();
+        assert_eq!(c.default_sender(), "+815012345678");
+        assert_eq!(Config::default().default_sender(), "TSUNAGI");
     }
 
     #[test]

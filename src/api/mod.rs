@@ -6,6 +6,7 @@ pub mod messages;
 pub mod numbers;
 pub mod openapi;
 mod ops;
+pub mod opt_outs;
 pub mod otp;
 pub mod problem;
 pub mod sandbox;
@@ -15,7 +16,7 @@ use std::{ops::Deref, sync::Arc};
 use axum::{
     extract::DefaultBodyLimit,
     middleware,
-    routing::{get, post},
+    routing::{delete, get, post},
     Router,
 };
 
@@ -77,6 +78,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/otp/{id}", get(otp::show))
         .route("/v1/otp/{id}/check", post(otp::check))
         .route("/v1/numbers/{list}", get(numbers::list).post(numbers::add))
+        .route("/v1/opt-outs", get(opt_outs::list).post(opt_outs::add))
+        .route("/v1/opt-outs/{number}", delete(opt_outs::remove))
         .route(
             "/v1/numbers/{list}/{number}",
             get(numbers::show).delete(numbers::remove),

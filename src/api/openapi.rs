@@ -11,7 +11,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{messages, numbers, otp, problem, sandbox};
+use super::{messages, numbers, opt_outs, otp, problem, sandbox};
 use crate::inbound::{kintone, salesforce, twilio};
 
 #[derive(OpenApi)]
@@ -29,6 +29,9 @@ use crate::inbound::{kintone, salesforce, twilio};
         numbers::add,
         numbers::show,
         numbers::remove,
+        opt_outs::list,
+        opt_outs::add,
+        opt_outs::remove,
         sandbox::inbox,
         sandbox::reply,
         salesforce::outbound_message,
@@ -42,7 +45,7 @@ use crate::inbound::{kintone, salesforce, twilio};
     tags(
         (name = "messages", description = "Send SMS and follow their delivery"),
         (name = "otp", description = "One-time passwords with carrier-grade anti-fraud defaults"),
-        (name = "numbers", description = "Managed allow and deny lists"),
+        (name = "numbers", description = "Managed allow and deny lists, and opt-outs"),
         (name = "sandbox", description = "Simulated handsets of the sandbox provider"),
         (name = "inbound", description = "CRMs and Twilio calling in; the secret is in the path or the signature, not an API key"),
     )

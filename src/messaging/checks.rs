@@ -44,17 +44,28 @@ pub fn recipient(input: &str, field: &str, policy: &NumberPolicy) -> Result<Phon
     Ok(number)
 }
 
-/// The sender id given, or the default.
-pub fn sender(input: Option<&str>, default: &SenderId) -> Result<SenderId, Refusal> {
-    match input {
-        None => Ok(default.clone()),
-        Some(text) => SenderId::parse(text).map_err(|_| {
-            Refusal::invalid(
-                "from",
-                "`from` must be a phone number, a 0005 short code or 1-11 letters and digits",
-            )
-        }),
+/// The sender id given, or the default; one of `allowed` (canonical forms) unless it is empty.
+pub fn sender(
+    input: Option<&str>,
+    default: &SenderId,
+    allowed: &[String],
+) -> Result<SenderId, Refusal> {
+    let Some(text) = input else {
+        return Ok(default.clone());
+    };
+    let id = SenderId::parse(text).map_err(|_| {
+        Refusal::invalid(
+            "from",
+            "`from` must be a phone number, a 0005 short code or 1-11 letters and digits",
+        )
+    })?;
+    if !allowed.is_empty() && !allowed.iter().any(|a| a == id.as_str()) {
+        return Err(Refusal::invalid(
+            "from",
+            format!("`from` {id} is not one of the configured senders (delivery.senders)"),
+        ));
     }
+    Ok(id)
 }
 
 /// Refuse control characters (line breaks and tabs aside) in text that becomes a message.

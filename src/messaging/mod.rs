@@ -131,6 +131,8 @@ pub struct Admission {
     pub policy: NumberPolicy,
     /// The sender id when a submission names none.
     pub default_from: SenderId,
+    /// The sender ids a submission may name (canonical forms); empty: any.
+    pub senders: Vec<String>,
     /// Longest text, in characters.
     pub max_characters: usize,
     /// The list rules checked as each message is stored.
@@ -228,7 +230,7 @@ impl Admission {
             }
         };
         let segmentation = checks::length(&text, "body", self.max_characters)?;
-        let from = checks::sender(s.from.as_deref(), &self.default_from)?;
+        let from = checks::sender(s.from.as_deref(), &self.default_from, &self.senders)?;
         let send_at = checks::send_at(s.send_at.as_deref(), now)?;
         checks::metadata(s.metadata.as_ref())?;
         checks::history(

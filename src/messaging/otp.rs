@@ -102,7 +102,7 @@ impl Admission {
             180..=600,
             "ttl_seconds",
         )?;
-        let from = checks::sender(req.from.as_deref(), &self.default_from)?;
+        let from = checks::sender(req.from.as_deref(), &self.default_from, &self.senders)?;
         let client_ip = req
             .client_ip
             .map(|ip| {

@@ -58,7 +58,6 @@ fn created() -> ResponseTemplate {
 async fn service(fake: &MockServer) -> TestServer {
     TestServer::with_delivery(&format!(
         r#"provider = "twilio"
-default_from = "{SENDER}"
 [providers.twilio]
 account_sid = "{ACCOUNT_SID}"
 auth_token = "{AUTH_TOKEN}"

@@ -1,0 +1,171 @@
+//! Opt-out by reply and over the API: STOP/停止 refuses the sender's next messages until
+//! START/再開, with the `[opt_outs]` exemptions for transactional messages and codes.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::harness::TestServer;
+
+const HANDSET: &str = "090-3333-4444";
+
+async fn reply(s: &TestServer, body: &str) -> Value {
+    let (status, reply) = s
+        .call(
+            "/v1/sandbox/reply",
+            json!({"from": HANDSET, "to": "TSUNAGI", "body": body}),
+        )
+        .await;
+    assert_eq!(status, 201, "{reply}");
+    reply
+}
+
+async fn opt_outs(s: &TestServer) -> Vec<Value> {
+    let page: Value = s
+        .get("/v1/opt-outs?to=09033334444")
+        .await
+        .json()
+        .await
+        .unwrap();
+    page["data"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_stop_reply_refuses_the_senders_next_message_until_the_handset_says_start() {
+    let s = TestServer::start().await;
+    let (status, first) = s.send(json!({"to": HANDSET, "body": "セール開催中"})).await;
+    assert_eq!(status, 202);
+    let first_id = first["id"].as_str().unwrap();
+    s.wait_for(first_id, |st| st == "delivered").await;
+    reply(&s, "ＳＴＯＰ").await;
+
+    let listed = opt_outs(&s).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["via"], "reply");
+    assert_eq!(listed[0]["from"], "TSUNAGI");
+    assert_eq!(listed[0]["keyword"], "ＳＴＯＰ");
+    assert_eq!(listed[0]["message_id"], first_id);
+    assert_eq!(listed[0]["to"], "+81 90-****-4444");
+
+    for body in [
+        json!({"to": HANDSET, "body": "次回のセール"}),
+        json!({"to": HANDSET, "body": "ご予約の確認", "transactional": true}),
+    ] {
+        let (status, p) = s.send(body).await;
+        assert_eq!(status, 422, "{p}");
+        assert_eq!(p["code"], "number_blocked");
+        assert_eq!(p["field"], "to");
+        assert!(p["detail"].as_str().unwrap().contains("opted out"), "{p}");
+    }
+    let (status, other) = s
+        .send(json!({"to": HANDSET, "body": "別の送信元", "from": "SHOP"}))
+        .await;
+    assert_eq!(status, 202, "another sender is not refused: {other}");
+
+    reply(&s, "再開").await;
+    assert!(opt_outs(&s).await.is_empty());
+    let (status, again) = s.send(json!({"to": HANDSET, "body": "次回のセール"})).await;
+    assert_eq!(status, 202, "{again}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_reply_that_only_mentions_stop_is_just_a_reply() {
+    let s = TestServer::start().await;
+    let (_, first) = s.send(json!({"to": HANDSET, "body": "ご予約"})).await;
+    s.wait_for(first["id"].as_str().unwrap(), |st| st == "delivered")
+        .await;
+    reply(&s, "予約は停止しないでください").await;
+    assert!(opt_outs(&s).await.is_empty());
+    let (status, _) = s.send(json!({"to": HANDSET, "body": "ご予約"})).await;
+    assert_eq!(status, 202);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn exempt_transactional_messages_and_codes_still_reach_an_opted_out_number() {
+    let s =
+        TestServer::with_delivery("[opt_outs]\nexempt_transactional = true\nexempt_otp = true\n")
+            .await;
+    let (status, added) = s
+        .call(
+            "/v1/opt-outs",
+            json!({"to": HANDSET, "reason": "asked at the counter"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{added}");
+    assert_eq!(added["from"], "*");
+    assert_eq!(added["via"], "api");
+    let (status, p) = s.send(json!({"to": HANDSET, "body": "セール"})).await;
+    assert_eq!((status, p["code"].as_str()), (422, Some("number_blocked")));
+    let (status, p) = s
+        .send(json!({"to": HANDSET, "body": "ご予約の確認", "transactional": true}))
+        .await;
+    assert_eq!(status, 202, "{p}");
+    let (status, p) = s.call("/v1/otp", json!({"to": HANDSET})).await;
+    assert_eq!(status, 201, "{p}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn codes_are_refused_to_an_opted_out_number_unless_exempt() {
+    let s = TestServer::start().await;
+    let (status, _) = s.call("/v1/opt-outs", json!({"to": HANDSET})).await;
+    assert_eq!(status, 201);
+    let (status, p) = s.call("/v1/otp", json!({"to": HANDSET})).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (422, Some("number_blocked")),
+        "{p}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn opt_outs_are_added_per_sender_listed_and_removed_over_the_api() {
+    let s = TestServer::start().await;
+    let (status, added) = s
+        .call(
+            "/v1/opt-outs",
+            json!({"to": "+819033334444", "from": "TSUNAGI"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{added}");
+    assert_eq!(added["from"], "TSUNAGI");
+    assert_eq!(opt_outs(&s).await.len(), 1);
+    let (status, p) = s
+        .call(
+            "/v1/opt-outs",
+            json!({"to": HANDSET, "from": "not a sender!"}),
+        )
+        .await;
+    assert_eq!((status, p["field"].as_str()), (422, Some("from")), "{p}");
+    let (status, p) = s.call("/v1/opt-outs", json!({"to": "nobody"})).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (422, Some("invalid_phone_number"))
+    );
+
+    let remove = |from: &str| {
+        s.request(
+            Method::DELETE,
+            &format!("/v1/opt-outs/09033334444?from={from}"),
+        )
+        .send()
+    };
+    assert_eq!(
+        remove("*").await.unwrap().status(),
+        404,
+        "no opt-out from every sender"
+    );
+    assert_eq!(remove("TSUNAGI").await.unwrap().status(), 204);
+    assert_eq!(remove("TSUNAGI").await.unwrap().status(), 404);
+    assert!(opt_outs(&s).await.is_empty());
+    let r = s
+        .client
+        .get(format!("{}/v1/opt-outs", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    s.stop().await;
+}
