@@ -22,7 +22,7 @@ use axum::{
 
 use crate::{
     config::Config,
-    inbound::{external_services, kintone, salesforce},
+    inbound::{external_services, kintone, salesforce, twilio},
     messaging::Admission,
     providers::{Events, Provider},
     store::Store,
@@ -113,6 +113,15 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/inbound/kintone/{name}/{inbound_token}",
             post(kintone::webhook).layer(DefaultBodyLimit::max(kintone::WEBHOOK_LIMIT)),
+        )
+        // Twilio signs these instead; without [providers.twilio] they answer 404.
+        .route(
+            "/v1/inbound/twilio/status",
+            post(twilio::status).layer(DefaultBodyLimit::max(twilio::CALLBACK_LIMIT)),
+        )
+        .route(
+            "/v1/inbound/twilio/sms",
+            post(twilio::sms).layer(DefaultBodyLimit::max(twilio::CALLBACK_LIMIT)),
         );
     Router::new()
         .merge(v1)

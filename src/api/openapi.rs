@@ -12,7 +12,7 @@ use utoipa::{
 };
 
 use super::{messages, numbers, opt_outs, otp, problem, sandbox};
-use crate::inbound::{kintone, salesforce};
+use crate::inbound::{kintone, salesforce, twilio};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -37,6 +37,8 @@ use crate::inbound::{kintone, salesforce};
         salesforce::outbound_message,
         salesforce::flow,
         kintone::webhook,
+        twilio::status,
+        twilio::sms,
     ),
     components(schemas(problem::Problem, problem::ErrorCode)),
     modifiers(&BearerAuth, &CommonProblems, &Links),
@@ -45,7 +47,7 @@ use crate::inbound::{kintone, salesforce};
         (name = "otp", description = "One-time passwords with carrier-grade anti-fraud defaults"),
         (name = "numbers", description = "Managed allow and deny lists, and opt-outs"),
         (name = "sandbox", description = "Simulated handsets of the sandbox provider"),
-        (name = "inbound", description = "CRMs calling in; the secret is in the path, not an API key"),
+        (name = "inbound", description = "CRMs and Twilio calling in; the secret is in the path or the signature, not an API key"),
     )
 )]
 struct ApiDoc;

@@ -19,11 +19,21 @@ pub struct TwilioConfig {
     /// Twilio's API root; tests point it at a local fake.
     #[serde(default = "default_base_url")]
     pub base_url: String,
+    /// How long one API call may take, connecting included, before it counts as failed and is retried.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
 }
 
 fn default_base_url() -> String {
     "https://api.twilio.com".into()
 }
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+
+/// Longest `timeout_ms`: a send stuck longer holds its lease and a worker for nothing.
+const MAX_TIMEOUT_MS: u64 = 120_000;
 
 impl TwilioConfig {
     pub(super) fn validate(&self, problems: &mut Vec<Problem>) {
@@ -44,6 +54,35 @@ impl TwilioConfig {
                 "providers.twilio.base_url",
                 "must start with http:// or https://",
             ));
+        }
+        if !(1..=MAX_TIMEOUT_MS).contains(&self.timeout_ms) {
+            problems.push(Problem::new(
+                "providers.twilio.timeout_ms",
+                format!("must be between 1 and {MAX_TIMEOUT_MS}"),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn twilio(extra: &str) -> String {
+        format!(
+            "[delivery]\nprovider = \"twilio\"\n[providers.twilio]\naccount_sid = \"AC0123\"\n\
+             auth_token = \"token\"\nfrom = \"+815012345678\"\n{extra}"
+        )
+    }
+
+    #[test]
+    fn a_twilio_section_takes_a_timeout_within_bounds() {
+        let c = Config::parse(&twilio("timeout_ms = 2500"), |_| None).unwrap();
+        assert_eq!(c.providers.twilio.unwrap().timeout_ms, 2500);
+        for bad in ["timeout_ms = 0", "timeout_ms = 120001"] {
+            let problems = Config::parse(&twilio(bad), |_| None).unwrap_err();
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].path, "providers.twilio.timeout_ms");
         }
     }
 }

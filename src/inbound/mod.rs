@@ -7,6 +7,7 @@ pub mod external_services;
 pub mod kintone;
 pub mod reconcile;
 pub mod salesforce;
+pub mod twilio;
 
 use axum::{body::Bytes, extract::rejection::BytesRejection, http::StatusCode};
 use serde::Deserialize;

@@ -4,6 +4,7 @@ mod events;
 mod parts;
 pub mod sandbox;
 pub mod smpp;
+pub mod twilio;
 
 use std::{sync::Arc, time::Duration};
 
@@ -115,6 +116,14 @@ pub fn from_config(
             })?;
             Ok(Arc::new(smpp::Smpp::new(account)))
         }
-        other => anyhow::bail!("the {other} provider is not built yet"),
+        config::Provider::Twilio => {
+            let section = config.providers.twilio.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("delivery.provider is twilio but [providers.twilio] is missing")
+            })?;
+            Ok(Arc::new(twilio::Twilio::new(
+                section,
+                &config.public_base_url,
+            )?))
+        }
     }
 }

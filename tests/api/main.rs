@@ -22,3 +22,4 @@ mod segmentation;
 mod senders;
 mod smpp;
 mod templates;
+mod twilio;
