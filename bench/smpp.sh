@@ -179,5 +179,6 @@ ratios = [y / x if x else 0 for x, y in zip(k, t)]
 print(f"ratio tsunagi/Kannel:   {m(t) / max(m(k), 1):.2f} (per round: {', '.join(f'{r:.2f}' for r in ratios)})")
 print(f"headroom fake/tsunagi:  {m(a) / max(m(t), 1):.2f}, fake/Kannel: {m(a) / max(m(k), 1):.2f}")
 PY
-sent=$(curl -s "http://127.0.0.1:$tsunagi_port/metrics" | awk '/^tsunagi_messages_accepted_total/ {print $2}')
-echo "tsunagi messages accepted: ${sent:-?}; at the fake SMSC in all: $(submitted); uptime:$(uptime | sed 's/.*load average/ load average/')"
+curl -s "http://127.0.0.1:$tsunagi_port/metrics" >"$dir/metrics"
+echo "tsunagi messages accepted: $(awk '/^tsunagi_messages_accepted_total/ {print $2}' "$dir/metrics"), submit_sm by result: $(awk '/^tsunagi_smpp_submits_total/ {printf "%s ", $0}' "$dir/metrics")"
+echo "submits at the fake SMSC in all: $(submitted); uptime:$(uptime | sed 's/.*load average/ load average/')"

@@ -66,14 +66,7 @@ async fn main() -> std::io::Result<()> {
         .into_iter()
         .map(|(frames, write)| {
             let (answered, refused, stop) = (answered.clone(), refused.clone(), stop.clone());
-            tokio::spawn(run(
-                frames,
-                write,
-                args.window,
-                answered,
-                refused,
-                stop,
-            ))
+            tokio::spawn(run(frames, write, args.window, answered, refused, stop))
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
@@ -95,6 +88,10 @@ async fn main() -> std::io::Result<()> {
 
 type Frames = FramedRead<tokio::net::tcp::OwnedReadHalf, CommandCodec>;
 
+fn c<const MAX: usize>(s: &str) -> std::io::Result<COctetString<1, MAX>> {
+    COctetString::from_string(s.to_string()).map_err(std::io::Error::other)
+}
+
 /// Open one transmitter bind.
 async fn bind(
     stream: TcpStream,
@@ -102,7 +99,6 @@ async fn bind(
 ) -> std::io::Result<(Frames, tokio::net::tcp::OwnedWriteHalf)> {
     let (read, mut write) = stream.into_split();
     let mut frames = FramedRead::new(read, CommandCodec::new());
-    let c = |s: &str| COctetString::from_string(s.to_string()).map_err(std::io::Error::other);
     let pdu = Pdu::from(
         BindTransmitter::builder()
             .system_id(c(&args.system_id)?)
