@@ -180,5 +180,7 @@ print(f"ratio tsunagi/Kannel:   {m(t) / max(m(k), 1):.2f} (per round: {', '.join
 print(f"headroom fake/tsunagi:  {m(a) / max(m(t), 1):.2f}, fake/Kannel: {m(a) / max(m(k), 1):.2f}")
 PY
 curl -s "http://127.0.0.1:$tsunagi_port/metrics" >"$dir/metrics"
-echo "tsunagi messages accepted: $(awk '/^tsunagi_messages_accepted_total/ {print $2}' "$dir/metrics"), submit_sm by result: $(awk '/^tsunagi_smpp_submits_total/ {printf "%s ", $0}' "$dir/metrics")"
+# Stored counts the requests still in flight when wrk stopped, which wrk's own count leaves out.
+stored=$(python3 -c "import sqlite3, sys; print(sqlite3.connect(f'file:{sys.argv[1]}?mode=ro', uri=True).execute('SELECT count(*) FROM messages').fetchone()[0])" "$dir/bench.db")
+echo "tsunagi messages stored: $stored, submit_sm by result: $(awk '/^tsunagi_smpp_submits_total/ {printf "%s ", $0}' "$dir/metrics")"
 echo "submits at the fake SMSC in all: $(submitted); uptime:$(uptime | sed 's/.*load average/ load average/')"
