@@ -1,6 +1,7 @@
 //! One typed configuration: TOML file plus `TSUNAGI_*` environment overrides, validated once at start.
 
 mod kintone;
+mod routes;
 mod salesforce;
 mod secret;
 mod smpp;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::{
     kintone::{KintoneConfig, KintoneEvent},
+    routes::RouteConfig,
     salesforce::{is_api_name, AuthKind, MappingConfig, SalesforceConfig},
     secret::Secret,
     smpp::{BindMode, SmppConfig},
@@ -439,6 +441,12 @@ pub struct DeliveryConfig {
     pub lease_seconds: u64,
     /// Provider attempts before a message is given up as failed.
     pub max_attempts: usize,
+    /// Providers tried in order (`[[delivery.routes]]`), used instead of `provider` when given.
+    pub routes: Vec<RouteConfig>,
+    /// Transient errors in a row after which a route is passed over for `route_rest_seconds`.
+    pub route_rest_after_errors: u32,
+    /// How long a failing route is passed over.
+    pub route_rest_seconds: u64,
     /// First retry delay after a transient provider error; doubles each attempt.
     pub retry_base_ms: u64,
     /// Longest retry delay.
@@ -546,6 +554,9 @@ impl Default for DeliveryConfig {
             rate_per_second: 500,
             lease_seconds: 60,
             max_attempts: 5,
+            routes: Vec::new(),
+            route_rest_after_errors: 5,
+            route_rest_seconds: 30,
             retry_base_ms: 1000,
             retry_max_ms: 300_000,
         }
@@ -708,7 +719,12 @@ impl Config {
         salesforce::validate(&self.salesforce, problems);
         kintone::validate(&self.kintone, problems);
         self.writeback.validate(problems);
-        self.providers.validate(self.delivery.provider, problems);
+        if self.delivery.routes.is_empty() {
+            self.providers.validate(self.delivery.provider, problems);
+        } else {
+            self.providers.validate(Provider::Sandbox, problems);
+            routes::validate(&self.delivery.routes, &self.providers, problems);
+        }
         self.validate_senders(problems);
     }
 
@@ -748,20 +764,38 @@ impl Config {
     /// The sender of messages that name none: the selected provider's own (`[providers.twilio]
     /// from`, `[providers.smpp] source_addr`) when set, else `delivery.default_from`.
     pub fn default_sender(&self) -> &str {
-        let own = match self.delivery.provider {
-            Provider::Twilio => self
-                .providers
-                .twilio
-                .as_ref()
-                .and_then(|t| t.from.as_deref()),
-            Provider::Smpp => self
-                .providers
-                .smpp
-                .as_ref()
-                .and_then(|s| s.source_addr.as_deref()),
+        let (provider, smpp, twilio) = match self.delivery.routes.first() {
+            Some(route) => (
+                route.provider,
+                route.smpp_account(&self.providers),
+                route.twilio_account(&self.providers),
+            ),
+            None => (
+                self.delivery.provider,
+                self.providers.smpp.as_ref(),
+                self.providers.twilio.as_ref(),
+            ),
+        };
+        let own = match provider {
+            Provider::Twilio => twilio.and_then(|t| t.from.as_deref()),
+            Provider::Smpp => smpp.and_then(|s| s.source_addr.as_deref()),
             Provider::Sandbox => None,
         };
         own.unwrap_or(&self.delivery.default_from)
+    }
+
+    /// Every Twilio account configured: `[providers.twilio]` and the routes' own.
+    pub fn twilio_accounts(&self) -> Vec<&TwilioConfig> {
+        self.providers
+            .twilio
+            .iter()
+            .chain(
+                self.delivery
+                    .routes
+                    .iter()
+                    .filter_map(|r| r.twilio.as_ref()),
+            )
+            .collect()
     }
 
     /// The store `database_url` names; valid once `validate` passed.
@@ -814,6 +848,18 @@ impl DeliveryConfig {
             problems.push(Problem::new("delivery.lease_seconds", "must be at least 1"));
         }
         within(problems, "delivery.max_attempts", self.max_attempts, 1..=50);
+        within(
+            problems,
+            "delivery.route_rest_after_errors",
+            self.route_rest_after_errors,
+            1..=1000,
+        );
+        within(
+            problems,
+            "delivery.route_rest_seconds",
+            self.route_rest_seconds,
+            1..=86_400,
+        );
         if self.retry_base_ms == 0 || self.retry_max_ms < self.retry_base_ms {
             problems.push(Problem::new(
                 "delivery.retry_max_ms",
@@ -1135,6 +1181,50 @@ max_characters = 0
         let c = Config::parse(text, no_env).unwrap();
         assert_eq!(c.default_sender(), "+815012345678");
         assert_eq!(Config::default().default_sender(), "TSUNAGI");
+    }
+
+    #[test]
+    fn routes_are_named_once_and_each_has_its_account() {
+        let text = r#"
+[[delivery.routes]]
+name = "aggregator-a"
+provider = "smpp"
+smpp = { host = "smsc-a.example", system_id = "a", password = "pw" }
+[[delivery.routes]]
+name = "aggregator-a"
+provider = "twilio"
+[[delivery.routes]]
+name = "backup"
+provider = "sandbox"
+smpp = { host = "", system_id = "b", password = "pw" }
+"#;
+        let problems = Config::parse(text, no_env).unwrap_err();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "delivery.routes[1].name",
+                "delivery.routes[1].twilio",
+                "delivery.routes[2].smpp",
+                "delivery.routes[2].smpp.host",
+            ],
+            "{problems:?}"
+        );
+        let text = r#"
+[providers.twilio]
+account_sid = "AC1"
+auth_token = "t"
+from = "+815012345678"
+[[delivery.routes]]
+name = "a"
+provider = "smpp"
+smpp = { host = "smsc-a.example", system_id = "a", password = "pw", source_addr = "SHOP" }
+[[delivery.routes]]
+name = "b"
+provider = "twilio"
+"#;
+        let c = Config::parse(text, no_env).unwrap();
+        assert_eq!(c.default_sender(), "SHOP", "the first route's own sender");
     }
 
     #[test]

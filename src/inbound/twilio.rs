@@ -164,12 +164,10 @@ fn signed_form<T: DeserializeOwned>(
     read: Result<Bytes, BytesRejection>,
     kind: &'static str,
 ) -> Result<T, CallbackError> {
-    let account: &TwilioConfig = state
-        .config
-        .providers
-        .twilio
-        .as_ref()
-        .ok_or(CallbackError::NotConfigured)?;
+    let accounts: Vec<&TwilioConfig> = state.config.twilio_accounts();
+    if accounts.is_empty() {
+        return Err(CallbackError::NotConfigured);
+    }
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -187,7 +185,11 @@ fn signed_form<T: DeserializeOwned>(
         .to_str()
         .map_err(|_| CallbackError::Forged)?;
     let url = called_url(&state.config.public_base_url, uri);
-    if !signature_matches(account.auth_token.expose(), &url, &params, given) {
+    // Each route may have its own account: the callback is genuine if one of them signed it.
+    let signed = accounts
+        .iter()
+        .any(|account| signature_matches(account.auth_token.expose(), &url, &params, given));
+    if !signed {
         return Err(CallbackError::Forged);
     }
     serde_urlencoded::from_bytes(&bytes).map_err(|e| CallbackError::Form {

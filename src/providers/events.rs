@@ -62,7 +62,8 @@ impl Events {
         Ok(outcomes)
     }
 
-    /// Record the provider's ids for every part of a message sent in several, in order.
+    /// Record the provider's ids for every part of a message sent in several, in order (a
+    /// message sent whole needs none: its part receipt finds it by its provider id).
     pub async fn parts_sent(
         &self,
         message_id: &MessageId,
@@ -221,7 +222,8 @@ impl Events {
     }
 
     /// Record part receipts and apply the messages they complete; the receipts that matched
-    /// no part.
+    /// no part. A message sent whole records no parts, so a receipt no part knows is tried as
+    /// one for a whole message by its provider id.
     async fn apply_parts(&self, receipts: Vec<PartReceipt>) -> StoreResult<Vec<PartReceipt>> {
         if receipts.is_empty() {
             return Ok(Vec::new());
@@ -249,7 +251,25 @@ impl Events {
             }
         }
         self.apply(complete).await?;
-        Ok(unknown)
+        if unknown.is_empty() {
+            return Ok(unknown);
+        }
+        let wholes = unknown
+            .iter()
+            .map(|p| Receipt {
+                message_id: None,
+                provider_message_id: p.part_id.clone(),
+                status: p.status,
+                detail: p.detail.clone(),
+            })
+            .collect();
+        let outcomes = self.apply(wholes).await?;
+        Ok(unknown
+            .into_iter()
+            .zip(outcomes)
+            .filter(|(_, o)| matches!(o, ReceiptOutcome::Unknown))
+            .map(|(p, _)| p)
+            .collect())
     }
 
     /// Keep receipts that matched nothing, to try again.
@@ -417,6 +437,27 @@ mod tests {
         clock.advance(chrono::Duration::seconds(1));
         events.retry_kept().await.unwrap();
         assert_eq!(state(&events, &id).await, JobState::Delivered);
+    }
+
+    #[tokio::test]
+    async fn a_part_receipt_for_a_message_sent_whole_finds_it_by_its_provider_id() {
+        let (events, clock, id, _dir) = claimed().await;
+        let receipt = PartReceipt {
+            part_id: "only".into(),
+            status: ReceiptStatus::Delivered,
+            detail: None,
+        };
+        events.part_receipts(vec![receipt.clone()]).await.unwrap();
+        assert_eq!(
+            events.store.kept_receipt_count().await.unwrap(),
+            1,
+            "kept until sent"
+        );
+        sent(&events, &id, "only").await;
+        clock.advance(chrono::Duration::seconds(1));
+        events.retry_kept().await.unwrap();
+        assert_eq!(state(&events, &id).await, JobState::Delivered);
+        assert_eq!(events.store.kept_receipt_count().await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 
 mod events;
 mod parts;
+pub mod routes;
 pub mod sandbox;
 pub mod smpp;
 pub mod twilio;
@@ -95,13 +96,73 @@ pub trait Provider: Send + Sync + 'static {
     fn nudge(&self) {}
 }
 
-/// The provider `delivery.provider` names.
+/// The provider `delivery.provider` names, or the `[[delivery.routes]]` tried in order.
 pub fn from_config(
     config: &Config,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<dyn Provider>> {
-    match config.delivery.provider {
+    let shared = &config.providers;
+    if config.delivery.routes.is_empty() {
+        let accounts = Accounts {
+            smpp: shared.smpp.as_ref(),
+            twilio: shared.twilio.as_ref(),
+        };
+        return one(
+            config.delivery.provider,
+            accounts,
+            None,
+            config,
+            store,
+            clock,
+        );
+    }
+    let routes = config
+        .delivery
+        .routes
+        .iter()
+        .map(|r| {
+            let accounts = Accounts {
+                smpp: r.smpp_account(shared),
+                twilio: r.twilio_account(shared),
+            };
+            Ok(routes::Route {
+                name: r.name.clone(),
+                provider: one(
+                    r.provider,
+                    accounts,
+                    Some(&r.name),
+                    config,
+                    store.clone(),
+                    clock.clone(),
+                )?,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let resting = routes::Resting {
+        after_errors: config.delivery.route_rest_after_errors,
+        period: Duration::from_secs(config.delivery.route_rest_seconds),
+    };
+    Ok(Arc::new(routes::Routes::new(routes, resting)))
+}
+
+/// The accounts a provider may send with.
+#[derive(Clone, Copy)]
+struct Accounts<'a> {
+    smpp: Option<&'a config::SmppConfig>,
+    twilio: Option<&'a config::TwilioConfig>,
+}
+
+/// One provider of `kind`, sending with `accounts`, as `route` when it is one of several.
+fn one(
+    kind: config::Provider,
+    accounts: Accounts<'_>,
+    route: Option<&str>,
+    config: &Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Arc<dyn Provider>> {
+    match kind {
         config::Provider::Sandbox => Ok(Arc::new(
             sandbox::Sandbox::new(
                 store,
@@ -111,17 +172,21 @@ pub fn from_config(
             .answering_after(Duration::from_millis(config.delivery.sandbox_answer_ms)),
         )),
         config::Provider::Smpp => {
-            let account = config.providers.smpp.clone().ok_or_else(|| {
-                anyhow::anyhow!("delivery.provider is smpp but [providers.smpp] is missing")
-            })?;
-            Ok(Arc::new(smpp::Smpp::new(account)))
+            let account = accounts
+                .smpp
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("an SMPP provider without its account"))?;
+            Ok(Arc::new(match route {
+                Some(name) => smpp::Smpp::for_route(account, name),
+                None => smpp::Smpp::new(account),
+            }))
         }
         config::Provider::Twilio => {
-            let section = config.providers.twilio.as_ref().ok_or_else(|| {
-                anyhow::anyhow!("delivery.provider is twilio but [providers.twilio] is missing")
-            })?;
+            let account = accounts
+                .twilio
+                .ok_or_else(|| anyhow::anyhow!("a Twilio provider without its account"))?;
             Ok(Arc::new(twilio::Twilio::new(
-                section,
+                account,
                 &config.public_base_url,
             )?))
         }

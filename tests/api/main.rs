@@ -14,6 +14,7 @@ mod opt_outs;
 mod otp;
 mod postgres;
 mod recovery;
+mod routes;
 mod salesforce;
 mod salesforce_external_services;
 mod sandbox;

@@ -738,18 +738,11 @@ mod tests {
     #[tokio::test]
     async fn check_box_options_come_in_form_order_and_only_for_a_check_box() {
         let server = MockServer::start().await;
-        let fields = serde_json::json!({"properties": {
-            "sms_opt_out": {"type": "CHECK_BOX", "code": "sms_opt_out", "label": "SMS",
-                "options": {
-                    "受け取る": {"label": "受け取る", "index": "1"},
-                    "配信停止": {"label": "配信停止", "index": "0"},
-                }},
-            "氏名": {"type": "SINGLE_LINE_TEXT", "code": "氏名", "label": "氏名"},
-        }, "revision": "7"});
+        let fields = crate::test_support::fixture("form_fields_opt_out_check_box.json");
         Mock::given(method("GET"))
             .and(path("/k/v1/app/form/fields.json"))
             .and(query_param("app", "12"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(fields))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(fields, "application/json"))
             .mount(&server)
             .await;
         let client = client(&server);
@@ -757,7 +750,10 @@ mod tests {
             client.check_box_options(12, "sms_opt_out").await.unwrap(),
             Some(vec!["配信停止".to_string(), "受け取る".to_string()])
         );
-        assert_eq!(client.check_box_options(12, "氏名").await.unwrap(), None);
+        assert_eq!(
+            client.check_box_options(12, "電話番号").await.unwrap(),
+            None
+        );
         assert_eq!(client.check_box_options(12, "nothing").await.unwrap(), None);
     }
 

@@ -39,7 +39,7 @@ pub(crate) mod test_support {
     }
 
     /// Every fixture the tests read; a new file must be added here and to a test.
-    pub const FIXTURES: [&str; 13] = [
+    pub const FIXTURES: [&str; 14] = [
         "webhook_add_record.json",
         "webhook_update_record.json",
         "webhook_update_status_japanese.json",
@@ -52,6 +52,7 @@ pub(crate) mod test_support {
         "error_invalid_token.json",
         "error_validation.json",
         "error_too_many_requests.json",
+        "form_fields_opt_out_check_box.json",
         // Notes on how these files are shaped.
         "README.md",
     ];

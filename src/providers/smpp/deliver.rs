@@ -81,7 +81,7 @@ async fn handle(
                     ReceiptStatus::Failed => "failed",
                 });
                 receipts.push(PartReceipt {
-                    part_id,
+                    part_id: format!("{}{part_id}", shared.id_prefix),
                     status,
                     detail,
                 });

@@ -55,6 +55,8 @@ struct Shared {
     next_reference: AtomicU8,
     next_link: AtomicUsize,
     reassembly: Mutex<udh::Reassembly>,
+    /// Put before the SMSC's ids: two SMSCs (two routes) may hand out the same id.
+    id_prefix: String,
 }
 
 /// One transmitting bind as `send` sees it.
@@ -89,9 +91,20 @@ impl Smpp {
                 next_reference: AtomicU8::new(rand::random()),
                 next_link: AtomicUsize::new(0),
                 reassembly: Mutex::default(),
+                id_prefix: String::new(),
             }),
             queues: Mutex::new(queues),
         }
+    }
+
+    /// The same provider as a route among others: its ids read `{route}:{SMSC id}`, so they
+    /// cannot be mistaken for another SMSC's.
+    pub fn for_route(config: SmppConfig, route: &str) -> Self {
+        let mut smpp = Self::new(config);
+        Arc::get_mut(&mut smpp.shared)
+            .expect("not shared before start")
+            .id_prefix = format!("{route}:");
+        smpp
     }
 }
 
@@ -225,7 +238,7 @@ impl Provider for Smpp {
         let mut waiting = None;
         for answer in answers {
             match answer {
-                Ok(id) => ids.push(id),
+                Ok(id) => ids.push(format!("{}{id}", shared.id_prefix)),
                 // One refused part fails the whole message, whatever else happened.
                 Err(refused @ SendError::Permanent(_)) => return Err(refused),
                 Err(other) => waiting = Some(other),
@@ -234,8 +247,7 @@ impl Provider for Smpp {
         if let Some(waiting) = waiting {
             return Err(waiting);
         }
-        if let Some(events) = shared.events.get() {
-            // Even a one-part message: receipts then always arrive as part receipts.
+        if let (Some(events), true) = (shared.events.get(), ids.len() > 1) {
             if let Err(e) = events.parts_sent(&sms.message_id, ids.clone()).await {
                 // The parts are with the SMSC: failing the send would submit them again.
                 tracing::warn!(message_id = %sms.message_id, error = %e, "part ids not recorded");
