@@ -170,6 +170,7 @@ pub async fn reply(
             to: to.as_str().to_string(),
             body: request.body,
             at: state.admission.clock.now(),
+            provider_id: None,
         })
         .await?;
     Ok((

@@ -320,6 +320,8 @@ pub async fn sms(
         to: form.to.clone(),
         body: form.body.clone(),
         at: state.events.now(),
+        // Twilio posts a webhook again when our answer was late: its sid makes that one reply.
+        provider_id: Some(form.message_sid.clone()),
     };
     let stored = state
         .events

@@ -48,6 +48,7 @@ macro_rules! contract_tests {
             purged_idempotency_keys_can_be_used_again,
             a_reply_is_linked_to_the_latest_message_of_the_conversation,
             a_stop_reply_opts_the_number_out_of_its_sender_until_it_opts_back_in,
+            a_reply_delivered_twice_under_one_provider_id_is_stored_once,
             an_opt_out_for_every_sender_refuses_them_all_and_lists_newest_first,
             a_leased_job_is_not_claimed_again_while_its_worker_renews,
             an_expired_lease_is_claimed_by_another_worker,
@@ -565,6 +566,7 @@ pub async fn a_reply_is_linked_to_the_latest_message_of_the_conversation(store: 
                 to: "TSUNAGI".into(),
                 body: "はい".into(),
                 at,
+                provider_id: None,
             },
             None,
         )
@@ -592,6 +594,7 @@ pub async fn a_reply_is_linked_to_the_latest_message_of_the_conversation(store: 
                 to: "TSUNAGI".into(),
                 body: "?".into(),
                 at,
+                provider_id: None,
             },
             None,
         )
@@ -1036,6 +1039,7 @@ pub async fn a_stop_reply_opts_the_number_out_of_its_sender_until_it_opts_back_i
         to: "TSUNAGI".into(),
         body: body.into(),
         at,
+        provider_id: None,
     };
     store
         .record_reply(reply("STOP"), Some(Consent::OptOut))
@@ -1102,6 +1106,45 @@ pub async fn a_stop_reply_opts_the_number_out_of_its_sender_until_it_opts_back_i
         consents,
         [serde_json::json!(true), serde_json::json!(false)]
     );
+}
+
+/// A reply the provider delivers again under the same id is stored, and written back, once.
+pub async fn a_reply_delivered_twice_under_one_provider_id_is_stored_once(store: Arc<dyn Store>) {
+    let at = now();
+    let m = message_at(crm(), number(5678), at);
+    accept(store.as_ref(), &m).await;
+    let reply = NewReply {
+        from: number(5678),
+        to: "TSUNAGI".into(),
+        body: "STOP".into(),
+        at,
+        provider_id: Some("SM0123".into()),
+    };
+    let first = store
+        .record_reply(reply.clone(), Some(Consent::OptOut))
+        .await
+        .unwrap();
+    let again = store
+        .record_reply(
+            NewReply {
+                at: at + Duration::seconds(15),
+                ..reply
+            },
+            Some(Consent::OptOut),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.message_id, Some(m.id.clone()));
+    assert_eq!(again.at, first.at, "answered as first stored");
+    let shown = store.message(&m.id).await.unwrap().unwrap();
+    assert_eq!(shown.replies.len(), 1);
+    let entries = store.outbox_pending("salesforce:prod", 100).await.unwrap();
+    let kinds: Vec<OutboxKind> = entries
+        .iter()
+        .map(|e| e.kind)
+        .filter(|k| *k != OutboxKind::Status)
+        .collect();
+    assert_eq!(kinds, [OutboxKind::Reply, OutboxKind::Consent]);
 }
 
 /// An opt-out a client adds for every sender refuses messages from any of them; opting in
@@ -1688,6 +1731,7 @@ pub async fn the_outbox_holds_changes_and_replies_of_crm_messages_only(store: Ar
                 to: "TSUNAGI".into(),
                 body: "はい".into(),
                 at,
+                provider_id: None,
             },
             None,
         )

@@ -217,6 +217,9 @@ pub struct NewReply {
     pub body: String,
     /// When it arrived.
     pub at: DateTime<Utc>,
+    /// The provider's id for it, when it gives one (Twilio's `MessageSid`): a reply delivered
+    /// again under the same id is stored once.
+    pub provider_id: Option<String>,
 }
 
 /// Messages as clients see them. Every method commits before it returns.
@@ -248,7 +251,8 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn purge_idempotency(&self, before: DateTime<Utc>) -> StoreResult<u64>;
     /// Store a reply, linked to the latest message from `to` to `from`, and the change of
     /// consent it makes (opting the number out of the sender, or back in), in one commit; a
-    /// reply to a message whose source feeds the outbox goes there too, with its consent.
+    /// reply to a message whose source feeds the outbox goes there too, with its consent. A
+    /// reply whose `provider_id` is already stored changes nothing and answers as stored.
     async fn record_reply(
         &self,
         reply: NewReply,

@@ -509,6 +509,26 @@ async fn a_signed_inbound_sms_in_japanese_is_stored_as_a_reply_on_the_latest_mes
 }
 
 #[tokio::test]
+async fn an_inbound_sms_webhook_posted_twice_is_stored_once() {
+    let fake = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(created())
+        .mount(&fake)
+        .await;
+    let s = service(&fake).await;
+    let id = accepted(&s, "ご予約でよろしいですか").await;
+    s.wait_for(&id, |st| st == "sent").await;
+    for _ in 0..2 {
+        let r = signed(&s, SMS, &fixture("inbound_sms_japanese.form")).await;
+        assert_eq!(r.status(), 200);
+    }
+    let m = message(&s, &id).await;
+    assert_eq!(m["replies"].as_array().unwrap().len(), 1, "{m}");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn an_inbound_sms_from_no_phone_number_is_answered_and_not_stored() {
     let fake = MockServer::start().await;
     Mock::given(method("POST"))

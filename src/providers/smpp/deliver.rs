@@ -157,6 +157,8 @@ async fn inbound(shared: &Shared, events: &Events, deliver: &DeliverSm) -> Comma
         ),
         body: decode(data_coding, &bytes),
         at: events.now(),
+        // SMPP gives a mobile-originated message no id of its own.
+        provider_id: None,
     };
     match events.inbound(reply).await {
         Ok(_) => {

@@ -341,6 +341,24 @@ impl MessageStore for PostgresStore {
         consent: Option<Consent>,
     ) -> StoreResult<ReplyRecord> {
         let mut tx = self.pool.begin().await?;
+        if let Some(id) = &reply.provider_id {
+            let stored: Option<(Option<String>, String, String, String, i64)> = sqlx::query_as(
+                "SELECT message_id, from_number, to_sender, body, received_at
+                 FROM replies WHERE provider_id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((message_id, from, to, body, at)) = stored {
+                return Ok(ReplyRecord {
+                    message_id: message_id.as_deref().map(decode::id).transpose()?,
+                    from: decode::number(&from)?,
+                    to,
+                    body,
+                    at: decode::time(at)?,
+                });
+            }
+        }
         let linked: Option<(String, String, Option<String>)> = sqlx::query_as(
             "SELECT id, source, source_record FROM messages
              WHERE to_number = $1 AND sender = $2 ORDER BY seq DESC LIMIT 1",
@@ -350,14 +368,15 @@ impl MessageStore for PostgresStore {
         .fetch_optional(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO replies (message_id, from_number, to_sender, body, received_at)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO replies (message_id, from_number, to_sender, body, received_at, provider_id)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(linked.as_ref().map(|(id, _, _)| id.as_str()))
         .bind(reply.from.e164())
         .bind(&reply.to)
         .bind(&reply.body)
         .bind(millis(reply.at))
+        .bind(&reply.provider_id)
         .execute(&mut *tx)
         .await?;
         let message_id = match &linked {

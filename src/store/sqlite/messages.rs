@@ -317,6 +317,26 @@ impl MessageStore for SqliteStore {
     ) -> StoreResult<ReplyRecord> {
         self.writer
             .run(move |conn| {
+                if let Some(id) = &reply.provider_id {
+                    let stored: Option<(Option<String>, String, String, String, i64)> = conn
+                        .prepare_cached(
+                            "SELECT message_id, from_number, to_sender, body, received_at
+                             FROM replies WHERE provider_id = ?",
+                        )?
+                        .query_row(params![id], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                        })
+                        .optional()?;
+                    if let Some((message_id, from, to, body, at)) = stored {
+                        return Ok(ReplyRecord {
+                            message_id: message_id.as_deref().map(decode::id).transpose()?,
+                            from: decode::number(&from)?,
+                            to,
+                            body,
+                            at: decode::time(at)?,
+                        });
+                    }
+                }
                 let linked: Option<(String, String, Option<String>)> = conn
                     .prepare_cached(
                         "SELECT id, source, source_record FROM messages
@@ -327,15 +347,17 @@ impl MessageStore for SqliteStore {
                     })
                     .optional()?;
                 conn.prepare_cached(
-                    "INSERT INTO replies (message_id, from_number, to_sender, body, received_at)
-                     VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO replies
+                     (message_id, from_number, to_sender, body, received_at, provider_id)
+                     VALUES (?, ?, ?, ?, ?, ?)",
                 )?
                 .execute(params![
                     linked.as_ref().map(|(id, _, _)| id.as_str()),
                     reply.from.e164(),
                     reply.to,
                     reply.body,
-                    millis(reply.at)
+                    millis(reply.at),
+                    reply.provider_id,
                 ])?;
                 let message_id = match &linked {
                     Some((id, name, record)) => {
