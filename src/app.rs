@@ -13,6 +13,7 @@ use crate::{
     dispatch::Dispatcher,
     domain::phone::SenderId,
     inbound,
+    links::ClickRecorder,
     messaging::{Admission, OtpSettings},
     numbers,
     otp::CodeKey,
@@ -167,6 +168,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
             honour_opt_outs: true,
         },
         opt_outs: config.opt_outs.clone(),
+        links: config.links.rules(&config.public_base_url),
         allow_on_history_error: config.numbers.history.on_error == OnError::Allow,
         otp: OtpSettings {
             config: config.otp.clone(),
@@ -175,6 +177,8 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         },
         clock,
     };
+    let (clicks, recorder) = ClickRecorder::start(store.clone(), workers_stop.clone());
+    workers.push(recorder);
     let state = api::AppState::new(api::Shared {
         store,
         keys: auth::KeyRing::new(config.api.keys.iter().map(Secret::expose)),
@@ -182,6 +186,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         admission,
         events,
         provider: provider.clone(),
+        clicks,
     });
     workers.extend(inbound::reconcile::start(&state, &workers_stop)?);
     let app = api::router(state);

@@ -1,6 +1,7 @@
 //! One typed configuration: TOML file plus `TSUNAGI_*` environment overrides, validated once at start.
 
 mod kintone;
+mod links;
 mod routes;
 mod salesforce;
 mod secret;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::{
     kintone::{KintoneConfig, KintoneEvent},
+    links::LinksConfig,
     routes::RouteConfig,
     salesforce::{is_api_name, AuthKind, MappingConfig, SalesforceConfig},
     secret::Secret,
@@ -65,6 +67,8 @@ pub struct Config {
     pub providers: ProvidersConfig,
     /// Which messages a number that replied STOP (or was opted out over the API) still gets.
     pub opt_outs: OptOutsConfig,
+    /// Short links with click tracking, and the domains texts may link to.
+    pub links: LinksConfig,
 }
 
 /// `[opt_outs]`: an opted-out number gets no message from that sender, except those exempted
@@ -537,6 +541,7 @@ impl Default for Config {
             writeback: WritebackConfig::default(),
             providers: ProvidersConfig::default(),
             opt_outs: OptOutsConfig::default(),
+            links: LinksConfig::default(),
         }
     }
 }
@@ -719,6 +724,7 @@ impl Config {
         salesforce::validate(&self.salesforce, problems);
         kintone::validate(&self.kintone, problems);
         self.writeback.validate(problems);
+        self.links.validate(problems);
         if self.delivery.routes.is_empty() {
             self.providers.validate(self.delivery.provider, problems);
         } else {

@@ -46,7 +46,8 @@ pub struct CreateMessage {
     /// RFC 3339 time to send at, at most 366 days ahead; omitted or past means now.
     #[schema(format = DateTime)]
     pub send_at: Option<String>,
-    /// Shorten links and track clicks (not available in this release: only `false` is accepted).
+    /// Replace each http(s) URL in the text by a short link under `public_base_url` that counts
+    /// clicks, before the text is measured; `[links] shorten` when absent.
     pub shorten_links: Option<bool>,
     /// Not advertising (a reminder, a notice): where `[opt_outs] exempt_transactional` is on,
     /// numbers that opted out of the sender still get it. Default false.
@@ -82,11 +83,53 @@ pub struct Accepted {
     pub created_at: DateTime<Utc>,
 }
 
-/// One state change.
+/// What happened to a message: a state it entered, or its first click.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// Accepted, waiting for a worker.
+    Queued,
+    /// Accepted, waiting for its `send_at`.
+    Scheduled,
+    /// Handed to a worker.
+    Sending,
+    /// The provider accepted it.
+    Sent,
+    /// The handset received it.
+    Delivered,
+    /// The provider could not reach the handset.
+    Undelivered,
+    /// The provider refused it, or every attempt failed.
+    Failed,
+    /// Canceled before it was sent.
+    Canceled,
+    /// Refused by a rule.
+    Rejected,
+    /// A person first clicked one of its short links (previews and scanners do not count).
+    Clicked,
+}
+
+impl From<JobState> for EventKind {
+    fn from(state: JobState) -> Self {
+        match state {
+            JobState::Queued => EventKind::Queued,
+            JobState::Scheduled => EventKind::Scheduled,
+            JobState::Sending => EventKind::Sending,
+            JobState::Sent => EventKind::Sent,
+            JobState::Delivered => EventKind::Delivered,
+            JobState::Undelivered => EventKind::Undelivered,
+            JobState::Failed => EventKind::Failed,
+            JobState::Canceled => EventKind::Canceled,
+            JobState::Rejected => EventKind::Rejected,
+        }
+    }
+}
+
+/// One thing that happened to the message.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventView {
-    /// The state entered.
-    pub status: JobState,
+    /// The state entered, or `clicked`.
+    pub status: EventKind,
     /// When.
     pub at: DateTime<Utc>,
     /// Why, when there is more to say.
@@ -135,8 +178,14 @@ pub struct MessageView {
     pub metadata: Option<serde_json::Value>,
     /// State changes, oldest first.
     pub events: Vec<EventView>,
-    /// Clicks on its short links.
+    /// Clicks by people on its short links (link previews and scanners are not counted).
     pub clicks: u64,
+    /// When a person first clicked one of its short links.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_clicked_at: Option<DateTime<Utc>>,
+    /// When a person last clicked one of its short links.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_clicked_at: Option<DateTime<Utc>>,
     /// Replies from the handset, oldest first.
     pub replies: Vec<ReplyView>,
     /// For a CRM record's message: why the CRM refused for good to take its status or reply
@@ -187,16 +236,10 @@ impl MessageView {
             source: m.source.name().to_string(),
             metadata: m.metadata,
             writeback_error: m.writeback_error,
-            events: m
-                .events
-                .into_iter()
-                .map(|e| EventView {
-                    status: e.status,
-                    at: e.at,
-                    detail: e.detail,
-                })
-                .collect(),
-            clicks: 0,
+            events: events(m.events, m.clicks.first_at),
+            clicks: m.clicks.count.max(0) as u64,
+            first_clicked_at: m.clicks.first_at,
+            last_clicked_at: m.clicks.last_at,
             replies: m
                 .replies
                 .into_iter()
@@ -208,6 +251,34 @@ impl MessageView {
                 .collect(),
         }
     }
+}
+
+/// The state changes, with the first click in its place in time.
+fn events(
+    changes: Vec<crate::store::EventRecord>,
+    first_click: Option<DateTime<Utc>>,
+) -> Vec<EventView> {
+    let mut events: Vec<EventView> = changes
+        .into_iter()
+        .map(|e| EventView {
+            status: e.status.into(),
+            at: e.at,
+            detail: e.detail,
+        })
+        .collect();
+    // Lists carry no state changes, so no click event either.
+    if let Some(at) = first_click.filter(|_| !events.is_empty()) {
+        let position = events.partition_point(|e| e.at <= at);
+        events.insert(
+            position,
+            EventView {
+                status: EventKind::Clicked,
+                at,
+                detail: Some("first click on a short link".into()),
+            },
+        );
+    }
+    events
 }
 
 /// 422 `invalid_request` naming `field`.
@@ -238,12 +309,6 @@ impl CreateMessage {
                 time_zone: chrono_tz::Asia::Tokyo,
             },
         };
-        if self.shorten_links == Some(true) {
-            return Err(invalid(
-                "shorten_links",
-                "link shortening is not available in this release",
-            ));
-        }
         Ok(Submission {
             source: Source::Api,
             to: self.to,
@@ -256,6 +321,7 @@ impl CreateMessage {
             opted_out: None,
             dedupe,
             transactional: self.transactional,
+            shorten_links: self.shorten_links,
         })
     }
 }

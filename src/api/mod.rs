@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub(crate) mod body;
+pub mod links;
 pub mod messages;
 pub mod numbers;
 pub mod openapi;
@@ -46,6 +47,8 @@ pub struct Shared {
     pub events: Events,
     /// The provider that sends, asked by `/readyz` whether it can.
     pub provider: Arc<dyn Provider>,
+    /// Where short-link clicks are queued for their commit.
+    pub clicks: crate::links::ClickRecorder,
 }
 
 impl AppState {
@@ -126,6 +129,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(v1)
         .merge(inbound)
+        .route("/s/{code}", get(links::redirect))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

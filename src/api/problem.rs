@@ -35,6 +35,8 @@ pub enum ErrorCode {
     MessageTooLong,
     /// The template uses a variable that `vars` does not give.
     MissingTemplateVariable,
+    /// The text links to a domain outside `[links] allowed_domains`.
+    LinkDomainNotAllowed,
     /// The `Idempotency-Key` was used before with a different body.
     IdempotencyKeyReused,
     /// No such resource.
@@ -76,6 +78,7 @@ impl ErrorCode {
             ErrorCode::NumberBlocked => "Number blocked",
             ErrorCode::MessageTooLong => "Message too long",
             ErrorCode::MissingTemplateVariable => "Missing template variable",
+            ErrorCode::LinkDomainNotAllowed => "Link domain not allowed",
             ErrorCode::IdempotencyKeyReused => "Idempotency key reused",
             ErrorCode::NotFound => "Not found",
             ErrorCode::NotCancelable => "Not cancelable",
@@ -258,6 +261,10 @@ impl From<Refusal> for ApiError {
             Refusal::MessageTooLong { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::MessageTooLong)
             }
+            Refusal::LinkDomainNotAllowed { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::LinkDomainNotAllowed,
+            ),
             Refusal::MissingTemplateVariable { .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorCode::MissingTemplateVariable,

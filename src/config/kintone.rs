@@ -45,6 +45,9 @@ pub struct KintoneConfig {
     pub reply_field: String,
     /// A check box field: any option checked means the record opted out (and is refused).
     pub opt_out_field: Option<String>,
+    /// Written back: when a person first clicked a short link in the record's message (a
+    /// date/time field).
+    pub click_field: Option<String>,
     /// The messages are not advertising (reminders, notices): where `[opt_outs]
     /// exempt_transactional` says so, opted-out numbers still get them.
     #[serde(default)]
@@ -208,6 +211,7 @@ pub(super) fn validate(connections: &[KintoneConfig], problems: &mut Vec<Problem
             ("status_detail_field", Some(&c.status_detail_field)),
             ("reply_field", Some(&c.reply_field)),
             ("opt_out_field", c.opt_out_field.as_ref()),
+            ("click_field", c.click_field.as_ref()),
         ];
         for (key, value) in fields {
             if let Some(code) = value.filter(|code| !is_field_code(code)) {

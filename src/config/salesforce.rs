@@ -78,6 +78,9 @@ pub struct MappingConfig {
     /// A checkbox: checked means the record has opted out (and is refused); set on STOP,
     /// cleared on START.
     pub opt_out_field: Option<String>,
+    /// Written back: when a person first clicked a short link in the record's message (a
+    /// date/time field).
+    pub click_field: Option<String>,
     /// The messages are not advertising (reminders, notices): where `[opt_outs]
     /// exempt_transactional` says so, opted-out numbers still get them.
     #[serde(default)]
@@ -225,6 +228,7 @@ fn validate_mapping(
         ("status_detail_field", Some(&m.status_detail_field)),
         ("reply_field", Some(&m.reply_field)),
         ("opt_out_field", m.opt_out_field.as_ref()),
+        ("click_field", m.click_field.as_ref()),
     ];
     let log = m.message_log.as_ref();
     let log_names = [

@@ -355,6 +355,7 @@ mod tests {
             metadata: None,
             created_at: now,
             send_at: None,
+            links: Vec::new(),
         };
         store.accept(m, None, Hygiene::default()).await.unwrap();
         let provider = Arc::new(Counting::default());
@@ -420,6 +421,7 @@ mod tests {
             metadata: None,
             created_at: clock.now(),
             send_at: None,
+            links: Vec::new(),
         };
         store.accept(m, None, Hygiene::default()).await.unwrap();
         id

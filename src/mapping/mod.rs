@@ -108,6 +108,7 @@ impl Mapping<'_> {
             opted_out,
             dedupe: record.dedupe,
             transactional: self.transactional,
+            shorten_links: None,
         }
     }
 }

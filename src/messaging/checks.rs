@@ -13,6 +13,7 @@ use crate::{
         template::{RenderOptions, Rules, Template, TemplateError},
         text,
     },
+    links::{LinkRules, Rewritten},
     numbers::NumberHistory,
 };
 
@@ -66,6 +67,23 @@ pub fn sender(
         ));
     }
     Ok(id)
+}
+
+/// The text with its links held to the allow-list and, with `shorten`, replaced by short links;
+/// a link outside the allowed domains is `link_domain_not_allowed` on `field`.
+pub fn links(
+    rules: &LinkRules,
+    text: String,
+    shorten: bool,
+    field: &str,
+    now: DateTime<Utc>,
+) -> Result<Rewritten, Refusal> {
+    rules
+        .apply(text, shorten, now)
+        .map_err(|e| Refusal::LinkDomainNotAllowed {
+            field: field.into(),
+            url: e.url,
+        })
 }
 
 /// Refuse control characters (line breaks and tabs aside) in text that becomes a message.

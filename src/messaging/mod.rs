@@ -28,6 +28,7 @@ use crate::{
         state::JobState,
         template::Rules,
     },
+    links::LinkRules,
     numbers::NumberHistory,
     store::{Acceptance, Hygiene, IdempotencyRecord, NewMessage, Store, StoreError},
     telemetry,
@@ -87,6 +88,8 @@ pub struct Submission {
     /// Not advertising (a reminder, a receipt): opted-out numbers still get it where the
     /// `[opt_outs]` policy exempts such messages.
     pub transactional: bool,
+    /// Replace links by short links that count clicks; `[links] shorten` when absent.
+    pub shorten_links: Option<bool>,
 }
 
 /// A submission that was accepted, now or before.
@@ -139,6 +142,8 @@ pub struct Admission {
     pub hygiene: Hygiene,
     /// Which messages opted-out numbers still get.
     pub opt_outs: crate::config::OptOutsConfig,
+    /// Which domains texts may link to, and how links are shortened.
+    pub links: LinkRules,
     /// Send anyway when the history lookup fails (`numbers.history.on_error = "allow"`).
     pub allow_on_history_error: bool,
     /// One-time passwords.
@@ -213,6 +218,10 @@ impl Admission {
             });
         }
         let to = checks::recipient(&s.to, &s.to_field, &self.policy)?;
+        let text_field = match s.content {
+            Content::Body(_) => "body",
+            Content::Template { .. } => "template",
+        };
         let text = match s.content {
             Content::Body(body) => {
                 checks::plain_text(&body, "body")?;
@@ -229,6 +238,15 @@ impl Admission {
                 checks::render(&template, &vars, time_zone, self.max_characters)?
             }
         };
+        // Links are rewritten before the text is measured: segments count what is sent.
+        let rewritten = checks::links(
+            &self.links,
+            text,
+            s.shorten_links.unwrap_or(self.links.shorten_by_default),
+            text_field,
+            now,
+        )?;
+        let text = rewritten.text;
         let segmentation = checks::length(&text, "body", self.max_characters)?;
         let from = checks::sender(s.from.as_deref(), &self.default_from, &self.senders)?;
         let send_at = checks::send_at(s.send_at.as_deref(), now)?;
@@ -255,6 +273,7 @@ impl Admission {
             metadata: s.metadata,
             created_at: now,
             send_at,
+            links: rewritten.links,
         })
     }
 }

@@ -147,6 +147,8 @@ impl Admission {
             self.max_characters,
         )
         .map_err(text_refusal)?;
+        // Held to the allow-list, never shortened: the text reaches the handset as written.
+        let text = checks::links(&self.links, text, false, "template", self.clock.now())?.text;
         let characters = Segmentation::of(&text).characters;
         if characters > self.max_characters {
             return Err(Refusal::MessageTooLong {

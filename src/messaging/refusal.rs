@@ -52,6 +52,14 @@ pub enum Refusal {
         /// How long it is and may be.
         detail: String,
     },
+    /// `link_domain_not_allowed`: the text links outside `[links] allowed_domains`.
+    #[error("the text links to {url}, which is not in an allowed domain (links.allowed_domains)")]
+    LinkDomainNotAllowed {
+        /// The field whose text holds the link.
+        field: String,
+        /// The link, as written.
+        url: String,
+    },
     /// `missing_template_variable`: the template prints a field that has no value.
     #[error("the template uses {{{{{name}}}}} but vars has no {name:?}")]
     MissingTemplateVariable {
@@ -97,6 +105,7 @@ impl Refusal {
             Refusal::CountryNotAllowed { .. } => "country_not_allowed",
             Refusal::NumberBlocked { .. } => "number_blocked",
             Refusal::MessageTooLong { .. } => "message_too_long",
+            Refusal::LinkDomainNotAllowed { .. } => "link_domain_not_allowed",
             Refusal::MissingTemplateVariable { .. } => "missing_template_variable",
             Refusal::IdempotencyKeyReused => "idempotency_key_reused",
             Refusal::RateLimited { .. } => "rate_limited",
@@ -125,6 +134,7 @@ impl Refusal {
             | Refusal::CountryNotAllowed { field, .. }
             | Refusal::NumberBlocked { field, .. }
             | Refusal::MessageTooLong { field, .. }
+            | Refusal::LinkDomainNotAllowed { field, .. }
             | Refusal::Unavailable { field, .. } => field.clone(),
             Refusal::MissingTemplateVariable { name } => format!("vars.{name}"),
             Refusal::IdempotencyKeyReused => "Idempotency-Key".into(),

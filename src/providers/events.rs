@@ -339,6 +339,7 @@ mod tests {
             metadata: None,
             created_at: clock.now(),
             send_at: None,
+            links: Vec::new(),
         };
         store.accept(m, None, Hygiene::default()).await.unwrap();
         store

@@ -86,6 +86,10 @@ macro_rules! contract_tests {
             a_rejected_record_reads_back_with_its_reason_and_feeds_the_outbox,
             a_rejected_record_without_a_number_is_kept,
             a_rejected_record_is_kept_once_per_dedupe_key,
+            a_messages_links_lead_to_their_urls_and_its_clicks_are_summed,
+            the_first_click_on_a_crm_message_enters_the_outbox_once,
+            usage_counts_final_messages_per_quarter_hour_and_state,
+            delivery_facts_page_through_finished_messages_with_clicks_replies_and_opt_outs,
             api_keys_are_found_by_hash_and_counted,
             an_api_key_hash_is_kept_once,
             the_secret_is_made_once,
@@ -144,6 +148,7 @@ fn message_at(source: Source, to: PhoneNumber, at: DateTime<Utc>) -> NewMessage 
         metadata: None,
         created_at: at,
         send_at: None,
+        links: Vec::new(),
     }
 }
 
@@ -2050,4 +2055,301 @@ pub async fn the_secret_is_made_once(store: Arc<dyn Store>) {
 /// A freshly opened store is ready.
 pub async fn a_fresh_store_is_ready(store: Arc<dyn Store>) {
     store.ready().await.unwrap();
+}
+
+fn link(code: &str, url: &str, expires_at: Option<DateTime<Utc>>) -> NewLink {
+    NewLink {
+        code: code.into(),
+        url: url.into(),
+        expires_at,
+    }
+}
+
+fn click(code: &str, m: &NewMessage, at: DateTime<Utc>) -> NewClick {
+    NewClick {
+        code: code.into(),
+        message_id: m.id.clone(),
+        at,
+        user_agent: Some("Mozilla/5.0 (iPhone)".into()),
+    }
+}
+
+/// A message's links are stored with it and lead to their URLs; clicks are summed on it.
+pub async fn a_messages_links_lead_to_their_urls_and_its_clicks_are_summed(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let at = now();
+    let expiry = at + Duration::days(30);
+    let m = NewMessage {
+        links: vec![
+            link("AbCdEf1234", "https://example.jp/a?b=1&c=2", Some(expiry)),
+            link("ZyXwVu9876", "https://example.jp/b", None),
+        ],
+        ..message_at(Source::Api, number(1), at)
+    };
+    accept(s, &m).await;
+    assert_eq!(
+        s.link("AbCdEf1234").await.unwrap(),
+        Some(LinkTarget {
+            message_id: m.id.clone(),
+            url: "https://example.jp/a?b=1&c=2".into(),
+            expires_at: Some(expiry),
+        })
+    );
+    assert_eq!(
+        s.link("ZyXwVu9876").await.unwrap().unwrap().expires_at,
+        None
+    );
+    assert_eq!(
+        s.link("abcdef1234").await.unwrap(),
+        None,
+        "codes are case-sensitive"
+    );
+    assert_eq!(
+        s.message(&m.id).await.unwrap().unwrap().clicks,
+        ClickSummary::default()
+    );
+    let (first, last) = (at + Duration::seconds(5), at + Duration::seconds(90));
+    s.record_clicks(vec![
+        click("ZyXwVu9876", &m, at + Duration::seconds(30)),
+        click("AbCdEf1234", &m, first),
+    ])
+    .await
+    .unwrap();
+    s.record_clicks(vec![click("AbCdEf1234", &m, last)])
+        .await
+        .unwrap();
+    let expected = ClickSummary {
+        count: 3,
+        first_at: Some(first),
+        last_at: Some(last),
+    };
+    assert_eq!(s.message(&m.id).await.unwrap().unwrap().clicks, expected);
+    let listed = stored(s, None).await;
+    assert_eq!(listed[0].clicks, expected, "lists show clicks too");
+}
+
+/// The first click on a CRM message enters the outbox with its URL; later clicks do not, and an
+/// API message's clicks never do.
+pub async fn the_first_click_on_a_crm_message_enters_the_outbox_once(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let at = now();
+    let crm_message = NewMessage {
+        links: vec![link("CrmLink0001", "https://example.jp/r", None)],
+        ..message_at(crm(), number(1), at)
+    };
+    let api = NewMessage {
+        links: vec![link("ApiLink0001", "https://example.jp/a", None)],
+        ..message_at(Source::Api, number(2), at)
+    };
+    accept(s, &crm_message).await;
+    accept(s, &api).await;
+    let later = at + Duration::seconds(10);
+    s.record_clicks(vec![
+        click("CrmLink0001", &crm_message, at),
+        click("ApiLink0001", &api, at),
+        click("CrmLink0001", &crm_message, later),
+    ])
+    .await
+    .unwrap();
+    s.record_clicks(vec![click("CrmLink0001", &crm_message, later)])
+        .await
+        .unwrap();
+    let pending = s.outbox_pending("salesforce:prod", 100).await.unwrap();
+    let clicks: Vec<_> = pending
+        .iter()
+        .filter(|e| e.kind == OutboxKind::Click)
+        .map(|e| (e.message_id.clone(), e.payload.clone()))
+        .collect();
+    assert_eq!(
+        clicks,
+        [(
+            crm_message.id.clone(),
+            serde_json::json!({"url": "https://example.jp/r", "at": at.timestamp_millis()})
+        )]
+    );
+}
+
+/// Accept `m` and take it to `state` at `finished`.
+async fn finished(store: &dyn Store, m: &NewMessage, state: JobState, finished: DateTime<Utc>) {
+    sent(store, m).await;
+    store
+        .transition(to(&m.id, state), finished)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// Usage counts messages and segments per quarter hour of their final state, and leaves out
+/// messages that are not final or finished outside the range.
+pub async fn usage_counts_final_messages_per_quarter_hour_and_state(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let day = DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let long = |last, at| NewMessage {
+        body: "あ".repeat(100),
+        segmentation: Segmentation::of(&"あ".repeat(100)),
+        ..message_at(Source::Api, number(last), at)
+    };
+    let created = day - Duration::minutes(1);
+    let delivered_short = message_at(Source::Api, number(1), created);
+    let delivered_long = long(2, created);
+    let undelivered = message_at(Source::Api, number(3), created);
+    let before = message_at(Source::Api, number(4), created);
+    let pending = message_at(Source::Api, number(5), created);
+    finished(
+        s,
+        &delivered_short,
+        JobState::Delivered,
+        day + Duration::minutes(1),
+    )
+    .await;
+    finished(
+        s,
+        &delivered_long,
+        JobState::Delivered,
+        day + Duration::minutes(14),
+    )
+    .await;
+    finished(
+        s,
+        &undelivered,
+        JobState::Undelivered,
+        day + Duration::minutes(15),
+    )
+    .await;
+    finished(s, &before, JobState::Delivered, day - Duration::seconds(1)).await;
+    sent(s, &pending).await;
+    let buckets = s.usage(day, day + Duration::days(1)).await.unwrap();
+    assert_eq!(
+        buckets,
+        [
+            UsageBucket {
+                start: day,
+                status: JobState::Delivered,
+                messages: 2,
+                segments: 1 + delivered_long.segmentation.segments as i64,
+            },
+            UsageBucket {
+                start: day + Duration::minutes(15),
+                status: JobState::Undelivered,
+                messages: 1,
+                segments: 1,
+            },
+        ]
+    );
+}
+
+/// Delivery facts come in finish order, page by page, with what happened after each message.
+pub async fn delivery_facts_page_through_finished_messages_with_clicks_replies_and_opt_outs(
+    store: Arc<dyn Store>,
+) {
+    let s = store.as_ref();
+    let at = now();
+    let clicked = NewMessage {
+        links: vec![link("FactLink001", "https://example.jp/f", None)],
+        ..message_at(crm(), number(1), at)
+    };
+    let replied = message_at(Source::Api, number(2), at);
+    let scheduled_for = at + Duration::minutes(5);
+    let later = NewMessage {
+        send_at: Some(scheduled_for),
+        status: JobState::Scheduled,
+        ..message_at(Source::Otp, number(3), at)
+    };
+    finished(s, &clicked, JobState::Delivered, at + Duration::seconds(2)).await;
+    finished(
+        s,
+        &replied,
+        JobState::Undelivered,
+        at + Duration::seconds(3),
+    )
+    .await;
+    accept(s, &later).await;
+    s.claim("w", 1, StdDuration::from_secs(60), scheduled_for)
+        .await
+        .unwrap();
+    s.transition(to(&later.id, JobState::Sent), scheduled_for)
+        .await
+        .unwrap();
+    s.transition(
+        to(&later.id, JobState::Delivered),
+        scheduled_for + Duration::seconds(4),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    s.record_clicks(vec![click("FactLink001", &clicked, at)])
+        .await
+        .unwrap();
+    s.record_reply(
+        NewReply {
+            from: replied.to.clone(),
+            to: "TSUNAGI".into(),
+            body: "停止".into(),
+            at,
+            provider_id: None,
+        },
+        Some(Consent::OptOut),
+    )
+    .await
+    .unwrap();
+    let range = (at, at + Duration::hours(1));
+    let first = s.delivery_facts(range.0, range.1, None, 2).await.unwrap();
+    assert_eq!(first.len(), 2);
+    let cursor = first.last().map(|f| (f.finished_at, f.seq));
+    let rest = s.delivery_facts(range.0, range.1, cursor, 2).await.unwrap();
+    let facts: Vec<_> = first
+        .iter()
+        .chain(&rest)
+        .map(|f| {
+            (
+                f.source.clone(),
+                f.status,
+                f.due_at,
+                f.finished_at,
+                f.clicked,
+                f.replied,
+                f.opted_out,
+            )
+        })
+        .collect();
+    assert_eq!(
+        facts,
+        [
+            (
+                crm(),
+                JobState::Delivered,
+                at,
+                at + Duration::seconds(2),
+                true,
+                false,
+                false
+            ),
+            (
+                Source::Api,
+                JobState::Undelivered,
+                at,
+                at + Duration::seconds(3),
+                false,
+                true,
+                true
+            ),
+            (
+                Source::Otp,
+                JobState::Delivered,
+                scheduled_for,
+                scheduled_for + Duration::seconds(4),
+                false,
+                false,
+                false
+            ),
+        ]
+    );
+    assert!(first.iter().chain(&rest).all(|f| f.sender == "TSUNAGI"));
+    assert!(s
+        .delivery_facts(at + Duration::hours(1), at + Duration::hours(2), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::StoreResult;
+use super::{ClickSummary, NewLink, StoreResult};
 use crate::{
     domain::{
         consent::Consent,
@@ -39,6 +39,8 @@ pub struct NewMessage {
     pub created_at: DateTime<Utc>,
     /// When to send it, if scheduled.
     pub send_at: Option<DateTime<Utc>>,
+    /// The short links in its body, stored with it.
+    pub links: Vec<NewLink>,
 }
 
 /// A CRM record a rule refused, kept as a `rejected` message so the refusal is visible and
@@ -155,6 +157,8 @@ pub struct MessageRecord {
     pub events: Vec<EventRecord>,
     /// Replies, oldest first (filled by `message`, empty in lists).
     pub replies: Vec<ReplyRecord>,
+    /// Clicks on its short links.
+    pub clicks: ClickSummary,
 }
 
 impl MessageRecord {

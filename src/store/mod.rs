@@ -9,6 +9,7 @@ mod decode;
 mod error;
 mod health;
 mod keys;
+mod links;
 mod lists;
 mod messages;
 mod otp;
@@ -16,6 +17,7 @@ mod outbox;
 mod postgres;
 mod queue;
 mod receipts;
+mod reports;
 mod rows;
 mod sandbox;
 mod sqlite;
@@ -26,6 +28,7 @@ pub use consent::{ConsentStore, OptOut, OptOutVia, EVERY_SENDER};
 pub use error::{StoreError, StoreResult};
 pub use health::HealthStore;
 pub use keys::KeyStore;
+pub use links::{ClickSummary, LinkStore, LinkTarget, NewClick, NewLink};
 pub use lists::{ListKey, ListStore, ListedNumber, NumberList};
 pub use messages::{
     Acceptance, CancelOutcome, EventRecord, IdempotencyRecord, ListQuery, MessageRecord,
@@ -40,6 +43,7 @@ pub use queue::{
     Applied, ClaimedJob, QueueStore, Receipt, ReceiptOutcome, ReceiptStatus, Transition, IN_DOUBT,
 };
 pub use receipts::{KeptReceipt, PartOutcome, PartReceipt, PartState, ReceiptStore, Unmatched};
+pub use reports::{DeliveryFact, FactCursor, ReportStore, UsageBucket, USAGE_BUCKET_MINUTES};
 pub use sandbox::{InboxEntry, SandboxSend, SandboxStore};
 pub use sqlite::SqliteStore;
 
@@ -65,6 +69,8 @@ pub trait Store:
     + OutboxStore
     + ReceiptStore
     + ConsentStore
+    + LinkStore
+    + ReportStore
 {
 }
 
@@ -79,6 +85,8 @@ impl<T> Store for T where
         + OutboxStore
         + ReceiptStore
         + ConsentStore
+        + LinkStore
+        + ReportStore
 {
 }
 

@@ -19,6 +19,8 @@ pub enum OutboxKind {
     Reply,
     /// The handset opted out of the sender (STOP, 停止) or back in (START, 再開).
     Consent,
+    /// A person clicked a short link in the message for the first time.
+    Click,
 }
 
 impl OutboxKind {
@@ -28,6 +30,7 @@ impl OutboxKind {
             OutboxKind::Status => "status",
             OutboxKind::Reply => "reply",
             OutboxKind::Consent => "consent",
+            OutboxKind::Click => "click",
         }
     }
 }
@@ -51,6 +54,7 @@ impl FromStr for OutboxKind {
             "status" => Ok(OutboxKind::Status),
             "reply" => Ok(OutboxKind::Reply),
             "consent" => Ok(OutboxKind::Consent),
+            "click" => Ok(OutboxKind::Click),
             _ => Err(UnknownKind(s.to_string())),
         }
     }
@@ -99,6 +103,18 @@ impl NewOutboxEntry {
         source.feeds_outbox().then(|| NewOutboxEntry {
             kind: OutboxKind::Consent,
             payload: serde_json::json!({"opted_out": opted_out, "at": millis(at)}),
+            at,
+        })
+    }
+}
+
+impl NewOutboxEntry {
+    /// The entry for the first click on a link in a message of `source`, if that source feeds
+    /// the outbox.
+    pub fn click(source: &Source, url: &str, at: DateTime<Utc>) -> Option<Self> {
+        source.feeds_outbox().then(|| NewOutboxEntry {
+            kind: OutboxKind::Click,
+            payload: serde_json::json!({"url": url, "at": millis(at)}),
             at,
         })
     }

@@ -4,13 +4,17 @@
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{
-    decode, InboxEntry, KeptReceipt, ListKey, ListedNumber, MessageRecord, OptOut, OutboxEntry,
-    PartReceipt, StoreError, StoreResult, Unmatched, VerificationRecord,
+    decode, ClickSummary, DeliveryFact, InboxEntry, KeptReceipt, LinkTarget, ListKey, ListedNumber,
+    MessageRecord, OptOut, OutboxEntry, PartReceipt, StoreError, StoreResult, Unmatched,
+    UsageBucket, VerificationRecord,
 };
 use crate::domain::ids::VerificationId;
 
 /// The columns `message` reads, in a `SELECT` list.
-pub(super) const MESSAGE_COLUMNS: &str = "seq, id, to_number, sender, status, status_detail, encoding, characters, segments, source, source_record, metadata, created_at, send_at, writeback_error";
+pub(super) const MESSAGE_COLUMNS: &str = "seq, id, to_number, sender, status, status_detail, encoding, characters, segments, source, source_record, metadata, created_at, send_at, writeback_error, \
+    (SELECT count(*) FROM clicks WHERE clicks.message_id = messages.id) AS clicks, \
+    (SELECT min(at) FROM clicks WHERE clicks.message_id = messages.id) AS first_click_at, \
+    (SELECT max(at) FROM clicks WHERE clicks.message_id = messages.id) AS last_click_at";
 
 /// A message (without its events and replies) from a row of `MESSAGE_COLUMNS`.
 pub(super) fn message<'r, R>(row: &'r R) -> StoreResult<MessageRecord>
@@ -40,16 +44,22 @@ where
             .map(decode::json)
             .transpose()?,
         created_at: decode::time(row.try_get("created_at")?)?,
-        send_at: row
-            .try_get::<Option<i64>, _>("send_at")?
-            .map(decode::time)
-            .transpose()?,
+        send_at: optional_time(row.try_get("send_at")?)?,
         writeback_error: row
             .try_get::<Option<&str>, _>("writeback_error")?
             .map(str::to_string),
         events: Vec::new(),
         replies: Vec::new(),
+        clicks: ClickSummary {
+            count: row.try_get("clicks")?,
+            first_at: optional_time(row.try_get("first_click_at")?)?,
+            last_at: optional_time(row.try_get("last_click_at")?)?,
+        },
     })
+}
+
+fn optional_time(millis: Option<i64>) -> StoreResult<Option<chrono::DateTime<chrono::Utc>>> {
+    millis.map(decode::time).transpose()
 }
 
 /// A list entry from a row of `number, reason, created_at, id`.
@@ -206,4 +216,66 @@ where
 /// A stored count, which no valid row makes negative or huge.
 pub(super) fn count(n: i64) -> StoreResult<u32> {
     u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("stored count {n} is out of range")))
+}
+
+/// The statuses a message ends in, as `messages_finished` and the report queries name them.
+pub(super) const FINAL_STATUSES: &str =
+    "('delivered', 'undelivered', 'failed', 'canceled', 'rejected')";
+
+/// A usage bucket from a row of `bucket, status, messages, segments`.
+pub(super) fn usage_bucket<'r, R>(row: &'r R) -> StoreResult<UsageBucket>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(UsageBucket {
+        start: decode::time(row.try_get(0)?)?,
+        status: decode::state(row.try_get(1)?)?,
+        messages: row.try_get(2)?,
+        segments: row.try_get(3)?,
+    })
+}
+
+/// The columns `delivery_fact` reads, in a `SELECT` list of `messages`.
+pub(super) const FACT_COLUMNS: &str = "seq, updated_at, coalesce(send_at, created_at) AS due_at, sender, source, source_record, status, \
+    EXISTS (SELECT 1 FROM clicks WHERE clicks.message_id = messages.id) AS clicked, \
+    EXISTS (SELECT 1 FROM replies WHERE replies.message_id = messages.id) AS replied, \
+    EXISTS (SELECT 1 FROM opt_outs WHERE opt_outs.message_id = messages.id) AS opted_out";
+
+/// A delivery fact from a row of `FACT_COLUMNS`.
+pub(super) fn delivery_fact<'r, R>(row: &'r R) -> StoreResult<DeliveryFact>
+where
+    R: Row,
+    &'r str: ColumnIndex<R> + Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(DeliveryFact {
+        seq: row.try_get("seq")?,
+        finished_at: decode::time(row.try_get("updated_at")?)?,
+        due_at: decode::time(row.try_get("due_at")?)?,
+        sender: row.try_get::<&str, _>("sender")?.to_string(),
+        source: decode::source(row.try_get("source")?, row.try_get("source_record")?)?,
+        status: decode::state(row.try_get("status")?)?,
+        clicked: row.try_get("clicked")?,
+        replied: row.try_get("replied")?,
+        opted_out: row.try_get("opted_out")?,
+    })
+}
+
+/// A link target from a row of `message_id, url, expires_at`.
+pub(super) fn link_target<'r, R>(row: &'r R) -> StoreResult<LinkTarget>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(LinkTarget {
+        message_id: decode::id(row.try_get(0)?)?,
+        url: row.try_get::<&str, _>(1)?.to_string(),
+        expires_at: optional_time(row.try_get(2)?)?,
+    })
 }

@@ -67,6 +67,7 @@ fn kintone_sink(
         detail: c.status_detail_field.clone(),
         reply: c.reply_field.clone(),
         opt_out: c.opt_out_field.clone(),
+        click: c.click_field.clone(),
     };
     Ok(KintoneSink::new(name, client, c.app, fields, store.clone()))
 }
@@ -110,6 +111,7 @@ fn salesforce_sink(c: &SalesforceConfig, name: &str) -> anyhow::Result<Salesforc
                 detail: m.status_detail_field.clone(),
                 reply: m.reply_field.clone(),
                 opt_out: m.opt_out_field.clone(),
+                click: m.click_field.clone(),
             };
             (m.sobject.clone(), fields)
         })

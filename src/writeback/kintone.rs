@@ -34,6 +34,8 @@ pub struct KintoneFields {
     /// A check box: its first option is checked when the handset opts out (STOP, 停止) and
     /// every option cleared when it opts back in.
     pub opt_out: Option<String>,
+    /// A date and time field set to when a person first clicked a short link.
+    pub click: Option<String>,
 }
 
 /// Writes a kintone connection's updates through the REST API.
@@ -145,6 +147,10 @@ impl KintoneSink {
         {
             let checked: &[&str] = if consent.opted_out { &[option] } else { &[] };
             record = record.set(field, serde_json::json!(checked));
+        }
+        if let (Some(field), Some(click)) = (&self.fields.click, &update.click) {
+            // kintone takes DATETIME values in UTC, to the minute.
+            record = record.set(field, click.at.format("%Y-%m-%dT%H:%M:00Z").to_string());
         }
         record
     }

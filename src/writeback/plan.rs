@@ -45,6 +45,15 @@ pub struct ConsentChange {
     pub at: DateTime<Utc>,
 }
 
+/// A person first clicked a short link in a message of the record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClickChange {
+    /// The message clicked.
+    pub message_id: MessageId,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 /// Everything to write on one record in this round.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordUpdate {
@@ -59,6 +68,8 @@ pub struct RecordUpdate {
     pub replies: Vec<Reply>,
     /// The latest change of consent, if one came.
     pub consent: Option<ConsentChange>,
+    /// The latest first click, if one came.
+    pub click: Option<ClickChange>,
     /// The outbox entries this update covers, acknowledged once it is written.
     pub entries: Vec<i64>,
 }
@@ -71,6 +82,7 @@ impl RecordUpdate {
             .map(|s| s.at)
             .chain(self.replies.iter().map(|r| r.at))
             .chain(self.consent.iter().map(|c| c.at))
+            .chain(self.click.iter().map(|c| c.at))
             .min()
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
@@ -83,6 +95,7 @@ impl RecordUpdate {
             .map(|s| s.message_id.clone())
             .chain(self.replies.iter().map(|r| r.message_id.clone()))
             .chain(self.consent.iter().map(|c| c.message_id.clone()))
+            .chain(self.click.iter().map(|c| c.message_id.clone()))
             .collect();
         ids.sort();
         ids.dedup();
@@ -143,6 +156,7 @@ struct Folded {
     replies: Vec<Reply>,
     reply_entries: Vec<i64>,
     consent: Option<ConsentChange>,
+    click: Option<ClickChange>,
     unreadable: Vec<i64>,
 }
 
@@ -203,6 +217,17 @@ impl Folded {
                 self.reply_entries.push(entry.id);
                 true
             }
+            (OutboxKind::Click, Some(at)) => {
+                if self.click.as_ref().is_none_or(|shown| at >= shown.at) {
+                    self.click = Some(ClickChange {
+                        message_id: entry.message_id,
+                        at,
+                    });
+                }
+                // Written with the replies: never held back.
+                self.reply_entries.push(entry.id);
+                true
+            }
             _ => {
                 self.unreadable.push(entry.id);
                 false
@@ -228,16 +253,16 @@ impl Folded {
             Some(_) => self.latest.into_values().collect(),
             None => Vec::new(),
         };
-        (ready.is_some() || !self.replies.is_empty() || self.consent.is_some()).then_some(
-            RecordUpdate {
-                record,
-                status: ready,
-                messages,
-                replies: self.replies,
-                consent: self.consent,
-                entries,
-            },
-        )
+        let news = !self.replies.is_empty() || self.consent.is_some() || self.click.is_some();
+        (ready.is_some() || news).then_some(RecordUpdate {
+            record,
+            status: ready,
+            messages,
+            replies: self.replies,
+            consent: self.consent,
+            click: self.click,
+            entries,
+        })
     }
 }
 
@@ -287,6 +312,35 @@ mod tests {
             payload: json!({"opted_out": opted_out, "at": at(t).timestamp_millis()}),
             ..status(entry, record, message, "sent", t)
         }
+    }
+
+    fn click(entry: i64, record: &str, message: u8, t: i64) -> OutboxEntry {
+        OutboxEntry {
+            kind: OutboxKind::Click,
+            payload: json!({"url": "https://example.jp/a", "at": at(t).timestamp_millis()}),
+            ..status(entry, record, message, "sent", t)
+        }
+    }
+
+    #[test]
+    fn the_latest_first_click_is_written_at_once_beside_a_state_still_settling() {
+        let entries = vec![
+            status(1, "Contact/a", 1, "sent", 0),
+            click(2, "Contact/a", 1, 3),
+            click(3, "Contact/a", 2, 2),
+        ];
+        let plan = plan(entries, at(4), SETTLE);
+        assert_eq!(plan.updates.len(), 1);
+        let update = &plan.updates[0];
+        assert_eq!(update.status, None, "sent is still settling");
+        assert_eq!(
+            update.click,
+            Some(ClickChange {
+                message_id: id(1),
+                at: at(3)
+            })
+        );
+        assert_eq!(update.entries, [2, 3]);
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct StatusFields {
     pub reply: String,
     /// A checkbox set when the handset opts out (STOP, 停止) and cleared when it opts back in.
     pub opt_out: Option<String>,
+    /// A date/time field set to when a person first clicked a short link.
+    pub click: Option<String>,
 }
 
 /// A log object upserted per message, beside the record's own fields.
@@ -146,6 +148,14 @@ impl SalesforceSink {
         }
         if let (Some(field), Some(consent)) = (&fields.opt_out, &update.consent) {
             record = record.set(field, consent.opted_out);
+        }
+        if let (Some(field), Some(click)) = (&fields.click, &update.click) {
+            record = record.set(
+                field,
+                click
+                    .at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            );
         }
         Ok(record)
     }

@@ -187,9 +187,10 @@ pub(super) async fn insert(conn: &mut PgConnection, m: &NewMessage) -> StoreResu
         matches!(m.status, JobState::Queued | JobState::Scheduled)
             .then(|| millis(m.send_at.unwrap_or(m.created_at))),
     )
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    let links: Vec<_> = m.links.iter().map(|l| (m.id.as_str(), l)).collect();
+    super::links::insert(conn, &links, &vec![m.created_at; links.len()]).await
 }
 
 #[async_trait]

@@ -6,12 +6,14 @@
 
 mod consent;
 mod keys;
+mod links;
 mod lists;
 mod messages;
 mod otp;
 mod outbox;
 mod queue;
 mod receipts;
+mod reports;
 mod sandbox;
 mod wakeups;
 mod writer;

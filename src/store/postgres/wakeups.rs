@@ -163,6 +163,7 @@ mod tests {
             metadata: None,
             created_at: Utc::now(),
             send_at: None,
+            links: Vec::new(),
         }
     }
 

@@ -31,7 +31,7 @@ use crate::{
     numbers::hygiene::{Hygiene, Listing},
     store::{
         decode::{self, millis},
-        Acceptance, IdempotencyRecord, NewMessage, StoreError, StoreResult, EVERY_SENDER,
+        Acceptance, IdempotencyRecord, NewLink, NewMessage, StoreError, StoreResult, EVERY_SENDER,
     },
 };
 
@@ -179,7 +179,11 @@ async fn commit_batch(
     conn: &mut PgConnection,
     items: &[Request],
 ) -> Result<Vec<Acceptance>, BatchError> {
-    if items.iter().all(|r| r.idempotency.is_none()) {
+    // Links are a second statement, which needs the transaction.
+    if items
+        .iter()
+        .all(|r| r.idempotency.is_none() && r.message.links.is_empty())
+    {
         return commit_unkeyed(conn, items).await;
     }
     let mut tx = conn
@@ -424,7 +428,15 @@ async fn insert_messages(conn: &mut PgConnection, ms: &[&NewMessage]) -> StoreRe
         matches!(m.status, JobState::Queued | JobState::Scheduled)
             .then(|| millis(m.send_at.unwrap_or(m.created_at)))
     }))
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    let links: Vec<(&str, &NewLink)> = ms
+        .iter()
+        .flat_map(|m| m.links.iter().map(|l| (m.id.as_str(), l)))
+        .collect();
+    let at: Vec<_> = ms
+        .iter()
+        .flat_map(|m| m.links.iter().map(|_| m.created_at))
+        .collect();
+    super::links::insert(conn, &links, &at).await
 }

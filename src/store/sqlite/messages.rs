@@ -159,7 +159,7 @@ pub(super) fn insert(conn: &Connection, m: &NewMessage) -> StoreResult<()> {
         matches!(m.status, JobState::Queued | JobState::Scheduled)
             .then(|| millis(m.send_at.unwrap_or(m.created_at))),
     ])?;
-    Ok(())
+    super::links::insert(conn, m.id.as_str(), &m.links, m.created_at)
 }
 
 #[async_trait]
@@ -170,8 +170,8 @@ impl MessageStore for SqliteStore {
         idempotency: Option<IdempotencyRecord>,
         hygiene: Hygiene,
     ) -> StoreResult<Acceptance> {
-        // Without a key, accepting writes one row: no savepoint needed.
-        let single = idempotency.is_none();
+        // Without a key or links, accepting writes one row: no savepoint needed.
+        let single = idempotency.is_none() && message.links.is_empty();
         let work = move |conn: &Connection| accept(conn, &message, idempotency.as_ref(), hygiene);
         if single {
             self.writer.run_statement(work).await

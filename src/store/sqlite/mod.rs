@@ -4,12 +4,14 @@
 
 mod consent;
 mod keys;
+mod links;
 mod lists;
 mod messages;
 mod otp;
 mod outbox;
 mod queue;
 mod receipts;
+mod reports;
 mod sandbox;
 mod writer;
 
@@ -204,6 +206,7 @@ mod tests {
             metadata: None,
             created_at: Utc::now(),
             send_at: None,
+            links: Vec::new(),
         }
     }
 

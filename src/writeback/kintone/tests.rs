@@ -10,7 +10,10 @@ use super::*;
 use crate::{
     domain::{ids::MessageId, state::JobState},
     store::SqliteStore,
-    writeback::{plan::ConsentChange, Reply, StatusChange},
+    writeback::{
+        plan::{ClickChange, ConsentChange},
+        Reply, StatusChange,
+    },
 };
 
 const CONNECTION: &str = "kintone:sales";
@@ -52,6 +55,7 @@ fn update(record: &str, status: JobState, replies: &[&str]) -> Update {
         }),
         messages: Vec::new(),
         consent: None,
+        click: None,
         replies: replies
             .iter()
             .map(|body| Reply {
@@ -88,6 +92,7 @@ impl Setup {
             detail: "sms_status_detail".into(),
             reply: "sms_reply".into(),
             opt_out: Some("sms_opt_out".into()),
+            click: Some("sms_clicked_at".into()),
         };
         KintoneSink::new(CONNECTION, client, 12, fields, self.store.clone())
     }
@@ -209,6 +214,32 @@ async fn an_opt_out_checks_the_first_option_of_the_check_box_and_an_opt_in_clear
         .filter(|r| r.url.path() == "/k/v1/app/form/fields.json")
         .count();
     assert_eq!(form_reads, 1, "the options are read once");
+}
+
+#[tokio::test]
+async fn a_first_click_sets_the_date_and_time_field_in_utc() {
+    let s = setup().await;
+    s.reads(revisions(&[(7, 4), (8, 2)])).await;
+    s.puts(
+        ResponseTemplate::new(200).set_body_json(json!({"records": [
+            {"id": "7", "revision": "5"}, {"id": "8", "revision": "3"}
+        ]})),
+        1,
+    )
+    .await;
+    let mut clicked = update("12/7", JobState::Delivered, &[]);
+    clicked.click = Some(ClickChange {
+        message_id: MessageId::new(),
+        at: at() + chrono::Duration::seconds(59),
+    });
+    let untouched = update("12/8", JobState::Delivered, &[]);
+    s.sink().write(&[clicked, untouched]).await.unwrap();
+    let put = &s.bodies("records.json").await[0];
+    assert_eq!(
+        put["records"][0]["record"]["sms_clicked_at"],
+        json!({"value": "2027-01-15T08:00:00Z"})
+    );
+    assert_eq!(put["records"][1]["record"].get("sms_clicked_at"), None);
 }
 
 #[tokio::test]

@@ -11,7 +11,10 @@ use wiremock::{
 use super::*;
 use crate::{
     domain::{ids::MessageId, state::JobState},
-    writeback::{plan::ConsentChange, Reply, StatusChange},
+    writeback::{
+        plan::{ClickChange, ConsentChange},
+        Reply, StatusChange,
+    },
 };
 
 const COLLECTIONS: &str = "/services/data/v67.0/composite/sobjects";
@@ -47,6 +50,7 @@ fn sink(server: &MockServer) -> SalesforceSink {
         detail: "SMS_Status_Detail__c".into(),
         reply: "SMS_Last_Reply__c".into(),
         opt_out: Some("SMS_Opt_Out__c".into()),
+        click: Some("SMS_Clicked_At__c".into()),
     };
     SalesforceSink::new(
         "salesforce:prod",
@@ -71,6 +75,7 @@ fn update(record: &str, status: JobState, detail: Option<&str>) -> RecordUpdate 
         replies: Vec::new(),
         messages: Vec::new(),
         consent: None,
+        click: None,
         entries: vec![1],
     }
 }
@@ -205,6 +210,29 @@ async fn an_opt_out_and_an_opt_in_set_and_clear_the_checkbox() {
     assert_eq!(records[0]["SMS_Opt_Out__c"], true);
     assert_eq!(records[1]["SMS_Opt_Out__c"], false);
     assert_eq!(records[2].get("SMS_Opt_Out__c"), None);
+}
+
+#[tokio::test]
+async fn a_first_click_sets_the_click_field_to_its_time() {
+    let server = salesforce().await;
+    Mock::given(method("PATCH"))
+        .and(path(COLLECTIONS))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"id": "0035j00000Pq7RsAAJ", "success": true, "errors": []},
+            {"id": "0035j00000Pq7RtAAJ", "success": true, "errors": []}
+        ])))
+        .mount(&server)
+        .await;
+    let mut clicked = update("Contact/0035j00000Pq7RsAAJ", JobState::Delivered, None);
+    clicked.click = Some(ClickChange {
+        message_id: MessageId::new(),
+        at: at(),
+    });
+    let untouched = update("Contact/0035j00000Pq7RtAAJ", JobState::Delivered, None);
+    sink(&server).write(&[clicked, untouched]).await.unwrap();
+    let records = sent_records(&server).await;
+    assert_eq!(records[0]["SMS_Clicked_At__c"], "2027-01-15T08:00:00.000Z");
+    assert_eq!(records[1].get("SMS_Clicked_At__c"), None);
 }
 
 #[tokio::test]
