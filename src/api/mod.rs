@@ -10,7 +10,9 @@ mod ops;
 pub mod opt_outs;
 pub mod otp;
 pub mod problem;
+pub mod reports;
 pub mod sandbox;
+pub mod usage;
 
 use std::{ops::Deref, sync::Arc};
 
@@ -83,6 +85,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/numbers/{list}", get(numbers::list).post(numbers::add))
         .route("/v1/opt-outs", get(opt_outs::list).post(opt_outs::add))
         .route("/v1/opt-outs/{number}", delete(opt_outs::remove))
+        .route("/v1/usage", get(usage::usage))
+        .route("/v1/reports/delivery", get(reports::delivery))
         .route(
             "/v1/numbers/{list}/{number}",
             get(numbers::show).delete(numbers::remove),

@@ -11,7 +11,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{messages, numbers, opt_outs, otp, problem, sandbox};
+use super::{links, messages, numbers, opt_outs, otp, problem, reports, sandbox, usage};
 use crate::inbound::{kintone, salesforce, twilio};
 
 #[derive(OpenApi)]
@@ -32,6 +32,9 @@ use crate::inbound::{kintone, salesforce, twilio};
         opt_outs::list,
         opt_outs::add,
         opt_outs::remove,
+        usage::usage,
+        reports::delivery,
+        links::redirect,
         sandbox::inbox,
         sandbox::reply,
         salesforce::outbound_message,
@@ -46,6 +49,8 @@ use crate::inbound::{kintone, salesforce, twilio};
         (name = "messages", description = "Send SMS and follow their delivery"),
         (name = "otp", description = "One-time passwords with carrier-grade anti-fraud defaults"),
         (name = "numbers", description = "Managed allow and deny lists, and opt-outs"),
+        (name = "usage", description = "Usage for billing (delivered messages only) and delivery reports"),
+        (name = "links", description = "Short links the handsets follow; no API key"),
         (name = "sandbox", description = "Simulated handsets of the sandbox provider"),
         (name = "inbound", description = "CRMs and Twilio calling in; the secret is in the path or the signature, not an API key"),
     )

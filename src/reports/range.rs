@@ -59,7 +59,14 @@ impl DayRange {
         let date = |field: &'static str, text: Option<&str>| {
             text.map(|t| {
                 NaiveDate::parse_from_str(t, "%Y-%m-%d")
-                    .map_err(|_| error(field, format!("`{field}` must be a date YYYY-MM-DD")))
+                    .ok()
+                    .filter(|d| (2000..=2199).contains(&d.year()))
+                    .ok_or_else(|| {
+                        error(
+                            field,
+                            format!("`{field}` must be a date YYYY-MM-DD between 2000 and 2199"),
+                        )
+                    })
             })
             .transpose()
         };
@@ -162,5 +169,6 @@ mod tests {
         assert_eq!(field(Some("2026-12-02"), Some("2026-12-01"), None), "to");
         assert_eq!(field(Some("2026-01-01"), Some("2026-02-01"), None), "to");
         assert_eq!(field(None, None, Some("Mars/Olympus")), "tz");
+        assert_eq!(field(Some("1999-12-31"), None, None), "from");
     }
 }
