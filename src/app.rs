@@ -13,7 +13,7 @@ use crate::{
     dispatch::Dispatcher,
     domain::phone::SenderId,
     inbound,
-    links::ClickRecorder,
+    links::{ClickRecorder, LinkResolver},
     messaging::{Admission, OtpSettings},
     numbers,
     otp::CodeKey,
@@ -178,6 +178,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         clock,
     };
     let (clicks, recorder) = ClickRecorder::start(store.clone(), workers_stop.clone());
+    let links = LinkResolver::new(store.clone());
     workers.push(recorder);
     let state = api::AppState::new(api::Shared {
         store,
@@ -187,6 +188,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         events,
         provider: provider.clone(),
         clicks,
+        links,
     });
     workers.extend(inbound::reconcile::start(&state, &workers_stop)?);
     let app = api::router(state);

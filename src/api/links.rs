@@ -38,7 +38,7 @@ pub async fn redirect(
     {
         return gone("unknown");
     }
-    let target = match state.store.link(&code).await {
+    let target = match state.links.resolve(&code).await {
         Ok(Some(target)) => target,
         Ok(None) => return gone("unknown"),
         Err(e) => return super::problem::ApiError::from(e).into_response(),

@@ -51,6 +51,8 @@ pub struct Shared {
     pub provider: Arc<dyn Provider>,
     /// Where short-link clicks are queued for their commit.
     pub clicks: crate::links::ClickRecorder,
+    /// Where short links lead.
+    pub links: crate::links::LinkResolver,
 }
 
 impl AppState {

@@ -4,12 +4,14 @@
 
 mod bots;
 mod clicks;
+mod resolver;
 mod rules;
 mod urls;
 
 pub use self::{
     bots::is_preview,
     clicks::{ClickRecorder, CLICK_QUEUE},
+    resolver::LinkResolver,
     rules::{DisallowedLink, LinkRules, Rewritten},
     urls::{find_links, FoundLink, LinkForm},
 };
