@@ -858,6 +858,57 @@ async fn a_handset_reply_lands_in_the_reply_field() {
 }
 
 #[tokio::test]
+async fn a_click_on_a_short_link_lands_in_the_click_field_of_the_record() {
+    let salesforce = FakeSalesforce::start().await;
+    let config = connections(&salesforce).replace(
+        "opt_out_field = \"SMS_Opt_Out__c\"",
+        "opt_out_field = \"SMS_Opt_Out__c\"\nclick_field = \"SMS_Clicked_At__c\"",
+    ) + "\n[links]\nshorten = true\n";
+    let s = TestServer::with_delivery(&config).await;
+    let mut records = flow_records(3..4);
+    records["records"][0]["template"] = json!(
+        "{{LastName}}様 ご予約の確認はこちら https://example.jp/r?name={{LastName|urlencode}}"
+    );
+    let (status, body) = flow(&s, records).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["results"][0]["message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text = s.text_of("09010000003", &json!(id)).await;
+    let code = text.rsplit("/s/").next().unwrap();
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/s/{code}", s.base))
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X)",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"],
+        "https://example.jp/r?name=%E9%A1%A7%E5%AE%A23"
+    );
+    let records = salesforce
+        .wait_for(|records| records.iter().any(|r| r.get("SMS_Clicked_At__c").is_some()))
+        .await;
+    let clicked: Vec<_> = records
+        .iter()
+        .filter(|r| r.get("SMS_Clicked_At__c").is_some())
+        .collect();
+    assert_eq!(clicked.len(), 1, "written once: {records:?}");
+    assert_eq!(clicked[0]["id"], contact_id(3));
+    let message = s.wait_for(&id, |_| true).await;
+    assert_eq!(clicked[0]["SMS_Clicked_At__c"], message["first_clicked_at"]);
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn a_thousand_delivered_messages_take_at_most_five_rest_calls() {
     let salesforce = FakeSalesforce::start().await;
     // A part batch never goes early: every call carries 200 records however slow the machine.

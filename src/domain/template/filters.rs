@@ -1,4 +1,4 @@
-//! The three filters a template may use: `default`, `number` and `date`.
+//! The filters a template may use: `default`, `number`, `date` and `urlencode`.
 //!
 //! Their arguments are constants the whitelist has already checked, so at render time only the
 //! value can be wrong, and that is a render error naming the filter, never a panic.
@@ -13,7 +13,7 @@ use chrono_tz::Tz;
 use minijinja::{Error, ErrorKind, Value};
 
 /// Names of the filters templates may use.
-pub(super) const NAMES: [&str; 3] = ["default", "number", "date"];
+pub(super) const NAMES: [&str; 4] = ["default", "number", "date", "urlencode"];
 
 /// Most decimals `number(decimals)` rounds to.
 pub(super) const MAX_DECIMALS: i64 = 6;
@@ -34,6 +34,19 @@ pub(super) fn default(value: &Value, fallback: Value) -> Value {
     } else {
         value.clone()
     }
+}
+
+/// Bytes `urlencode` leaves as they are: RFC 3986's unreserved characters.
+const URL_SAFE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `urlencode`: the value percent-encoded as UTF-8, for a record's value inside a URL
+/// (`?name={{LastName|urlencode}}`), so the whole URL stays one link and one short link.
+pub(super) fn urlencode(value: String) -> String {
+    percent_encoding::utf8_percent_encode(&value, URL_SAFE).to_string()
 }
 
 /// `number` / `number(decimals)`: a decimal number with thousands separators, `1,234,567.5`.
@@ -234,6 +247,14 @@ mod tests {
             "山田".into()
         );
         assert_eq!(default(&Value::from("0"), fallback), "0".into());
+    }
+
+    #[test]
+    fn urlencode_escapes_everything_but_unreserved_characters() {
+        assert_eq!(
+            urlencode("顧客 3&a=b/~x".into()),
+            "%E9%A1%A7%E5%AE%A2%203%26a%3Db%2F~x"
+        );
     }
 
     #[test]

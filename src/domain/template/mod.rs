@@ -133,6 +133,7 @@ impl Template {
         env.set_fuel(Some(FUEL));
         env.add_filter("default", filters::default);
         env.add_filter("number", filters::number);
+        env.add_filter("urlencode", filters::urlencode);
         let zone = options.time_zone;
         env.add_filter(
             "date",

@@ -188,6 +188,8 @@ fn filter_arguments(name: &str, args: &[&Value]) -> Result<(), String> {
             )),
         },
         ("number", _) => Err("`number` takes at most one argument, the decimals".into()),
+        ("urlencode", []) => Ok(()),
+        ("urlencode", _) => Err("`urlencode` takes no argument".into()),
         ("date", _) if args.len() <= 2 => {
             let strings: Option<Vec<&str>> = args.iter().map(|v| v.as_str()).collect();
             match strings.as_deref() {
