@@ -23,7 +23,7 @@ const GONE_PAGE: &str = "<!doctype html><html lang=\"ja\"><head><meta charset=\"
     params(("code" = String, Path, description = "The short link's code", max_length = 64, pattern = "^[A-Za-z0-9]+$")),
     responses(
         (status = 302, description = "To the original URL", headers(("Location" = String, description = "The original URL"))),
-        (status = 404, description = "Unknown or expired code: a page saying so", content_type = "text/html"),
+        (status = 404, description = "Unknown or expired code: a page saying so", body = String, content_type = "text/html"),
     )
 )]
 pub async fn redirect(

@@ -176,7 +176,10 @@ pub(super) fn range(
     get, path = "/v1/usage", operation_id = "getUsage", tag = "usage",
     params(UsageParams),
     responses(
-        (status = 200, description = "JSON, or `text/csv` with `format=csv`: date,status,messages,segments,billable_messages,billable_segments", body = UsageView),
+        (status = 200, description = "JSON, or `text/csv` with `format=csv`: date,status,messages,segments,billable_messages,billable_segments", content(
+            (UsageView = "application/json"),
+            (String = "text/csv"),
+        )),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid_request naming `from`, `to`, `tz` or `format`", body = Problem, content_type = "application/problem+json"),
     ),

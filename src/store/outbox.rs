@@ -217,9 +217,14 @@ mod tests {
 
     #[test]
     fn every_kind_round_trips_through_its_name() {
-        for kind in [OutboxKind::Status, OutboxKind::Reply, OutboxKind::Consent] {
+        for kind in [
+            OutboxKind::Status,
+            OutboxKind::Reply,
+            OutboxKind::Consent,
+            OutboxKind::Click,
+        ] {
             assert_eq!(kind.as_str().parse::<OutboxKind>().unwrap(), kind);
         }
-        assert!("click".parse::<OutboxKind>().is_err());
+        assert!("opened".parse::<OutboxKind>().is_err());
     }
 }
