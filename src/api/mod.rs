@@ -10,6 +10,7 @@ pub mod opt_outs;
 pub mod otp;
 pub mod problem;
 pub mod sandbox;
+pub mod writebacks;
 
 use std::{ops::Deref, sync::Arc};
 
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/numbers/{list}", get(numbers::list).post(numbers::add))
         .route("/v1/opt-outs", get(opt_outs::list).post(opt_outs::add))
         .route("/v1/opt-outs/{number}", delete(opt_outs::remove))
+        .route("/v1/writebacks", get(writebacks::list))
         .route(
             "/v1/numbers/{list}/{number}",
             get(numbers::show).delete(numbers::remove),

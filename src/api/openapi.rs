@@ -11,7 +11,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{messages, numbers, opt_outs, otp, problem, sandbox};
+use super::{messages, numbers, opt_outs, otp, problem, sandbox, writebacks};
 use crate::inbound::{kintone, salesforce, twilio};
 
 #[derive(OpenApi)]
@@ -39,6 +39,7 @@ use crate::inbound::{kintone, salesforce, twilio};
         kintone::webhook,
         twilio::status,
         twilio::sms,
+        writebacks::list,
     ),
     components(schemas(problem::Problem, problem::ErrorCode)),
     modifiers(&BearerAuth, &CommonProblems, &Links),
@@ -47,6 +48,7 @@ use crate::inbound::{kintone, salesforce, twilio};
         (name = "otp", description = "One-time passwords with carrier-grade anti-fraud defaults"),
         (name = "numbers", description = "Managed allow and deny lists, and opt-outs"),
         (name = "sandbox", description = "Simulated handsets of the sandbox provider"),
+        (name = "writebacks", description = "What dry-run write-back would have written to CRM records"),
         (name = "inbound", description = "CRMs and Twilio calling in; the secret is in the path or the signature, not an API key"),
     )
 )]

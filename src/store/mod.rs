@@ -19,6 +19,7 @@ mod receipts;
 mod rows;
 mod sandbox;
 mod sqlite;
+mod writeback_log;
 
 use std::{sync::Arc, time::Duration};
 
@@ -42,6 +43,9 @@ pub use queue::{
 pub use receipts::{KeptReceipt, PartOutcome, PartReceipt, PartState, ReceiptStore, Unmatched};
 pub use sandbox::{InboxEntry, SandboxSend, SandboxStore};
 pub use sqlite::SqliteStore;
+pub use writeback_log::{
+    NewWritebackCall, WritebackCall, WritebackLogStore, WritebackQuery, WRITEBACKS_KEPT,
+};
 
 // The rules' types the traits speak, so callers find them with the store.
 pub use crate::{
@@ -65,6 +69,7 @@ pub trait Store:
     + OutboxStore
     + ReceiptStore
     + ConsentStore
+    + WritebackLogStore
 {
 }
 
@@ -79,6 +84,7 @@ impl<T> Store for T where
         + OutboxStore
         + ReceiptStore
         + ConsentStore
+        + WritebackLogStore
 {
 }
 

@@ -14,6 +14,7 @@ mod queue;
 mod receipts;
 mod sandbox;
 mod wakeups;
+mod writeback_log;
 mod writer;
 
 use std::str::FromStr;

@@ -11,6 +11,7 @@ mod outbox;
 mod queue;
 mod receipts;
 mod sandbox;
+mod writeback_log;
 mod writer;
 
 use std::{fs::File, path::PathBuf, str::FromStr, time::Duration};
