@@ -1,5 +1,6 @@
 //! One typed configuration: TOML file plus `TSUNAGI_*` environment overrides, validated once at start.
 
+mod capture;
 mod kintone;
 mod routes;
 mod salesforce;
@@ -18,6 +19,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use self::{
+    capture::CaptureConfig,
     kintone::{KintoneConfig, KintoneEvent},
     routes::RouteConfig,
     salesforce::{is_api_name, AuthKind, MappingConfig, SalesforceConfig},
@@ -65,6 +67,8 @@ pub struct Config {
     pub providers: ProvidersConfig,
     /// Which messages a number that replied STOP (or was opted out over the API) still gets.
     pub opt_outs: OptOutsConfig,
+    /// Inbound payloads also written as fixture files (off without `capture.dir`).
+    pub capture: CaptureConfig,
 }
 
 /// `[opt_outs]`: an opted-out number gets no message from that sender, except those exempted
@@ -537,6 +541,7 @@ impl Default for Config {
             writeback: WritebackConfig::default(),
             providers: ProvidersConfig::default(),
             opt_outs: OptOutsConfig::default(),
+            capture: CaptureConfig::default(),
         }
     }
 }
@@ -719,6 +724,7 @@ impl Config {
         salesforce::validate(&self.salesforce, problems);
         kintone::validate(&self.kintone, problems);
         self.writeback.validate(problems);
+        self.capture.validate(problems);
         if self.delivery.routes.is_empty() {
             self.providers.validate(self.delivery.provider, problems);
         } else {

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod app;
+pub mod capture;
 pub mod clock;
 pub mod config;
 pub mod dispatch;

@@ -1,0 +1,196 @@
+//! Capture: with `[capture] dir`, every authenticated inbound payload is also written there as a
+//! fixture file named after its source and kind (`salesforce_prod_outbound_message_…xml`,
+//! `kintone_sales_webhook_add_record_…json`, `twilio_status_callback_…form`), redacted unless
+//! `redact = false`, for a developer to commit and `tsunagi replay`. A capture that fails is
+//! logged and changes nothing for the request.
+
+pub mod redact;
+
+use std::{
+    io::{ErrorKind, Write},
+    path::{Path, PathBuf},
+};
+
+use self::redact::{RedactError, Redactor};
+use crate::config::CaptureConfig;
+
+/// Attempts at a free file name before a capture is given up.
+const NAME_ATTEMPTS: usize = 4;
+
+/// Which inbound payload is captured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payload<'a> {
+    /// A Salesforce Outbound Message (SOAP) to connection `.0`.
+    OutboundMessage(&'a str),
+    /// A Salesforce Flow or External Services call (JSON) to connection `.0`.
+    Flow(&'a str),
+    /// A kintone webhook (JSON) to connection `.0`.
+    KintoneWebhook(&'a str),
+    /// A Twilio message status callback (form).
+    TwilioStatusCallback,
+    /// A Twilio incoming message (form).
+    TwilioInboundSms,
+}
+
+/// How a payload's body is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Xml,
+    Json,
+    Form,
+}
+
+impl Format {
+    fn extension(self) -> &'static str {
+        match self {
+            Format::Xml => "xml",
+            Format::Json => "json",
+            Format::Form => "form",
+        }
+    }
+}
+
+impl Payload<'_> {
+    fn format(self) -> Format {
+        match self {
+            Payload::OutboundMessage(_) => Format::Xml,
+            Payload::Flow(_) | Payload::KintoneWebhook(_) => Format::Json,
+            Payload::TwilioStatusCallback | Payload::TwilioInboundSms => Format::Form,
+        }
+    }
+
+    /// The file name's start: source, connection and kind (a kintone webhook's event from
+    /// its body).
+    fn stem(self, body: &[u8]) -> String {
+        match self {
+            Payload::OutboundMessage(c) => format!("salesforce_{c}_outbound_message"),
+            Payload::Flow(c) => format!("salesforce_{c}_flow"),
+            Payload::KintoneWebhook(c) => match kintone_event(body) {
+                Some(event) => format!("kintone_{c}_webhook_{event}"),
+                None => format!("kintone_{c}_webhook"),
+            },
+            Payload::TwilioStatusCallback => "twilio_status_callback".into(),
+            Payload::TwilioInboundSms => "twilio_inbound_sms".into(),
+        }
+    }
+}
+
+/// A kintone webhook's `type`, lower case, when it is an event name.
+fn kintone_event(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        r#type: String,
+    }
+    let typed: Typed = serde_json::from_slice(body).ok()?;
+    let plain = !typed.r#type.is_empty()
+        && typed
+            .r#type
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b == b'_');
+    plain.then(|| typed.r#type.to_ascii_lowercase())
+}
+
+/// Why a capture was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// The body could not be redacted, so it was not written at all.
+    #[error("the payload could not be redacted, so it was not captured: {0}")]
+    Redact(#[from] RedactError),
+    /// The directory or the file could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// What was being written.
+        path: PathBuf,
+        /// Why not.
+        source: std::io::Error,
+    },
+    /// The writing task did not finish.
+    #[error("the capture task failed: {0}")]
+    Task(String),
+}
+
+/// The body as the file keeps it: redacted, unless the config says not to.
+pub fn fixture_body(
+    config: &CaptureConfig,
+    payload: Payload<'_>,
+    body: &[u8],
+) -> Result<Vec<u8>, RedactError> {
+    redacted(config, payload.format(), body)
+}
+
+fn redacted(config: &CaptureConfig, format: Format, body: &[u8]) -> Result<Vec<u8>, RedactError> {
+    if !config.redact {
+        return Ok(body.to_vec());
+    }
+    let mut redactor = Redactor::new(&config.redact_fields);
+    match format {
+        Format::Xml => redactor.xml(body),
+        Format::Json => redactor.json(body),
+        Format::Form => redactor.form(body),
+    }
+}
+
+/// Write `body` of `payload` as a fixture file when capture is on; a failure is logged, never
+/// returned: the request goes on as if nothing was captured.
+pub async fn capture(config: &CaptureConfig, payload: Payload<'_>, body: &[u8]) {
+    let Some(dir) = config.dir.clone() else {
+        return;
+    };
+    let stem = payload.stem(body);
+    let (config, format, body) = (config.clone(), payload.format(), body.to_vec());
+    let kind = stem.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let fixture = redacted(&config, format, &body)?;
+        write_new(Path::new(&dir), &stem, format.extension(), &fixture)
+    })
+    .await
+    .map_err(|e| CaptureError::Task(e.to_string()))
+    .and_then(|written| written);
+    match written {
+        Ok(path) => tracing::debug!(file = %path.display(), "inbound payload captured"),
+        Err(e) => tracing::warn!(kind = %kind, error = %e, "inbound payload not captured"),
+    }
+}
+
+/// Write `contents` to a new file `STEM_TIME_XXXX.EXT` in `dir` (made if missing), never over
+/// another: written beside under a temporary name, then moved into place.
+fn write_new(dir: &Path, stem: &str, ext: &str, contents: &[u8]) -> Result<PathBuf, CaptureError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CaptureError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let time = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let mut last = None;
+    for _ in 0..NAME_ATTEMPTS {
+        let suffix: String = format!("{:04x}", rand::random::<u16>());
+        let path = dir.join(format!("{stem}_{time}_{suffix}.{ext}"));
+        let part = dir.join(format!(".{stem}_{time}_{suffix}.{ext}.part"));
+        if path.exists() {
+            continue;
+        }
+        let mut file = match std::fs::File::create_new(&part) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(&part)(e)),
+        };
+        file.write_all(contents).map_err(io(&part))?;
+        drop(file);
+        match std::fs::hard_link(&part, &path) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&part);
+                return Ok(path);
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&part);
+                last = Some(io(&path)(e));
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io(dir)(std::io::Error::new(
+            ErrorKind::AlreadyExists,
+            "no free file name",
+        ))
+    }))
+}
