@@ -13,6 +13,7 @@ pub mod messaging;
 pub mod numbers;
 pub mod otp;
 pub mod providers;
+pub mod replay;
 pub mod store;
 pub mod telemetry;
 pub mod writeback;

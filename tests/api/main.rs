@@ -1,5 +1,6 @@
 //! Behaviour of tsunagi through its real HTTP API and command line.
 
+mod capture;
 mod cli;
 mod errors;
 mod fake_kintone;
@@ -14,6 +15,7 @@ mod opt_outs;
 mod otp;
 mod postgres;
 mod recovery;
+mod replay;
 mod routes;
 mod salesforce;
 mod salesforce_external_services;
