@@ -2,6 +2,7 @@
 
 mod capture;
 mod cli;
+mod dry_run;
 mod errors;
 mod fake_kintone;
 mod fake_salesforce;
