@@ -8,6 +8,8 @@ use std::{borrow::Cow, collections::HashMap};
 use quick_xml::events::{BytesText, Event};
 use serde_json::Value;
 
+use crate::domain::phone::PhoneNumber;
+
 /// What a redacted value becomes.
 pub const REDACTED: &str = "REDACTED";
 /// What an e-mail address becomes.
@@ -41,7 +43,8 @@ enum Field {
 /// One file's redaction: numbers are replaced by the same placeholder wherever they appear.
 pub struct Redactor<'a> {
     extra: &'a [String],
-    numbers: HashMap<String, String>,
+    /// Each number's place in the file, by its E.164 form.
+    numbers: HashMap<String, usize>,
 }
 
 impl<'a> Redactor<'a> {
@@ -159,19 +162,15 @@ impl<'a> Redactor<'a> {
     }
 
     /// The placeholder of the number `run`: its leading digits (calling code, mobile prefix)
-    /// kept, the last eight `1000` and the number's place in the file, every other character
-    /// and the digits' width as they were.
+    /// kept, the last eight `1000` and the number's place in the file (one number written two
+    /// ways is one place), every other character and the digits' width as they were.
     fn placeholder(&mut self, run: &str) -> String {
         let digits: String = run.chars().filter_map(digit).collect();
+        let key = PhoneNumber::parse(run).map_or_else(|_| digits.clone(), |n| n.e164().to_string());
         let next = self.numbers.len() + 1;
-        let replacement = self
-            .numbers
-            .entry(digits.clone())
-            .or_insert_with(|| {
-                let keep = digits.len() - 8;
-                format!("{}1000{:04}", &digits[..keep], next % 10_000)
-            })
-            .clone();
+        let place = *self.numbers.entry(key).or_insert(next);
+        let keep = digits.len() - 8;
+        let replacement = format!("{}1000{:04}", &digits[..keep], place % 10_000);
         let mut new = replacement.chars();
         run.chars()
             .map(|c| match digit(c) {
@@ -385,7 +384,7 @@ fn emails_in(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::phone::{NumberKind, PhoneNumber};
+    use crate::domain::phone::NumberKind;
 
     fn fixture(path: &str) -> Vec<u8> {
         let path = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
@@ -448,6 +447,30 @@ mod tests {
             Some(REDACTED),
             "a name cut by an entity reference goes whole"
         );
+    }
+
+    #[test]
+    fn a_session_id_goes_and_a_number_written_two_ways_stays_one_number() {
+        let original = fixture("salesforce/outbound_message_session_id.xml");
+        let redacted = Redactor::new(&[]).xml(&original).unwrap();
+        let text = String::from_utf8(redacted.clone()).unwrap();
+        let personal = [
+            "FakeSessionId",
+            "03-5555-0123",
+            "090-8765-4321",
+            "+81 90-8765-4321",
+            "美咲",
+            "高橋",
+        ];
+        assert_eq!(leaked(&text, &personal), Vec::<&str>::new(), "{text}");
+        assert!(text.contains("<SessionId>REDACTED</SessionId>"), "{text}");
+        let message = tsunagi_salesforce::outbound::parse(&redacted).unwrap();
+        let fields = &message.notifications[0].sobject.fields;
+        assert_eq!(
+            fields["Description"].as_deref(),
+            Some("折り返しは 03-1000-0001 または 090-1000-0002 まで")
+        );
+        assert_eq!(fields["MobilePhone"].as_deref(), Some("+81 90-1000-0002"));
     }
 
     #[test]

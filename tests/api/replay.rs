@@ -186,7 +186,9 @@ async fn replay_of_taken_payloads_exits_zero_and_prints_what_they_became() {
     let files = [
         fixture("kintone/webhook_add_record.json"),
         fixture("salesforce/outbound_message_contact.xml"),
+        fixture("salesforce/outbound_message_session_id.xml"),
         fixture("twilio/status_callback_delivered.form"),
+        fixture("twilio/status_callback_failed_30008.form"),
         fixture("twilio/inbound_sms_japanese.form"),
     ];
     // The Contact with a landline is acknowledged too: kept as rejected, and written back as
@@ -194,7 +196,7 @@ async fn replay_of_taken_payloads_exits_zero_and_prints_what_they_became() {
     let run = replay(&s, "", &files, &[]).await;
     assert!(run.success, "{}\n{}", run.stdout, run.stderr);
     let lines: Vec<&str> = run.stdout.lines().collect();
-    assert_eq!(lines.len(), 6, "{}", run.stdout);
+    assert_eq!(lines.len(), 8, "{}", run.stdout);
     assert!(
         lines[0].contains("webhook_add_record.json: queued msg_"),
         "{}",
@@ -206,17 +208,47 @@ async fn replay_of_taken_payloads_exits_zero_and_prints_what_they_became() {
         assert!(line.contains(&expected), "{line}");
     }
     assert!(
-        lines[4].ends_with(": status callback recorded"),
+        lines[4].contains("[Contact/0035j00000Pq7RvAAJ]: acknowledged"),
         "{}",
         lines[4]
     );
-    assert!(lines[5].ends_with(": incoming SMS stored"), "{}", lines[5]);
+    for line in &lines[5..7] {
+        assert!(line.ends_with(": status callback recorded"), "{line}");
+    }
+    assert!(lines[7].ends_with(": incoming SMS stored"), "{}", lines[7]);
     let id = &message_ids(&run.stdout)[0];
     let text = s.text_of("+819012345678", &Value::from(id.as_str())).await;
     assert_eq!(text, "山田 太郎様 ご予約は2026-12-24です");
     assert_eq!(
         s.stored_messages().await,
-        4,
-        "one from kintone, three from Salesforce"
+        5,
+        "one from kintone, four from Salesforce"
+    );
+}
+
+/// Every file of `tests/fixtures/` is indexed in its README (the notes and `.gitattributes` aside).
+#[test]
+fn every_fixture_is_indexed() {
+    let root = fixture("");
+    let index = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut missing = Vec::new();
+    for dir in std::fs::read_dir(&root).unwrap() {
+        let dir = dir.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let path = file.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let listed = format!("`{}`", path.strip_prefix(&root).unwrap().display());
+            if !matches!(name.as_str(), "README.md" | ".gitattributes") && !index.contains(&listed)
+            {
+                missing.push(listed);
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not in tests/fixtures/README.md: {missing:?}"
     );
 }
