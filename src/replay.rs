@@ -107,7 +107,14 @@ pub enum ReplayError {
     Connection(String),
     /// The instance could not be reached or did not answer.
     #[error("the call failed: {0}")]
-    Call(#[from] reqwest::Error),
+    Call(reqwest::Error),
+}
+
+impl From<reqwest::Error> for ReplayError {
+    fn from(e: reqwest::Error) -> Self {
+        // The URL holds the connection's inbound token: never printed.
+        ReplayError::Call(e.without_url())
+    }
 }
 
 /// What became of one record of a fixture (or of the whole fixture).

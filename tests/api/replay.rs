@@ -69,16 +69,11 @@ pub struct Run {
 /// Run `tsunagi replay FILES… --to SERVER --config (CONNECTIONS + extra)`, plus `args`, off the
 /// test's runtime (the server answers on it meanwhile).
 pub async fn replay(server: &TestServer, extra: &str, files: &[PathBuf], args: &[&str]) -> Run {
-    replay_as(server, &format!("{CONNECTIONS}{extra}"), files, args).await
+    replay_as(&server.base, &format!("{CONNECTIONS}{extra}"), files, args).await
 }
 
-/// `replay` with `connections` in the config instead of [`CONNECTIONS`].
-async fn replay_as(
-    server: &TestServer,
-    connections: &str,
-    files: &[PathBuf],
-    args: &[&str],
-) -> Run {
+/// `replay` to base URL `to`, with `connections` in the config instead of [`CONNECTIONS`].
+async fn replay_as(to: &str, connections: &str, files: &[PathBuf], args: &[&str]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("tsunagi.toml");
     std::fs::write(&config, config_text("sqlite://unused.db", connections)).unwrap();
@@ -86,7 +81,7 @@ async fn replay_as(
     command
         .arg("replay")
         .args(files)
-        .args(["--to", &server.base, "--config"])
+        .args(["--to", to, "--config"])
         .arg(&config)
         .args(args)
         .env("RUST_LOG", "warn");
@@ -158,16 +153,41 @@ async fn replay_of_a_refused_payload_exits_non_zero() {
 }
 
 #[tokio::test]
-async fn replay_with_a_wrong_token_or_an_unknown_connection_exits_non_zero() {
+async fn replay_with_a_wrong_token_an_unknown_connection_or_no_server_exits_non_zero() {
     let s = server("").await;
     let webhook = fixture("kintone/webhook_add_record.json");
     let wrong = CONNECTIONS.replace("kintone-token-0123456789", "kintone-token-wrong-000000");
-    let run = replay_as(&s, &wrong, std::slice::from_ref(&webhook), &[]).await;
+    let run = replay_as(&s.base, &wrong, std::slice::from_ref(&webhook), &[]).await;
     assert!(!run.success);
     assert!(
         run.stdout.contains("refused 401 unauthorized"),
         "{}",
         run.stdout
+    );
+    assert!(
+        !run.stdout.contains("kintone-token-wrong"),
+        "{}",
+        run.stdout
+    );
+
+    // Nothing listens there: the call fails, and its URL (with the token) is not printed.
+    let closed = replay_as(
+        "http://127.0.0.1:9",
+        CONNECTIONS,
+        std::slice::from_ref(&webhook),
+        &[],
+    )
+    .await;
+    assert!(!closed.success);
+    assert!(
+        closed.stdout.contains(": not replayed: the call failed"),
+        "{}",
+        closed.stdout
+    );
+    assert!(
+        !closed.stdout.contains("kintone-token"),
+        "{}",
+        closed.stdout
     );
 
     let unknown = replay(&s, "", &[webhook], &["--connection", "nosuch"]).await;
