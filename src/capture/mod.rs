@@ -174,7 +174,10 @@ fn write_new(dir: &Path, stem: &str, ext: &str, contents: &[u8]) -> Result<PathB
             Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(io(&part)(e)),
         };
-        file.write_all(contents).map_err(io(&part))?;
+        if let Err(e) = file.write_all(contents) {
+            let _ = std::fs::remove_file(&part);
+            return Err(io(&part)(e));
+        }
         drop(file);
         match std::fs::hard_link(&part, &path) {
             Ok(()) => {
@@ -193,4 +196,65 @@ fn write_new(dir: &Path, stem: &str, ext: &str, contents: &[u8]) -> Result<PathB
             "no free file name",
         ))
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path, redact: bool) -> CaptureConfig {
+        CaptureConfig {
+            dir: Some(dir.display().to_string()),
+            redact,
+            redact_fields: Vec::new(),
+        }
+    }
+
+    /// The files in `dir`, by name.
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn each_payload_gets_a_file_of_its_own_named_after_its_source_and_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("made/on/demand");
+        let webhook = br#"{"type": "UPDATE_STATUS", "app": {"id": "3"}}"#;
+        for _ in 0..2 {
+            capture(&config(&out, false), Payload::KintoneWebhook("us"), webhook).await;
+        }
+        let form = b"MessageSid=SM1&MessageStatus=sent";
+        capture(&config(&out, false), Payload::TwilioStatusCallback, form).await;
+        let names = files(&out);
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert!(
+            names[0].starts_with("kintone_us_webhook_update_status_2"),
+            "{names:?}"
+        );
+        assert!(
+            names[1].starts_with("kintone_us_webhook_update_status_2"),
+            "{names:?}"
+        );
+        assert!(names[2].starts_with("twilio_status_callback_2") && names[2].ends_with(".form"));
+        assert_eq!(
+            std::fs::read(out.join(&names[2])).unwrap(),
+            form,
+            "byte for byte"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_that_cannot_be_redacted_is_not_written_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = b"{\"records\": [{\"phone\": \"090-1234-5678\"";
+        capture(&config(dir.path(), true), Payload::Flow("prod"), body).await;
+        assert_eq!(files(dir.path()), Vec::<String>::new());
+        capture(&config(dir.path(), false), Payload::Flow("prod"), body).await;
+        assert_eq!(files(dir.path()).len(), 1, "unredacted, it is kept as sent");
+    }
 }

@@ -259,3 +259,15 @@ async fn inbox_bodies(s: &TestServer, to: &str, count: usize) -> Vec<String> {
     bodies.sort();
     bodies
 }
+
+#[tokio::test]
+async fn a_capture_that_cannot_be_written_does_not_fail_the_request() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the directory should be: nothing can be written under it.
+    let blocked = dir.path().join("blocked");
+    std::fs::write(&blocked, "").unwrap();
+    let s = server(&capture(&blocked.join("fixtures"), true)).await;
+    kintone_webhook(&s).await;
+    outbound_message(&s).await;
+    assert_eq!(s.stored_messages().await, 4);
+}
