@@ -50,7 +50,16 @@ impl Format {
     }
 }
 
-impl Payload<'_> {
+impl<'a> Payload<'a> {
+    /// The source kind and, for a CRM, the connection.
+    fn source(self) -> (&'static str, Option<&'a str>) {
+        match self {
+            Payload::OutboundMessage(c) | Payload::Flow(c) => ("salesforce", Some(c)),
+            Payload::KintoneWebhook(c) => ("kintone", Some(c)),
+            Payload::TwilioStatusCallback | Payload::TwilioInboundSms => ("twilio", None),
+        }
+    }
+
     fn format(self) -> Format {
         match self {
             Payload::OutboundMessage(_) => Format::Xml,
@@ -133,7 +142,12 @@ fn redacted(config: &CaptureConfig, format: Format, body: &[u8]) -> Result<Vec<u
 /// Write `body` of `payload` as a fixture file when capture is on; a failure is logged, never
 /// returned: the request goes on as if nothing was captured.
 pub async fn capture(config: &CaptureConfig, payload: Payload<'_>, body: &[u8]) {
-    let Some(dir) = config.dir.clone() else {
+    let (kind, connection) = payload.source();
+    let Some(dir) = config
+        .dir
+        .clone()
+        .filter(|_| config.takes(kind, connection))
+    else {
         return;
     };
     let stem = payload.stem(body);
@@ -206,7 +220,7 @@ mod tests {
         CaptureConfig {
             dir: Some(dir.display().to_string()),
             redact,
-            redact_fields: Vec::new(),
+            ..CaptureConfig::default()
         }
     }
 
@@ -246,6 +260,33 @@ mod tests {
             form,
             "byte for byte"
         );
+    }
+
+    #[tokio::test]
+    async fn only_the_sources_named_are_captured() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CaptureConfig {
+            sources: vec!["salesforce:sandbox".into(), "twilio".into()],
+            ..config(dir.path(), false)
+        };
+        let body = br#"{"records": []}"#;
+        capture(&config, Payload::Flow("prod"), body).await;
+        capture(&config, Payload::KintoneWebhook("sandbox"), body).await;
+        assert_eq!(files(dir.path()), Vec::<String>::new());
+        capture(&config, Payload::Flow("sandbox"), body).await;
+        capture(
+            &config,
+            Payload::TwilioInboundSms,
+            b"From=%2B819012345678&Body=x",
+        )
+        .await;
+        let names = files(dir.path());
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(
+            names[0].starts_with("salesforce_sandbox_flow_"),
+            "{names:?}"
+        );
+        assert!(names[1].starts_with("twilio_inbound_sms_"), "{names:?}");
     }
 
     #[tokio::test]
