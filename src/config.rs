@@ -1,5 +1,6 @@
 //! One typed configuration: TOML file plus `TSUNAGI_*` environment overrides, validated once at start.
 
+mod capture;
 mod kintone;
 mod links;
 mod routes;
@@ -19,6 +20,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use self::{
+    capture::CaptureConfig,
     kintone::{KintoneConfig, KintoneEvent},
     links::LinksConfig,
     routes::RouteConfig,
@@ -69,6 +71,8 @@ pub struct Config {
     pub opt_outs: OptOutsConfig,
     /// Short links with click tracking, and the domains texts may link to.
     pub links: LinksConfig,
+    /// Inbound payloads also written as fixture files (off without `capture.dir`).
+    pub capture: CaptureConfig,
 }
 
 /// `[opt_outs]`: an opted-out number gets no message from that sender, except those exempted
@@ -542,6 +546,7 @@ impl Default for Config {
             providers: ProvidersConfig::default(),
             opt_outs: OptOutsConfig::default(),
             links: LinksConfig::default(),
+            capture: CaptureConfig::default(),
         }
     }
 }
@@ -725,6 +730,7 @@ impl Config {
         kintone::validate(&self.kintone, problems);
         self.writeback.validate(problems);
         self.links.validate(problems);
+        self.capture.validate(problems);
         if self.delivery.routes.is_empty() {
             self.providers.validate(self.delivery.provider, problems);
         } else {

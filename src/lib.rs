@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod app;
+pub mod capture;
 pub mod clock;
 pub mod config;
 pub mod dispatch;
@@ -13,6 +14,7 @@ pub mod messaging;
 pub mod numbers;
 pub mod otp;
 pub mod providers;
+pub mod replay;
 pub mod reports;
 pub mod store;
 pub mod telemetry;

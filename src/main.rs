@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use tsunagi::{app, config::Config, store, telemetry};
+use tsunagi::{app, config::Config, replay, store, telemetry};
 
 // Ingest allocates a little per request on two threads at once; mimalloc measured faster than glibc's.
 #[global_allocator]
@@ -36,6 +36,23 @@ enum Command {
     /// Apply the store's migrations.
     Migrate {
         /// TOML config file (or TSUNAGI_CONFIG).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Post fixture files to a running instance's inbound routes and print what each record
+    /// became; exits 1 when one is refused or a call fails.
+    Replay {
+        /// Fixture files: captured (`[capture] dir`) or from tests/fixtures.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The instance's base URL (default: the config's public_base_url).
+        #[arg(long)]
+        to: Option<String>,
+        /// The connection to post to (default: the one the file name names, or the only one of
+        /// its kind).
+        #[arg(long)]
+        connection: Option<String>,
+        /// TOML config file of the instance (or TSUNAGI_CONFIG): inbound tokens, Twilio token.
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -92,6 +109,15 @@ async fn main() -> ExitCode {
                 .map_err(Into::into),
             Err(code) => return code,
         },
+        Command::Replay {
+            files,
+            to,
+            connection,
+            config,
+        } => match load(config) {
+            Ok(config) => replay(&config, &files, to, connection).await,
+            Err(code) => return code,
+        },
         Command::Keys {
             command: KeysCommand::Create { name, config },
         } => match load(config) {
@@ -113,6 +139,19 @@ async fn create_key(config: &Config, name: &str) -> anyhow::Result<()> {
     let key = app::create_key(store.as_ref(), name).await?;
     println!("{key}");
     eprintln!("API key {name:?} created; it is shown only this once");
+    Ok(())
+}
+
+/// Replay fixture files; a refused record or a failed call is an error.
+async fn replay(
+    config: &Config,
+    files: &[PathBuf],
+    to: Option<String>,
+    connection: Option<String>,
+) -> anyhow::Result<()> {
+    let replayer = replay::Replayer::new(config, to, connection)?;
+    let all_taken = replay::replay_all(&replayer, files, &mut std::io::stdout()).await?;
+    anyhow::ensure!(all_taken, "not every record was taken");
     Ok(())
 }
 

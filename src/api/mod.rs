@@ -13,6 +13,7 @@ pub mod problem;
 pub mod reports;
 pub mod sandbox;
 pub mod usage;
+pub mod writebacks;
 
 use std::{ops::Deref, sync::Arc};
 
@@ -89,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/opt-outs/{number}", delete(opt_outs::remove))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/reports/delivery", get(reports::delivery))
+        .route("/v1/writebacks", get(writebacks::list))
         .route(
             "/v1/numbers/{list}/{number}",
             get(numbers::show).delete(numbers::remove),

@@ -11,7 +11,9 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{links, messages, numbers, opt_outs, otp, problem, reports, sandbox, usage};
+use super::{
+    links, messages, numbers, opt_outs, otp, problem, reports, sandbox, usage, writebacks,
+};
 use crate::inbound::{kintone, salesforce, twilio};
 
 #[derive(OpenApi)]
@@ -42,6 +44,7 @@ use crate::inbound::{kintone, salesforce, twilio};
         kintone::webhook,
         twilio::status,
         twilio::sms,
+        writebacks::list,
     ),
     components(schemas(problem::Problem, problem::ErrorCode)),
     modifiers(&BearerAuth, &CommonProblems, &Links),
@@ -52,6 +55,7 @@ use crate::inbound::{kintone, salesforce, twilio};
         (name = "usage", description = "Usage for billing (delivered messages only) and delivery reports"),
         (name = "links", description = "Short links the handsets follow; no API key"),
         (name = "sandbox", description = "Simulated handsets of the sandbox provider"),
+        (name = "writebacks", description = "What dry-run write-back would have written to CRM records"),
         (name = "inbound", description = "CRMs and Twilio calling in; the secret is in the path or the signature, not an API key"),
     )
 )]

@@ -57,6 +57,10 @@ pub struct KintoneConfig {
     /// runs only where UPDATE_STATUS sends.
     #[serde(default = "default_poll_interval")]
     pub poll_interval_seconds: u64,
+    /// Write-back makes no call: the calls it would make are kept, with their exact bodies, and
+    /// listed at `GET /v1/writebacks`. Revisions are not read, so the `PUT` carries none.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 fn default_poll_interval() -> u64 {

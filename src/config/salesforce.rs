@@ -46,6 +46,10 @@ pub struct SalesforceConfig {
     /// How each sObject's records become messages.
     #[serde(default)]
     pub mappings: Vec<MappingConfig>,
+    /// Write-back makes no call: the calls it would make are kept, with their exact bodies, and
+    /// listed at `GET /v1/writebacks` (no token is asked for either).
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// `salesforce[].auth`: the OAuth grant for write-back.

@@ -33,6 +33,7 @@ use crate::{
         problem::{ApiError, Problem},
         AppState,
     },
+    capture::{capture, Payload},
     config::KintoneConfig,
     domain::source::Source,
     mapping::Record,
@@ -151,6 +152,12 @@ pub async fn webhook(
 ) -> Result<Json<KintoneAnswer>, ApiError> {
     let connection = authenticate(&state.config.kintone, &path)?;
     let bytes = body(read, WEBHOOK_LIMIT)?;
+    capture(
+        &state.config.capture,
+        Payload::KintoneWebhook(&path.name),
+        &bytes,
+    )
+    .await;
     let webhook = webhook::parse(&bytes).map_err(|e| match e {
         WebhookError::TooLarge { limit, .. } => InboundError::TooLarge { limit },
         e => InboundError::Malformed(format!("not a kintone webhook: {e}")),

@@ -34,9 +34,11 @@ use utoipa::{
 use super::{authenticate, body, outcome_label, InboundError, InboundPath};
 use crate::{
     api::{
+        body::JsonBody,
         problem::{ApiError, Problem},
         AppState,
     },
+    capture::{capture, Payload},
     config::{is_api_name, SalesforceConfig},
     domain::source::Source,
     mapping::Record,
@@ -197,6 +199,12 @@ pub async fn outbound_message(
         Ok(bytes) => bytes,
         Err(e) => return ApiError::from(e).into_response(),
     };
+    capture(
+        &state.config.capture,
+        Payload::OutboundMessage(&path.name),
+        &bytes,
+    )
+    .await;
     match take_message(&state, connection, &bytes).await {
         Ok(()) => (
             StatusCode::OK,
@@ -331,9 +339,9 @@ pub async fn flow(
     request: Request,
 ) -> Result<(StatusCode, Json<FlowResponse>), ApiError> {
     let connection = authenticate(&state.config.salesforce, &path)?;
-    let call = crate::api::body::JsonBody::<FlowRequest>::from_request(request, &())
-        .await?
-        .value;
+    let JsonBody { value: call, bytes } =
+        JsonBody::<FlowRequest>::from_request(request, &()).await?;
+    capture(&state.config.capture, Payload::Flow(&path.name), &bytes).await;
     call.check_bounds()
         .map_err(|e| InboundError::Records(e.to_string()))?;
     let label = connection_label(connection);

@@ -25,6 +25,7 @@ use crate::{
         problem::{ApiError, ErrorCode, Problem},
         AppState,
     },
+    capture::{capture, Payload},
     config::TwilioConfig,
     domain::phone::PhoneNumber,
     store::{NewReply, Receipt, ReceiptStatus, StoreError},
@@ -41,6 +42,11 @@ pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
 pub const EMPTY_TWIML: &str = r#"<?xml version="1.0" encoding="UTF-8"?><Response></Response>"#;
 
 const FORM: &str = "application/x-www-form-urlencoded";
+
+/// The callbacks, as errors name them and as they are captured.
+const STATUS_CALLBACK: (&str, Payload<'static>) =
+    ("status callback", Payload::TwilioStatusCallback);
+const INBOUND_SMS: (&str, Payload<'static>) = ("inbound SMS", Payload::TwilioInboundSms);
 
 /// Why a Twilio callback was refused or could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -156,13 +162,14 @@ fn mac(auth_token: &str, url: &str, params: &[(String, String)]) -> Hmac<Sha1> {
     mac
 }
 
-/// The callback's form as a `kind`, once its signature is the configured account's.
-fn signed_form<T: DeserializeOwned>(
+/// The callback's form as a `kind`, once its signature is the configured account's (and
+/// captured as `payload`).
+async fn signed_form<T: DeserializeOwned>(
     state: &AppState,
     uri: &Uri,
     headers: &HeaderMap,
     read: Result<Bytes, BytesRejection>,
-    kind: &'static str,
+    (kind, payload): (&'static str, Payload<'static>),
 ) -> Result<T, CallbackError> {
     let accounts: Vec<&TwilioConfig> = state.config.twilio_accounts();
     if accounts.is_empty() {
@@ -192,6 +199,7 @@ fn signed_form<T: DeserializeOwned>(
     if !signed {
         return Err(CallbackError::Forged);
     }
+    capture(&state.config.capture, payload, &bytes).await;
     serde_urlencoded::from_bytes(&bytes).map_err(|e| CallbackError::Form {
         kind,
         reason: e.to_string(),
@@ -251,7 +259,8 @@ pub async fn status(
     headers: HeaderMap,
     read: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let form: TwilioStatusCallback = signed_form(&state, &uri, &headers, read, "status callback")?;
+    let form: TwilioStatusCallback =
+        signed_form(&state, &uri, &headers, read, STATUS_CALLBACK).await?;
     let (sid, status) = (form.message_sid.as_str(), form.message_status.as_str());
     let error_code = form.error_code.as_deref();
     let (receipt_status, detail) = match status {
@@ -305,7 +314,7 @@ pub async fn sms(
     headers: HeaderMap,
     read: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let form: TwilioInboundSms = signed_form(&state, &uri, &headers, read, "inbound SMS")?;
+    let form: TwilioInboundSms = signed_form(&state, &uri, &headers, read, INBOUND_SMS).await?;
     let sid = form.message_sid.as_str();
     let Ok(from) = PhoneNumber::parse(&form.from) else {
         tracing::warn!(

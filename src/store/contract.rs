@@ -82,6 +82,7 @@ macro_rules! contract_tests {
             outbox_entries_are_read_per_connection,
             one_owner_at_a_time_holds_a_connections_writeback_lease,
             a_refused_writeback_is_shown_on_its_message,
+            dry_run_calls_are_listed_newest_first_per_connection_and_kept_a_week,
             own_writes_are_recognised_per_connection_record_and_revision_for_a_week,
             a_rejected_record_reads_back_with_its_reason_and_feeds_the_outbox,
             a_rejected_record_without_a_number_is_kept,
@@ -1917,6 +1918,62 @@ pub async fn a_refused_writeback_is_shown_on_its_message(store: Arc<dyn Store>) 
         s.message(&b.id).await.unwrap().unwrap().writeback_error,
         None
     );
+}
+
+/// Dry-run write-back calls read back with their exact bodies, newest first, by connection and
+/// page; those older than a week are forgotten at the next write.
+pub async fn dry_run_calls_are_listed_newest_first_per_connection_and_kept_a_week(
+    store: Arc<dyn Store>,
+) {
+    let s = store.as_ref();
+    let at = now();
+    let call = |connection: &str, n: u64, at: DateTime<Utc>| NewWritebackCall {
+        connection: connection.into(),
+        method: "PATCH".into(),
+        path: "/services/data/v67.0/composite/sobjects".into(),
+        body: serde_json::json!({"allOrNone": false, "records": [{"n": n, "名前": "様"}]}),
+        message_ids: vec![format!("msg_{n}")],
+        at,
+    };
+    let first = vec![call("salesforce:prod", 1, at), call("kintone:sales", 2, at)];
+    s.log_writebacks(first, at).await.unwrap();
+    s.log_writebacks(vec![call("salesforce:prod", 3, at)], at)
+        .await
+        .unwrap();
+    let all = |connection: Option<&str>, limit, before| WritebackQuery {
+        connection: connection.map(Into::into),
+        limit,
+        before,
+    };
+    let listed = s.writebacks(all(None, 10, None)).await.unwrap();
+    let calls: Vec<&NewWritebackCall> = listed.iter().map(|c| &c.call).collect();
+    assert_eq!(
+        calls,
+        [
+            &call("salesforce:prod", 3, at),
+            &call("kintone:sales", 2, at),
+            &call("salesforce:prod", 1, at)
+        ]
+    );
+    let prod = s
+        .writebacks(all(Some("salesforce:prod"), 1, None))
+        .await
+        .unwrap();
+    assert_eq!(prod.len(), 1);
+    assert_eq!(prod[0].call.body["records"][0]["n"], 3);
+    let next = s
+        .writebacks(all(Some("salesforce:prod"), 1, Some(prod[0].seq)))
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].call, call("salesforce:prod", 1, at));
+    let later = at + WRITEBACKS_KEPT + Duration::seconds(1);
+    s.log_writebacks(vec![call("kintone:sales", 4, later)], later)
+        .await
+        .unwrap();
+    let kept = s.writebacks(all(None, 10, None)).await.unwrap();
+    assert_eq!(kept.len(), 1, "a week's calls are forgotten");
+    assert_eq!(kept[0].call, call("kintone:sales", 4, later));
 }
 
 // Rejected CRM records.

@@ -21,6 +21,7 @@ mod reports;
 mod rows;
 mod sandbox;
 mod sqlite;
+mod writeback_log;
 
 use std::{sync::Arc, time::Duration};
 
@@ -46,6 +47,9 @@ pub use receipts::{KeptReceipt, PartOutcome, PartReceipt, PartState, ReceiptStor
 pub use reports::{DeliveryFact, FactCursor, ReportStore, UsageBucket, USAGE_BUCKET_MINUTES};
 pub use sandbox::{InboxEntry, SandboxSend, SandboxStore};
 pub use sqlite::SqliteStore;
+pub use writeback_log::{
+    NewWritebackCall, WritebackCall, WritebackLogStore, WritebackQuery, WRITEBACKS_KEPT,
+};
 
 // The rules' types the traits speak, so callers find them with the store.
 pub use crate::{
@@ -71,6 +75,7 @@ pub trait Store:
     + ConsentStore
     + LinkStore
     + ReportStore
+    + WritebackLogStore
 {
 }
 
@@ -87,6 +92,7 @@ impl<T> Store for T where
         + ConsentStore
         + LinkStore
         + ReportStore
+        + WritebackLogStore
 {
 }
 

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tsunagi_salesforce::{rest::RestClient, Grant, TokenSource};
 
 use super::{
+    dry_run::{CallPlan, DryRunSink},
     kintone::{KintoneFields, KintoneSink},
     salesforce::{MessageLog, SalesforceSink, StatusFields},
     Sink, Timing, Worker,
@@ -33,17 +34,29 @@ pub fn start(
         ..Timing::default()
     };
     let mut sinks: Vec<(String, Arc<dyn Sink>)> = Vec::new();
+    // A dry run logs the calls the same sink would make instead of making them.
+    let dry = |name: &String, plan: Box<dyn CallPlan>| -> Arc<dyn Sink> {
+        Arc::new(DryRunSink::new(name, plan, store.clone(), clock.clone()))
+    };
     for connection in &config.salesforce {
         let name = format!("salesforce:{}", connection.name);
         let sink = salesforce_sink(connection, &name)
             .with_context(|| format!("salesforce connection {:?}", connection.name))?;
-        sinks.push((name, Arc::new(sink)));
+        let sink = match connection.dry_run {
+            true => dry(&name, Box::new(sink)),
+            false => Arc::new(sink),
+        };
+        sinks.push((name, sink));
     }
     for connection in &config.kintone {
         let name = format!("kintone:{}", connection.name);
         let sink = kintone_sink(connection, &name, store)
             .with_context(|| format!("kintone connection {:?}", connection.name))?;
-        sinks.push((name, Arc::new(sink)));
+        let sink = match connection.dry_run {
+            true => dry(&name, Box::new(sink)),
+            false => Arc::new(sink),
+        };
+        sinks.push((name, sink));
     }
     Ok(sinks
         .into_iter()

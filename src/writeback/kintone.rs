@@ -12,7 +12,10 @@ use tsunagi_kintone::{
     error::ErrorClass,
 };
 
-use super::{Outcome, RecordUpdate as Update, Sink, SinkError};
+use super::{
+    dry_run::{messages_of, CallPlan, PlannedCall},
+    Outcome, RecordUpdate as Update, Sink, SinkError,
+};
 use crate::store::Store;
 
 /// The most records one `PUT records.json` takes.
@@ -124,15 +127,18 @@ impl KintoneSink {
             .map_err(store_error)
     }
 
-    /// The fields `update` sets, on record `id` at `revision`.
+    /// The fields `update` sets, on record `id` at `revision` (any revision when `None`).
     fn record_update(
         &self,
         id: u64,
-        revision: u64,
+        revision: Option<u64>,
         update: &Update,
         opt_out_option: Option<&str>,
     ) -> RecordUpdate {
-        let mut record = RecordUpdate::new(id).with_revision(revision);
+        let mut record = RecordUpdate::new(id);
+        if let Some(revision) = revision {
+            record = record.with_revision(revision);
+        }
         if let Some(status) = &update.status {
             record = record.set(&self.fields.status, status.status.as_str()).set(
                 &self.fields.detail,
@@ -184,7 +190,9 @@ impl KintoneSink {
             });
             let records: Vec<RecordUpdate> = todo
                 .iter()
-                .map(|(i, id)| self.record_update(*id, revisions[id], &updates[*i], opt_out_option))
+                .map(|(i, id)| {
+                    self.record_update(*id, Some(revisions[id]), &updates[*i], opt_out_option)
+                })
                 .collect();
             if records.is_empty() {
                 return Ok(());
@@ -246,14 +254,14 @@ impl KintoneSink {
         Ok(())
     }
 
-    /// Post every reply of the written updates as a comment on its record, 20 to a call; a
-    /// call kintone cannot take now leaves its updates for a later round.
-    async fn post_replies(
+    /// A comment request per reply of the written updates, with the index of its update; a
+    /// reply kintone would refuse as a comment fails its update.
+    fn comments(
         &self,
         updates: &[Update],
         ids: &BTreeMap<usize, u64>,
         outcomes: &mut [Option<Outcome>],
-    ) {
+    ) -> Vec<(usize, BulkRequest)> {
         let mut comments: Vec<(usize, BulkRequest)> = Vec::new();
         for (i, update) in updates.iter().enumerate() {
             if outcomes[i] != Some(Outcome::Written) {
@@ -267,6 +275,32 @@ impl KintoneSink {
                 }
             }
         }
+        comments
+    }
+
+    /// The records of `updates` this app has, by update index, failing the others.
+    fn ids(&self, updates: &[Update], outcomes: &mut [Option<Outcome>]) -> BTreeMap<usize, u64> {
+        let mut ids = BTreeMap::new();
+        for (i, update) in updates.iter().enumerate() {
+            match self.id_of(update) {
+                Ok(id) => {
+                    ids.insert(i, id);
+                }
+                Err(reason) => outcomes[i] = Some(Outcome::Failed(reason)),
+            }
+        }
+        ids
+    }
+
+    /// Post every reply of the written updates as a comment on its record, 20 to a call; a
+    /// call kintone cannot take now leaves its updates for a later round.
+    async fn post_replies(
+        &self,
+        updates: &[Update],
+        ids: &BTreeMap<usize, u64>,
+        outcomes: &mut [Option<Outcome>],
+    ) {
+        let comments = self.comments(updates, ids, outcomes);
         for chunk in comments.chunks(REQUESTS_PER_BULK) {
             let requests: Vec<BulkRequest> = chunk.iter().map(|(_, r)| r.clone()).collect();
             if let Err(e) = self.client.bulk_request(&requests).await {
@@ -338,23 +372,66 @@ impl Sink for KintoneSink {
 
     async fn write(&self, updates: &[Update]) -> Result<Vec<Outcome>, SinkError> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; updates.len()];
-        let mut ids = BTreeMap::new();
-        let mut todo = Vec::new();
-        for (i, update) in updates.iter().enumerate() {
-            match self.id_of(update) {
-                Ok(id) => {
-                    ids.insert(i, id);
-                    todo.push((i, id));
-                }
-                Err(reason) => outcomes[i] = Some(Outcome::Failed(reason)),
-            }
-        }
+        let ids = self.ids(updates, &mut outcomes);
+        let todo = ids.iter().map(|(i, id)| (*i, *id)).collect();
         self.write_fields(updates, todo, &mut outcomes).await?;
         self.post_replies(updates, &ids, &mut outcomes).await;
         Ok(outcomes
             .into_iter()
             .map(|o| o.unwrap_or(Outcome::Retry))
             .collect())
+    }
+}
+
+/// A dry run reads nothing from kintone: it cannot know a record's revision, so its `PUT
+/// records.json` carries none (a person's edit in between would not be guarded against), nor the
+/// opt-out check box's option (read from the form), so an opt-out is not in the body. The bodies
+/// come from the same `record_update`, `comments` and the client's own encoders.
+impl CallPlan for KintoneSink {
+    fn max_batch(&self) -> usize {
+        RECORDS_PER_CALL
+    }
+
+    fn calls(&self, updates: &[Update]) -> (Vec<PlannedCall>, Vec<Outcome>) {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; updates.len()];
+        let ids = self.ids(updates, &mut outcomes);
+        let root = self.client.api_root();
+        let mut calls = Vec::new();
+        let records: Vec<RecordUpdate> = ids
+            .iter()
+            .map(|(i, id)| self.record_update(*id, None, &updates[*i], None))
+            .collect();
+        match BulkRequest::update_records(self.app, &records) {
+            Ok(request) if !records.is_empty() => {
+                calls.push(PlannedCall {
+                    method: "PUT",
+                    path: format!("{root}{}", request.api),
+                    body: request.payload,
+                    message_ids: messages_of(ids.keys().map(|i| &updates[*i])),
+                });
+                ids.keys()
+                    .for_each(|i| outcomes[*i] = Some(Outcome::Written));
+            }
+            Ok(_) => {}
+            Err(e) => ids
+                .keys()
+                .for_each(|i| outcomes[*i] = Some(Outcome::Failed(e.to_string()))),
+        }
+        let comments = self.comments(updates, &ids, &mut outcomes);
+        for chunk in comments.chunks(REQUESTS_PER_BULK) {
+            let requests: Vec<BulkRequest> = chunk.iter().map(|(_, r)| r.clone()).collect();
+            calls.push(PlannedCall {
+                method: "POST",
+                path: format!("{root}bulkRequest.json"),
+                body: self.client.bulk_request_body(&requests),
+                message_ids: messages_of(chunk.iter().map(|(i, _)| &updates[*i])),
+            });
+        }
+        let outcomes = outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::Written))
+            .collect();
+        (calls, outcomes)
     }
 }
 

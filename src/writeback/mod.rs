@@ -9,6 +9,7 @@
 //! lease in the store, so with several instances each record's changes still arrive in order.
 
 pub mod connections;
+pub mod dry_run;
 pub mod kintone;
 pub mod plan;
 pub mod salesforce;

@@ -5,9 +5,15 @@ use std::{collections::BTreeMap, time::Duration};
 
 use async_trait::async_trait;
 use serde_json::Value;
-use tsunagi_salesforce::rest::{ErrorClass, RecordResult, RestClient, RestError, SObject};
+use tsunagi_salesforce::rest::{
+    collection_body, upsert_path, ErrorClass, RecordResult, RestClient, RestError, SObject,
+};
 
-use super::{Outcome, RecordUpdate, Sink, SinkError};
+use super::{
+    dry_run::{messages_of, CallPlan, PlannedCall},
+    Outcome, RecordUpdate, Sink, SinkError,
+};
+use crate::domain::ids::MessageId;
 
 /// The most records one sObject Collections call takes.
 const COLLECTION_LIMIT: usize = 200;
@@ -82,9 +88,13 @@ impl SalesforceSink {
         self
     }
 
-    /// The log records of `updates`, grouped by log object: one per message state.
-    fn log_records(&self, updates: &[RecordUpdate]) -> BTreeMap<&MessageLog, Vec<SObject>> {
-        let mut out: BTreeMap<&MessageLog, Vec<SObject>> = BTreeMap::new();
+    /// The log records of `updates`, grouped by log object: one per message state, with its
+    /// message.
+    fn log_records(
+        &self,
+        updates: &[RecordUpdate],
+    ) -> BTreeMap<&MessageLog, Vec<(MessageId, SObject)>> {
+        let mut out: BTreeMap<&MessageLog, Vec<(MessageId, SObject)>> = BTreeMap::new();
         for update in updates {
             let Some((object, id)) = update.record.split_once('/') else {
                 continue;
@@ -100,7 +110,9 @@ impl SalesforceSink {
                 if let Some(field) = &log.detail_field {
                     record = record.set(field, detail(change.detail.as_deref()));
                 }
-                out.entry(log).or_default().push(record);
+                out.entry(log)
+                    .or_default()
+                    .push((change.message_id.clone(), record));
             }
         }
         out
@@ -110,6 +122,7 @@ impl SalesforceSink {
     /// retried (the record itself was written), while a refused call fails the round.
     async fn write_logs(&self, updates: &[RecordUpdate]) -> Result<(), SinkError> {
         for (log, records) in self.log_records(updates) {
+            let records: Vec<SObject> = records.into_iter().map(|(_, record)| record).collect();
             for chunk in records.chunks(COLLECTION_LIMIT) {
                 let response = self
                     .client
@@ -159,6 +172,89 @@ impl SalesforceSink {
         }
         Ok(record)
     }
+}
+
+impl SalesforceSink {
+    /// The records `updates` write, with the index of the update each is for; an update that
+    /// names no mapped record is failed in the outcomes, the others left to the call.
+    fn records(
+        &self,
+        updates: &[RecordUpdate],
+    ) -> (Vec<usize>, Vec<SObject>, Vec<Option<Outcome>>) {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; updates.len()];
+        let mut sent = Vec::new();
+        let mut records = Vec::new();
+        for (i, update) in updates.iter().enumerate() {
+            match self.record(update) {
+                Ok(record) => {
+                    sent.push(i);
+                    records.push(record);
+                }
+                Err(reason) => outcomes[i] = Some(Outcome::Failed(reason)),
+            }
+        }
+        (sent, records, outcomes)
+    }
+}
+
+/// A dry run makes no call, so no token is asked for: the bodies come from the same `records`
+/// and `log_records`, and `collection_body`, the client's own encoder.
+impl CallPlan for SalesforceSink {
+    fn max_batch(&self) -> usize {
+        COLLECTION_LIMIT
+    }
+
+    fn calls(&self, updates: &[RecordUpdate]) -> (Vec<PlannedCall>, Vec<Outcome>) {
+        let (sent, records, outcomes) = self.records(updates);
+        let mut calls = Vec::new();
+        let mut outcomes: Vec<Outcome> = outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::Written))
+            .collect();
+        if !records.is_empty() {
+            match planned(&self.client.api_path("composite/sobjects"), &records) {
+                Ok(body) => calls.push(PlannedCall {
+                    method: "PATCH",
+                    path: self.client.api_path("composite/sobjects"),
+                    body,
+                    message_ids: messages_of(sent.iter().map(|i| &updates[*i])),
+                }),
+                Err(reason) => sent
+                    .iter()
+                    .for_each(|i| outcomes[*i] = Outcome::Failed(reason.clone())),
+            }
+        }
+        for (log, records) in self.log_records(updates) {
+            for chunk in records.chunks(COLLECTION_LIMIT) {
+                let (ids, chunk): (Vec<MessageId>, Vec<SObject>) = chunk.iter().cloned().unzip();
+                let path = upsert_path(&log.object, &log.external_id_field)
+                    .map(|p| self.client.api_path(&p));
+                let call = path.map_err(|e| e.to_string()).and_then(|path| {
+                    let body = planned(&path, &chunk)?;
+                    Ok(PlannedCall {
+                        method: "PATCH",
+                        path,
+                        body,
+                        message_ids: ids,
+                    })
+                });
+                match call {
+                    Ok(call) => calls.push(call),
+                    // As for real: a refused log call is reported, the records stay written.
+                    Err(reason) => {
+                        tracing::warn!(connection = %self.connection, object = %log.object, %reason, "dry run: message log call not built")
+                    }
+                }
+            }
+        }
+        (calls, outcomes)
+    }
+}
+
+/// The body `collection_body` gives `records`, as JSON, or why it could not be made.
+fn planned(path: &str, records: &[SObject]) -> Result<Value, String> {
+    let body = collection_body(records).map_err(|e| format!("{path}: {e}"))?;
+    serde_json::from_slice(&body).map_err(|e| format!("{path}: {e}"))
 }
 
 /// A reason cut to a text field's length, or null to clear the field.
@@ -213,18 +309,7 @@ impl Sink for SalesforceSink {
     }
 
     async fn write(&self, updates: &[RecordUpdate]) -> Result<Vec<Outcome>, SinkError> {
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; updates.len()];
-        let mut sent = Vec::new();
-        let mut records = Vec::new();
-        for (i, update) in updates.iter().enumerate() {
-            match self.record(update) {
-                Ok(record) => {
-                    sent.push(i);
-                    records.push(record);
-                }
-                Err(reason) => outcomes[i] = Some(Outcome::Failed(reason)),
-            }
-        }
+        let (sent, records, mut outcomes) = self.records(updates);
         if !records.is_empty() {
             let response = self.client.update(&records).await.map_err(sink_error)?;
             if let Some(usage) = response.limits.as_ref().and_then(|l| l.api_usage) {

@@ -1,6 +1,8 @@
 //! Behaviour of tsunagi through its real HTTP API and command line.
 
+mod capture;
 mod cli;
+mod dry_run;
 mod errors;
 mod fake_kintone;
 mod fake_salesforce;
@@ -15,6 +17,7 @@ mod opt_outs;
 mod otp;
 mod postgres;
 mod recovery;
+mod replay;
 mod routes;
 mod salesforce;
 mod salesforce_external_services;

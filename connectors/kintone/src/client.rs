@@ -503,11 +503,11 @@ impl Client {
         app: u64,
         updates: &[RecordUpdate],
     ) -> Result<Vec<UpdatedRecord>, ClientError> {
-        check_update_count(updates)?;
+        // The count is checked first: too many records are refused without a call.
+        let payload = BulkRequest::update_records(app, updates)?.payload;
         if updates.is_empty() {
             return Ok(Vec::new());
         }
-        let payload = json!({ "app": app, "records": updates });
         tracing::debug!(app, records = updates.len(), "kintone PUT records.json");
         let body = self
             .call(Method::PUT, "records.json", &[], Some(&payload))
@@ -546,6 +546,23 @@ impl Client {
             .ok_or_else(|| ClientError::InvalidResponse("comment reply has no id".to_owned()))
     }
 
+    /// The body of a `bulkRequest.json` call running `requests`, each API under this client's
+    /// root, as sent.
+    pub fn bulk_request_body(&self, requests: &[BulkRequest]) -> Value {
+        let root = self.api_root();
+        let requests: Vec<Value> = requests
+            .iter()
+            .map(|r| {
+                json!({
+                    "method": r.method,
+                    "api": format!("{root}{}", r.api.trim_start_matches('/')),
+                    "payload": r.payload,
+                })
+            })
+            .collect();
+        json!({ "requests": requests })
+    }
+
     /// `POST bulkRequest.json`: up to 20 requests run in order, all or nothing; returns each
     /// request's result. On failure the error names the failing request's index.
     pub async fn bulk_request(&self, requests: &[BulkRequest]) -> Result<Vec<Value>, ClientError> {
@@ -558,18 +575,7 @@ impl Client {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
-        let root = self.api_root();
-        let requests: Vec<Value> = requests
-            .iter()
-            .map(|r| {
-                json!({
-                    "method": r.method,
-                    "api": format!("{root}{}", r.api.trim_start_matches('/')),
-                    "payload": r.payload,
-                })
-            })
-            .collect();
-        let payload = json!({ "requests": requests });
+        let payload = self.bulk_request_body(requests);
         let body = self
             .call(Method::POST, "bulkRequest.json", &[], Some(&payload))
             .await?;

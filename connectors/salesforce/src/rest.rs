@@ -435,6 +435,12 @@ impl RestClient {
         self
     }
 
+    /// The URL path of an API relative to the version root (`composite/sobjects`), from the
+    /// instance URL on: `/services/data/v67.0/composite/sobjects`.
+    pub fn api_path(&self, path: &str) -> String {
+        format!("/services/data/v{}/{}", self.api_version, path)
+    }
+
     /// Updates up to 200 records by id (`PATCH composite/sobjects`, `allOrNone` false).
     pub async fn update(&self, records: &[SObject]) -> Result<CollectionResponse, RestError> {
         self.collection(Method::PATCH, "composite/sobjects".to_owned(), records)
@@ -455,11 +461,7 @@ impl RestClient {
         external_id_field: &str,
         records: &[SObject],
     ) -> Result<CollectionResponse, RestError> {
-        let path = format!(
-            "composite/sobjects/{}/{}",
-            api_name(object)?,
-            api_name(external_id_field)?
-        );
+        let path = upsert_path(object, external_id_field)?;
         self.collection(Method::PATCH, path, records).await
     }
 
@@ -481,11 +483,7 @@ impl RestClient {
                 limits: None,
             });
         }
-        let payload = serde_json::to_vec(&CollectionRequest {
-            all_or_none: false,
-            records,
-        })
-        .map_err(|e| RestError::Encode(e.to_string()))?;
+        let payload = collection_body(records)?;
         tracing::debug!(%method, %path, records = records.len(), "sObject Collections call");
         let reply = self.send(method, &path, payload).await?;
         let results: Vec<RecordResult> = serde_json::from_slice(&reply.body)
@@ -528,10 +526,7 @@ impl RestClient {
         path: &str,
         payload: Vec<u8>,
     ) -> Result<Reply, RestError> {
-        let url = format!(
-            "{}/services/data/v{}/{}",
-            token.instance_url, self.api_version, path
-        );
+        let url = format!("{}{}", token.instance_url, self.api_path(path));
         let response = self
             .http
             .request(method, url)
@@ -565,6 +560,24 @@ impl RestClient {
             body,
         })
     }
+}
+
+/// The body of an sObject Collections call (`allOrNone` false) carrying `records`, as sent.
+pub fn collection_body(records: &[SObject]) -> Result<Vec<u8>, RestError> {
+    serde_json::to_vec(&CollectionRequest {
+        all_or_none: false,
+        records,
+    })
+    .map_err(|e| RestError::Encode(e.to_string()))
+}
+
+/// The path, relative to the version root, of an upsert of `object` on `external_id_field`.
+pub fn upsert_path(object: &str, external_id_field: &str) -> Result<String, RestError> {
+    Ok(format!(
+        "composite/sobjects/{}/{}",
+        api_name(object)?,
+        api_name(external_id_field)?
+    ))
 }
 
 fn into_error(reply: Reply) -> Result<Reply, RestError> {

@@ -16,6 +16,7 @@ mod receipts;
 mod reports;
 mod sandbox;
 mod wakeups;
+mod writeback_log;
 mod writer;
 
 use std::str::FromStr;

@@ -13,6 +13,7 @@ mod queue;
 mod receipts;
 mod reports;
 mod sandbox;
+mod writeback_log;
 mod writer;
 
 use std::{fs::File, path::PathBuf, str::FromStr, time::Duration};

@@ -388,3 +388,48 @@ async fn a_record_of_another_app_fails_without_a_call() {
     assert!(matches!(&outcomes[0], Outcome::Failed(r) if r.contains("app 12")));
     assert!(s.server.received_requests().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_dry_run_plans_the_writes_without_a_revision_and_reads_nothing() {
+    let s = setup().await;
+    let mut answered = update("12/7", JobState::Delivered, &["はい"]);
+    answered.consent = Some(ConsentChange {
+        message_id: MessageId::new(),
+        opted_out: true,
+        at: at(),
+    });
+    let other_app = update("3/1", JobState::Delivered, &[]);
+    let (calls, outcomes) = s.sink().calls(&[answered.clone(), other_app]);
+    assert_eq!(outcomes[0], Outcome::Written);
+    assert!(matches!(&outcomes[1], Outcome::Failed(reason) if reason.contains("app 12")));
+    let planned: Vec<(&str, &str, &Value)> = calls
+        .iter()
+        .map(|c| (c.method, c.path.as_str(), &c.body))
+        .collect();
+    assert_eq!(
+        planned,
+        [
+            (
+                "PUT",
+                "/k/v1/records.json",
+                // No revision (none was read), no opt-out (its option is read from the form).
+                &json!({"app": 12, "records": [{"id": 7, "record": {
+                    "sms_status": {"value": "delivered"},
+                    "sms_status_detail": {"value": ""},
+                    "sms_reply": {"value": "はい"},
+                }}]})
+            ),
+            (
+                "POST",
+                "/k/v1/bulkRequest.json",
+                &json!({"requests": [{
+                    "method": "POST",
+                    "api": "/k/v1/record/comment.json",
+                    "payload": {"app": 12, "record": 7, "comment": {"text": "SMS返信: はい"}},
+                }]})
+            ),
+        ]
+    );
+    assert_eq!(calls[0].message_ids, answered.messages());
+    assert!(s.server.received_requests().await.unwrap().is_empty());
+}

@@ -287,3 +287,47 @@ async fn the_daily_allowance_spent_pauses_the_queue_and_a_busy_org_retries() {
         "a concurrency limit clears in seconds"
     );
 }
+
+#[tokio::test]
+async fn a_dry_run_plans_the_very_body_the_write_sends_and_asks_for_no_token() {
+    let server = salesforce().await;
+    let mut contact = update(
+        "Contact/0035j00000Pq7RsAAJ",
+        JobState::Undelivered,
+        Some("Twilio undelivered, error 30003"),
+    );
+    contact.consent = Some(ConsentChange {
+        message_id: MessageId::new(),
+        opted_out: true,
+        at: at(),
+    });
+    let lead = update("Lead/00Q5j00000AbCdEAAZ", JobState::Delivered, None);
+    let (calls, outcomes) = sink(&server).calls(&[contact.clone(), lead]);
+    assert!(server.received_requests().await.unwrap().is_empty());
+    assert_eq!(outcomes[0], Outcome::Written);
+    assert!(matches!(&outcomes[1], Outcome::Failed(reason) if reason.contains("\"Lead\"")));
+    assert_eq!(calls.len(), 1, "the Lead is in no call: {calls:?}");
+    assert_eq!(
+        (calls[0].method, calls[0].path.as_str()),
+        ("PATCH", COLLECTIONS)
+    );
+    assert_eq!(calls[0].message_ids, contact.messages());
+
+    Mock::given(method("PATCH"))
+        .and(path(COLLECTIONS))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"id": "0035j00000Pq7RsAAJ", "success": true, "errors": []}
+        ])))
+        .mount(&server)
+        .await;
+    sink(&server).write(&[contact]).await.unwrap();
+    let sent = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.url.path() == COLLECTIONS)
+        .unwrap();
+    let sent: Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(calls[0].body, sent);
+}
