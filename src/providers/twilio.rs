@@ -298,6 +298,21 @@ fn is_refusal(status: StatusCode) -> bool {
     )
 }
 
+/// Twilio's error codes that fault the account's sender, not the message: every message would get
+/// them until the admin fixes the number or the Messaging Service (21212 invalid From, 21606 From
+/// cannot send to this destination, 21659 From is not a Twilio number, 21703 and 21704 a
+/// Messaging Service without senders).
+const SENDER_ERRORS: [u32; 5] = [21212, 21606, 21659, 21703, 21704];
+
+/// Whether a 400 answer faults the sender configured for the account rather than the message.
+fn is_sender_error(answer: &Answer) -> bool {
+    answer.status == StatusCode::BAD_REQUEST
+        && serde_json::from_slice::<ErrorDocument>(&answer.body)
+            .ok()
+            .and_then(|d| d.code)
+            .is_some_and(|code| SENDER_ERRORS.contains(&code))
+}
+
 /// Twilio's words for an error answer: `error {code}: {message}` when it sent its document.
 fn error_words(answer: &Answer) -> String {
     let document = serde_json::from_slice::<ErrorDocument>(&answer.body).ok();
@@ -366,6 +381,16 @@ fn classify(answer: Answer) -> (Result<String, SendError>, &'static str) {
     if is_refusal(status) {
         return (
             Err(SendError::Unavailable(refusal_reason(&answer))),
+            "refused",
+        );
+    }
+    if is_sender_error(&answer) {
+        // The message waits (or goes to the next route) instead of failing with every other.
+        return (
+            Err(SendError::Unavailable(format!(
+                "Twilio cannot send from the configured sender ({}); check from or messaging_service_sid",
+                error_words(&answer)
+            ))),
             "refused",
         );
     }
@@ -473,6 +498,18 @@ mod tests {
         };
         assert!(reason.contains("21610"), "{reason}");
         assert!(reason.contains("unsubscribed recipient"), "{reason}");
+    }
+
+    #[test]
+    fn a_sender_the_account_cannot_use_holds_the_message_instead_of_failing_it() {
+        let body = r#"{"code": 21606, "message": "The From phone number +15005550001 is not a valid, SMS-capable inbound phone number or short code for your account.", "more_info": "https://www.twilio.com/docs/errors/21606", "status": 400}"#;
+        let (result, outcome) = classify(answer(400, body, None));
+        assert_eq!(outcome, "refused");
+        let Err(SendError::Unavailable(reason)) = result else {
+            panic!("{result:?}")
+        };
+        assert!(reason.contains("21606"), "{reason}");
+        assert!(reason.contains("messaging_service_sid"), "{reason}");
     }
 
     #[test]
