@@ -189,12 +189,17 @@ impl<'a> Replayer<'a> {
         }
         let response = request.body(body.clone()).send().await?;
         let status = response.status();
+        let results = response
+            .headers()
+            .get(crate::inbound::salesforce::RESULTS_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let answer = response.bytes().await?;
         if !status.is_success() {
             return Ok(vec![refusal(status.as_u16(), &answer)]);
         }
         Ok(match route {
-            Route::OutboundMessage => acknowledged(&body, &answer),
+            Route::OutboundMessage => acknowledged(&body, &answer, results.as_deref()),
             Route::Flow => flow_lines(&answer),
             Route::Kintone => vec![kintone_line(&answer)],
             Route::TwilioStatus => vec![Line::taken(None, "status callback recorded".into())],
@@ -310,21 +315,31 @@ fn refusal(status: u16, answer: &[u8]) -> Line {
     Line::refused(None, outcome)
 }
 
-/// An acknowledged Outbound Message: one line per notification (the `Ack` names no message).
-fn acknowledged(body: &[u8], answer: &[u8]) -> Vec<Line> {
+/// An acknowledged Outbound Message: one line per notification, with what the instance said it
+/// became (`results`, its `tsunagi-results` header); a notification stored as rejected is refused.
+fn acknowledged(body: &[u8], answer: &[u8], results: Option<&str>) -> Vec<Line> {
     if !String::from_utf8_lossy(answer).contains("<Ack>true</Ack>") {
         return vec![Line::refused(None, "answered without Ack true".into())];
     }
+    let became = |id: &str| {
+        results?
+            .split(", ")
+            .find_map(|entry| entry.strip_prefix(id)?.strip_prefix('='))
+    };
     match tsunagi_salesforce::outbound::parse(body) {
         Ok(message) => message
             .notifications
             .iter()
             .map(|n| {
-                let record = format!("{}/{}", n.sobject.object_type, n.sobject.id);
-                Line::taken(
-                    Some(record),
-                    format!("acknowledged (notification {})", n.id),
-                )
+                let record = Some(format!("{}/{}", n.sobject.object_type, n.sobject.id));
+                let Some((message_id, outcome)) = became(&n.id).and_then(|e| e.split_once(' '))
+                else {
+                    return Line::taken(record, format!("acknowledged (notification {})", n.id));
+                };
+                match outcome.strip_prefix("rejected ") {
+                    Some(code) => Line::refused(record, format!("rejected {message_id} {code}")),
+                    None => Line::taken(record, format!("{outcome} {message_id}")),
+                }
             })
             .collect(),
         Err(_) => vec![Line::taken(None, "acknowledged".into())],

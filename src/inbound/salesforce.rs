@@ -206,13 +206,35 @@ pub async fn outbound_message(
     )
     .await;
     match take_message(&state, connection, &bytes).await {
-        Ok(()) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-            outbound::ACK,
-        )
-            .into_response(),
+        Ok(results) => {
+            let mut response = (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+                outbound::ACK,
+            )
+                .into_response();
+            if let Ok(value) = header::HeaderValue::from_str(&results) {
+                response.headers_mut().insert(RESULTS_HEADER, value);
+            }
+            response
+        }
         Err(fault) => fault.into_response(),
+    }
+}
+
+/// Beside the SOAP `Ack` (which names no message, and Salesforce reads nothing else), what each
+/// notification became, for `tsunagi replay` and anyone testing by hand:
+/// `NOTIFICATION_ID=MESSAGE_ID STATUS[ CODE]`, comma separated.
+pub const RESULTS_HEADER: &str = "tsunagi-results";
+
+/// One notification's entry in `RESULTS_HEADER`.
+fn result_entry(notification: &str, outcome: &RecordOutcome) -> String {
+    match outcome {
+        RecordOutcome::Accepted { id, status } => format!("{notification}={id} {status}"),
+        RecordOutcome::Rejected { id, refusal } => {
+            format!("{notification}={id} rejected {}", refusal.code())
+        }
+        RecordOutcome::Replayed => format!("{notification}=- duplicate"),
     }
 }
 
@@ -220,7 +242,7 @@ async fn take_message(
     state: &AppState,
     connection: &SalesforceConfig,
     bytes: &[u8],
-) -> Result<(), SoapFault> {
+) -> Result<String, SoapFault> {
     let message = outbound::parse(bytes).map_err(SoapFault::Malformed)?;
     if !message.is_from(&connection.org_id()) {
         return Err(SoapFault::OtherOrg(message.organization_id.to_string()));
@@ -235,16 +257,18 @@ async fn take_message(
             .map(|n| take_notification(state, connection, &label, n)),
     )
     .await;
-    for outcome in outcomes {
+    let mut results = Vec::with_capacity(outcomes.len());
+    for (notification, outcome) in message.notifications.iter().zip(outcomes) {
         telemetry::inbound_record(&label, outcome_label(outcome.as_ref()));
-        outcome.map_err(SoapFault::Unavailable)?;
+        let outcome = outcome.map_err(SoapFault::Unavailable)?;
+        results.push(result_entry(&notification.id, &outcome));
     }
     tracing::info!(
         connection = %label,
         notifications = message.notifications.len(),
         "outbound message taken"
     );
-    Ok(())
+    Ok(results.join(", "))
 }
 
 /// The result for one Flow record. A record whose id or sObject name is malformed is refused

@@ -127,7 +127,17 @@ async fn a_captured_payload_replayed_into_a_fresh_instance_makes_the_same_messag
 
     let fresh = server("").await;
     let run = replay(&fresh, "", &files, &[]).await;
-    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    // The landline is refused again, so replay reports it and exits non-zero.
+    assert!(!run.success, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.stdout
+            .lines()
+            .filter(|l| l.contains(": rejected msg_"))
+            .count(),
+        1,
+        "{}",
+        run.stdout
+    );
     let mut replayed = messages(&fresh, &numbers).await;
     let mut recorded = recorded;
     recorded.sort();
@@ -233,7 +243,18 @@ async fn redaction_leaves_no_number_or_name_in_the_captured_files() {
         })
         .collect();
     let run = replay(&fresh, "", &files, &[]).await;
-    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    // Only the landline's placeholder is refused, as the original was.
+    let refused: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains(": rejected msg_"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        refused[0].ends_with("number_type_not_allowed"),
+        "{}",
+        refused[0]
+    );
     // Each file numbers its own placeholders: both records go to the file's first number.
     let bodies = inbox_bodies(&fresh, "+819010000001", 2).await;
     assert_eq!(bodies, ["REDACTED様 ご予約は2026-12-24です"; 2]);

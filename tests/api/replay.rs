@@ -205,45 +205,76 @@ async fn replay_of_taken_payloads_exits_zero_and_prints_what_they_became() {
     let s = server("").await;
     let files = [
         fixture("kintone/webhook_add_record.json"),
-        fixture("salesforce/outbound_message_contact.xml"),
         fixture("salesforce/outbound_message_session_id.xml"),
         fixture("twilio/status_callback_delivered.form"),
         fixture("twilio/status_callback_failed_30008.form"),
         fixture("twilio/inbound_sms_japanese.form"),
     ];
-    // The Contact with a landline is acknowledged too: kept as rejected, and written back as
-    // such, since Salesforce must not deliver it again.
     let run = replay(&s, "", &files, &[]).await;
     assert!(run.success, "{}\n{}", run.stdout, run.stderr);
     let lines: Vec<&str> = run.stdout.lines().collect();
-    assert_eq!(lines.len(), 8, "{}", run.stdout);
+    assert_eq!(lines.len(), 5, "{}", run.stdout);
     assert!(
         lines[0].contains("webhook_add_record.json: queued msg_"),
         "{}",
         lines[0]
     );
-    for (line, record) in lines[1..4].iter().zip(["Rs", "Rt", "Ru"]) {
-        let expected =
-            format!("[Contact/0035j00000Pq7{record}AAJ]: acknowledged (notification 04l5j");
-        assert!(line.contains(&expected), "{line}");
-    }
     assert!(
-        lines[4].contains("[Contact/0035j00000Pq7RvAAJ]: acknowledged"),
+        lines[1].contains("[Contact/0035j00000Pq7RvAAJ]: queued msg_"),
         "{}",
-        lines[4]
+        lines[1]
     );
-    for line in &lines[5..7] {
+    for line in &lines[2..4] {
         assert!(line.ends_with(": status callback recorded"), "{line}");
     }
-    assert!(lines[7].ends_with(": incoming SMS stored"), "{}", lines[7]);
+    assert!(lines[4].ends_with(": incoming SMS stored"), "{}", lines[4]);
     let id = &message_ids(&run.stdout)[0];
     let text = s.text_of("+819012345678", &Value::from(id.as_str())).await;
     assert_eq!(text, "山田 太郎様 ご予約は2026-12-24です");
     assert_eq!(
         s.stored_messages().await,
-        5,
-        "one from kintone, four from Salesforce"
+        2,
+        "one from kintone, one from Salesforce"
     );
+}
+
+#[tokio::test]
+async fn replay_of_an_outbound_message_names_each_notifications_message_and_fails_on_a_rejected_one(
+) {
+    let s = server("").await;
+    let files = [fixture("salesforce/outbound_message_contact.xml")];
+    // Salesforce gets its Ack (the landline is kept as rejected and written back, never
+    // delivered again), but replay says which notification was refused and exits non-zero.
+    let run = replay(&s, "", &files, &[]).await;
+    assert!(!run.success, "{}\n{}", run.stdout, run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", run.stdout);
+    assert!(
+        lines[0].contains("[Contact/0035j00000Pq7RsAAJ]: queued msg_"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("[Contact/0035j00000Pq7RtAAJ]: rejected msg_")
+            && lines[1].ends_with("number_type_not_allowed"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains("[Contact/0035j00000Pq7RuAAJ]: queued msg_"),
+        "{}",
+        lines[2]
+    );
+    assert_eq!(message_ids(&run.stdout).len(), 3);
+    assert_eq!(s.stored_messages().await, 3);
+    // Replayed again, every notification is a duplicate and nothing new is stored.
+    let again = replay(&s, "", &files, &[]).await;
+    assert!(
+        again.stdout.lines().all(|l| l.contains("duplicate")),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(s.stored_messages().await, 3);
 }
 
 /// Every file of `tests/fixtures/` is indexed in its README (the notes and `.gitattributes` aside).
