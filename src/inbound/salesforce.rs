@@ -169,7 +169,8 @@ fn is_xml(value: Option<&header::HeaderValue>) -> bool {
     params(InboundPath),
     request_body(content = String, content_type = "text/xml", description = "A SOAP 1.1 Outbound Message envelope (`notifications`), at most 4 MiB"),
     responses(
-        (status = 200, description = "`notificationsResponse` with `Ack` true: every notification is stored (sent, or rejected with its reason)", body = String, content_type = "text/xml"),
+        (status = 200, description = "`notificationsResponse` with `Ack` true: every notification is stored (sent, or rejected with its reason)", body = String, content_type = "text/xml",
+            headers(("tsunagi-results" = String, description = "What each notification became: `NOTIFICATION_ID=MESSAGE_ID STATUS[ CODE]`, comma separated (`-` and `duplicate` for one taken before)"))),
         (status = 400, description = "SOAP fault (Client): the body is not an Outbound Message", body = String, content_type = "text/xml"),
         (status = 401, description = "unauthorized: the inbound token is wrong; nothing stored", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "SOAP fault (Client): the message comes from another org; not acknowledged, nothing stored", body = String, content_type = "text/xml"),
