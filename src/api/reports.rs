@@ -31,16 +31,16 @@ pub struct ReportParams {
     /// IANA time zone the days are in (default Asia/Tokyo).
     #[param(max_length = 64)]
     pub tz: Option<String>,
-    /// `day` (default), `sender` or `source`.
-    #[param(pattern = "^(day|sender|source)$")]
+    /// `day` (default), `sender`, `source` or `route`.
+    #[param(pattern = "^(day|sender|source|route)$")]
     pub group_by: Option<String>,
 }
 
 /// The messages of one group that became final in the range.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct GroupView {
-    /// The day (YYYY-MM-DD), sender id or source (`api`, `otp`, `salesforce:NAME`,
-    /// `kintone:NAME`); `total` for the whole range.
+    /// The day (YYYY-MM-DD), sender id, source (`api`, `otp`, `salesforce:NAME`,
+    /// `kintone:NAME`) or route (`-` for messages never sent); `total` for the whole range.
     pub key: String,
     /// Messages that became final.
     pub messages: u64,
@@ -83,7 +83,7 @@ pub struct DeliveryReportView {
     pub to: String,
     /// The zone of the days.
     pub tz: String,
-    /// `day`, `sender` or `source`.
+    /// `day`, `sender`, `source` or `route`.
     pub group_by: String,
     /// The groups that had messages, by key.
     pub groups: Vec<GroupView>,
@@ -113,7 +113,7 @@ fn group_view(g: &DeliveryGroup) -> GroupView {
 }
 
 /// Delivery rate, median and p95 time to delivery, click-through and reply rates and opt-outs,
-/// per day, sender or source.
+/// per day, sender, source or route.
 #[utoipa::path(
     get, path = "/v1/reports/delivery", operation_id = "getDeliveryReport", tag = "usage",
     params(ReportParams),
@@ -130,9 +130,12 @@ pub async fn delivery(
 ) -> Result<Json<DeliveryReportView>, ApiError> {
     let Query(params) = query.map_err(|e| invalid("(query)", e.body_text()))?;
     let group_by_name = params.group_by.as_deref().unwrap_or("day");
-    let group_by: GroupBy = group_by_name
-        .parse()
-        .map_err(|_| invalid("group_by", "`group_by` must be day, sender or source"))?;
+    let group_by: GroupBy = group_by_name.parse().map_err(|_| {
+        invalid(
+            "group_by",
+            "`group_by` must be day, sender, source or route",
+        )
+    })?;
     let range = range(
         &state,
         params.from.as_deref(),

@@ -34,7 +34,7 @@ use crate::{
     clock::Clock,
     config::DeliveryConfig,
     domain::state::JobState,
-    providers::{OutboundSms, Provider, SendError},
+    providers::{OutboundSms, Provider, SendError, Sent},
     store::{ClaimedJob, Store, Transition},
     telemetry,
 };
@@ -247,14 +247,20 @@ impl Dispatcher {
                 return;
             }
             let result = match self.asked_before(&sms, job.in_doubt).await {
-                Ok(Some(id)) => Ok(id),
-                Ok(None) => self.provider.send(&sms).await,
+                Ok(Some(id)) => Ok(Sent { id, route: None }),
+                Ok(None) => self.provider.send_routed(&sms).await,
                 Err(e) => Err(e),
             };
             let now = self.clock.now();
             let mut refund_attempt = false;
+            // Without routes, the one provider is the route.
+            let route = result.as_ref().ok().map(|sent| {
+                sent.route
+                    .clone()
+                    .unwrap_or_else(|| self.config.provider.to_string())
+            });
             let (to, detail, provider_message_id, retry_at) = match result {
-                Ok(id) => (JobState::Sent, None, Some(id), None),
+                Ok(sent) => (JobState::Sent, None, Some(sent.id), None),
                 Err(SendError::Unavailable(reason)) => {
                     tracing::info!(%reason, "provider unavailable; the job waits for it");
                     refund_attempt = true;
@@ -295,6 +301,7 @@ impl Dispatcher {
                 provider_message_id,
                 retry_at,
                 refund_attempt,
+                route,
             };
             match self.store.transition(t, now).await {
                 Ok(Some(applied)) => {

@@ -357,6 +357,7 @@ mod tests {
             provider_message_id: Some(provider_id.into()),
             retry_at: None,
             refund_attempt: false,
+            route: None,
         };
         events.store.transition(t, events.now()).await.unwrap();
     }

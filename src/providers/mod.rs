@@ -67,11 +67,25 @@ impl SendError {
     }
 }
 
+/// A message a provider took.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// The provider's id for it.
+    pub id: String,
+    /// The `[[delivery.routes]]` route that took it, when the provider is several.
+    pub route: Option<String>,
+}
+
 /// Sends SMS; reports receipts and inbound messages later through [`Events`].
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
     /// Hand one message over; `Ok` carries the provider's id for it.
     async fn send(&self, sms: &OutboundSms) -> Result<String, SendError>;
+
+    /// `send`, saying which route took the message (reports group deliveries by it).
+    async fn send_routed(&self, sms: &OutboundSms) -> Result<Sent, SendError> {
+        self.send(sms).await.map(|id| Sent { id, route: None })
+    }
 
     /// Whether an earlier `send` of this message reached the provider, asked before sending
     /// again a message whose last attempt died with its worker: `Ok(Some(id))` it did (so it

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Events, OutboundSms, Provider, SendError};
+use super::{Events, OutboundSms, Provider, SendError, Sent};
 
 /// One provider in the order.
 pub struct Route {
@@ -106,6 +106,10 @@ impl Routes {
 #[async_trait]
 impl Provider for Routes {
     async fn send(&self, sms: &OutboundSms) -> Result<String, SendError> {
+        self.send_routed(sms).await.map(|sent| sent.id)
+    }
+
+    async fn send_routed(&self, sms: &OutboundSms) -> Result<Sent, SendError> {
         let mut passed = Vec::new();
         for (i, route) in self.routes.iter().enumerate() {
             if let Some(reason) = self.passed_over(i) {
@@ -126,7 +130,10 @@ impl Provider for Routes {
                     if !passed.is_empty() {
                         tracing::info!(route = %route.name, passed_over = %passed.join("; "), "sent on a later route");
                     }
-                    return other;
+                    return other.map(|id| Sent {
+                        id,
+                        route: Some(route.name.clone()),
+                    });
                 }
             }
         }

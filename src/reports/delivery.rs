@@ -15,6 +15,9 @@ pub enum GroupBy {
     Sender,
     /// Where it came from: `api`, `otp`, or a CRM connection.
     Source,
+    /// The route that sent it (`[[delivery.routes]]` name, or the provider's name without
+    /// routes); `-` for messages never sent.
+    Route,
 }
 
 impl FromStr for GroupBy {
@@ -25,6 +28,7 @@ impl FromStr for GroupBy {
             "day" => Ok(GroupBy::Day),
             "sender" => Ok(GroupBy::Sender),
             "source" => Ok(GroupBy::Source),
+            "route" => Ok(GroupBy::Route),
             _ => Err(()),
         }
     }
@@ -126,6 +130,7 @@ impl DeliveryReport {
             GroupBy::Day => self.range.day_of(fact.finished_at).to_string(),
             GroupBy::Sender => fact.sender.clone(),
             GroupBy::Source => fact.source.name().to_string(),
+            GroupBy::Route => fact.route.clone().unwrap_or_else(|| "-".into()),
         };
         self.groups
             .entry(key.clone())
@@ -169,6 +174,7 @@ mod tests {
             sender: sender.into(),
             source: Source::Api,
             status,
+            route: Some("sandbox".into()),
             clicked: false,
             replied: false,
             opted_out: false,

@@ -173,6 +173,7 @@ fn to(id: &MessageId, state: JobState) -> Transition {
         provider_message_id: None,
         retry_at: None,
         refund_attempt: false,
+        route: None,
     }
 }
 
@@ -800,6 +801,7 @@ pub async fn a_retry_is_due_again_at_its_time(store: Arc<dyn Store>) {
         detail: Some("provider busy".into()),
         retry_at: Some(retry_at),
         refund_attempt: false,
+        route: None,
         ..to(&m.id, JobState::Queued)
     };
     store
@@ -2326,9 +2328,11 @@ pub async fn delivery_facts_page_through_finished_messages_with_clicks_replies_a
     s.claim("w", 1, StdDuration::from_secs(60), scheduled_for)
         .await
         .unwrap();
-    s.transition(to(&later.id, JobState::Sent), scheduled_for)
-        .await
-        .unwrap();
+    let on_route = Transition {
+        route: Some("twilio-b".into()),
+        ..to(&later.id, JobState::Sent)
+    };
+    s.transition(on_route, scheduled_for).await.unwrap();
     s.transition(
         to(&later.id, JobState::Delivered),
         scheduled_for + Duration::seconds(4),
@@ -2404,6 +2408,16 @@ pub async fn delivery_facts_page_through_finished_messages_with_clicks_replies_a
         ]
     );
     assert!(first.iter().chain(&rest).all(|f| f.sender == "TSUNAGI"));
+    let routes: Vec<_> = first
+        .iter()
+        .chain(&rest)
+        .map(|f| f.route.as_deref())
+        .collect();
+    assert_eq!(
+        routes,
+        [None, None, Some("twilio-b")],
+        "the route that sent it"
+    );
     assert!(s
         .delivery_facts(at + Duration::hours(1), at + Duration::hours(2), None, 10)
         .await

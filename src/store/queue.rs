@@ -50,6 +50,8 @@ pub struct Transition {
     /// For a retry (`to` = queued): the attempt did not count, because the provider could
     /// not take the message at all (not bound, bind refused), so waiting uses up no attempts.
     pub refund_attempt: bool,
+    /// For `sent`: the route that took it (the provider's name without routes).
+    pub route: Option<String>,
 }
 
 /// A transition that took effect.

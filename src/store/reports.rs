@@ -38,6 +38,8 @@ pub struct DeliveryFact {
     pub source: Source,
     /// Its final state.
     pub status: JobState,
+    /// The route that sent it; none for a message never sent.
+    pub route: Option<String>,
     /// Whether a short link in it was clicked.
     pub clicked: bool,
     /// Whether the handset replied to it.

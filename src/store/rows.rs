@@ -239,7 +239,7 @@ where
 }
 
 /// The columns `delivery_fact` reads, in a `SELECT` list of `messages`.
-pub(super) const FACT_COLUMNS: &str = "seq, updated_at, coalesce(send_at, created_at) AS due_at, sender, source, source_record, status, \
+pub(super) const FACT_COLUMNS: &str = "seq, updated_at, coalesce(send_at, created_at) AS due_at, sender, source, source_record, status, route, \
     EXISTS (SELECT 1 FROM clicks WHERE clicks.message_id = messages.id) AS clicked, \
     EXISTS (SELECT 1 FROM replies WHERE replies.message_id = messages.id) AS replied, \
     EXISTS (SELECT 1 FROM opt_outs WHERE opt_outs.message_id = messages.id) AS opted_out";
@@ -259,6 +259,7 @@ where
         sender: row.try_get::<&str, _>("sender")?.to_string(),
         source: decode::source(row.try_get("source")?, row.try_get("source_record")?)?,
         status: decode::state(row.try_get("status")?)?,
+        route: row.try_get::<Option<&str>, _>("route")?.map(str::to_string),
         clicked: row.try_get("clicked")?,
         replied: row.try_get("replied")?,
         opted_out: row.try_get("opted_out")?,

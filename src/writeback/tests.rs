@@ -140,6 +140,7 @@ impl Setup {
                 provider_message_id: None,
                 retry_at: None,
                 refund_attempt: false,
+                route: None,
             };
             self.store.transition(t, now).await.unwrap().unwrap();
         }

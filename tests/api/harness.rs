@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tsunagi::{
     app,
     config::Config,
-    providers::{Events, OutboundSms, Provider, SendError},
+    providers::{Events, OutboundSms, Provider, SendError, Sent},
 };
 
 /// Message ids, one per provider call.
@@ -34,9 +34,13 @@ struct Counting {
 #[async_trait::async_trait]
 impl Provider for Counting {
     async fn send(&self, sms: &OutboundSms) -> Result<String, SendError> {
+        self.send_routed(sms).await.map(|sent| sent.id)
+    }
+
+    async fn send_routed(&self, sms: &OutboundSms) -> Result<Sent, SendError> {
         self.calls.lock().unwrap().push(sms.message_id.to_string());
         tokio::time::sleep(self.delay).await;
-        self.inner.send(sms).await
+        self.inner.send_routed(sms).await
     }
 
     async fn already_sent(&self, sms: &OutboundSms) -> Result<Option<String>, SendError> {

@@ -69,6 +69,17 @@ async fn a_route_whose_bind_is_refused_is_passed_over_and_the_next_delivers_once
         metrics.contains(r#"tsunagi_route_sends_total{route="aggregator-b",outcome="sent"} 5"#),
         "{metrics}"
     );
+    let report: serde_json::Value = s
+        .get("/v1/reports/delivery?group_by=route")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let groups = report["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{report}");
+    assert_eq!(groups[0]["key"], "aggregator-b");
+    assert_eq!(groups[0]["delivered"], 5);
+    assert_eq!(groups[0]["delivery_rate"], 1.0);
     s.stop().await;
 }
 

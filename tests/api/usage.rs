@@ -250,5 +250,15 @@ async fn the_delivery_report_gives_rates_times_clicks_replies_and_opt_outs_per_s
     )
     .await;
     assert_eq!(by_sender["groups"][0]["key"], "TSUNAGI");
+    let (_, by_route) = json_of(
+        &s,
+        &format!("/v1/reports/delivery?from={today}&to={today}&group_by=route"),
+    )
+    .await;
+    assert_eq!(
+        by_route["groups"][0]["key"], "sandbox",
+        "without routes the provider is the route"
+    );
+    assert_eq!(by_route["groups"][0]["messages"], 3);
     s.stop().await;
 }

@@ -304,6 +304,7 @@ impl MessageStore for PostgresStore {
             provider_message_id: None,
             retry_at: None,
             refund_attempt: false,
+            route: None,
         };
         let outcome = match apply_transition(&mut tx, &t, now).await? {
             Some(_) => CancelOutcome::Canceled,

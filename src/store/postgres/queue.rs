@@ -50,6 +50,7 @@ async fn apply_receipt(
         provider_message_id: Some(r.provider_message_id),
         retry_at: None,
         refund_attempt: false,
+        route: None,
     };
     Ok(match apply_transition(&mut *conn, &t, now).await? {
         Some(Applied { created_at }) => ReceiptOutcome::Applied {
@@ -104,7 +105,8 @@ pub(super) async fn apply_transition(
     };
     let sql = format!(
         "UPDATE messages SET status = $1, status_detail = $2, updated_at = $3,
-                provider_message_id = COALESCE($4, provider_message_id), {job}
+                provider_message_id = COALESCE($4, provider_message_id),
+                route = COALESCE($8, route), {job}
          WHERE id = $6 AND status = ANY($7)
          RETURNING created_at, source, source_record"
     );
@@ -116,6 +118,7 @@ pub(super) async fn apply_transition(
         .bind(due)
         .bind(t.message_id.as_str())
         .bind(from)
+        .bind(&t.route)
         .fetch_optional(&mut *conn)
         .await?;
     let Some((created_at, name, record)) = changed else {

@@ -292,6 +292,7 @@ async fn an_otp_text_is_erased_once_the_provider_has_it() {
             provider_message_id: None,
             retry_at: None,
             refund_attempt: false,
+            route: None,
         };
         s.transition(sent, Utc::now()).await.unwrap().unwrap();
     }

@@ -220,6 +220,7 @@ mod tests {
             provider_message_id: None,
             retry_at: Some(Utc::now() + chrono::Duration::milliseconds(100)),
             refund_attempt: false,
+            route: None,
         };
         b.transition(retry, Utc::now()).await.unwrap().unwrap();
         assert!(woken(&mut a_wakeups, SOON).await, "A hears B's retry");
@@ -241,6 +242,7 @@ mod tests {
             provider_message_id: Some("p-1".into()),
             retry_at: None,
             refund_attempt: false,
+            route: None,
         };
         b.transition(sent, Utc::now()).await.unwrap().unwrap();
         assert!(!woken(&mut a_wakeups, quiet).await, "nor does a send");

@@ -273,6 +273,7 @@ impl MessageStore for SqliteStore {
                     provider_message_id: None,
                     retry_at: None,
                     refund_attempt: false,
+                    route: None,
                 };
                 Ok(match apply_transition(conn, &t, now)? {
                     Some(_) => CancelOutcome::Canceled,

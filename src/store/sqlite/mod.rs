@@ -237,6 +237,7 @@ mod tests {
                 provider_message_id: None,
                 retry_at: None,
                 refund_attempt: false,
+                route: None,
             };
             s.transition(sent, Utc::now()).await.unwrap().unwrap();
         }

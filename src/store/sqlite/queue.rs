@@ -43,6 +43,7 @@ fn apply_receipt(conn: &Connection, r: Receipt, now: DateTime<Utc>) -> StoreResu
         provider_message_id: Some(r.provider_message_id),
         retry_at: None,
         refund_attempt: false,
+        route: None,
     };
     Ok(match apply_transition(conn, &t, now)? {
         Some(Applied { created_at }) => ReceiptOutcome::Applied {
@@ -92,7 +93,8 @@ pub(super) fn apply_transition(
     let placeholders = vec!["?"; from.len()].join(", ");
     let sql = format!(
         "UPDATE messages SET status = ?, status_detail = ?, updated_at = ?,
-                provider_message_id = COALESCE(?, provider_message_id), {job}
+                provider_message_id = COALESCE(?, provider_message_id),
+                route = COALESCE(?, route), {job}
          WHERE id = ? AND status IN ({placeholders})
          RETURNING created_at, source, source_record"
     );
@@ -101,6 +103,7 @@ pub(super) fn apply_transition(
         t.detail.clone().into(),
         millis(now).into(),
         t.provider_message_id.clone().into(),
+        t.route.clone().into(),
         due.into(),
         t.message_id.as_str().to_string().into(),
     ];
