@@ -3,7 +3,9 @@
 # the same server in the same run, rounds alternating the two loads, medians reported. The server
 # stores in a fresh database on the PostgreSQL at $TSUNAGI_BENCH_POSTGRES (default
 # postgres://postgres@127.0.0.1:5432), created for the run and dropped at exit.
-# Usage: bench/ingest_postgres.sh [connections=32] [seconds-per-load=5] [rounds=3]
+# With SCHEDULED=1 the messages are scheduled a day ahead, so the dispatcher delivers nothing
+# during the load and the figure is acceptance alone (otherwise delivery shares the two cores).
+# Usage: [SCHEDULED=1] bench/ingest_postgres.sh [connections=32] [seconds-per-load=5] [rounds=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 conns=${1:-32}
@@ -38,7 +40,11 @@ load() { wrk -t2 -c"$conns" -d"${secs}s" "$@" >"$dir/wrk" 2>&1; grep -E 'Non-2xx
 health=(); ingest=()
 for r in $(seq "$rounds"); do
   health+=("$(load http://127.0.0.1:$port/healthz)")
-  ingest+=("$(load -s bench/post_message.lua http://127.0.0.1:$port/v1/messages)")
+  if [ "${SCHEDULED:-0}" = 1 ]; then
+    ingest+=("$(SEND_AT=$(date -u -d tomorrow +%Y-%m-%dT%H:%M:%SZ) load -s bench/post_scheduled.lua http://127.0.0.1:$port/v1/messages)")
+  else
+    ingest+=("$(load -s bench/post_message.lua http://127.0.0.1:$port/v1/messages)")
+  fi
   echo "round $r: healthz ${health[-1]} req/s, ingest ${ingest[-1]} req/s"
 done
 python3 - "${health[*]}" "${ingest[*]}" <<'PY'
