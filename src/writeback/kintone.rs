@@ -3,10 +3,14 @@
 //! reply also posted as a record comment, and the revisions our writes give remembered, so a
 //! webhook they fire after all (an echo) sends nothing.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
-use tokio::sync::OnceCell;
+use tokio::sync::Mutex;
 use tsunagi_kintone::{
     client::{BulkRequest, Client, ClientError, RecordUpdate},
     error::ErrorClass,
@@ -48,9 +52,13 @@ pub struct KintoneSink {
     app: u64,
     fields: KintoneFields,
     store: Arc<dyn Store>,
-    /// The opt-out check box's first option, read from the form once it is first needed.
-    opt_out_option: OnceCell<Option<String>>,
+    /// The opt-out check box's first option as last read from the form, and when.
+    opt_out_option: Mutex<Option<(Instant, Option<String>)>>,
 }
+
+/// How long the opt-out check box's option is trusted before the form is read again, so an
+/// option the admin renames is picked up without a restart.
+const OPTION_KEPT: Duration = Duration::from_secs(10 * 60);
 
 impl KintoneSink {
     /// A sink for `connection` writing records of `app` through `client`, remembering its own
@@ -68,31 +76,32 @@ impl KintoneSink {
             app,
             fields,
             store,
-            opt_out_option: OnceCell::new(),
+            opt_out_option: Mutex::new(None),
         }
     }
 
     /// The option an opt-out checks, when the connection has an opt-out check box with options.
-    async fn opt_out_option(&self) -> Result<Option<&str>, SinkError> {
+    async fn opt_out_option(&self) -> Result<Option<String>, SinkError> {
         let Some(field) = &self.fields.opt_out else {
             return Ok(None);
         };
-        let option = self
-            .opt_out_option
-            .get_or_try_init(|| async {
-                let options = self
-                    .client
-                    .check_box_options(self.app, field)
-                    .await
-                    .map_err(sink_error)?;
-                let first = options.and_then(|o| o.into_iter().next());
-                if first.is_none() {
-                    tracing::warn!(connection = %self.connection, field = %field, "opt_out_field is no check box with options; opt-outs are not written back");
-                }
-                Ok::<_, SinkError>(first)
-            })
-            .await?;
-        Ok(option.as_deref())
+        let mut kept = self.opt_out_option.lock().await;
+        if let Some((read_at, option)) = kept.as_ref() {
+            if read_at.elapsed() < OPTION_KEPT {
+                return Ok(option.clone());
+            }
+        }
+        let options = self
+            .client
+            .check_box_options(self.app, field)
+            .await
+            .map_err(sink_error)?;
+        let first = options.and_then(|o| o.into_iter().next());
+        if first.is_none() {
+            tracing::warn!(connection = %self.connection, field = %field, "opt_out_field is no check box with options; opt-outs are not written back");
+        }
+        *kept = Some((Instant::now(), first.clone()));
+        Ok(first)
     }
 
     /// The record id an update is for (`APP/$id`), or why it names none of this app's.
@@ -191,7 +200,12 @@ impl KintoneSink {
             let records: Vec<RecordUpdate> = todo
                 .iter()
                 .map(|(i, id)| {
-                    self.record_update(*id, Some(revisions[id]), &updates[*i], opt_out_option)
+                    self.record_update(
+                        *id,
+                        Some(revisions[id]),
+                        &updates[*i],
+                        opt_out_option.as_deref(),
+                    )
                 })
                 .collect();
             if records.is_empty() {

@@ -217,6 +217,56 @@ async fn an_opt_out_checks_the_first_option_of_the_check_box_and_an_opt_in_clear
 }
 
 #[tokio::test]
+async fn an_unreadable_form_answer_holds_the_opt_out_until_the_form_can_be_read() {
+    let s = setup().await;
+    Mock::given(method("GET"))
+        .and(path("/k/v1/app/form/fields.json"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw("{\"properties\": [", "application/json"),
+        )
+        .up_to_n_times(1)
+        .mount(&s.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/k/v1/app/form/fields.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            fixture("form_fields_opt_out_check_box.json"),
+            "application/json",
+        ))
+        .mount(&s.server)
+        .await;
+    s.reads(revisions(&[(7, 4)])).await;
+    s.puts(
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"records": [{"id": "7", "revision": "5"}]})),
+        1,
+    )
+    .await;
+    let mut out = update("12/7", JobState::Delivered, &[]);
+    out.consent = Some(ConsentChange {
+        message_id: MessageId::new(),
+        opted_out: true,
+        at: at(),
+    });
+    let sink = s.sink();
+    assert!(
+        sink.write(std::slice::from_ref(&out)).await.is_err(),
+        "nothing is acknowledged while the form cannot be read"
+    );
+    assert!(
+        s.bodies("records.json").await.is_empty(),
+        "no record was written"
+    );
+    let outcomes = sink.write(&[out]).await.unwrap();
+    assert_eq!(outcomes, [Outcome::Written]);
+    let put = &s.bodies("records.json").await[0];
+    assert_eq!(
+        put["records"][0]["record"]["sms_opt_out"],
+        json!({"value": ["配信停止"]})
+    );
+}
+
+#[tokio::test]
 async fn a_first_click_sets_the_date_and_time_field_in_utc() {
     let s = setup().await;
     s.reads(revisions(&[(7, 4), (8, 2)])).await;
