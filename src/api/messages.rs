@@ -49,6 +49,10 @@ pub struct CreateMessage {
     /// Replace each http(s) URL in the text by a short link under `public_base_url` that counts
     /// clicks, before the text is measured; `[links] shorten` when absent.
     pub shorten_links: Option<bool>,
+    /// RFC 3339 time the message's short links stop working (after `send_at`, at most 3660
+    /// days ahead); `[links] expire_after_days` when absent.
+    #[schema(format = DateTime)]
+    pub links_expire_at: Option<String>,
     /// Not advertising (a reminder, a notice): where `[opt_outs] exempt_transactional` is on,
     /// numbers that opted out of the sender still get it. Default false.
     #[serde(default)]
@@ -322,6 +326,7 @@ impl CreateMessage {
             dedupe,
             transactional: self.transactional,
             shorten_links: self.shorten_links,
+            links_expire_at: self.links_expire_at,
         })
     }
 }

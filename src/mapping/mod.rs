@@ -109,6 +109,7 @@ impl Mapping<'_> {
             dedupe: record.dedupe,
             transactional: self.transactional,
             shorten_links: None,
+            links_expire_at: None,
         }
     }
 }

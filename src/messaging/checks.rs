@@ -203,6 +203,43 @@ pub fn send_at(input: Option<&str>, now: DateTime<Utc>) -> Result<Option<DateTim
     Ok((at > now).then_some(at))
 }
 
+/// Furthest ahead a short link may be set to expire.
+pub const MAX_LINK_DAYS: i64 = 3660;
+
+/// When the message's short links stop working, if the submission says: after `send_at` (or
+/// now) and at most `MAX_LINK_DAYS` ahead.
+pub fn links_expire_at(
+    input: Option<&str>,
+    send_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, Refusal> {
+    let Some(text) = input else {
+        return Ok(None);
+    };
+    let field = "links_expire_at";
+    let at = DateTime::parse_from_rfc3339(text)
+        .map_err(|_| {
+            Refusal::invalid(
+                field,
+                "`links_expire_at` must be an RFC 3339 time such as 2026-12-31T23:59:59+09:00",
+            )
+        })?
+        .with_timezone(&Utc);
+    if at <= send_at.unwrap_or(now) {
+        return Err(Refusal::invalid(
+            field,
+            "`links_expire_at` must be after the message is sent",
+        ));
+    }
+    if at > now + Duration::days(MAX_LINK_DAYS) {
+        return Err(Refusal::invalid(
+            field,
+            format!("`links_expire_at` may be at most {MAX_LINK_DAYS} days ahead"),
+        ));
+    }
+    Ok(DateTime::from_timestamp_millis(at.timestamp_millis()))
+}
+
 /// Client metadata: a JSON object of bounded size.
 pub fn metadata(value: Option<&serde_json::Value>) -> Result<(), Refusal> {
     let Some(value) = value else {

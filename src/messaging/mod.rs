@@ -90,6 +90,8 @@ pub struct Submission {
     pub transactional: bool,
     /// Replace links by short links that count clicks; `[links] shorten` when absent.
     pub shorten_links: Option<bool>,
+    /// RFC 3339 time the short links stop working; `[links] expire_after_days` when absent.
+    pub links_expire_at: Option<String>,
 }
 
 /// A submission that was accepted, now or before.
@@ -239,7 +241,7 @@ impl Admission {
             }
         };
         // Links are rewritten before the text is measured: segments count what is sent.
-        let rewritten = checks::links(
+        let mut rewritten = checks::links(
             &self.links,
             text,
             s.shorten_links.unwrap_or(self.links.shorten_by_default),
@@ -250,6 +252,12 @@ impl Admission {
         let segmentation = checks::length(&text, "body", self.max_characters)?;
         let from = checks::sender(s.from.as_deref(), &self.default_from, &self.senders)?;
         let send_at = checks::send_at(s.send_at.as_deref(), now)?;
+        if let Some(at) = checks::links_expire_at(s.links_expire_at.as_deref(), send_at, now)? {
+            rewritten
+                .links
+                .iter_mut()
+                .for_each(|l| l.expires_at = Some(at));
+        }
         checks::metadata(s.metadata.as_ref())?;
         checks::history(
             self.history.as_ref(),

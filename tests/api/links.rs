@@ -6,6 +6,8 @@ use std::time::Duration;
 use reqwest::{redirect::Policy, Client, Method};
 use serde_json::{json, Value};
 
+use tsunagi::clock::Clock;
+
 use crate::harness::TestServer;
 
 const HANDSET: &str = "090-1111-2222";
@@ -170,6 +172,36 @@ async fn an_unknown_or_expired_code_answers_a_404_page_without_a_redirect() {
     let expired = follow(&s, Method::GET, code, Some(IPHONE)).await;
     assert_eq!(expired.status(), 404);
     assert!(expired.text().await.unwrap().contains("有効期限"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_can_set_when_its_short_links_expire() {
+    let s = TestServer::with_delivery("[links]\nexpire_after_days = 30").await;
+    let expire_at = (s.clock.now() + chrono::Duration::hours(2)).to_rfc3339();
+    let (status, accepted) = s
+        .send(json!({"to": HANDSET, "body": "本日限定 https://example.com/sale", "shorten_links": true, "links_expire_at": expire_at}))
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    let text = s.text_of("09011112222", &accepted["id"]).await;
+    let code = &codes(&text)[0];
+    s.advance(3600);
+    assert_eq!(
+        follow(&s, Method::GET, code, Some(IPHONE)).await.status(),
+        302
+    );
+    s.advance(3601);
+    assert_eq!(
+        follow(&s, Method::GET, code, Some(IPHONE)).await.status(),
+        404,
+        "expired at the request's time, not after 30 days"
+    );
+    let past = (s.clock.now() - chrono::Duration::minutes(1)).to_rfc3339();
+    let (status, problem) = s
+        .send(json!({"to": HANDSET, "body": "https://example.com/x", "shorten_links": true, "links_expire_at": past}))
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["field"], "links_expire_at");
     s.stop().await;
 }
 
