@@ -26,7 +26,7 @@ pub use self::{
     routes::RouteConfig,
     salesforce::{is_api_name, AuthKind, MappingConfig, SalesforceConfig},
     secret::Secret,
-    smpp::{BindMode, SmppConfig},
+    smpp::{BindMode, IdFormat, SmppConfig},
     twilio::TwilioConfig,
 };
 use crate::{

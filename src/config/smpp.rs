@@ -59,6 +59,27 @@ pub struct SmppConfig {
     /// NPI for 0005 short-code senders.
     #[serde(default)]
     pub short_code_npi: u8,
+    /// How `submit_sm_resp` writes message ids: `text` (compared as written), `hex` or
+    /// `decimal`.
+    #[serde(default)]
+    pub submit_ids: IdFormat,
+    /// How delivery receipts write them. Set both to `hex` or `decimal` when the SMSC writes an
+    /// id one way in `submit_sm_resp` and the other in its receipts (Kannel's `msg-id-type`).
+    #[serde(default)]
+    pub receipt_ids: IdFormat,
+}
+
+/// How an SMSC writes a message id.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IdFormat {
+    /// As written: compared exactly.
+    #[default]
+    Text,
+    /// A number in hexadecimal.
+    Hex,
+    /// A number in decimal.
+    Decimal,
 }
 
 /// How each connection binds.
@@ -113,6 +134,12 @@ impl SmppConfig {
         };
         if self.host.is_empty() {
             problem("host", "must not be empty");
+        }
+        if (self.submit_ids == IdFormat::Text) != (self.receipt_ids == IdFormat::Text) {
+            problem(
+                "receipt_ids",
+                "set submit_ids and receipt_ids both to hex or decimal, or leave both text",
+            );
         }
         if self.system_id.is_empty() || self.system_id.len() > 15 {
             problem("system_id", "must be 1-15 characters");
@@ -179,6 +206,16 @@ password = "secret1"
         let mut paths: Vec<_> = problems.into_iter().map(|p| p.path).collect();
         paths.sort();
         paths
+    }
+
+    #[test]
+    fn id_formats_are_numbers_on_both_sides_or_text_on_both() {
+        assert_eq!(
+            paths(&format!("{VALID}receipt_ids = \"decimal\"\n")),
+            ["providers.smpp.receipt_ids"]
+        );
+        let both = format!("{VALID}submit_ids = \"hex\"\nreceipt_ids = \"decimal\"\n");
+        assert!(Config::parse(&both, no_env).is_ok());
     }
 
     #[test]

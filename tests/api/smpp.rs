@@ -107,6 +107,36 @@ async fn a_text_only_receipt_delivers_the_message() {
 }
 
 #[tokio::test]
+async fn a_receipt_naming_a_hex_id_in_decimal_delivers_the_message_when_the_formats_are_set() {
+    // The fake's submit ids are hex ("1000"), its receipts give them in decimal ("4096").
+    let fake = smsc(Receipts::DecimalText).await;
+    let s = server(&fake, "submit_ids = \"hex\"\nreceipt_ids = \"decimal\"").await;
+    let id = sent(
+        &s,
+        json!({"to": "090-1234-5678", "body": "decimal receipt"}),
+    )
+    .await;
+    s.wait_for(&id, |st| st == "delivered").await;
+    s.stop().await;
+
+    let fake = smsc(Receipts::DecimalText).await;
+    let s = server(&fake, "").await;
+    let id = sent(
+        &s,
+        json!({"to": "090-1234-5678", "body": "decimal receipt"}),
+    )
+    .await;
+    eventually("the receipt answered", || fake.deliver_sm_resp_count() == 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        message(&s, &id).await["status"],
+        "sent",
+        "without the formats the receipt names no message (it is kept, not applied)"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn a_receipt_saying_undeliv_makes_the_message_undelivered() {
     let fake = smsc(Receipts::Both).await;
     let s = server(&fake, "").await;

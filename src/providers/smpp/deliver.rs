@@ -81,7 +81,7 @@ async fn handle(
                     ReceiptStatus::Failed => "failed",
                 });
                 receipts.push(PartReceipt {
-                    part_id: format!("{}{part_id}", shared.id_prefix),
+                    part_id: format!("{}{}", shared.id_prefix, shared.ids.receipted(&part_id)),
                     status,
                     detail,
                 });

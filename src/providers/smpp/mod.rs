@@ -8,6 +8,7 @@
 //! `send_timeout_ms` goes back to the queue without spending an attempt.
 
 mod deliver;
+mod ids;
 mod metrics;
 mod receipt;
 mod session;
@@ -57,6 +58,8 @@ struct Shared {
     reassembly: Mutex<udh::Reassembly>,
     /// Put before the SMSC's ids: two SMSCs (two routes) may hand out the same id.
     id_prefix: String,
+    /// How ids are read from `submit_sm_resp` and from receipts.
+    ids: ids::MessageIds,
 }
 
 /// One transmitting bind as `send` sees it.
@@ -83,7 +86,6 @@ impl Smpp {
             .unzip();
         Self {
             shared: Arc::new(Shared {
-                config,
                 links,
                 changed: Notify::new(),
                 events: OnceLock::new(),
@@ -92,6 +94,8 @@ impl Smpp {
                 next_link: AtomicUsize::new(0),
                 reassembly: Mutex::default(),
                 id_prefix: String::new(),
+                ids: ids::MessageIds::new(config.submit_ids, config.receipt_ids),
+                config,
             }),
             queues: Mutex::new(queues),
         }
@@ -238,7 +242,7 @@ impl Provider for Smpp {
         let mut waiting = None;
         for answer in answers {
             match answer {
-                Ok(id) => ids.push(format!("{}{id}", shared.id_prefix)),
+                Ok(id) => ids.push(format!("{}{}", shared.id_prefix, shared.ids.submitted(&id))),
                 // One refused part fails the whole message, whatever else happened.
                 Err(refused @ SendError::Permanent(_)) => return Err(refused),
                 Err(other) => waiting = Some(other),

@@ -41,6 +41,9 @@ pub enum Receipts {
     Both,
     /// No receipts at all.
     None,
+    /// Only the text, its `id:` in decimal while `submit_sm_resp` gave the id in hex, as some
+    /// SMSCs do.
+    DecimalText,
 }
 
 impl Receipts {
@@ -49,7 +52,13 @@ impl Receipts {
     }
 
     fn from_code(code: u8) -> Self {
-        [Self::Tlv, Self::Text, Self::Both, Self::None][code as usize]
+        [
+            Self::Tlv,
+            Self::Text,
+            Self::Both,
+            Self::None,
+            Self::DecimalText,
+        ][code as usize]
     }
 }
 
@@ -62,8 +71,9 @@ impl std::str::FromStr for Receipts {
             "text" => Ok(Self::Text),
             "both" => Ok(Self::Both),
             "none" => Ok(Self::None),
+            "decimal-text" => Ok(Self::DecimalText),
             other => Err(format!(
-                "unknown receipt mode {other:?}: tlv, text, both or none"
+                "unknown receipt mode {other:?}: tlv, text, both, none or decimal-text"
             )),
         }
     }
@@ -484,18 +494,23 @@ impl Shared {
             "9996" => (MessageState::Expired, "EXPIRED", "003"),
             _ => (MessageState::Delivered, "DELIVRD", "000"),
         };
+        let id = match mode {
+            Receipts::DecimalText => u64::from_str_radix(&submit.message_id, 16)
+                .expect("the fake's ids are hex")
+                .to_string(),
+            _ => submit.message_id.clone(),
+        };
         let body = if mode == Receipts::Tlv {
             Vec::new()
         } else {
             format!(
-                "id:{} sub:001 dlvrd:{} submit date:2611291200 done date:2611291201 stat:{stat} err:{err} text:",
-                submit.message_id,
+                "id:{id} sub:001 dlvrd:{} submit date:2611291200 done date:2611291201 stat:{stat} err:{err} text:",
                 if stat == "DELIVRD" { "001" } else { "000" },
             )
             .into_bytes()
         };
         let mut deliver = deliver_sm(&submit.destination_addr, &submit.source_addr, 0x04, 0, body);
-        if mode != Receipts::Text {
+        if !matches!(mode, Receipts::Text | Receipts::DecimalText) {
             deliver.push_tlv(MessageDeliveryRequestTlvValue::ReceiptedMessageId(
                 COctetString::from_string(submit.message_id.clone()).expect("short id"),
             ));
