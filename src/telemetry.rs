@@ -33,12 +33,20 @@ pub fn accepted(seconds: f64) {
     metrics::histogram!("tsunagi_ingest_seconds").record(seconds);
 }
 
-/// A message entered `state`; `created_at` dates its acceptance.
-pub fn state_entered(state: JobState, created_at: DateTime<Utc>) {
+/// A message entered `state`; `created_at` dates its acceptance, `route` names the route that
+/// sent it, once one did.
+pub fn state_entered(state: JobState, created_at: DateTime<Utc>, route: Option<&str>) {
     metrics::counter!("tsunagi_message_outcomes_total", "status" => state.as_str()).increment(1);
     if state.is_final() || state == JobState::Sent {
         let seconds = (Utc::now() - created_at).num_milliseconds().max(0) as f64 / 1000.0;
         metrics::histogram!("tsunagi_delivery_seconds", "status" => state.as_str()).record(seconds);
+        if let (Some(route), true) = (route, state.is_final()) {
+            let route = route.to_string();
+            metrics::counter!("tsunagi_route_outcomes_total", "route" => route.clone(), "status" => state.as_str())
+                .increment(1);
+            metrics::histogram!("tsunagi_route_delivery_seconds", "route" => route, "status" => state.as_str())
+                .record(seconds);
+        }
     }
 }
 

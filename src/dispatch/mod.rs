@@ -306,7 +306,7 @@ impl Dispatcher {
             match self.store.transition(t, now).await {
                 Ok(Some(applied)) => {
                     tracing::info!(status = %to, "recorded");
-                    telemetry::state_entered(to, applied.created_at);
+                    telemetry::state_entered(to, applied.created_at, applied.route.as_deref());
                 }
                 Ok(None) => tracing::debug!(status = %to, "outcome overtaken by a receipt"),
                 // The lease runs out and the job is sent again, under the same message id.

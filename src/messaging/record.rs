@@ -125,7 +125,7 @@ impl Admission {
         };
         match self.store.reject(message, record).await? {
             Acceptance::Stored => {
-                telemetry::state_entered(JobState::Rejected, now);
+                telemetry::state_entered(JobState::Rejected, now, None);
                 Ok(RecordOutcome::Rejected { id, refusal })
             }
             Acceptance::Replayed { .. } => Ok(RecordOutcome::Replayed),

@@ -210,8 +210,11 @@ impl Events {
         for outcome in &outcomes {
             match outcome {
                 ReceiptOutcome::Applied {
-                    state, created_at, ..
-                } => telemetry::state_entered(*state, *created_at),
+                    state,
+                    created_at,
+                    route,
+                    ..
+                } => telemetry::state_entered(*state, *created_at, route.as_deref()),
                 ReceiptOutcome::Overtaken(id) => {
                     tracing::debug!(message_id = %id, "receipt for a message already final")
                 }

@@ -59,6 +59,8 @@ pub struct Transition {
 pub struct Applied {
     /// When the message was accepted, for latency metrics.
     pub created_at: DateTime<Utc>,
+    /// The route that sent it, for per-route metrics.
+    pub route: Option<String>,
 }
 
 /// How a provider says a message ended.
@@ -122,6 +124,8 @@ pub enum ReceiptOutcome {
         state: JobState,
         /// When it was accepted, for latency metrics.
         created_at: DateTime<Utc>,
+        /// The route that sent it, for per-route metrics.
+        route: Option<String>,
     },
     /// The message's state no longer allowed it (already final, or canceled).
     Overtaken(MessageId),

@@ -69,6 +69,17 @@ async fn a_route_whose_bind_is_refused_is_passed_over_and_the_next_delivers_once
         metrics.contains(r#"tsunagi_route_sends_total{route="aggregator-b",outcome="sent"} 5"#),
         "{metrics}"
     );
+    assert!(
+        metrics
+            .contains(r#"tsunagi_route_outcomes_total{route="aggregator-b",status="delivered"} 5"#),
+        "deliveries are counted per route: {metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"tsunagi_route_delivery_seconds_count{route="aggregator-b",status="delivered"} 5"#
+        ),
+        "{metrics}"
+    );
     let report: serde_json::Value = s
         .get("/v1/reports/delivery?group_by=route")
         .await

@@ -53,10 +53,11 @@ async fn apply_receipt(
         route: None,
     };
     Ok(match apply_transition(&mut *conn, &t, now).await? {
-        Some(Applied { created_at }) => ReceiptOutcome::Applied {
+        Some(Applied { created_at, route }) => ReceiptOutcome::Applied {
             message_id,
             state,
             created_at,
+            route,
         },
         None if message_exists(conn, &message_id).await? => ReceiptOutcome::Overtaken(message_id),
         None => ReceiptOutcome::Unknown,
@@ -108,9 +109,9 @@ pub(super) async fn apply_transition(
                 provider_message_id = COALESCE($4, provider_message_id),
                 route = COALESCE($8, route), {job}
          WHERE id = $6 AND status = ANY($7)
-         RETURNING created_at, source, source_record"
+         RETURNING created_at, source, source_record, route"
     );
-    let changed: Option<(i64, String, Option<String>)> = sqlx::query_as(&sql)
+    let changed: Option<(i64, String, Option<String>, Option<String>)> = sqlx::query_as(&sql)
         .bind(t.to.as_str())
         .bind(&t.detail)
         .bind(millis(now))
@@ -121,7 +122,7 @@ pub(super) async fn apply_transition(
         .bind(&t.route)
         .fetch_optional(&mut *conn)
         .await?;
-    let Some((created_at, name, record)) = changed else {
+    let Some((created_at, name, record, route)) = changed else {
         return Ok(None);
     };
     let source = decode::source(&name, record.as_deref())?;
@@ -137,6 +138,7 @@ pub(super) async fn apply_transition(
     }
     Ok(Some(Applied {
         created_at: decode::time(created_at)?,
+        route,
     }))
 }
 

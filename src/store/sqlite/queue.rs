@@ -46,10 +46,11 @@ fn apply_receipt(conn: &Connection, r: Receipt, now: DateTime<Utc>) -> StoreResu
         route: None,
     };
     Ok(match apply_transition(conn, &t, now)? {
-        Some(Applied { created_at }) => ReceiptOutcome::Applied {
+        Some(Applied { created_at, route }) => ReceiptOutcome::Applied {
             message_id,
             state,
             created_at,
+            route,
         },
         None if message_exists(conn, &message_id)? => ReceiptOutcome::Overtaken(message_id),
         None => ReceiptOutcome::Unknown,
@@ -96,7 +97,7 @@ pub(super) fn apply_transition(
                 provider_message_id = COALESCE(?, provider_message_id),
                 route = COALESCE(?, route), {job}
          WHERE id = ? AND status IN ({placeholders})
-         RETURNING created_at, source, source_record"
+         RETURNING created_at, source, source_record, route"
     );
     let mut values: Vec<rusqlite::types::Value> = vec![
         t.to.as_str().to_string().into(),
@@ -108,13 +109,13 @@ pub(super) fn apply_transition(
         t.message_id.as_str().to_string().into(),
     ];
     values.extend(from.iter().map(|s| s.as_str().to_string().into()));
-    let changed: Option<(i64, String, Option<String>)> = conn
+    let changed: Option<(i64, String, Option<String>, Option<String>)> = conn
         .prepare_cached(&sql)?
         .query_row(params_from_iter(values), |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?;
-    let Some((created_at, name, record)) = changed else {
+    let Some((created_at, name, record, route)) = changed else {
         return Ok(None);
     };
     let source = decode::source(&name, record.as_deref())?;
@@ -128,6 +129,7 @@ pub(super) fn apply_transition(
     }
     Ok(Some(Applied {
         created_at: decode::time(created_at)?,
+        route,
     }))
 }
 
