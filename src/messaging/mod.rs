@@ -252,7 +252,14 @@ impl Admission {
         let segmentation = checks::length(&text, "body", self.max_characters)?;
         let from = checks::sender(s.from.as_deref(), &self.default_from, &self.senders)?;
         let send_at = checks::send_at(s.send_at.as_deref(), now)?;
-        if let Some(at) = checks::links_expire_at(s.links_expire_at.as_deref(), send_at, now)? {
+        // A link's life starts when its message goes out, not when it was scheduled.
+        let expire_at = checks::links_expire_at(s.links_expire_at.as_deref(), send_at, now)?
+            .or_else(|| {
+                self.links
+                    .expire_after
+                    .map(|after| send_at.unwrap_or(now) + after)
+            });
+        if let Some(at) = expire_at {
             rewritten
                 .links
                 .iter_mut()

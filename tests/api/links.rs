@@ -206,6 +206,31 @@ async fn a_request_can_set_when_its_short_links_expire() {
 }
 
 #[tokio::test]
+async fn a_scheduled_messages_links_live_from_when_it_is_sent() {
+    let s = TestServer::with_delivery("[links]\nexpire_after_days = 1").await;
+    let send_at = (s.clock.now() + chrono::Duration::days(2)).to_rfc3339();
+    let (status, accepted) = s
+        .send(json!({"to": HANDSET, "body": "https://example.com/event", "shorten_links": true, "send_at": send_at}))
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    s.advance(2 * 24 * 3600 + 1);
+    let text = s.text_of("09011112222", &accepted["id"]).await;
+    let code = &codes(&text)[0];
+    s.advance(12 * 3600);
+    assert_eq!(
+        follow(&s, Method::GET, code, Some(IPHONE)).await.status(),
+        302,
+        "a day from the send, not from the acceptance"
+    );
+    s.advance(12 * 3600);
+    assert_eq!(
+        follow(&s, Method::GET, code, Some(IPHONE)).await.status(),
+        404
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn links_are_sent_as_written_unless_shortening_is_asked_for() {
     let s = TestServer::start().await;
     let (status, accepted) = s
