@@ -184,16 +184,7 @@ pub fn send_at(input: Option<&str>, now: DateTime<Utc>) -> Result<Option<DateTim
     let Some(text) = input else {
         return Ok(None);
     };
-    let at = DateTime::parse_from_rfc3339(text)
-        .map_err(|_| {
-            Refusal::invalid(
-                "send_at",
-                "`send_at` must be an RFC 3339 time such as 2026-12-01T09:00:00+09:00",
-            )
-        })?
-        .with_timezone(&Utc);
-    // The store keeps milliseconds; echo what is kept.
-    let at = DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at);
+    let at = time(text, "send_at")?;
     if at > now + Duration::days(MAX_SCHEDULE_DAYS) {
         return Err(Refusal::invalid(
             "send_at",
@@ -217,14 +208,7 @@ pub fn links_expire_at(
         return Ok(None);
     };
     let field = "links_expire_at";
-    let at = DateTime::parse_from_rfc3339(text)
-        .map_err(|_| {
-            Refusal::invalid(
-                field,
-                "`links_expire_at` must be an RFC 3339 time such as 2026-12-31T23:59:59+09:00",
-            )
-        })?
-        .with_timezone(&Utc);
+    let at = time(text, field)?;
     if at <= send_at.unwrap_or(now) {
         return Err(Refusal::invalid(
             field,
@@ -237,7 +221,21 @@ pub fn links_expire_at(
             format!("`links_expire_at` may be at most {MAX_LINK_DAYS} days ahead"),
         ));
     }
-    Ok(DateTime::from_timestamp_millis(at.timestamp_millis()))
+    Ok(Some(at))
+}
+
+/// An RFC 3339 time in `field`, to the millisecond the store keeps (so what is echoed is what is
+/// kept).
+fn time(text: &str, field: &str) -> Result<DateTime<Utc>, Refusal> {
+    let at = DateTime::parse_from_rfc3339(text)
+        .map_err(|_| {
+            Refusal::invalid(
+                field,
+                format!("`{field}` must be an RFC 3339 time such as 2026-12-01T09:00:00+09:00"),
+            )
+        })?
+        .with_timezone(&Utc);
+    Ok(DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at))
 }
 
 /// Client metadata: a JSON object of bounded size.

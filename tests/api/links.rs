@@ -202,6 +202,16 @@ async fn a_request_can_set_when_its_short_links_expire() {
         .await;
     assert_eq!(status, 422, "{problem}");
     assert_eq!(problem["field"], "links_expire_at");
+    let (status, problem) = s
+        .send(json!({"to": HANDSET, "body": "https://example.com/y", "shorten_links": true, "links_expire_at": "tomorrow"}))
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["field"], "links_expire_at");
+    assert_eq!(
+        s.stored_messages().await,
+        1,
+        "only the first message was stored"
+    );
     s.stop().await;
 }
 

@@ -54,6 +54,18 @@ fn created() -> ResponseTemplate {
     json_answer(201, "message_create_queued.json")
 }
 
+/// A fake Twilio that takes every message, and a service sending through it.
+async fn taking_service() -> (MockServer, TestServer) {
+    let fake = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(created())
+        .mount(&fake)
+        .await;
+    let s = service(&fake).await;
+    (fake, s)
+}
+
 /// A service sending through the fake Twilio at `fake`.
 async fn service(fake: &MockServer) -> TestServer {
     TestServer::with_delivery(&format!(
@@ -233,13 +245,7 @@ async fn a_message_reaches_twilio_with_basic_auth_its_form_and_status_callback_a
 
 #[tokio::test]
 async fn an_undelivered_callback_with_error_30003_says_so_in_the_detail() {
-    let fake = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(messages_path()))
-        .respond_with(created())
-        .mount(&fake)
-        .await;
-    let s = service(&fake).await;
+    let (_fake, s) = taking_service().await;
     let id = accepted(&s, "hello").await;
     s.wait_for(&id, |st| st == "sent").await;
     let r = signed(
@@ -259,13 +265,7 @@ async fn an_undelivered_callback_with_error_30003_says_so_in_the_detail() {
 
 #[tokio::test]
 async fn a_forged_or_missing_signature_is_refused_and_the_message_is_unchanged() {
-    let fake = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(messages_path()))
-        .respond_with(created())
-        .mount(&fake)
-        .await;
-    let s = service(&fake).await;
+    let (_fake, s) = taking_service().await;
     let id = accepted(&s, "hello").await;
     s.wait_for(&id, |st| st == "sent").await;
     let delivered = fixture("status_callback_delivered.form");
@@ -478,13 +478,7 @@ async fn a_refused_account_keeps_messages_queued_and_readyz_says_why_until_twili
 #[tokio::test]
 async fn a_signed_inbound_sms_in_japanese_is_stored_as_a_reply_on_the_latest_message_to_that_number(
 ) {
-    let fake = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(messages_path()))
-        .respond_with(created())
-        .mount(&fake)
-        .await;
-    let s = service(&fake).await;
+    let (_fake, s) = taking_service().await;
     let older = accepted(&s, "older").await;
     s.wait_for(&older, |st| st == "sent").await;
     let latest = accepted(&s, "明日10時のご予約でよろしいですか").await;
@@ -510,13 +504,7 @@ async fn a_signed_inbound_sms_in_japanese_is_stored_as_a_reply_on_the_latest_mes
 
 #[tokio::test]
 async fn an_inbound_sms_webhook_posted_twice_is_stored_once() {
-    let fake = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(messages_path()))
-        .respond_with(created())
-        .mount(&fake)
-        .await;
-    let s = service(&fake).await;
+    let (_fake, s) = taking_service().await;
     let id = accepted(&s, "ご予約でよろしいですか").await;
     s.wait_for(&id, |st| st == "sent").await;
     for _ in 0..2 {
@@ -530,13 +518,7 @@ async fn an_inbound_sms_webhook_posted_twice_is_stored_once() {
 
 #[tokio::test]
 async fn an_inbound_sms_from_no_phone_number_is_answered_and_not_stored() {
-    let fake = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(messages_path()))
-        .respond_with(created())
-        .mount(&fake)
-        .await;
-    let s = service(&fake).await;
+    let (_fake, s) = taking_service().await;
     let id = accepted(&s, "hello").await;
     s.wait_for(&id, |st| st == "sent").await;
     let form = fixture("inbound_sms_japanese.form").replace("From=%2B819012345678", "From=INFO");
@@ -549,13 +531,7 @@ async fn an_inbound_sms_from_no_phone_number_is_answered_and_not_stored() {
 
 #[tokio::test]
 async fn a_callback_for_a_sid_no_message_has_is_answered_and_breaks_nothing() {
-    let fake = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(messages_path()))
-        .respond_with(created())
-        .mount(&fake)
-        .await;
-    let s = service(&fake).await;
+    let (_fake, s) = taking_service().await;
     let unknown = fixture("status_callback_delivered.form")
         .replace(MESSAGE_SID, "SM00000000000000000000000000000000");
     let r = signed(&s, STATUS, &unknown).await;
