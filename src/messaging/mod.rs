@@ -185,6 +185,11 @@ impl Admission {
             response: response.1.clone(),
         });
         let id = message.id.clone();
+        // A message due after the dispatcher's next look at the queue is found by that look;
+        // waking it now would only have it find nothing due.
+        let due_soon = message
+            .send_at
+            .is_none_or(|at| at <= self.clock.now() + crate::dispatch::IDLE_POLL);
         let span = tracing::info_span!("accept", message_id = %id);
         let accepted = self
             .store
@@ -194,7 +199,9 @@ impl Admission {
         match accepted {
             Acceptance::Stored => {
                 telemetry::accepted(started.elapsed().as_secs_f64());
-                self.wake.notify_one();
+                if due_soon {
+                    self.wake.notify_one();
+                }
                 Ok(Admitted::Stored { id, response })
             }
             Acceptance::Replayed { status, response } => {

@@ -54,6 +54,7 @@ macro_rules! contract_tests {
             an_expired_lease_is_claimed_by_another_worker,
             claims_take_due_jobs_oldest_first_up_to_the_limit,
             a_scheduled_job_waits_for_its_time,
+            a_leased_job_is_not_what_falls_due_next,
             a_transition_the_state_does_not_allow_changes_nothing,
             transitions_are_logged_as_events_with_their_details,
             a_retry_is_due_again_at_its_time,
@@ -740,6 +741,20 @@ pub async fn a_scheduled_job_waits_for_its_time(store: Arc<dyn Store>) {
     assert!(store.claim("w", 10, lease, at).await.unwrap().is_empty());
     assert_eq!(store.next_due().await.unwrap(), Some(send_at));
     assert_eq!(store.claim("w", 10, lease, send_at).await.unwrap().len(), 1);
+}
+
+/// A job under a lease is not waiting, so only waiting jobs make `next_due`.
+pub async fn a_leased_job_is_not_what_falls_due_next(store: Arc<dyn Store>) {
+    let at = now();
+    accept(store.as_ref(), &message_at(Source::Api, number(1), at)).await;
+    let lease = StdDuration::from_secs(60);
+    assert_eq!(store.claim("w", 10, lease, at).await.unwrap().len(), 1);
+    assert_eq!(store.next_due().await.unwrap(), None);
+    let later = at + Duration::hours(1);
+    accept(store.as_ref(), &scheduled(at, later)).await;
+    let soon = at + Duration::seconds(5);
+    accept(store.as_ref(), &scheduled(at, soon)).await;
+    assert_eq!(store.next_due().await.unwrap(), Some(soon));
 }
 
 /// A change the current state does not allow is not applied.

@@ -146,7 +146,8 @@ pub trait QueueStore: Send + Sync + 'static {
         lease: Duration,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<ClaimedJob>>;
-    /// When the next job falls due, if any is waiting.
+    /// When the next waiting job falls due, if any is waiting; a job under a lease is not
+    /// waiting (its lease running out is found by the dispatcher's next look at the queue).
     async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
     /// A receiver that changes when other processes sharing this queue may have made work due
     /// (accepted a message, handed a job back for a retry), so a dispatcher need not wait for its

@@ -15,6 +15,7 @@ mod queue;
 mod receipts;
 mod reports;
 mod sandbox;
+mod statistics;
 mod wakeups;
 mod writeback_log;
 mod writer;
@@ -42,6 +43,8 @@ pub struct PostgresStore {
     wakeups: Wakeups,
     /// Group commit for acceptance.
     writer: writer::Writer,
+    /// Stops the task keeping planner statistics up with growing tables.
+    _statistics: tokio_util::sync::DropGuard,
 }
 
 impl PostgresStore {
@@ -77,10 +80,15 @@ impl PostgresStore {
         // A frozen instance's open transaction would otherwise keep its claimed rows locked
         // (and skipped by every other instance) for as long as its connection lives.
         let bound = connections.statement_timeout.as_millis().to_string();
-        let options = options.options([
-            ("statement_timeout", bound.as_str()),
-            ("idle_in_transaction_session_timeout", bound.as_str()),
-        ]);
+        // A name of this instance's own on each of its sessions: its wake-ups carry it, so it
+        // can skip its own, and pg_stat_activity tells the instances apart.
+        let instance = format!("tsunagi-{}", ulid::Ulid::new().to_string().to_lowercase());
+        let options = options
+            .options([
+                ("statement_timeout", bound.as_str()),
+                ("idle_in_transaction_session_timeout", bound.as_str()),
+            ])
+            .application_name(&instance);
         let pool = PgPoolOptions::new()
             .max_connections(connections.pool_size.unwrap_or(DEFAULT_POOL_SIZE))
             .acquire_timeout(timeout)
@@ -88,8 +96,9 @@ impl PostgresStore {
             .await?;
         let writer = writer::Writer::start(pool.clone());
         Ok(PostgresStore {
+            _statistics: statistics::keep_up(pool.clone()),
             pool,
-            wakeups: Wakeups::new(options, timeout),
+            wakeups: Wakeups::new(options, timeout, instance),
             writer,
         })
     }

@@ -198,12 +198,13 @@ impl QueueStore for PostgresStore {
     }
 
     async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        // GREATEST skips a NULL lease: a waiting job is due at its time, a leased one no
-        // earlier than its lease's end.
+        // Through the queue's index in due order, so that a queue full of jobs scheduled for
+        // later is not scanned on every wake-up.
         let due: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(GREATEST(due_at, lease_until)) FROM messages WHERE due_at IS NOT NULL",
+            "SELECT due_at FROM messages WHERE due_at IS NOT NULL AND lease_owner IS NULL
+             ORDER BY due_at LIMIT 1",
         )
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
         due.map(decode::time).transpose()
     }

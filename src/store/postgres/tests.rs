@@ -614,3 +614,40 @@ async fn messages_accepted_together_are_each_judged_by_the_lists() {
     .unwrap();
     assert_eq!(counts, (stored, stored));
 }
+
+/// A table grown from empty past its last analysis is analyzed again, so that plans cached
+/// while it was empty (full scans) are made afresh for its size.
+#[tokio::test]
+async fn a_table_grown_from_empty_gets_fresh_statistics() {
+    let Some((store, _db)) = open().await else {
+        return;
+    };
+    sqlx::query(
+        "INSERT INTO messages (id, to_number, sender, body, encoding, characters, segments,
+                               status, source, created_at, updated_at, due_at)
+         SELECT 'm' || g, '+819012345678', 'S', 'b', 'gsm7', 1, 1, 'scheduled', 'api', 1, 1, 9
+         FROM generate_series(1, 3000) AS g",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    // The server counts a backend's changes once that backend is idle, within a second or so.
+    let mut analyzed = Vec::new();
+    for _ in 0..100 {
+        analyzed = statistics::analyze_stale(store.pool()).await.unwrap();
+        if !analyzed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(analyzed, ["messages"]);
+    let rows: f32 = sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE relname = 'messages'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 3000.0);
+    assert!(statistics::analyze_stale(store.pool())
+        .await
+        .unwrap()
+        .is_empty());
+}

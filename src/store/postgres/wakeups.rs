@@ -3,6 +3,10 @@
 //! each instance LISTENs on one connection of its own (not one of the pool's), feeding a `watch`
 //! channel its dispatcher waits on beside its in-process wake and idle poll.
 //!
+//! Each notification carries the `application_name` of the session that sent it, which names
+//! the instance (see `PostgresStore::open_with`); an instance skips its own, since whatever
+//! made them woke its dispatcher in process already.
+//!
 //! The listener starts when the first dispatcher subscribes (a `migrate` or `keys create` run
 //! opens none) and stops when the store drops. A lost connection is made again, backing off
 //! while the server is unreachable; notifications sent meanwhile are lost, so every (re)connect
@@ -24,6 +28,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub(super) struct Wakeups {
     options: PgConnectOptions,
     connect_timeout: Duration,
+    /// This instance's `application_name`.
+    instance: String,
     running: OnceLock<Running>,
 }
 
@@ -33,12 +39,17 @@ struct Running {
 }
 
 impl Wakeups {
-    /// Wake-ups from the server `options` names; a connection attempt gives up after
-    /// `connect_timeout` (and is tried again).
-    pub(super) fn new(options: PgConnectOptions, connect_timeout: Duration) -> Self {
+    /// Wake-ups from the server `options` names, except those of `instance`; a connection
+    /// attempt gives up after `connect_timeout` (and is tried again).
+    pub(super) fn new(
+        options: PgConnectOptions,
+        connect_timeout: Duration,
+        instance: String,
+    ) -> Self {
         Self {
             options,
             connect_timeout,
+            instance,
             running: OnceLock::new(),
         }
     }
@@ -58,7 +69,12 @@ impl Wakeups {
                     .max_lifetime(None)
                     .connect_lazy_with(self.options.clone());
                 let stop = CancellationToken::new();
-                tokio::spawn(listen(pool, sender.clone(), stop.clone()));
+                tokio::spawn(listen(
+                    pool,
+                    self.instance.clone(),
+                    sender.clone(),
+                    stop.clone(),
+                ));
                 Running {
                     sender,
                     _stop: stop.drop_guard(),
@@ -69,8 +85,14 @@ impl Wakeups {
     }
 }
 
-/// LISTEN until `stop`, passing every notification (and every reconnect) on to `sender`.
-async fn listen(pool: PgPool, sender: watch::Sender<()>, stop: CancellationToken) {
+/// LISTEN until `stop`, passing every notification but `instance`'s own (and every reconnect)
+/// on to `sender`.
+async fn listen(
+    pool: PgPool,
+    instance: String,
+    sender: watch::Sender<()>,
+    stop: CancellationToken,
+) {
     let mut backoff = MIN_BACKOFF;
     loop {
         let connected = tokio::select! {
@@ -88,8 +110,10 @@ async fn listen(pool: PgPool, sender: watch::Sender<()>, stop: CancellationToken
                         received = listener.try_recv() => received,
                     };
                     match received {
-                        Ok(Some(_)) => {
-                            sender.send_replace(());
+                        Ok(Some(notification)) => {
+                            if notification.payload() != instance {
+                                sender.send_replace(());
+                            }
                         }
                         // The connection dropped and was made again: notifications in between
                         // are lost.
@@ -203,14 +227,28 @@ mod tests {
         let m = message();
         a.accept(m.clone(), None, Hygiene::default()).await.unwrap();
         assert!(woken(&mut b_wakeups, SOON).await, "B hears A's accept");
-        assert!(woken(&mut a_wakeups, SOON).await, "and so does A");
+        let quiet = Duration::from_millis(300);
+        assert!(
+            !woken(&mut a_wakeups, quiet).await,
+            "A does not hear itself: its dispatcher was woken in process"
+        );
+
+        let later = NewMessage {
+            status: JobState::Scheduled,
+            send_at: Some(Utc::now() + chrono::Duration::hours(1)),
+            ..message()
+        };
+        a.accept(later, None, Hygiene::default()).await.unwrap();
+        assert!(
+            !woken(&mut b_wakeups, quiet).await,
+            "a message due after the next idle look wakes no one"
+        );
 
         let jobs = b
             .claim("worker-b", 10, Duration::from_secs(60), Utc::now())
             .await
             .unwrap();
         assert_eq!(jobs.len(), 1);
-        let quiet = Duration::from_millis(300);
         assert!(!woken(&mut a_wakeups, quiet).await, "a claim wakes no one");
 
         let retry = Transition {

@@ -215,11 +215,13 @@ impl QueueStore for SqliteStore {
     }
 
     async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        // Through the queue's index in due order, so that a queue full of jobs scheduled for
+        // later is not scanned on every wake-up.
         let due: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(CASE WHEN lease_until IS NULL THEN due_at ELSE MAX(due_at, lease_until) END)
-             FROM messages WHERE due_at IS NOT NULL",
+            "SELECT due_at FROM messages INDEXED BY messages_queue
+             WHERE due_at IS NOT NULL AND lease_owner IS NULL ORDER BY due_at LIMIT 1",
         )
-        .fetch_one(&self.read)
+        .fetch_optional(&self.read)
         .await?;
         due.map(decode::time).transpose()
     }
