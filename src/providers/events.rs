@@ -17,12 +17,14 @@ use crate::{
     clock::Clock,
     domain::{consent::Consent, ids::MessageId, phone::SenderId},
     store::{
-        KeptReceipt, NewReply, PartOutcome, PartReceipt, Receipt, ReceiptOutcome, ReplyRecord,
-        Store, StoreResult, Unmatched,
+        InboundPart, JoinedParts, KeptReceipt, NewReply, PartOutcome, PartReceipt, PartsKey,
+        Receipt, ReceiptOutcome, ReplyRecord, Store, StoreResult, Unmatched,
     },
     telemetry,
 };
 
+/// How long a part of a long inbound message waits for the rest.
+pub const PARTS_KEPT: chrono::Duration = chrono::Duration::minutes(10);
 /// How long a receipt that matches no message is kept and tried again.
 pub const KEEP_UNMATCHED: chrono::Duration = chrono::Duration::days(7);
 /// Longest wait between two tries of a kept receipt.
@@ -97,6 +99,18 @@ impl Events {
             tracing::info!(from = %record.from, ?consent, "consent changed by reply");
         }
         Ok(record)
+    }
+
+    /// Keep one part of a long message a handset sent; all its parts once the last is in.
+    /// A part waiting longer than `PARTS_KEPT` for the rest is given up.
+    pub async fn inbound_part(&self, part: InboundPart) -> StoreResult<Option<JoinedParts>> {
+        let forget_before = self.now() - PARTS_KEPT;
+        self.store.inbound_part(part, forget_before).await
+    }
+
+    /// Forget the parts of a long inbound message once it is stored.
+    pub async fn forget_inbound_parts(&self, key: &PartsKey) -> StoreResult<()> {
+        self.store.forget_inbound_parts(key).await
     }
 
     /// Now, on the service's clock.

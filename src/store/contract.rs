@@ -55,6 +55,8 @@ macro_rules! contract_tests {
             claims_take_due_jobs_oldest_first_up_to_the_limit,
             a_scheduled_job_waits_for_its_time,
             a_leased_job_is_not_what_falls_due_next,
+            a_long_reply_joins_once_every_part_is_in_whatever_their_order,
+            parts_of_a_long_reply_are_forgotten_when_old_or_once_stored,
             a_transition_the_state_does_not_allow_changes_nothing,
             transitions_are_logged_as_events_with_their_details,
             a_retry_is_due_again_at_its_time,
@@ -755,6 +757,92 @@ pub async fn a_leased_job_is_not_what_falls_due_next(store: Arc<dyn Store>) {
     let soon = at + Duration::seconds(5);
     accept(store.as_ref(), &scheduled(at, soon)).await;
     assert_eq!(store.next_due().await.unwrap(), Some(soon));
+}
+
+fn inbound_part(
+    reference: u16,
+    total: u8,
+    seq: u8,
+    payload: &str,
+    at: DateTime<Utc>,
+) -> InboundPart {
+    InboundPart {
+        key: PartsKey {
+            from: "+819012345678".into(),
+            reference,
+            total,
+        },
+        seq,
+        data_coding: 8,
+        payload: payload.as_bytes().to_vec(),
+        at,
+    }
+}
+
+/// The parts of a long reply join in order once the last is in; a part delivered twice
+/// replaces its copy; another message's parts (another reference) stay apart.
+pub async fn a_long_reply_joins_once_every_part_is_in_whatever_their_order(store: Arc<dyn Store>) {
+    let at = now();
+    let long_ago = at - Duration::minutes(10);
+    let offer = |part: InboundPart| {
+        let store = store.clone();
+        async move { store.inbound_part(part, long_ago).await.unwrap() }
+    };
+    assert_eq!(offer(inbound_part(7, 3, 3, "c", at)).await, None);
+    assert_eq!(offer(inbound_part(8, 3, 2, "other", at)).await, None);
+    let later = at + Duration::seconds(1);
+    assert_eq!(offer(inbound_part(7, 3, 1, "x", later)).await, None);
+    assert_eq!(offer(inbound_part(7, 3, 1, "a", later)).await, None);
+    let joined = offer(inbound_part(7, 3, 2, "b", later)).await.unwrap();
+    let texts: Vec<&[u8]> = joined.parts.iter().map(|p| p.payload.as_slice()).collect();
+    assert_eq!(texts, [b"a", b"b", b"c"]);
+    assert_eq!(
+        joined.parts.iter().map(|p| p.seq).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(joined.first_at, at, "dated by its first part");
+    assert_eq!(joined.parts[0].data_coding, 8);
+}
+
+/// Parts older than the cut-off are forgotten, and a stored message's parts are forgotten, so
+/// a later message under the same reference starts afresh.
+pub async fn parts_of_a_long_reply_are_forgotten_when_old_or_once_stored(store: Arc<dyn Store>) {
+    let at = now();
+    let old = at - Duration::minutes(20);
+    assert_eq!(
+        store
+            .inbound_part(inbound_part(1, 2, 1, "a", old), old)
+            .await
+            .unwrap(),
+        None
+    );
+    let cutoff = at - Duration::minutes(10);
+    assert_eq!(
+        store
+            .inbound_part(inbound_part(1, 2, 2, "b", at), cutoff)
+            .await
+            .unwrap(),
+        None,
+        "the first part was too old to join"
+    );
+    let joined = store
+        .inbound_part(inbound_part(1, 2, 1, "a", at), cutoff)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(joined.parts.len(), 2);
+    store
+        .forget_inbound_parts(&joined.parts[0].key)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .inbound_part(inbound_part(1, 2, 2, "B", at), cutoff)
+            .await
+            .unwrap(),
+        None,
+        "a later message under the same reference waits for its own parts"
+    );
 }
 
 /// A change the current state does not allow is not applied.

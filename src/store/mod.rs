@@ -8,6 +8,7 @@ pub(crate) mod contract;
 mod decode;
 mod error;
 mod health;
+mod inbound_parts;
 mod keys;
 mod links;
 mod lists;
@@ -28,6 +29,7 @@ use std::{sync::Arc, time::Duration};
 pub use consent::{ConsentStore, OptOut, OptOutVia, EVERY_SENDER};
 pub use error::{StoreError, StoreResult};
 pub use health::HealthStore;
+pub use inbound_parts::{InboundPart, InboundPartStore, JoinedParts, PartsKey};
 pub use keys::KeyStore;
 pub use links::{ClickSummary, LinkStore, LinkTarget, NewClick, NewLink};
 pub use lists::{ListKey, ListStore, ListedNumber, NumberList};
@@ -76,6 +78,7 @@ pub trait Store:
     + LinkStore
     + ReportStore
     + WritebackLogStore
+    + InboundPartStore
 {
 }
 
@@ -93,6 +96,7 @@ impl<T> Store for T where
         + LinkStore
         + ReportStore
         + WritebackLogStore
+        + InboundPartStore
 {
 }
 

@@ -57,6 +57,28 @@ async fn message(s: &TestServer, id: &str) -> Value {
         .unwrap()
 }
 
+/// The message once it shows `count` replies (or as it is after 10 s).
+async fn with_replies(s: &TestServer, id: &str, count: usize) -> Value {
+    let mut m = Value::Null;
+    for _ in 0..500 {
+        m = message(s, id).await;
+        if m["replies"].as_array().unwrap().len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    m
+}
+
+fn reply_bodies(m: &Value) -> Vec<&str> {
+    m["replies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["body"].as_str().unwrap())
+        .collect()
+}
+
 /// Wait up to 10 s for `done`.
 async fn eventually(what: &str, done: impl Fn() -> bool) {
     for _ in 0..500 {
@@ -181,20 +203,8 @@ async fn a_reply_from_the_handset_is_reassembled_and_shown_on_the_message() {
     let reply = format!("{}😀了解しました", "はい、".repeat(30));
     assert!(fake.inject_mo("819012345678", "81312345678", &reply));
     assert!(fake.inject_mo("819012345678", "81312345678", "OK @ 10:00"));
-    let mut m = Value::Null;
-    for _ in 0..500 {
-        m = message(&s, &id).await;
-        if m["replies"].as_array().unwrap().len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let bodies: Vec<&str> = m["replies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["body"].as_str().unwrap())
-        .collect();
+    let m = with_replies(&s, &id, 2).await;
+    let bodies = reply_bodies(&m);
     assert_eq!(bodies.len(), 2, "{m}");
     assert!(bodies.contains(&reply.as_str()), "{bodies:?}");
     assert!(bodies.contains(&"OK @ 10:00"), "{bodies:?}");
@@ -204,6 +214,36 @@ async fn a_reply_from_the_handset_is_reassembled_and_shown_on_the_message() {
         .contains("1234-5678"));
     eventually("every part answered", || fake.deliver_sm_resp_count() >= 4).await;
     s.stop().await;
+}
+
+/// Two instances on one PostgreSQL database, each with a bind to the SMSC: the parts of one
+/// long reply arrive at both, yet join into one reply on the message.
+#[tokio::test]
+async fn a_long_reply_whose_parts_reach_two_instances_is_joined_once() {
+    let fake = smsc(Receipts::Tlv).await;
+    let config = smpp_config(&fake, PASSWORD, "");
+    let Some(a) = TestServer::on_postgres_with(&config).await else {
+        return;
+    };
+    let b = a.another_instance(&config).await;
+    let id = sent(
+        &a,
+        json!({"to": "090-1234-5678", "from": "03-1234-5678", "body": "ご予約の確認です"}),
+    )
+    .await;
+    a.wait_for(&id, |st| st == "delivered").await;
+    eventually("both instances bound", || fake.bound_sessions() == 2).await;
+    let reply = format!("{}、承知しました", "はい".repeat(100));
+    let answered = fake.deliver_sm_resp_count();
+    assert!(fake.inject_mo_spread("819012345678", "81312345678", &reply));
+    eventually("all four parts answered", || {
+        fake.deliver_sm_resp_count() >= answered + 4
+    })
+    .await;
+    let m = with_replies(&a, &id, 1).await;
+    assert_eq!(reply_bodies(&m), [reply.as_str()], "{m}");
+    b.stop().await;
+    a.stop().await;
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use rusmpp::{pdus::DeliverSm, pdus::DeliverSmResp, Command, CommandStatus};
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::{
@@ -14,7 +15,7 @@ use super::{
 use crate::{
     domain::{phone::PhoneNumber, segment},
     providers::Events,
-    store::{NewReply, PartReceipt, ReceiptStatus},
+    store::{InboundPart, JoinedParts, NewReply, PartReceipt, PartsKey, ReceiptStatus},
 };
 
 /// `deliver_sm`s recorded per commit, at most.
@@ -60,7 +61,7 @@ async fn handle(
     for (sequence, deliver) in batch {
         let esm_class = u8::from(deliver.esm_class);
         if esm_class & MESSAGE_TYPE == 0 {
-            answers.push((sequence, inbound(shared, events, &deliver).await));
+            answers.push((sequence, inbound(events, &deliver).await));
             continue;
         }
         if esm_class & MESSAGE_TYPE != DELIVERY_RECEIPT {
@@ -113,7 +114,7 @@ async fn handle(
 }
 
 /// Store a mobile-originated message (once all its parts are in).
-async fn inbound(shared: &Shared, events: &Events, deliver: &DeliverSm) -> CommandStatus {
+async fn inbound(events: &Events, deliver: &DeliverSm) -> CommandStatus {
     let source = deliver.source_addr.as_str();
     let Some(from) = handset(u8::from(deliver.source_addr_ton), source) else {
         metrics::inbound("invalid_sender");
@@ -133,37 +134,62 @@ async fn inbound(shared: &Shared, events: &Events, deliver: &DeliverSm) -> Comma
         (None, short_message)
     };
     let data_coding = u8::from(deliver.data_coding);
-    let (data_coding, bytes, key) = match concat {
+    let at = events.now();
+    let (data_coding, bytes, joined) = match concat {
         None => (data_coding, payload.to_vec(), None),
         Some(c) => {
-            let key: udh::Key = (from.e164().to_string(), c.reference, c.total);
-            let complete =
-                shared
-                    .reassembly
-                    .lock()
-                    .unwrap()
-                    .offer(key.clone(), c.seq, data_coding, payload);
-            match complete {
-                Some((data_coding, bytes)) => (data_coding, bytes, Some(key)),
-                None => return CommandStatus::EsmeRok,
+            let part = InboundPart {
+                key: PartsKey {
+                    from: from.e164().to_string(),
+                    reference: c.reference,
+                    total: c.total,
+                },
+                seq: c.seq,
+                data_coding,
+                payload: payload.to_vec(),
+                at,
+            };
+            match events.inbound_part(part).await {
+                Ok(Some(joined)) => (
+                    joined.parts[0].data_coding,
+                    joined
+                        .parts
+                        .iter()
+                        .flat_map(|p| p.payload.clone())
+                        .collect(),
+                    Some(joined),
+                ),
+                Ok(None) => {
+                    metrics::inbound("part_kept");
+                    return CommandStatus::EsmeRok;
+                }
+                Err(e) => {
+                    metrics::inbound("store_error");
+                    tracing::warn!(error = %e, "reply part not kept; the SMSC will send it again");
+                    return CommandStatus::EsmeRxTAppn;
+                }
             }
         }
     };
     let reply = NewReply {
+        // SMPP gives a mobile-originated message no id of its own; a joined one gets one from
+        // its parts, so that two instances completing it at once store it once.
+        provider_id: joined.as_ref().map(joined_id),
         from,
         to: our_address(
             u8::from(deliver.dest_addr_ton),
             deliver.destination_addr.as_str(),
         ),
         body: decode(data_coding, &bytes),
-        at: events.now(),
-        // SMPP gives a mobile-originated message no id of its own.
-        provider_id: None,
+        at,
     };
     match events.inbound(reply).await {
         Ok(_) => {
-            if let Some(key) = key {
-                shared.reassembly.lock().unwrap().finish(&key);
+            if let Some(joined) = joined {
+                // Left behind only by a crash just before: given up after `PARTS_KEPT`.
+                if let Err(e) = events.forget_inbound_parts(&joined.parts[0].key).await {
+                    tracing::warn!(error = %e, "parts of a stored reply not forgotten");
+                }
             }
             metrics::inbound("stored");
             CommandStatus::EsmeRok
@@ -174,6 +200,20 @@ async fn inbound(shared: &Shared, events: &Events, deliver: &DeliverSm) -> Comma
             CommandStatus::EsmeRxTAppn
         }
     }
+}
+
+/// The id of a reply joined from parts: its sender, reference, part count and first part's
+/// time, hashed (the number stays out of it).
+fn joined_id(joined: &JoinedParts) -> String {
+    let key = &joined.parts[0].key;
+    let digest = Sha256::digest(format!(
+        "{}:{}:{}:{}",
+        key.from,
+        key.reference,
+        key.total,
+        joined.first_at.timestamp_millis()
+    ));
+    format!("smpp-mo-{}", hex::encode(&digest[..16]))
 }
 
 /// The handset's number: TON 1 digits are international, anything else is read as dialled.

@@ -11,7 +11,8 @@ pub(super) fn receipt(state: &'static str) {
     metrics::counter!("tsunagi_smpp_receipts_total", "state" => state).increment(1);
 }
 
-/// A mobile-originated message was stored (`stored`) or not (`invalid_sender`, `store_error`).
+/// A mobile-originated message was stored (`stored`), a part of one kept for the rest
+/// (`part_kept`), or neither (`invalid_sender`, `store_error`).
 pub(super) fn inbound(outcome: &'static str) {
     metrics::counter!("tsunagi_smpp_inbound_total", "outcome" => outcome).increment(1);
 }

@@ -55,7 +55,6 @@ struct Shared {
     shutdown: OnceLock<CancellationToken>,
     next_reference: AtomicU8,
     next_link: AtomicUsize,
-    reassembly: Mutex<udh::Reassembly>,
     /// Put before the SMSC's ids: two SMSCs (two routes) may hand out the same id.
     id_prefix: String,
     /// How ids are read from `submit_sm_resp` and from receipts.
@@ -92,7 +91,6 @@ impl Smpp {
                 shutdown: OnceLock::new(),
                 next_reference: AtomicU8::new(rand::random()),
                 next_link: AtomicUsize::new(0),
-                reassembly: Mutex::default(),
                 id_prefix: String::new(),
                 ids: ids::MessageIds::new(config.submit_ids, config.receipt_ids),
                 config,

@@ -1,9 +1,5 @@
-//! Concatenation: the UDH on our long submits, and reassembly of long mobile-originated messages.
-
-use std::{
-    collections::{BTreeMap, HashMap},
-    time::{Duration, Instant},
-};
+//! Concatenation: the UDH on our long submits, and the one on parts of long mobile-originated
+//! messages (joined in the store, which keeps each part until the last comes).
 
 /// Our UDH: one concatenation element with an 8-bit reference (`05 00 03 ref total seq`).
 pub(super) fn header(reference: u8, total: u8, seq: u8) -> [u8; 6] {
@@ -50,85 +46,6 @@ pub(super) fn split(short_message: &[u8]) -> Option<(Option<Concat>, &[u8])> {
     Some((None, payload))
 }
 
-/// Messages being reassembled at once; past this the oldest is given up.
-const MAX_PARTIAL: usize = 1024;
-
-/// How long the parts of an incomplete message are kept.
-const PARTIAL_TTL: Duration = Duration::from_secs(600);
-
-/// Identifies one concatenated message: its sender, reference and part count.
-pub(super) type Key = (String, u16, u8);
-
-struct Partial {
-    data_coding: u8,
-    parts: BTreeMap<u8, Vec<u8>>,
-    first_seen: Instant,
-}
-
-/// Parts of long MO messages waiting for the rest, bounded in count and age.
-#[derive(Default)]
-pub(super) struct Reassembly {
-    partial: HashMap<Key, Partial>,
-}
-
-impl Reassembly {
-    /// Add a part; when every part is in, the message's bytes in order and their `data_coding`
-    /// (the entry stays until [`Reassembly::finish`], so a failed store can be retried).
-    pub fn offer(
-        &mut self,
-        key: Key,
-        seq: u8,
-        data_coding: u8,
-        payload: &[u8],
-    ) -> Option<(u8, Vec<u8>)> {
-        self.evict(Instant::now());
-        let total = key.2 as usize;
-        let partial = self.partial.entry(key).or_insert_with(|| Partial {
-            data_coding,
-            parts: BTreeMap::new(),
-            first_seen: Instant::now(),
-        });
-        // A redelivered part replaces its copy rather than adding one.
-        partial.parts.insert(seq, payload.to_vec());
-        (partial.parts.len() == total).then(|| {
-            (
-                partial.data_coding,
-                partial.parts.values().flatten().copied().collect(),
-            )
-        })
-    }
-
-    /// Forget a message once it is stored.
-    pub fn finish(&mut self, key: &Key) {
-        self.partial.remove(key);
-    }
-
-    /// Messages still incomplete.
-    #[cfg(test)]
-    fn waiting(&self) -> usize {
-        self.partial.len()
-    }
-
-    fn evict(&mut self, now: Instant) {
-        self.partial
-            .retain(|_, p| now.duration_since(p.first_seen) < PARTIAL_TTL);
-        while self.partial.len() >= MAX_PARTIAL {
-            let oldest = self
-                .partial
-                .iter()
-                .min_by_key(|(_, p)| p.first_seen)
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(key) => {
-                    tracing::warn!(reference = key.1, "incomplete MO message given up");
-                    self.partial.remove(&key);
-                }
-                None => break,
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,28 +84,5 @@ mod tests {
             None,
             "seq beyond total"
         );
-    }
-
-    #[test]
-    fn parts_are_joined_in_order_once_all_are_in_and_kept_until_finished() {
-        let mut r = Reassembly::default();
-        let key: Key = ("+819012345678".into(), 7, 3);
-        assert_eq!(r.offer(key.clone(), 3, 8, b"ef"), None);
-        assert_eq!(r.offer(key.clone(), 1, 8, b"ab"), None);
-        assert_eq!(r.offer(key.clone(), 1, 8, b"ab"), None, "a redelivery");
-        let (coding, bytes) = r.offer(key.clone(), 2, 8, b"cd").unwrap();
-        assert_eq!((coding, bytes.as_slice()), (8, &b"abcdef"[..]));
-        assert_eq!(r.waiting(), 1);
-        r.finish(&key);
-        assert_eq!(r.waiting(), 0);
-    }
-
-    #[test]
-    fn incomplete_messages_are_bounded() {
-        let mut r = Reassembly::default();
-        for reference in 0..(MAX_PARTIAL as u16 + 10) {
-            r.offer(("+81".into(), reference, 2), 1, 0, b"x");
-        }
-        assert!(r.waiting() <= MAX_PARTIAL);
     }
 }

@@ -3,6 +3,7 @@
 //! concern implements that concern's trait; this one opens, migrates and holds what they share.
 
 mod consent;
+mod inbound_parts;
 mod keys;
 mod links;
 mod lists;

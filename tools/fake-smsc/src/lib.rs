@@ -391,6 +391,16 @@ impl FakeSmsc {
     /// Send a mobile-originated message from `from` to `to` (split into UDH parts when long);
     /// `false` if no bound connection can receive it.
     pub fn inject_mo(&self, from: &str, to: &str, body: &str) -> bool {
+        self.inject(from, to, body, false)
+    }
+
+    /// `inject_mo`, with the parts of a long message spread over the binds that can receive,
+    /// one after the other, as an SMSC balancing over several binds (or instances) may.
+    pub fn inject_mo_spread(&self, from: &str, to: &str, body: &str) -> bool {
+        self.inject(from, to, body, true)
+    }
+
+    fn inject(&self, from: &str, to: &str, body: &str, spread: bool) -> bool {
         let (coding, units, single, multi) = match text::gsm7_encode(body) {
             Some(septets) => (0u8, septets_units(&septets), 160, 153),
             None => (
@@ -422,9 +432,14 @@ impl FakeSmsc {
                 .collect()
         };
         let udh = payloads.len() > 1;
-        payloads.into_iter().all(|payload| {
+        let receiving = self.shared.receiving_sessions();
+        payloads.into_iter().enumerate().all(|(i, payload)| {
             let deliver = deliver_sm(from, to, if udh { 0x40 } else { 0 }, coding, payload);
-            self.shared.send_deliver(0, deliver)
+            let session = match spread {
+                true if !receiving.is_empty() => receiving[i % receiving.len()],
+                _ => 0,
+            };
+            self.shared.send_deliver(session, deliver)
         })
     }
 }
@@ -463,6 +478,18 @@ impl Shared {
     }
 
     /// Send on `preferred` if it can receive, else on any connection that can.
+    /// The sessions that can take a `deliver_sm`, oldest first.
+    fn receiving_sessions(&self) -> Vec<u64> {
+        let sessions = self.sessions.lock().unwrap();
+        let mut ids: Vec<u64> = sessions
+            .iter()
+            .filter(|(_, r)| r.can_receive)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     fn send_deliver(&self, preferred: u64, deliver: DeliverSm) -> bool {
         let sessions = self.sessions.lock().unwrap();
         let target = sessions
