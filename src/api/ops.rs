@@ -35,7 +35,12 @@ pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, 
             format!("not ready: the provider cannot send: {reason}"),
         )
     })?;
-    Ok(Json(json!({"status": "ready"})))
+    let warnings = state.provider.warnings();
+    if warnings.is_empty() {
+        Ok(Json(json!({"status": "ready"})))
+    } else {
+        Ok(Json(json!({"status": "ready", "warnings": warnings})))
+    }
 }
 
 /// Prometheus text exposition.

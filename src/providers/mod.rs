@@ -100,6 +100,12 @@ pub trait Provider: Send + Sync + 'static {
         Ok(())
     }
 
+    /// What works only in part while the provider can still send (shown by `/readyz`, which
+    /// stays ready), such as receipts that cannot reach it.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Start the provider's own background work (binds, receipt polling) until `shutdown`;
     /// receipts and inbound messages it learns of go to `events`.
     fn start(&self, _events: Events, _shutdown: CancellationToken) -> Vec<JoinHandle<()>> {

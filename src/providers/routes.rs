@@ -163,6 +163,18 @@ impl Provider for Routes {
         Err(format!("no route can send: {}", reasons.join("; ")))
     }
 
+    fn warnings(&self) -> Vec<String> {
+        self.routes
+            .iter()
+            .flat_map(|r| {
+                r.provider
+                    .warnings()
+                    .into_iter()
+                    .map(move |w| format!("{}: {w}", r.name))
+            })
+            .collect()
+    }
+
     fn start(&self, events: Events, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
         self.routes
             .iter()

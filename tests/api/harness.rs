@@ -51,6 +51,10 @@ impl Provider for Counting {
         self.inner.ready()
     }
 
+    fn warnings(&self) -> Vec<String> {
+        self.inner.warnings()
+    }
+
     fn start(
         &self,
         events: Events,

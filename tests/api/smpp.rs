@@ -438,6 +438,45 @@ async fn transmitter_and_receiver_binds_carry_submits_and_receipts() {
     assert_eq!(fake.unbind_count(), 4);
 }
 
+/// Receiver binds refused while transmitters bind: messages still go, and `/readyz` stays ready
+/// but warns that receipts and replies wait at the SMSC, until a receiver binds.
+#[tokio::test]
+async fn a_refused_receiver_bind_is_a_readiness_warning_until_one_binds() {
+    let fake = smsc(Receipts::Tlv).await;
+    fake.refuse_receiver_binds(true);
+    let s = server(&fake, "bind_mode = \"transmitter_receiver\"").await;
+    eventually("a receiver bind refused", || fake.refused_bind_count() >= 1).await;
+    let id = sent(&s, json!({"to": "090-7777-0001", "body": "x"})).await;
+    s.wait_for(&id, |st| st == "sent").await;
+    let readyz = || async {
+        let r = reqwest::get(format!("{}/readyz", s.base)).await.unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    let (status, body) = readyz().await;
+    assert_eq!(status, 200, "{body}");
+    let warning = body["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("no SMPP receiver bind") && warning.contains("ESME_RBINDFAIL"),
+        "{body}"
+    );
+    assert!(s
+        .metrics()
+        .await
+        .contains("tsunagi_smpp_bind_failures_total{reason=\"refused\"}"));
+
+    fake.refuse_receiver_binds(false);
+    let mut body = Value::Null;
+    for _ in 0..250 {
+        body = readyz().await.1;
+        if body.get("warnings").is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(body, json!({"status": "ready"}));
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn a_long_message_to_an_unreachable_handset_is_undelivered_naming_the_part() {
     let fake = smsc(Receipts::Tlv).await;

@@ -27,6 +27,11 @@ pub(super) fn binds_up(change: f64) {
     metrics::gauge!("tsunagi_smpp_binds_up").increment(change);
 }
 
+/// A receiver bind (transmitter + receiver mode) came up (`+1`) or went down (`-1`).
+pub(super) fn receivers_up(change: f64) {
+    metrics::gauge!("tsunagi_smpp_receivers_up").increment(change);
+}
+
 /// A bind attempt failed: `refused` by the SMSC, or `unreachable`.
 pub(super) fn bind_failed(reason: &'static str) {
     metrics::counter!("tsunagi_smpp_bind_failures_total", "reason" => reason).increment(1);

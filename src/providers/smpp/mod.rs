@@ -49,6 +49,8 @@ struct Shared {
     config: SmppConfig,
     /// The binds that carry submits (transceivers, or transmitters).
     links: Vec<Link>,
+    /// The receiver binds (transmitter + receiver mode only), which bring receipts and replies.
+    receivers: Vec<ReceiverLink>,
     /// Woken whenever a link comes up or goes down.
     changed: Notify,
     events: OnceLock<Events>,
@@ -64,6 +66,14 @@ struct Shared {
 /// One transmitting bind as `send` sees it.
 struct Link {
     submissions: mpsc::Sender<Submission>,
+    bound: AtomicBool,
+    /// Why the last connect or bind failed, until a bind succeeds.
+    last_error: Mutex<Option<String>>,
+}
+
+/// One receiver bind as the provider's health sees it.
+#[derive(Default)]
+struct ReceiverLink {
     bound: AtomicBool,
     /// Why the last connect or bind failed, until a bind succeeds.
     last_error: Mutex<Option<String>>,
@@ -86,6 +96,12 @@ impl Smpp {
         Self {
             shared: Arc::new(Shared {
                 links,
+                receivers: match config.bind_mode {
+                    BindMode::TransmitterReceiver => {
+                        (0..config.binds).map(|_| ReceiverLink::default()).collect()
+                    }
+                    BindMode::Transceiver => Vec::new(),
+                },
                 changed: Notify::new(),
                 events: OnceLock::new(),
                 shutdown: OnceLock::new(),
@@ -119,6 +135,41 @@ impl Shared {
         self.links
             .iter()
             .find_map(|l| l.last_error.lock().unwrap().clone())
+    }
+
+    /// What works only in part: no receiver bound (while transmitters may be), so receipts
+    /// and replies wait at the SMSC.
+    fn degraded(&self) -> Option<String> {
+        if self
+            .receivers
+            .iter()
+            .any(|r| r.bound.load(Ordering::Acquire))
+        {
+            return None;
+        }
+        let reason = self
+            .receivers
+            .iter()
+            .find_map(|r| r.last_error.lock().unwrap().clone())?;
+        Some(format!(
+            "no SMPP receiver bind, so receipts and replies wait at the SMSC: {reason}"
+        ))
+    }
+
+    /// Receiver `slot` came up (`Ok`) or went down or failed (`Err`, with why if it failed).
+    fn set_receiver(&self, slot: usize, state: Result<(), Option<String>>) {
+        let Some(receiver) = self.receivers.get(slot) else {
+            return;
+        };
+        let bound = state.is_ok();
+        match state {
+            Ok(()) => *receiver.last_error.lock().unwrap() = None,
+            Err(Some(reason)) => *receiver.last_error.lock().unwrap() = Some(reason),
+            Err(None) => {}
+        }
+        if receiver.bound.swap(bound, Ordering::AcqRel) != bound {
+            metrics::receivers_up(if bound { 1.0 } else { -1.0 });
+        }
     }
 
     /// Link `slot` came up or went down.
@@ -263,6 +314,10 @@ impl Provider for Smpp {
             Some(reason) => Err(reason),
             None => Ok(()),
         }
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.shared.degraded().into_iter().collect()
     }
 
     fn start(&self, events: Events, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {

@@ -140,7 +140,9 @@ async fn keep_bound(
                     _ => "unreachable",
                 });
                 tracing::warn!(error = %e, "SMPP bind failed; retrying");
-                if role != Role::Receiver {
+                if role == Role::Receiver {
+                    shared.set_receiver(slot, Err(Some(e.to_string())));
+                } else {
                     shared.set_failed(slot, e.to_string());
                 }
             }
@@ -276,7 +278,9 @@ struct Connection {
 
 impl Connection {
     fn new(shared: Arc<Shared>, slot: usize, role: Role, write: OwnedWriteHalf) -> Self {
-        if role != Role::Receiver {
+        if role == Role::Receiver {
+            shared.set_receiver(slot, Ok(()));
+        } else {
             shared.set_bound(slot, true);
         }
         Self {
@@ -360,7 +364,9 @@ impl Connection {
                 break end;
             }
         };
-        if self.role != Role::Receiver {
+        if self.role == Role::Receiver {
+            self.shared.set_receiver(self.slot, Err(None));
+        } else {
             self.shared.set_bound(self.slot, false);
         }
         // Dropping what is in flight tells each sender its part went unanswered.

@@ -181,6 +181,8 @@ struct Faults {
     drop_after: AtomicU64,
     /// How long bind responses take.
     bind_delay_ms: AtomicU64,
+    /// Refuse receiver binds (`ESME_RBINDFAIL`), as an account without receiving rights.
+    refuse_receivers: std::sync::atomic::AtomicBool,
 }
 
 struct Shared {
@@ -258,6 +260,14 @@ impl FakeSmsc {
     /// Send receipts as `mode` from now on.
     pub fn set_receipts(&self, mode: Receipts) {
         self.shared.receipts.store(mode.code(), Ordering::Relaxed);
+    }
+
+    /// Refuse receiver binds with `ESME_RBINDFAIL` (or accept them again).
+    pub fn refuse_receiver_binds(&self, refuse: bool) {
+        self.shared
+            .faults
+            .refuse_receivers
+            .store(refuse, Ordering::Relaxed);
     }
 
     /// Answer every `n`th submit with `ESME_RTHROTTLED` (0 stops).

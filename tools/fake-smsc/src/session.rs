@@ -230,6 +230,10 @@ impl Session {
             counters.refused_binds.fetch_add(1, Ordering::Relaxed);
             return CommandStatus::EsmeRinvpaswd;
         }
+        if kind == Bound::Receiver && self.shared.faults.refuse_receivers.load(Ordering::Relaxed) {
+            counters.refused_binds.fetch_add(1, Ordering::Relaxed);
+            return CommandStatus::EsmeRbindfail;
+        }
         counters.binds.fetch_add(1, Ordering::Relaxed);
         self.bound = Some(kind);
         self.shared.sessions.lock().unwrap().insert(
