@@ -1,5 +1,7 @@
 //! How many SMS parts a body takes: GSM-7 when every character allows it, UCS-2 otherwise.
 
+use std::sync::LazyLock;
+
 /// The character set a body is sent in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -98,9 +100,8 @@ pub fn gsm7_decode(septets: &[u8]) -> String {
 
 /// The septets of a GSM-7 character (callers have checked it is one).
 fn gsm7_codes(c: char) -> impl Iterator<Item = u8> {
-    let codes = if let Some(at) = GSM7_BASIC.chars().position(|b| b == c) {
-        let code = at as u8;
-        [Some(if code >= ESCAPE { code + 1 } else { code }), None]
+    let codes = if let Some(code) = basic_code(c) {
+        [Some(code), None]
     } else {
         let at = GSM7_EXTENSION
             .chars()
@@ -155,10 +156,44 @@ const GSM7_EXTENSION_CODES: [u8; 10] = [0x0A, 0x14, 0x28, 0x29, 0x2F, 0x3C, 0x3D
 /// The escape into the extension table.
 const ESCAPE: u8 = 0x1B;
 
+/// Marks an ASCII character the basic table lacks in `ASCII_BASIC`.
+const NOT_BASIC: u8 = 0xFF;
+
+/// The basic-table code of each ASCII character, read once from `GSM7_BASIC`: ASCII dominates
+/// real bodies, and every message is measured and encoded character by character.
+static ASCII_BASIC: LazyLock<[u8; 128]> = LazyLock::new(|| {
+    let mut table = [NOT_BASIC; 128];
+    for (at, c) in GSM7_BASIC.chars().enumerate() {
+        if c.is_ascii() {
+            table[c as usize] = code_at(at);
+        }
+    }
+    table
+});
+
+/// The code of the basic table's `at`th character (the table skips the escape code).
+fn code_at(at: usize) -> u8 {
+    let code = at as u8;
+    if code >= ESCAPE {
+        code + 1
+    } else {
+        code
+    }
+}
+
+/// The basic-table code of `c`, if it has one.
+fn basic_code(c: char) -> Option<u8> {
+    if c.is_ascii() {
+        let code = ASCII_BASIC[c as usize];
+        (code != NOT_BASIC).then_some(code)
+    } else {
+        GSM7_BASIC.chars().position(|b| b == c).map(code_at)
+    }
+}
+
 /// Septets `c` takes in GSM-7, or None when GSM-7 cannot carry it.
 fn gsm7_septets(c: char) -> Option<usize> {
-    // Letters and digits dominate real bodies, so they skip the table scan.
-    if c.is_ascii_alphanumeric() || GSM7_BASIC.contains(c) {
+    if basic_code(c).is_some() {
         Some(1)
     } else if GSM7_EXTENSION.contains(c) {
         Some(2)
