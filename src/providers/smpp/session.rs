@@ -352,7 +352,10 @@ impl Connection {
                     None => Err(End::Lost("the SMSC closed the connection".into())),
                 },
                 Some(answer) = answers.recv() => self.write(&answer).await,
-                Some(submission) = next, if room => self.submit(submission).await,
+                Some(submission) = next, if room => {
+                    self.queue_submit(submission);
+                    Ok(())
+                }
                 _ = sleep_until(resume), if paused => {
                     self.paused_until = None;
                     Ok(())
@@ -362,6 +365,20 @@ impl Connection {
             };
             if let Err(end) = step {
                 break end;
+            }
+            if !self.buf.is_empty() {
+                // Submissions already waiting go out in the same write, as far as the window
+                // and the rate allow: one system call for a burst instead of one a PDU.
+                if let Some(rx) = submissions.as_deref_mut() {
+                    while self.in_flight.len() < window && !rx.is_empty() && limiter.check().is_ok()
+                    {
+                        let Ok(submission) = rx.try_recv() else { break };
+                        self.queue_submit(submission);
+                    }
+                }
+                if let Err(end) = self.flush().await {
+                    break end;
+                }
             }
         };
         if self.role == Role::Receiver {
@@ -385,21 +402,35 @@ impl Connection {
     }
 
     async fn write(&mut self, command: &Command) -> Result<(), End> {
-        self.buf.clear();
         let _ = self.codec.encode(command, &mut self.buf);
-        self.write
+        self.flush().await
+    }
+
+    /// Write whatever PDUs are encoded in the buffer.
+    async fn flush(&mut self) -> Result<(), End> {
+        let written = self
+            .write
             .write_all(&self.buf)
             .await
-            .map_err(|e| End::Lost(format!("cannot write to the SMSC: {e}")))
+            .map_err(|e| End::Lost(format!("cannot write to the SMSC: {e}")));
+        self.buf.clear();
+        written
     }
 
     async fn submit(&mut self, submission: Submission) -> Result<(), End> {
+        self.queue_submit(submission);
+        self.flush().await
+    }
+
+    /// Encode a `submit_sm` into the buffer, in flight from now; the next flush sends it.
+    fn queue_submit(&mut self, submission: Submission) {
         if submission.reply.is_closed() {
             // Its sender gave up (send timeout): sending it now could only duplicate it.
-            return Ok(());
+            return;
         }
         let sequence = self.sequence();
         let command = Command::new(CommandStatus::EsmeRok, sequence, submission.pdu.clone());
+        let _ = self.codec.encode(&command, &mut self.buf);
         self.in_flight.insert(
             sequence,
             InFlight {
@@ -408,7 +439,6 @@ impl Connection {
             },
         );
         metrics::window(1.0);
-        self.write(&command).await
     }
 
     async fn enquire_link(&mut self) -> Result<(), End> {
