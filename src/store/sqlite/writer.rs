@@ -102,6 +102,14 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Work>) {
     }
 }
 
+/// Run one of the writer's own statements, prepared once: most writes take a savepoint, and
+/// parsing its statements anew each time cost more than running them.
+fn statement(conn: &Connection, sql: &str) {
+    if let Err(e) = conn.prepare_cached(sql).and_then(|mut s| s.execute([])) {
+        tracing::error!(error = %e, sql, "writer statement failed");
+    }
+}
+
 fn commit(conn: &Connection, batch: &mut Vec<Work>) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         // Dropping the work unblocks its callers with an error; none of it ran.
@@ -112,16 +120,14 @@ fn commit(conn: &Connection, batch: &mut Vec<Work>) {
     let mut dones = Vec::with_capacity(batch.len());
     for work in batch.drain(..) {
         if work.savepoint {
-            let _ = conn.execute_batch("SAVEPOINT op");
+            statement(conn, "SAVEPOINT op");
         }
         let (keep, done) = (work.run)(conn);
         if work.savepoint {
-            let end = if keep {
-                "RELEASE op"
-            } else {
-                "ROLLBACK TO op; RELEASE op"
-            };
-            let _ = conn.execute_batch(end);
+            if !keep {
+                statement(conn, "ROLLBACK TO op");
+            }
+            statement(conn, "RELEASE op");
         }
         dones.push(done);
     }
