@@ -11,7 +11,8 @@ use tsunagi::clock::Clock;
 use crate::harness::TestServer;
 
 const HANDSET: &str = "090-1111-2222";
-const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+/// A handset browser: its requests are clicks.
+pub(crate) const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
 
 /// The codes of the short links in `text`, in order.
 fn codes(text: &str) -> Vec<String> {
@@ -26,7 +27,7 @@ fn codes(text: &str) -> Vec<String> {
 }
 
 /// Fetch `/s/{code}` without following the redirect.
-async fn follow(
+pub(crate) async fn follow(
     s: &TestServer,
     method: Method,
     code: &str,

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::{
     fake_salesforce::FakeSalesforce,
     harness::{delivered_events, TestServer},
+    links,
 };
 
 const TOKEN: &str = "inbound-token-0123456789";
@@ -877,18 +878,7 @@ async fn a_click_on_a_short_link_lands_in_the_click_field_of_the_record() {
         .to_string();
     let text = s.text_of("09010000003", &json!(id)).await;
     let code = text.rsplit("/s/").next().unwrap();
-    let r = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(format!("{}/s/{code}", s.base))
-        .header(
-            "user-agent",
-            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X)",
-        )
-        .send()
-        .await
-        .unwrap();
+    let r = links::follow(&s, reqwest::Method::GET, code, Some(links::IPHONE)).await;
     assert_eq!(r.status(), 302);
     assert_eq!(
         r.headers()["location"],

@@ -57,6 +57,19 @@ async fn message(s: &TestServer, id: &str) -> Value {
         .unwrap()
 }
 
+/// A server on `fake` with one message delivered to 090-1234-5678 from 03-1234-5678, so that
+/// replies from that handset have a conversation to join; the server and the message's id.
+async fn conversation(fake: &FakeSmsc) -> (TestServer, String) {
+    let s = server(fake, "").await;
+    let id = sent(
+        &s,
+        json!({"to": "090-1234-5678", "from": "03-1234-5678", "body": "ご予約の確認です"}),
+    )
+    .await;
+    s.wait_for(&id, |st| st == "delivered").await;
+    (s, id)
+}
+
 /// The message once it shows `count` replies (or as it is after 10 s).
 async fn with_replies(s: &TestServer, id: &str, count: usize) -> Value {
     let mut m = Value::Null;
@@ -193,13 +206,7 @@ async fn a_refused_destination_fails_the_message_with_the_status_name() {
 #[tokio::test]
 async fn a_reply_from_the_handset_is_reassembled_and_shown_on_the_message() {
     let fake = smsc(Receipts::Tlv).await;
-    let s = server(&fake, "").await;
-    let id = sent(
-        &s,
-        json!({"to": "090-1234-5678", "from": "03-1234-5678", "body": "ご予約の確認です"}),
-    )
-    .await;
-    s.wait_for(&id, |st| st == "delivered").await;
+    let (s, id) = conversation(&fake).await;
     let reply = format!("{}😀了解しました", "はい、".repeat(30));
     assert!(fake.inject_mo("819012345678", "81312345678", &reply));
     assert!(fake.inject_mo("819012345678", "81312345678", "OK @ 10:00"));
@@ -213,6 +220,29 @@ async fn a_reply_from_the_handset_is_reassembled_and_shown_on_the_message() {
         .unwrap()
         .contains("1234-5678"));
     eventually("every part answered", || fake.deliver_sm_resp_count() >= 4).await;
+    s.stop().await;
+}
+
+/// A part whose UDH does not fit its payload is refused (`ESME_RX_R_APPN`) and stored as
+/// nothing, and the part of another reply kept before it still joins its second part.
+#[tokio::test]
+async fn a_reply_part_with_a_broken_header_is_refused_and_loses_no_kept_part() {
+    let fake = smsc(Receipts::Tlv).await;
+    let (s, id) = conversation(&fake).await;
+    let ucs2 = |text: &str| -> Vec<u8> { text.encode_utf16().flat_map(u16::to_be_bytes).collect() };
+    let part = |seq: u8, text: &str| [vec![5, 0, 3, 0x42, 2, seq], ucs2(text)].concat();
+    let (from, to) = ("819012345678", "81312345678");
+    let answered = fake.deliver_sm_resp_count();
+    assert!(fake.inject_mo_raw(from, to, 0x40, 8, part(1, "前半と")));
+    assert!(fake.inject_mo_raw(from, to, 0x40, 8, vec![9, 0, 3, 0x43, 2, 1]));
+    assert!(fake.inject_mo_raw(from, to, 0x40, 8, part(2, "後半")));
+    eventually("all three answered", || {
+        fake.deliver_sm_resp_count() >= answered + 3
+    })
+    .await;
+    assert_eq!(fake.deliver_sm_refusal_count(), 1, "only the broken part");
+    let m = with_replies(&s, &id, 1).await;
+    assert_eq!(reply_bodies(&m), ["前半と後半"], "{m}");
     s.stop().await;
 }
 

@@ -5,7 +5,7 @@ use chrono::{Duration, FixedOffset, Utc};
 use serde_json::{json, Value};
 use tsunagi::clock::Clock;
 
-use crate::harness::TestServer;
+use crate::{harness::TestServer, links};
 
 /// Send `body` to `to` and wait until it is final.
 async fn finished(s: &TestServer, to: &str, body: &str) -> Value {
@@ -195,18 +195,8 @@ async fn the_delivery_report_gives_rates_times_clicks_replies_and_opt_outs_per_s
         )
         .await;
     assert_eq!(status, 201);
-    let r = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(format!("{}/s/{code}", s.base))
-        .header(
-            "user-agent",
-            "Mozilla/5.0 (Linux; Android 14) Mobile Safari/537.36",
-        )
-        .send()
-        .await
-        .unwrap();
+    let android = "Mozilla/5.0 (Linux; Android 14) Mobile Safari/537.36";
+    let r = links::follow(&s, reqwest::Method::GET, &code, Some(android)).await;
     assert_eq!(r.status(), 302);
     let today = today_in_japan(&s);
     let mut report = Value::Null;

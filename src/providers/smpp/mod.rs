@@ -156,16 +156,13 @@ impl Shared {
         ))
     }
 
-    /// Receiver `slot` came up (`Ok`) or went down or failed (`Err`, with why if it failed).
-    fn set_receiver(&self, slot: usize, state: Result<(), Option<String>>) {
+    /// Receiver `slot` came up (`true`) or went down; `failed` says why a bind failed.
+    fn set_receiver(&self, slot: usize, bound: bool, failed: Option<String>) {
         let Some(receiver) = self.receivers.get(slot) else {
             return;
         };
-        let bound = state.is_ok();
-        match state {
-            Ok(()) => *receiver.last_error.lock().unwrap() = None,
-            Err(Some(reason)) => *receiver.last_error.lock().unwrap() = Some(reason),
-            Err(None) => {}
+        if bound || failed.is_some() {
+            *receiver.last_error.lock().unwrap() = failed;
         }
         if receiver.bound.swap(bound, Ordering::AcqRel) != bound {
             metrics::receivers_up(if bound { 1.0 } else { -1.0 });

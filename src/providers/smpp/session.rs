@@ -141,7 +141,7 @@ async fn keep_bound(
                 });
                 tracing::warn!(error = %e, "SMPP bind failed; retrying");
                 if role == Role::Receiver {
-                    shared.set_receiver(slot, Err(Some(e.to_string())));
+                    shared.set_receiver(slot, false, Some(e.to_string()));
                 } else {
                     shared.set_failed(slot, e.to_string());
                 }
@@ -279,7 +279,7 @@ struct Connection {
 impl Connection {
     fn new(shared: Arc<Shared>, slot: usize, role: Role, write: OwnedWriteHalf) -> Self {
         if role == Role::Receiver {
-            shared.set_receiver(slot, Ok(()));
+            shared.set_receiver(slot, true, None);
         } else {
             shared.set_bound(slot, true);
         }
@@ -382,7 +382,7 @@ impl Connection {
             }
         };
         if self.role == Role::Receiver {
-            self.shared.set_receiver(self.slot, Err(None));
+            self.shared.set_receiver(self.slot, false, None);
         } else {
             self.shared.set_bound(self.slot, false);
         }

@@ -163,6 +163,7 @@ struct Counters {
     unbinds: AtomicU64,
     enquire_links: AtomicU64,
     deliver_sm_resps: AtomicU64,
+    deliver_sm_refusals: AtomicU64,
 }
 
 /// A connection the fake may send `deliver_sm` on.
@@ -391,6 +392,28 @@ impl FakeSmsc {
             .counters
             .deliver_sm_resps
             .load(Ordering::Relaxed)
+    }
+
+    /// `deliver_sm_resp`s with a status other than `ESME_ROK`.
+    pub fn deliver_sm_refusal_count(&self) -> u64 {
+        self.shared
+            .counters
+            .deliver_sm_refusals
+            .load(Ordering::Relaxed)
+    }
+
+    /// Send one mobile-originated `deliver_sm` exactly as given (`short_message` with any UDH
+    /// already in it), such as a part with a broken header; `false` if no bind can receive it.
+    pub fn inject_mo_raw(
+        &self,
+        from: &str,
+        to: &str,
+        esm_class: u8,
+        data_coding: u8,
+        short_message: Vec<u8>,
+    ) -> bool {
+        let deliver = deliver_sm(from, to, esm_class, data_coding, short_message);
+        self.shared.send_deliver(0, deliver)
     }
 
     /// Connections bound now.

@@ -142,6 +142,15 @@ impl Session {
         });
     }
 
+    /// Count a `deliver_sm_resp`, and apart those that refuse the `deliver_sm`.
+    fn count_deliver_sm_resp(&self, status: CommandStatus) {
+        let counters = &self.shared.counters;
+        counters.deliver_sm_resps.fetch_add(1, Ordering::Relaxed);
+        if status != CommandStatus::EsmeRok {
+            counters.deliver_sm_refusals.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Answer one PDU; `Some` ends the connection.
     fn handle(&mut self, command: Command) -> Option<End> {
         let sequence = command.sequence_number();
@@ -184,20 +193,10 @@ impl Session {
                 ));
                 return Some(End::Clean);
             }
-            Some(Pdu::DeliverSmResp(_)) => {
-                self.shared
-                    .counters
-                    .deliver_sm_resps
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+            Some(Pdu::DeliverSmResp(_)) => self.count_deliver_sm_resp(command.status()),
             // Answers to our own enquire_link or unbind, and generic_nack: nothing to do.
             Some(Pdu::EnquireLinkResp | Pdu::UnbindResp | Pdu::GenericNack) => {}
-            _ if id == CommandId::DeliverSmResp => {
-                self.shared
-                    .counters
-                    .deliver_sm_resps
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+            _ if id == CommandId::DeliverSmResp => self.count_deliver_sm_resp(command.status()),
             _ => self.reply(bare(
                 CommandId::GenericNack,
                 CommandStatus::EsmeRinvcmdid,
