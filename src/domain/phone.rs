@@ -1,6 +1,10 @@
 //! Phone numbers and sender ids, read the way Japanese users type them.
 
-use std::fmt;
+use std::{
+    fmt,
+    hash::{Hash, Hasher},
+    sync::OnceLock,
+};
 
 use phonenumber::{country::Id, metadata::DATABASE, Type};
 use unicode_normalization::UnicodeNormalization;
@@ -16,11 +20,27 @@ pub const MAX_INPUT_CHARS: usize = 64;
 const JAPAN: u16 = 81;
 
 /// A valid phone number in E.164 form; constructing one is the only way to get one.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug)]
 pub struct PhoneNumber {
     e164: String,
     country: u16,
-    kind: NumberKind,
+    /// Known once parsed; a number read back from the store works it out when first asked.
+    kind: OnceLock<NumberKind>,
+}
+
+/// The E.164 text decides everything else about a number.
+impl PartialEq for PhoneNumber {
+    fn eq(&self, other: &Self) -> bool {
+        self.e164 == other.e164
+    }
+}
+
+impl Eq for PhoneNumber {}
+
+impl Hash for PhoneNumber {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.e164.hash(state);
+    }
 }
 
 impl PhoneNumber {
@@ -55,19 +75,23 @@ impl PhoneNumber {
 
     /// Rebuilds a number stored earlier in E.164 form; never fails, falling back to kind Unknown and country 0.
     pub fn from_e164_trusted(e164: &str) -> PhoneNumber {
-        // Stored rows must stay readable even if the crate's metadata changes under them.
-        match phonenumber::parse(None, e164) {
-            Ok(number) => Self::from_parsed(&number),
-            Err(_) => PhoneNumber {
-                e164: e164.to_owned(),
-                country: 0,
-                kind: NumberKind::Unknown,
-            },
+        // Stored rows must stay readable even if the crate's metadata changes under them. Only
+        // the calling code is read here: the crate's full parse costs more than the rest of
+        // claiming a job, and sending never asks what kind of line a number is.
+        let country = e164
+            .strip_prefix('+')
+            .filter(|digits| digits.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(calling_code)
+            .unwrap_or(0);
+        let kind = OnceLock::new();
+        if country == 0 {
+            let _ = kind.set(NumberKind::Unknown);
         }
-    }
-
-    fn from_parsed(number: &phonenumber::PhoneNumber) -> PhoneNumber {
-        Self::from_parts(number, number.number_type(&DATABASE))
+        PhoneNumber {
+            e164: e164.to_owned(),
+            country,
+            kind,
+        }
     }
 
     fn from_parts(number: &phonenumber::PhoneNumber, kind: Type) -> PhoneNumber {
@@ -76,7 +100,7 @@ impl PhoneNumber {
             // national format that E.164 never uses.
             e164: format!("+{}{}", number.code().value(), number.national()),
             country: number.code().value(),
-            kind: NumberKind::from(kind),
+            kind: OnceLock::from(NumberKind::from(kind)),
         }
     }
 
@@ -87,7 +111,12 @@ impl PhoneNumber {
 
     /// What sort of line the number belongs to.
     pub fn kind(&self) -> NumberKind {
-        self.kind
+        *self
+            .kind
+            .get_or_init(|| match phonenumber::parse(None, &self.e164) {
+                Ok(number) => NumberKind::from(number.number_type(&DATABASE)),
+                Err(_) => NumberKind::Unknown,
+            })
     }
 
     /// The calling code, e.g. 81; 0 when a stored number could not be read back.
@@ -157,6 +186,13 @@ impl PhoneNumber {
             .strip_prefix(self.country.to_string().as_str())
             .unwrap_or(digits)
     }
+}
+
+/// The calling code `digits` start with: codes are prefix-free, so the first known one is it.
+fn calling_code(digits: &str) -> Option<u16> {
+    (1..=3)
+        .filter_map(|n| digits.get(..n)?.parse::<u16>().ok())
+        .find(|code| DATABASE.by_code(code).is_some())
 }
 
 /// `text` with every character but the last `keep` replaced by '*'.
@@ -670,6 +706,9 @@ mod tests {
         let parsed = PhoneNumber::parse("080-3103-0002").unwrap();
         let back = PhoneNumber::from_e164_trusted(parsed.e164());
         assert_eq!(back, parsed);
+        assert_eq!(back.country_code(), 81);
+        assert_eq!(back.kind(), NumberKind::Mobile);
+        assert_eq!(back.masked(), parsed.masked());
     }
 
     #[test]
@@ -682,6 +721,14 @@ mod tests {
         assert_eq!(n.masked(), "**********er");
         assert_eq!(n.last_digits(3), "ber");
         assert_eq!(n.national_prefix(3), "+not");
+    }
+
+    #[test]
+    fn a_trusted_number_the_crate_cannot_read_keeps_its_calling_code() {
+        let n = PhoneNumber::from_e164_trusted("+8112");
+        assert_eq!(n.country_code(), 81);
+        assert_eq!(n.kind(), NumberKind::Unknown);
+        assert_eq!(PhoneNumber::from_e164_trusted("+1x").country_code(), 0);
     }
 
     #[test]

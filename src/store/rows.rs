@@ -218,7 +218,8 @@ pub(super) fn count(n: i64) -> StoreResult<u32> {
     u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("stored count {n} is out of range")))
 }
 
-/// The statuses a message ends in, as `messages_finished` and the report queries name them.
+/// The statuses a message ends in, as PostgreSQL's `messages_finished` and its report queries
+/// name them (SQLite's spell them out: see `sqlite/reports.rs`).
 pub(super) const FINAL_STATUSES: &str =
     "('delivered', 'undelivered', 'failed', 'canceled', 'rejected')";
 

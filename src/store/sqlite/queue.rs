@@ -91,12 +91,14 @@ pub(super) fn apply_transition(
         JobState::Sending | JobState::Scheduled => ("due_at = COALESCE(?, due_at)", None),
         _ => ("due_at = ?, lease_owner = NULL, lease_until = NULL", None),
     };
-    let placeholders = vec!["?"; from.len()].join(", ");
+    // Comparisons, not `status IN (…)`: SQLite builds a temporary b-tree for an IN list of more
+    // than two values on every run.
+    let from_any = vec!["status = ?"; from.len()].join(" OR ");
     let sql = format!(
         "UPDATE messages SET status = ?, status_detail = ?, updated_at = ?,
                 provider_message_id = COALESCE(?, provider_message_id),
                 route = COALESCE(?, route), {job}
-         WHERE id = ? AND status IN ({placeholders})
+         WHERE id = ? AND ({from_any})
          RETURNING created_at, source, source_record, route"
     );
     let mut values: Vec<rusqlite::types::Value> = vec![
