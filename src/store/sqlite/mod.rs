@@ -132,18 +132,18 @@ fn lock_file(db: &std::path::Path) -> StoreResult<File> {
     Ok(file)
 }
 
+/// The lists' entries for a number (?1) and sender (?2): one statement, four probes of primary
+/// keys, since this runs for every accepted message. Each probe names its key in full: SQLite
+/// walks an IN list on a key through a temporary b-tree built for every run.
+const LISTING: &str = "SELECT list FROM number_lists WHERE list = 'allow' AND number = ?1
+     UNION ALL SELECT list FROM number_lists WHERE list = 'deny' AND number = ?1
+     UNION ALL SELECT 'opt_out' FROM opt_outs WHERE number = ?1 AND sender = ?2
+     UNION ALL SELECT 'opt_out' FROM opt_outs WHERE number = ?1 AND sender = '*'";
+
 /// Where a number stands on the lists, read inside the writer's transaction.
 fn listing(conn: &Connection, to: &PhoneNumber, sender: &str) -> StoreResult<Listing> {
-    // One statement, four probes of primary keys: this runs for every accepted message. Each
-    // probe names its key in full, since SQLite walks an IN list on a key through a temporary
-    // b-tree built for every run.
     let mut listing = Listing::default();
-    let mut lists = conn.prepare_cached(
-        "SELECT list FROM number_lists WHERE list = 'allow' AND number = ?1
-         UNION ALL SELECT list FROM number_lists WHERE list = 'deny' AND number = ?1
-         UNION ALL SELECT 'opt_out' FROM opt_outs WHERE number = ?1 AND sender = ?2
-         UNION ALL SELECT 'opt_out' FROM opt_outs WHERE number = ?1 AND sender = '*'",
-    )?;
+    let mut lists = conn.prepare_cached(LISTING)?;
     let mut rows = lists.query(params![to.e164(), sender])?;
     while let Some(row) = rows.next()? {
         match row.get_ref(0)?.as_str().unwrap_or_default() {
@@ -202,6 +202,40 @@ mod tests {
     }
 
     contract_tests!(fresh);
+
+    /// How many temporary b-trees `sql`'s plan builds each time it runs.
+    fn temporary_btrees(conn: &Connection, sql: &str) -> usize {
+        let mut plan = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+        let nulls = vec![rusqlite::types::Null; plan.parameter_count()];
+        let opcodes: Vec<String> = plan
+            .query_map(rusqlite::params_from_iter(nulls), |r| r.get(1))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        opcodes.iter().filter(|op| *op == "OpenEphemeral").count()
+    }
+
+    #[tokio::test]
+    async fn accepting_and_moving_a_message_builds_no_temporary_btrees() {
+        // Each one cost the writer an allocation of a pager and its pages on every message.
+        let (_store, dir) = open().await;
+        let conn = Connection::open(dir.path().join("t.db")).unwrap();
+        for sql in [
+            LISTING,
+            "INSERT INTO messages (id, to_number, sender, body, encoding, characters, segments,
+                                   status, source, created_at, updated_at, due_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "UPDATE messages SET status = ?, updated_at = ?, due_at = NULL, lease_owner = NULL
+             WHERE id = ? AND (status = ? OR status = ? OR status = ?)",
+        ] {
+            assert_eq!(temporary_btrees(&conn, sql), 0, "{sql}");
+        }
+        assert_eq!(
+            temporary_btrees(&conn, "SELECT 1 FROM opt_outs WHERE sender IN (?, ?, ?)"),
+            1,
+            "an IN list is counted"
+        );
+    }
 
     fn message(source: Source) -> NewMessage {
         NewMessage {

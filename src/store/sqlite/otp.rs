@@ -52,8 +52,14 @@ fn send_facts(
     let now = v.created_at;
     let to = v.message.to.e164();
     let windows = limits.windows(now);
+    // Two probes of the key rather than `prefix IN (?, ?)`, which SQLite walks through a
+    // temporary b-tree built for every run.
     let paused_until: Option<i64> = conn
-        .prepare_cached("SELECT MAX(until) FROM otp_blocked_prefixes WHERE prefix IN (?, ?)")?
+        .prepare_cached(
+            "SELECT MAX(until) FROM (
+                 SELECT until FROM otp_blocked_prefixes WHERE prefix = ?1
+                 UNION ALL SELECT until FROM otp_blocked_prefixes WHERE prefix = ?2)",
+        )?
         .query_row(params![v.prefix, v.burst_prefix], |r| r.get(0))?;
     let last_sent: Option<i64> = conn
         .prepare_cached("SELECT MAX(created_at) FROM otp_verifications WHERE to_number = ?")?
