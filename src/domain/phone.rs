@@ -73,7 +73,8 @@ impl PhoneNumber {
         Ok(Self::from_parts(&number, kind))
     }
 
-    /// Rebuilds a number stored earlier in E.164 form; never fails, falling back to kind Unknown and country 0.
+    /// Rebuilds a number stored earlier in E.164 form; never fails. Text that is not `+`, digits and a
+    /// known calling code gets country 0 and kind Unknown.
     pub fn from_e164_trusted(e164: &str) -> PhoneNumber {
         // Stored rows must stay readable even if the crate's metadata changes under them. Only
         // the calling code is read here: the crate's full parse costs more than the rest of
