@@ -73,9 +73,10 @@ impl SqliteStore {
             .connect_with(options.pragma("cache_size", "-512"))
             .await?;
         let conn = Connection::open(&path)?;
-        // The writer's savepoints keep copies of the pages they change; in memory, because once
-        // that journal outgrew SQLite's spill size it went to a temporary file for the rest of
-        // the batch, a write system call per page changed.
+        // The writer's savepoints, and each statement whose trigger writes another table, keep
+        // copies of the pages they change; in memory, because once that journal outgrew
+        // SQLite's spill size it went to a temporary file for the rest of the batch, a write
+        // system call per page changed.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;
              PRAGMA temp_store = MEMORY;",
