@@ -9,6 +9,8 @@ use std::{
 use phonenumber::{country::Id, metadata::DATABASE, Type};
 use unicode_normalization::UnicodeNormalization;
 
+mod japan;
+
 /// Dash-like characters people paste in place of '-' (katakana long vowel mark, minus sign, dashes).
 const DASHES: [char; 10] = ['-', 'ー', 'ｰ', '−', '‐', '‑', '‒', '–', '—', '―'];
 
@@ -57,6 +59,13 @@ impl PhoneNumber {
         } else {
             clean(input.nfkc())?
         };
+        if let Some((national, kind)) = japan::read(&cleaned) {
+            return Ok(PhoneNumber {
+                e164: format!("+{JAPAN}{national}"),
+                country: JAPAN,
+                kind: OnceLock::from(NumberKind::from(kind)),
+            });
+        }
         let number = phonenumber::parse(Some(Id::JP), &cleaned).map_err(|_| PhoneError::Invalid)?;
         // The crate's `is_valid` is exactly "type is not Unknown"; classifying once halves the cost.
         let kind = number.number_type(&DATABASE);
@@ -106,12 +115,16 @@ impl PhoneNumber {
 
     /// What sort of line the number belongs to.
     pub fn kind(&self) -> NumberKind {
-        *self
-            .kind
-            .get_or_init(|| match phonenumber::parse(None, &self.e164) {
-                Ok(number) => NumberKind::from(number.number_type(&DATABASE)),
-                Err(_) => NumberKind::Unknown,
-            })
+        *self.kind.get_or_init(|| {
+            let japanese = self.is_japanese().then(|| japan::kind(self.national()));
+            match japanese.flatten() {
+                Some(kind) => NumberKind::from(kind),
+                None => match phonenumber::parse(None, &self.e164) {
+                    Ok(number) => NumberKind::from(number.number_type(&DATABASE)),
+                    Err(_) => NumberKind::Unknown,
+                },
+            }
+        })
     }
 
     /// The calling code, e.g. 81; 0 when a stored number could not be read back.
