@@ -111,12 +111,15 @@ impl Plan {
 static JAPAN: LazyLock<Option<Plan>> = LazyLock::new(Plan::japan);
 
 /// The national significant number and kind of `digits`, a valid Japanese number typed with its
-/// national prefix 0; `None` when this reading does not apply or finds nothing valid.
+/// national prefix 0 or as `+81`; `None` when this reading does not apply or finds nothing valid.
 pub(super) fn read(digits: &str) -> Option<(&str, Type)> {
-    let national = digits.strip_prefix('0')?;
-    // "00…" are carrier and international prefixes, "010" Japan's international prefix.
+    let national = match digits.strip_prefix("+81") {
+        Some(national) => national,
+        // "00…" are carrier and international prefixes, "010" Japan's international prefix.
+        None => digits.strip_prefix('0').filter(|n| !n.starts_with("10"))?,
+    };
+    // A 0 left after either prefix is one the crate reads on its own terms.
     if !national.starts_with(|c: char| c.is_ascii_digit() && c != '0')
-        || national.starts_with("10")
         || !national.bytes().all(|b| b.is_ascii_digit())
     {
         return None;
@@ -190,6 +193,31 @@ mod tests {
     }
 
     #[test]
+    fn japanese_numbers_written_with_81_read_as_the_crate_reads_them() {
+        let mut valid = 0;
+        for typed in typed_numbers() {
+            let international = format!("+81{}", &typed[1..]);
+            let crate_reading =
+                phonenumber::parse(Some(phonenumber::country::Id::JP), &international)
+                    .ok()
+                    .map(|n| {
+                        let kind = n.number_type(&DATABASE);
+                        (format!("+{}{}", n.code().value(), n.national()), kind)
+                    })
+                    .filter(|(_, kind)| *kind != Type::Unknown);
+            let here =
+                read(&international).map(|(national, kind)| (format!("+81{national}"), kind));
+            if typed[1..].starts_with('0') {
+                assert_eq!(here, None, "{international} is the crate's to read");
+            } else {
+                assert_eq!(here, crate_reading, "{international} read differently");
+                valid += usize::from(here.is_some());
+            }
+        }
+        assert!(valid > 500, "only {valid} valid numbers among those read");
+    }
+
+    #[test]
     fn the_kind_of_a_japanese_number_is_the_crates() {
         let mut compared = 0;
         for typed in typed_numbers() {
@@ -216,12 +244,14 @@ mod tests {
             "0090123456789",
             "0101234567890",
             "00377123456",
-            "+819012345678",
+            "+8109012345678",
+            "+12025550123",
             "9012345678",
         ] {
             assert_eq!(read(typed), None, "{typed}");
         }
         assert_eq!(read("09012345678"), Some(("9012345678", Type::Mobile)));
+        assert_eq!(read("+819012345678"), Some(("9012345678", Type::Mobile)));
         assert_eq!(read("0312345678"), Some(("312345678", Type::FixedLine)));
         assert_eq!(read("0120123456"), Some(("120123456", Type::TollFree)));
         assert_eq!(read("05012345678"), Some(("5012345678", Type::Voip)));
