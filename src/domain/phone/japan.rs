@@ -23,10 +23,13 @@ struct Kind {
 }
 
 impl Kind {
-    /// Compiled as the crate compiles it (whitespace in the pattern ignored).
+    /// Compiled as the crate compiles it (whitespace in the pattern ignored), anchored at the
+    /// start: the crate asks whether the leftmost match starts there, which is whether any
+    /// match does, and an anchored match is found without searching the rest of the text.
     fn of(descriptor: &Descriptor) -> Option<Kind> {
         let source = descriptor.national_number().as_str().to_string();
-        let pattern = RegexBuilder::new(&source)
+        // The closing bracket on a line of its own, in case the pattern ends in a comment.
+        let pattern = RegexBuilder::new(&format!("^(?:{source}\n)"))
             .ignore_whitespace(true)
             .build()
             .ok()?;
@@ -40,7 +43,7 @@ impl Kind {
     /// As `Descriptor::is_match`: a possible length, and the pattern found at the start.
     fn matches(&self, national: &str) -> bool {
         (self.lengths.is_empty() || self.lengths.contains(&(national.len() as u16)))
-            && self.pattern.find(national).is_some_and(|m| m.start() == 0)
+            && self.pattern.is_match(national)
     }
 }
 
