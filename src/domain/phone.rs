@@ -53,7 +53,7 @@ impl PhoneNumber {
         if input.chars().nth(MAX_INPUT_CHARS).is_some() {
             return Err(PhoneError::Invalid);
         }
-        // ASCII is its own NFKC form, and folding it anyway cost a tenth of admitting a message.
+        // ASCII is its own NFKC form; folding it anyway was about 1% of tsunagi's CPU under load.
         let cleaned = if input.is_ascii() {
             clean(input.chars())?
         } else {
