@@ -64,6 +64,7 @@ macro_rules! contract_tests {
             a_repeated_sandbox_send_keeps_the_first_id,
             due_receipts_are_reported_once_and_later_ones_wait,
             receipts_apply_once_by_either_id,
+            a_send_overtaken_by_its_receipt_still_records_its_route,
             part_receipts_answer_with_every_part_of_their_message,
             kept_receipts_come_back_when_due_until_forgotten,
             a_handset_inbox_shows_delivered_texts_newest_first,
@@ -1049,6 +1050,46 @@ pub async fn due_receipts_are_reported_once_and_later_ones_wait(store: Arc<dyn S
         .await
         .unwrap();
     assert_eq!(store.sandbox_next_report().await.unwrap(), None);
+}
+
+/// A receipt recorded before its send's own outcome keeps its state, and the send still records
+/// the route it went by and the provider's id.
+pub async fn a_send_overtaken_by_its_receipt_still_records_its_route(store: Arc<dyn Store>) {
+    let at = now();
+    let m = message_at(Source::Api, number(7), at);
+    accept(store.as_ref(), &m).await;
+    store
+        .claim("w", 1, StdDuration::from_secs(60), at)
+        .await
+        .unwrap();
+    let receipt = Receipt {
+        message_id: Some(m.id.clone()),
+        provider_message_id: "SM-fast".into(),
+        status: ReceiptStatus::Delivered,
+        detail: None,
+    };
+    store.apply_receipts(vec![receipt], at).await.unwrap();
+    let late = Transition {
+        provider_message_id: Some("SM-fast".into()),
+        route: Some("smpp-a".into()),
+        ..to(&m.id, JobState::Sent)
+    };
+    assert!(
+        store.transition(late, at).await.unwrap().is_none(),
+        "the receipt stands"
+    );
+    assert_eq!(status(store.as_ref(), &m.id).await, JobState::Delivered);
+    let facts = store
+        .delivery_facts(
+            at - Duration::minutes(1),
+            at + Duration::minutes(1),
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    let routes: Vec<_> = facts.iter().map(|f| f.route.as_deref()).collect();
+    assert_eq!(routes, [Some("smpp-a")], "the route that sent it");
 }
 
 /// Receipts find their message by our id or the provider's, enter its final state once, and

@@ -54,6 +54,14 @@ pub struct Transition {
     pub route: Option<String>,
 }
 
+impl Transition {
+    /// A send's outcome carrying what only the send knows (the route, the provider's id), which
+    /// is kept even when a receipt for the message was recorded first.
+    pub fn tells_the_send(&self) -> bool {
+        self.to == JobState::Sent && (self.route.is_some() || self.provider_message_id.is_some())
+    }
+}
+
 /// A transition that took effect.
 #[derive(Clone, Debug)]
 pub struct Applied {

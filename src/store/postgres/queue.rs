@@ -123,6 +123,19 @@ pub(super) async fn apply_transition(
         .fetch_optional(&mut *conn)
         .await?;
     let Some((created_at, name, record, route)) = changed else {
+        if t.tells_the_send() {
+            // A fast receipt came first: its state stands, and the send still says where it went.
+            sqlx::query(
+                "UPDATE messages SET route = COALESCE(route, $1),
+                        provider_message_id = COALESCE(provider_message_id, $2)
+                 WHERE id = $3",
+            )
+            .bind(&t.route)
+            .bind(&t.provider_message_id)
+            .bind(t.message_id.as_str())
+            .execute(&mut *conn)
+            .await?;
+        }
         return Ok(None);
     };
     let source = decode::source(&name, record.as_deref())?;

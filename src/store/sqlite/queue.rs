@@ -118,6 +118,19 @@ pub(super) fn apply_transition(
         })
         .optional()?;
     let Some((created_at, name, record, route)) = changed else {
+        if t.tells_the_send() {
+            // A fast receipt came first: its state stands, and the send still says where it went.
+            conn.prepare_cached(
+                "UPDATE messages SET route = COALESCE(route, ?),
+                        provider_message_id = COALESCE(provider_message_id, ?)
+                 WHERE id = ?",
+            )?
+            .execute(params![
+                t.route,
+                t.provider_message_id,
+                t.message_id.as_str()
+            ])?;
+        }
         return Ok(None);
     };
     let source = decode::source(&name, record.as_deref())?;
