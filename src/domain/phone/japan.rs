@@ -1,5 +1,5 @@
-//! Japanese numbers typed the national way ("090-1234-5678"), read with Japan's patterns
-//! compiled once. The `phonenumber` crate looks each pattern up in one locked cache on every use,
+//! Japanese numbers typed the national way ("090-1234-5678") or with +81, read with Japan's
+//! patterns compiled once. The `phonenumber` crate looks each pattern up in one locked cache on every use,
 //! hashing the pattern's text each time: reading a number that way cost more than any other rule
 //! of admitting a message. The patterns, the lengths and the order of the checks here are the
 //! crate's own (`validator::number_type`), and anything this reading is not sure of (another
