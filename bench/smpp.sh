@@ -13,6 +13,7 @@
 # Env: CONNS (wrk connections, 64), BINDS (4), WINDOW (100), SKIP_BUILD=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/smpp_config.sh
 secs=${1:-10}
 rounds=${2:-3}
 conns=${CONNS:-64}
@@ -40,22 +41,7 @@ trap cleanup EXIT
   --receipts none >"$dir/smsc.out" 2>&1 &
 smsc_pid=$!; pids+=($smsc_pid)
 
-cat >"$dir/tsunagi.toml" <<TOML
-[delivery]
-provider = "smpp"
-rate_per_second = 100000
-concurrency = $((binds * window + binds * window / 4))
-
-[providers.smpp]
-host = "127.0.0.1"
-port = $smsc_port
-system_id = "bench"
-password = "bench123"
-source_addr = "TSUNAGI"
-binds = $binds
-window = $window
-rate_per_second = 100000
-TOML
+smpp_config $smsc_port "$binds" "$window" >"$dir/tsunagi.toml"
 export TSUNAGI_BENCH_KEY=bench-key-0123456789abcdef
 TSUNAGI_CONFIG="$dir/tsunagi.toml" TSUNAGI_DATABASE_URL="sqlite://$dir/bench.db" \
   TSUNAGI_API_KEYS=$TSUNAGI_BENCH_KEY TSUNAGI_LISTEN=127.0.0.1:$tsunagi_port RUST_LOG=warn \

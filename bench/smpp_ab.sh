@@ -10,6 +10,7 @@
 # Env: CONNS (wrk connections per build, 32), BINDS (4), WINDOW (100).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/smpp_config.sh
 [ $# -ge 2 ] || { sed -n '2,10p' "$0" >&2; exit 2; }
 a_bin=$1 b_bin=$2 secs=${3:-8} rounds=${4:-5}
 conns=${CONNS:-32} binds=${BINDS:-4} window=${WINDOW:-100}
@@ -33,22 +34,7 @@ trap cleanup EXIT
 "$dir/fake-smsc" --listen 127.0.0.1:$smsc_port --system-id bench --password bench123 \
   --receipts none >"$dir/smsc.out" 2>&1 &
 pids+=($!)
-cat >"$dir/tsunagi.toml" <<TOML
-[delivery]
-provider = "smpp"
-rate_per_second = 100000
-concurrency = $((binds * window + binds * window / 4))
-
-[providers.smpp]
-host = "127.0.0.1"
-port = $smsc_port
-system_id = "bench"
-password = "bench123"
-source_addr = "TSUNAGI"
-binds = $binds
-window = $window
-rate_per_second = 100000
-TOML
+smpp_config $smsc_port "$binds" "$window" >"$dir/tsunagi.toml"
 export TSUNAGI_BENCH_KEY=bench-key-0123456789abcdef
 start() {
   mkdir "$dir/$1"
