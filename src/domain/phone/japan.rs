@@ -170,18 +170,28 @@ mod tests {
         numbers
     }
 
+    /// The crate's reading of `typed` as a number in Japan: E.164 and kind, if valid.
+    fn crate_reading(typed: &str) -> Option<(String, Type)> {
+        phonenumber::parse(Some(phonenumber::country::Id::JP), typed)
+            .ok()
+            .map(|n| {
+                let kind = n.number_type(&DATABASE);
+                (format!("+{}{}", n.code().value(), n.national()), kind)
+            })
+            .filter(|(_, kind)| *kind != Type::Unknown)
+    }
+
+    /// This module's reading of `typed`, in the same shape.
+    fn reading_here(typed: &str) -> Option<(String, Type)> {
+        read(typed).map(|(national, kind)| (format!("+81{national}"), kind))
+    }
+
     #[test]
     fn japanese_numbers_read_as_the_crate_reads_them() {
         let mut valid = 0;
         for typed in typed_numbers() {
-            let crate_reading = phonenumber::parse(Some(phonenumber::country::Id::JP), &typed)
-                .ok()
-                .map(|n| {
-                    let kind = n.number_type(&DATABASE);
-                    (format!("+{}{}", n.code().value(), n.national()), kind)
-                })
-                .filter(|(_, kind)| *kind != Type::Unknown);
-            let here = read(&typed).map(|(national, kind)| (format!("+81{national}"), kind));
+            let crate_reading = crate_reading(&typed);
+            let here = reading_here(&typed);
             let national_prefix_only =
                 typed.starts_with('0') && !typed.starts_with("00") && !typed.starts_with("010");
             if national_prefix_only {
@@ -200,16 +210,8 @@ mod tests {
         let mut valid = 0;
         for typed in typed_numbers() {
             let international = format!("+81{}", &typed[1..]);
-            let crate_reading =
-                phonenumber::parse(Some(phonenumber::country::Id::JP), &international)
-                    .ok()
-                    .map(|n| {
-                        let kind = n.number_type(&DATABASE);
-                        (format!("+{}{}", n.code().value(), n.national()), kind)
-                    })
-                    .filter(|(_, kind)| *kind != Type::Unknown);
-            let here =
-                read(&international).map(|(national, kind)| (format!("+81{national}"), kind));
+            let crate_reading = crate_reading(&international);
+            let here = reading_here(&international);
             if typed[1..].starts_with('0') {
                 assert_eq!(here, None, "{international} is the crate's to read");
             } else {
