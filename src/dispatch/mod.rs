@@ -42,7 +42,7 @@ use crate::{
 /// Jobs claimed per commit at most. One claim is in flight at a time and waits for its commit,
 /// which under heavy acceptance carries hundreds of new messages: a small cap here would hold
 /// delivery to a cap's worth a commit while acceptance runs ahead (64 held it to 9k/s at 25k/s
-/// accepted), so it is as large as a full window of sends.
+/// accepted), so one claim can fill a `concurrency` of several hundred sends.
 const CLAIM_BATCH: usize = 512;
 /// Longest idle sleep between looks at the queue, unless `with_idle_poll` says otherwise.
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
