@@ -30,7 +30,7 @@ pub use self::{
     twilio::TwilioConfig,
 };
 use crate::{
-    domain::phone::{NumberKind, NumberPolicy, SenderId},
+    domain::phone::{NumberKind, NumberPolicy, PhoneError, SenderId, SENDER_FORMS},
     otp,
 };
 
@@ -744,14 +744,11 @@ impl Config {
     fn validate_senders(&self, problems: &mut Vec<Problem>) {
         let mut listed = Vec::new();
         for (i, sender) in self.delivery.senders.iter().enumerate() {
-            match SenderId::parse(sender) {
-                Ok(id) => listed.push(id.as_str().to_string()),
-                Err(_) => problems.push(Problem::new(
-                    format!("delivery.senders[{i}]"),
-                    "must be a phone number, a 0005 short code or 1-11 letters and digits",
-                )),
+            if let Some(id) = sender_id(format!("delivery.senders[{i}]"), sender, problems) {
+                listed.push(id.as_str().to_string());
             }
         }
+        // Judged where it is written (`default_from`, an account's `from` or `source_addr`).
         let default = SenderId::parse(self.default_sender());
         if let (false, Ok(default)) = (listed.is_empty(), default) {
             if !listed.iter().any(|s| s == default.as_str()) {
@@ -816,6 +813,22 @@ impl Config {
     }
 }
 
+/// `text` read as a sender id, or a problem at `path` saying what a sender id (or a 0005 code)
+/// looks like.
+pub(crate) fn sender_id(path: String, text: &str, problems: &mut Vec<Problem>) -> Option<SenderId> {
+    match SenderId::parse(text) {
+        Ok(id) => Some(id),
+        Err(e @ PhoneError::ShortCodeLength) => {
+            problems.push(Problem::new(path, format!("{text:?}: {e}")));
+            None
+        }
+        Err(PhoneError::Invalid) => {
+            problems.push(Problem::new(path, format!("must be {SENDER_FORMS}")));
+            None
+        }
+    }
+}
+
 impl ApiConfig {
     fn validate(&self, problems: &mut Vec<Problem>) {
         for (i, key) in self.keys.iter().enumerate() {
@@ -837,12 +850,7 @@ impl DeliveryConfig {
             self.max_characters,
             1..=10_000,
         );
-        if SenderId::parse(&self.default_from).is_err() {
-            problems.push(Problem::new(
-                "delivery.default_from",
-                "must be a phone number, a 0005 short code or 1-11 letters and digits",
-            ));
-        }
+        sender_id("delivery.default_from".into(), &self.default_from, problems);
         within(
             problems,
             "delivery.sandbox_answer_ms",
@@ -1183,7 +1191,7 @@ max_characters = 0
             "{problems:?}"
         );
         assert!(problems[1].message.contains("TSUNAGI"), "{problems:?}");
-        let text = "[delivery]\ndefault_from = \"SHOP\"\nsenders = [\"SHOP\", \"0005-0123-4567\"]";
+        let text = "[delivery]\ndefault_from = \"SHOP\"\nsenders = [\"SHOP\", \"0005-012-345\"]";
         assert!(Config::parse(text, no_env).is_ok());
     }
 

@@ -15,7 +15,7 @@ use super::{
     AppState,
 };
 use crate::{
-    domain::phone::SenderId,
+    domain::phone::{SenderId, SENDER_FORMS},
     messaging::{phone_number, plain_text},
     store::NewReply,
 };
@@ -152,7 +152,7 @@ pub async fn reply(
         ApiError::unprocessable(
             ErrorCode::InvalidRequest,
             "to",
-            "`to` must be a sender id: a phone number, a 0005 short code or 1-11 letters and digits",
+            format!("`to` must be a sender id: {SENDER_FORMS}"),
         )
     })?;
     plain_text(&request.body, "body")?;

@@ -129,6 +129,9 @@ fn default_short_code_ton() -> u8 {
 
 impl SmppConfig {
     pub(super) fn validate(&self, problems: &mut Vec<Problem>) {
+        if let Some(source_addr) = &self.source_addr {
+            super::sender_id("providers.smpp.source_addr".into(), source_addr, problems);
+        }
         let mut problem = |key: &str, message: &str| {
             problems.push(Problem::new(format!("providers.smpp.{key}"), message))
         };
@@ -268,6 +271,31 @@ password = "secret1"
                 "providers.smpp.window",
             ]
         );
+    }
+
+    #[test]
+    fn a_source_addr_is_a_sender_id_and_a_0005_code_has_8_to_10_digits() {
+        for ok in [
+            "00051234",
+            "0005123456",
+            "0005-123-456",
+            "SHOP",
+            "+81312345678",
+        ] {
+            let text = format!("{VALID}source_addr = \"{ok}\"\n");
+            assert!(Config::parse(&text, no_env).is_ok(), "{ok}");
+        }
+        for bad in ["0005123", "00051234567", "000512345678"] {
+            let text = format!("{VALID}source_addr = \"{bad}\"\n");
+            let problems = Config::parse(&text, no_env).unwrap_err();
+            assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+            assert_eq!(problems[0].path, "providers.smpp.source_addr");
+            assert!(
+                problems[0].message.contains("0005 and 4 to 6 more digits"),
+                "{}",
+                problems[0].message
+            );
+        }
     }
 
     #[test]

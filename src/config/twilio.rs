@@ -43,11 +43,15 @@ impl TwilioConfig {
                 "must be an account SID (AC…)",
             ));
         }
-        if self.from.is_none() && self.messaging_service_sid.is_none() {
-            problems.push(Problem::new(
+        match &self.from {
+            Some(from) => {
+                super::sender_id("providers.twilio.from".into(), from, problems);
+            }
+            None if self.messaging_service_sid.is_none() => problems.push(Problem::new(
                 "providers.twilio.from",
                 "set from or messaging_service_sid",
-            ));
+            )),
+            None => {}
         }
         if !is_http_url(&self.base_url) {
             problems.push(Problem::new(

@@ -327,7 +327,18 @@ pub enum PhoneError {
     /// Not a valid number (or sender id).
     #[error("is not a phone number")]
     Invalid,
+    /// Starts like a 0005 carrier code but has the wrong number of digits.
+    #[error(
+        "a 0005 carrier code is 0005 and 4 to 6 more digits (8 to 10 in all, e.g. 0005123456)"
+    )]
+    ShortCodeLength,
 }
+
+/// What a sender id may be, for messages that refuse one.
+pub const SENDER_FORMS: &str = "a phone number, a 0005 carrier code (0005 and 4 to 6 more digits, e.g. 0005123456) or 1-11 letters and digits";
+
+/// Digits in a 0005 carrier-common code, the `0005` included.
+const SHORT_CODE_DIGITS: std::ops::RangeInclusive<usize> = 8..=10;
 
 /// Which recipients a send may go to.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -373,7 +384,7 @@ impl NumberPolicy {
     }
 }
 
-/// Who a message appears to come from: an E.164 number, a Japanese carrier short code (0005 + 8–10 digits), or an alphanumeric id (1–11 ASCII letters/digits/space, at least one letter).
+/// Who a message appears to come from: an E.164 number, a Japanese carrier-common code (0005 and 4–6 more digits), or an alphanumeric id (1–11 ASCII letters/digits/space, at least one letter).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum SenderId {
     /// A full phone number.
@@ -395,11 +406,12 @@ impl SenderId {
             .filter(|c| !c.is_whitespace() && !DASHES.contains(c))
             .collect();
         // Checked first because 0005 numbers are not valid numbers to the crate.
-        if digits.starts_with("0005")
-            && (12..=14).contains(&digits.len())
-            && digits.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Ok(Self::ShortCode(digits));
+        if digits.starts_with("0005") && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return if SHORT_CODE_DIGITS.contains(&digits.len()) {
+                Ok(Self::ShortCode(digits))
+            } else {
+                Err(PhoneError::ShortCodeLength)
+            };
         }
 
         // Any letter means the sender meant a name, so a bad name is an error rather than a number.
@@ -767,28 +779,39 @@ mod tests {
 
     #[test]
     fn carrier_short_code_sender_keeps_its_digits() {
-        let s = SenderId::parse("0005123456789").unwrap();
-        assert_eq!(s, SenderId::ShortCode("0005123456789".into()));
-        assert_eq!(s.as_str(), "0005123456789");
-        assert_eq!(s.to_string(), "0005123456789");
+        let s = SenderId::parse("0005123456").unwrap();
+        assert_eq!(s, SenderId::ShortCode("0005123456".into()));
+        assert_eq!(s.as_str(), "0005123456");
+        assert_eq!(s.to_string(), "0005123456");
         assert_eq!(
-            SenderId::parse("０００５－１２３４－５６７８９").unwrap(),
-            SenderId::ShortCode("0005123456789".into())
+            SenderId::parse("０００５－１２３４５６").unwrap(),
+            SenderId::ShortCode("0005123456".into())
+        );
+        assert_eq!(
+            SenderId::parse("0005-12-3456").unwrap(),
+            SenderId::ShortCode("0005123456".into())
         );
     }
 
     #[test]
-    fn short_code_length_is_bounded() {
-        assert!(matches!(
-            SenderId::parse("000512345678"),
-            Ok(SenderId::ShortCode(_))
-        ));
-        assert!(matches!(
-            SenderId::parse("00051234567890"),
-            Ok(SenderId::ShortCode(_))
-        ));
-        assert_eq!(SenderId::parse("00051234567"), Err(PhoneError::Invalid));
-        assert_eq!(SenderId::parse("000512345678901"), Err(PhoneError::Invalid));
+    fn carrier_codes_are_eight_to_ten_digits_and_others_say_what_one_looks_like() {
+        for ok in ["00051234", "000512345", "0005123456"] {
+            assert_eq!(
+                SenderId::parse(ok),
+                Ok(SenderId::ShortCode(ok.into())),
+                "{ok}"
+            );
+        }
+        for bad in ["0005123", "00051234567", "000512345678", "0005"] {
+            assert_eq!(
+                SenderId::parse(bad),
+                Err(PhoneError::ShortCodeLength),
+                "{bad}"
+            );
+        }
+        assert!(PhoneError::ShortCodeLength
+            .to_string()
+            .contains("0005123456"));
     }
 
     #[test]

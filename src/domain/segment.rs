@@ -86,8 +86,9 @@ pub fn gsm7_decode(septets: &[u8]) -> String {
     while let Some(code) = codes.next() {
         let c = match code {
             ESCAPE => codes.next().and_then(|code| {
-                let at = GSM7_EXTENSION_CODES.iter().position(|&c| c == code)?;
-                GSM7_EXTENSION.chars().nth(at)
+                GSM7_EXTENSION
+                    .iter()
+                    .find_map(|&(c, ch)| (c == code).then_some(ch))
             }),
             // The basic table skips the escape code, so later codes sit one place earlier.
             c if c > ESCAPE => GSM7_BASIC.chars().nth(c as usize - 1),
@@ -103,11 +104,7 @@ fn gsm7_codes(c: char) -> impl Iterator<Item = u8> {
     let codes = if let Some(code) = basic_code(c) {
         [Some(code), None]
     } else {
-        let at = GSM7_EXTENSION
-            .chars()
-            .position(|e| e == c)
-            .unwrap_or_default();
-        [Some(ESCAPE), Some(GSM7_EXTENSION_CODES[at])]
+        [Some(ESCAPE), extension_code(c)]
     };
     codes.into_iter().flatten()
 }
@@ -147,11 +144,28 @@ fn parts(body: &str, encoding: Encoding) -> Vec<&str> {
 const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
                           ¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
 
-/// The GSM 03.38 extension table: sent as escape plus code, hence two septets each.
-const GSM7_EXTENSION: &str = "\u{0C}^{}\\[]~|€";
+/// The GSM 03.38 extension table as (code after the escape, character): sent as escape plus
+/// code, hence two septets each. Pairs rather than two parallel lists, which once swapped `~`
+/// and `]` unnoticed because the encoder and the decoder shared the mistake.
+const GSM7_EXTENSION: [(u8, char); 10] = [
+    (0x0A, '\u{0C}'),
+    (0x14, '^'),
+    (0x28, '{'),
+    (0x29, '}'),
+    (0x2F, '\\'),
+    (0x3C, '['),
+    (0x3D, '~'),
+    (0x3E, ']'),
+    (0x40, '|'),
+    (0x65, '€'),
+];
 
-/// The codes of `GSM7_EXTENSION`'s characters, in the same order.
-const GSM7_EXTENSION_CODES: [u8; 10] = [0x0A, 0x14, 0x28, 0x29, 0x2F, 0x3C, 0x3D, 0x3E, 0x40, 0x65];
+/// The extension-table code of `c`, if it has one.
+fn extension_code(c: char) -> Option<u8> {
+    GSM7_EXTENSION
+        .iter()
+        .find_map(|&(code, ch)| (ch == c).then_some(code))
+}
 
 /// The escape into the extension table.
 const ESCAPE: u8 = 0x1B;
@@ -195,7 +209,7 @@ fn basic_code(c: char) -> Option<u8> {
 fn gsm7_septets(c: char) -> Option<usize> {
     if basic_code(c).is_some() {
         Some(1)
-    } else if GSM7_EXTENSION.contains(c) {
+    } else if extension_code(c).is_some() {
         Some(2)
     } else {
         None
@@ -264,9 +278,195 @@ mod tests {
         assert_eq!(gsm7_codes('€').collect::<Vec<_>>(), [0x1B, 0x65]);
         assert_eq!(gsm7_codes('{').collect::<Vec<_>>(), [0x1B, 0x28]);
         assert_eq!(gsm7_decode(&parts[0]), body);
-        for c in GSM7_BASIC.chars().chain(GSM7_EXTENSION.chars()) {
+        for c in GSM7_BASIC
+            .chars()
+            .chain(GSM7_EXTENSION.iter().map(|&(_, c)| c))
+        {
             let codes: Vec<u8> = gsm7_codes(c).collect();
             assert_eq!(gsm7_decode(&codes), c.to_string());
+        }
+    }
+
+    /// GSM 03.38 (3GPP TS 23.038 §6.2.1), written out code by code from the standard's table
+    /// rather than derived from the module's own tables, so a mistake shared by the encoder and
+    /// the decoder still shows.
+    const STANDARD_BASIC: [(u8, char); 127] = [
+        (0x00, '@'),
+        (0x01, '£'),
+        (0x02, '$'),
+        (0x03, '¥'),
+        (0x04, 'è'),
+        (0x05, 'é'),
+        (0x06, 'ù'),
+        (0x07, 'ì'),
+        (0x08, 'ò'),
+        (0x09, 'Ç'),
+        (0x0A, '\n'),
+        (0x0B, 'Ø'),
+        (0x0C, 'ø'),
+        (0x0D, '\r'),
+        (0x0E, 'Å'),
+        (0x0F, 'å'),
+        (0x10, 'Δ'),
+        (0x11, '_'),
+        (0x12, 'Φ'),
+        (0x13, 'Γ'),
+        (0x14, 'Λ'),
+        (0x15, 'Ω'),
+        (0x16, 'Π'),
+        (0x17, 'Ψ'),
+        (0x18, 'Σ'),
+        (0x19, 'Θ'),
+        (0x1A, 'Ξ'),
+        (0x1C, 'Æ'),
+        (0x1D, 'æ'),
+        (0x1E, 'ß'),
+        (0x1F, 'É'),
+        (0x20, ' '),
+        (0x21, '!'),
+        (0x22, '"'),
+        (0x23, '#'),
+        (0x24, '¤'),
+        (0x25, '%'),
+        (0x26, '&'),
+        (0x27, '\''),
+        (0x28, '('),
+        (0x29, ')'),
+        (0x2A, '*'),
+        (0x2B, '+'),
+        (0x2C, ','),
+        (0x2D, '-'),
+        (0x2E, '.'),
+        (0x2F, '/'),
+        (0x30, '0'),
+        (0x31, '1'),
+        (0x32, '2'),
+        (0x33, '3'),
+        (0x34, '4'),
+        (0x35, '5'),
+        (0x36, '6'),
+        (0x37, '7'),
+        (0x38, '8'),
+        (0x39, '9'),
+        (0x3A, ':'),
+        (0x3B, ';'),
+        (0x3C, '<'),
+        (0x3D, '='),
+        (0x3E, '>'),
+        (0x3F, '?'),
+        (0x40, '¡'),
+        (0x41, 'A'),
+        (0x42, 'B'),
+        (0x43, 'C'),
+        (0x44, 'D'),
+        (0x45, 'E'),
+        (0x46, 'F'),
+        (0x47, 'G'),
+        (0x48, 'H'),
+        (0x49, 'I'),
+        (0x4A, 'J'),
+        (0x4B, 'K'),
+        (0x4C, 'L'),
+        (0x4D, 'M'),
+        (0x4E, 'N'),
+        (0x4F, 'O'),
+        (0x50, 'P'),
+        (0x51, 'Q'),
+        (0x52, 'R'),
+        (0x53, 'S'),
+        (0x54, 'T'),
+        (0x55, 'U'),
+        (0x56, 'V'),
+        (0x57, 'W'),
+        (0x58, 'X'),
+        (0x59, 'Y'),
+        (0x5A, 'Z'),
+        (0x5B, 'Ä'),
+        (0x5C, 'Ö'),
+        (0x5D, 'Ñ'),
+        (0x5E, 'Ü'),
+        (0x5F, '§'),
+        (0x60, '¿'),
+        (0x61, 'a'),
+        (0x62, 'b'),
+        (0x63, 'c'),
+        (0x64, 'd'),
+        (0x65, 'e'),
+        (0x66, 'f'),
+        (0x67, 'g'),
+        (0x68, 'h'),
+        (0x69, 'i'),
+        (0x6A, 'j'),
+        (0x6B, 'k'),
+        (0x6C, 'l'),
+        (0x6D, 'm'),
+        (0x6E, 'n'),
+        (0x6F, 'o'),
+        (0x70, 'p'),
+        (0x71, 'q'),
+        (0x72, 'r'),
+        (0x73, 's'),
+        (0x74, 't'),
+        (0x75, 'u'),
+        (0x76, 'v'),
+        (0x77, 'w'),
+        (0x78, 'x'),
+        (0x79, 'y'),
+        (0x7A, 'z'),
+        (0x7B, 'ä'),
+        (0x7C, 'ö'),
+        (0x7D, 'ñ'),
+        (0x7E, 'ü'),
+        (0x7F, 'à'),
+    ];
+
+    /// The extension table (3GPP TS 23.038 §6.2.1.1), each after the escape 0x1B.
+    const STANDARD_EXTENSION: [(u8, char); 10] = [
+        (0x0A, '\u{0C}'),
+        (0x14, '^'),
+        (0x28, '{'),
+        (0x29, '}'),
+        (0x2F, '\\'),
+        (0x3C, '['),
+        (0x3D, '~'),
+        (0x3E, ']'),
+        (0x40, '|'),
+        (0x65, '€'),
+    ];
+
+    #[test]
+    fn every_gsm7_character_is_encoded_and_decoded_as_the_standard_writes_it() {
+        for (code, c) in STANDARD_BASIC {
+            assert_eq!(gsm7_codes(c).collect::<Vec<_>>(), [code], "{c:?}");
+            assert_eq!(gsm7_decode(&[code]), c.to_string(), "0x{code:02X}");
+            assert_eq!(fake_smsc::text::gsm7_decode(&[code]), c.to_string());
+        }
+        for (code, c) in STANDARD_EXTENSION {
+            assert_eq!(gsm7_codes(c).collect::<Vec<_>>(), [0x1B, code], "{c:?}");
+            assert_eq!(gsm7_decode(&[0x1B, code]), c.to_string(), "0x{code:02X}");
+            assert_eq!(fake_smsc::text::gsm7_decode(&[0x1B, code]), c.to_string());
+        }
+    }
+
+    #[test]
+    fn every_gsm7_character_reaches_the_handset_across_a_part_boundary() {
+        let every: String = STANDARD_BASIC
+            .iter()
+            .chain(&STANDARD_EXTENSION)
+            .map(|&(_, c)| c)
+            .collect();
+        // Each character once at the septet where a first part of 153 ends, and the rest after.
+        for (_, c) in STANDARD_BASIC.iter().chain(&STANDARD_EXTENSION) {
+            let body = format!("{}{c}{every}", "a".repeat(152));
+            let (encoding, parts) = encoded_parts(&body);
+            assert_eq!(encoding, Encoding::Gsm7);
+            assert!(parts.len() >= 2, "{c:?}");
+            assert!(parts.iter().all(|p| p.len() <= 153));
+            let received: String = parts
+                .iter()
+                .map(|p| fake_smsc::text::gsm7_decode(p))
+                .collect();
+            assert_eq!(received, body, "{c:?}");
         }
     }
 
@@ -289,8 +489,7 @@ mod tests {
 
     #[test]
     fn gsm7_extension_characters_take_two_septets() {
-        assert_eq!(GSM7_EXTENSION.chars().count(), 10);
-        for c in GSM7_EXTENSION.chars() {
+        for (_, c) in GSM7_EXTENSION {
             assert_eq!(gsm7_septets(c), Some(2), "{c:?}");
         }
     }

@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use super::Refusal;
 use crate::{
     domain::{
-        phone::{NumberPolicy, PhoneNumber, PolicyViolation, SenderId},
+        phone::{NumberPolicy, PhoneError, PhoneNumber, PolicyViolation, SenderId, SENDER_FORMS},
         segment::Segmentation,
         template::{RenderOptions, Rules, Template, TemplateError},
         text,
@@ -54,11 +54,9 @@ pub fn sender(
     let Some(text) = input else {
         return Ok(default.clone());
     };
-    let id = SenderId::parse(text).map_err(|_| {
-        Refusal::invalid(
-            "from",
-            "`from` must be a phone number, a 0005 short code or 1-11 letters and digits",
-        )
+    let id = SenderId::parse(text).map_err(|e| match e {
+        PhoneError::ShortCodeLength => Refusal::invalid("from", format!("`from`: {e}")),
+        PhoneError::Invalid => Refusal::invalid("from", format!("`from` must be {SENDER_FORMS}")),
     })?;
     if !allowed.is_empty() && !allowed.iter().any(|a| a == id.as_str()) {
         return Err(Refusal::invalid(

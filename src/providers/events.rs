@@ -515,7 +515,7 @@ mod tests {
         assert_eq!(canonical_sender("819012345678"), "+819012345678");
         assert_eq!(canonical_sender("+819012345678"), "+819012345678");
         assert_eq!(canonical_sender("090-1234-5678"), "+819012345678");
-        assert_eq!(canonical_sender("0005012345678"), "0005012345678");
+        assert_eq!(canonical_sender("0005012345"), "0005012345");
         assert_eq!(canonical_sender("TSUNAGI"), "TSUNAGI");
         assert_eq!(canonical_sender("not a sender!"), "not a sender!");
     }

@@ -145,3 +145,125 @@ async fn first_start_without_keys_prints_one_key_once_and_keys_create_adds_more(
     terminate(&child);
     assert!(child.wait().unwrap().success());
 }
+
+/// The config files the README and the guides show, each as written.
+fn documented_configs() -> Vec<(String, String)> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut configs = Vec::new();
+    for doc in ["README.md", "docs/salesforce.md", "docs/kintone.md"] {
+        let text = std::fs::read_to_string(format!("{root}/{doc}")).unwrap();
+        for (i, block) in text.split("```toml\n").skip(1).enumerate() {
+            let toml = block.split("```").next().unwrap();
+            configs.push((format!("{doc} block {}", i + 1), toml.to_string()));
+        }
+    }
+    configs
+}
+
+/// Senders as operators write them, each where it may be written.
+fn sender_configs() -> Vec<(String, String)> {
+    let smpp = |source: &str| {
+        format!(
+            "[delivery]\nprovider = \"smpp\"\n[providers.smpp]\nhost = \"127.0.0.1\"\nport = 9\n\
+             system_id = \"t\"\npassword = \"p\"\nsource_addr = \"{source}\"\n"
+        )
+    };
+    let twilio = |from: &str| {
+        format!(
+            "[delivery]\nprovider = \"twilio\"\n[providers.twilio]\naccount_sid = \"AC1\"\n\
+             auth_token = \"t\"\nfrom = \"{from}\"\nbase_url = \"http://127.0.0.1:9\"\n"
+        )
+    };
+    let mut configs = Vec::new();
+    for code in [
+        "00051234",
+        "000512345",
+        "0005123456",
+        "0005-123-456",
+        "０００５１２３４５６",
+    ] {
+        configs.push((format!("source_addr {code}"), smpp(code)));
+        configs.push((format!("twilio from {code}"), twilio(code)));
+        configs.push((
+            format!("default_from {code}"),
+            format!("[delivery]\ndefault_from = \"{code}\"\nsenders = [\"{code}\", \"SHOP\"]\n"),
+        ));
+    }
+    for bad in ["0005123", "00051234567", "000512345678"] {
+        configs.push((format!("source_addr {bad}"), smpp(bad)));
+        configs.push((format!("twilio from {bad}"), twilio(bad)));
+    }
+    configs
+}
+
+/// Whether `serve` with `config` reaches "listening" (then it is stopped), or how it failed.
+fn serves(dir: &std::path::Path, config: &std::path::Path) -> Result<(), String> {
+    let mut child = Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("TSUNAGI_LISTEN", "127.0.0.1:0")
+        .env(
+            "TSUNAGI_DATABASE_URL",
+            format!("sqlite://{}", dir.join("serve.db").display()),
+        )
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if line.starts_with("tsunagi listening on ") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let listening = rx.recv_timeout(std::time::Duration::from_secs(30)).is_ok();
+    terminate(&child);
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    if listening {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn every_config_check_config_accepts_also_starts() {
+    let mut accepted = 0;
+    let mut refused = Vec::new();
+    for (name, text) in documented_configs().into_iter().chain(sender_configs()) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tsunagi.toml");
+        std::fs::write(&path, &text).unwrap();
+        let checked = Command::new(binary())
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .env("TSUNAGI_LISTEN", "127.0.0.1:0")
+            .output()
+            .unwrap();
+        if !checked.status.success() {
+            refused.push(name);
+            continue;
+        }
+        accepted += 1;
+        if let Err(stderr) = serves(dir.path(), &path) {
+            panic!("check-config accepts {name} but serve does not start:\n{text}\n{stderr}");
+        }
+    }
+    // Every 0005 code of 8 to 10 digits and every documented block that is a whole file.
+    assert!(
+        accepted >= 20,
+        "only {accepted} accepted; refused: {refused:?}"
+    );
+    for bad in ["0005123", "00051234567", "000512345678"] {
+        assert!(
+            refused.contains(&format!("source_addr {bad}")),
+            "a {}-digit 0005 code was accepted",
+            bad.len()
+        );
+    }
+}
