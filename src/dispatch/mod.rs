@@ -248,6 +248,8 @@ impl Dispatcher {
                 from: job.from.clone(),
                 body: job.body.clone(),
                 attempt: job.attempt,
+                in_doubt_on: job.in_doubt_on.clone(),
+                progress: job.progress.clone(),
             };
             if !self.still_holds(held_until) {
                 tracing::warn!("the lease ran out before the send; the job is left to whoever takes it over");
@@ -260,12 +262,16 @@ impl Dispatcher {
             };
             let now = self.clock.now();
             let mut refund_attempt = false;
+            let mut progress = None;
             // Without routes, the one provider is the route.
-            let route = result.as_ref().ok().map(|sent| {
-                sent.route
-                    .clone()
-                    .unwrap_or_else(|| self.config.provider.to_string())
-            });
+            let one_provider = || self.config.provider.to_string();
+            let route = match &result {
+                Ok(sent) => Some(sent.route.clone().unwrap_or_else(one_provider)),
+                Err(SendError::InDoubt { route, .. }) => {
+                    Some(route.clone().unwrap_or_else(one_provider))
+                }
+                Err(_) => None,
+            };
             let (to, detail, provider_message_id, retry_at) = match result {
                 Ok(sent) => (JobState::Sent, None, Some(sent.id), None),
                 Err(SendError::Unavailable(reason)) => {
@@ -293,13 +299,42 @@ impl Dispatcher {
                         Some(now + delay),
                     )
                 }
+                Err(SendError::InDoubt {
+                    reason,
+                    progress: left,
+                    ..
+                }) if (job.attempt as usize) < self.config.max_attempts => {
+                    let delay = backoff::delay(&self.config, job.attempt);
+                    let on = route.as_deref().unwrap_or_default();
+                    tracing::warn!(%reason, route = on, retry_in_ms = delay.as_millis() as u64, "the provider may have the message; retrying on the same route only");
+                    progress = left;
+                    (
+                        JobState::Queued,
+                        Some(format!(
+                            "in doubt, retrying on route {on} only: {reason}"
+                        )),
+                        None,
+                        Some(now + delay),
+                    )
+                }
+                Err(SendError::InDoubt { reason, .. }) => (
+                    JobState::Failed,
+                    Some(format!(
+                        "gave up after {} attempts, the last of which may have been sent: {reason}",
+                        job.attempt
+                    )),
+                    None,
+                    None,
+                ),
                 Err(SendError::Transient { reason, .. }) => (
                     JobState::Failed,
                     Some(format!("gave up after {} attempts: {reason}", job.attempt)),
                     None,
                     None,
                 ),
-                Err(SendError::Permanent(reason)) => (JobState::Failed, Some(reason), None, None),
+                Err(SendError::Permanent(reason) | SendError::NotOnThisRoute(reason)) => {
+                    (JobState::Failed, Some(reason), None, None)
+                }
             };
             let t = Transition {
                 message_id: job.message_id.clone(),
@@ -309,6 +344,7 @@ impl Dispatcher {
                 retry_at,
                 refund_attempt,
                 route,
+                progress,
             };
             match self.store.transition(t, now).await {
                 Ok(Some(applied)) => {

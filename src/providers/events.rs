@@ -375,6 +375,7 @@ mod tests {
             retry_at: None,
             refund_attempt: false,
             route: None,
+            progress: None,
         };
         events.store.transition(t, events.now()).await.unwrap();
     }

@@ -35,6 +35,27 @@ pub struct OutboundSms {
     pub body: String,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// The route an earlier attempt may have reached (`SendError::InDoubt`): the message goes
+    /// on that route only, never to another.
+    pub in_doubt_on: Option<String>,
+    /// What that attempt left for the provider to resume from (`SendError::InDoubt`'s
+    /// `progress`), such as the parts already accepted.
+    pub progress: Option<String>,
+}
+
+impl OutboundSms {
+    /// A first attempt at sending `body` from `from` to `to`.
+    pub fn new(message_id: MessageId, to: PhoneNumber, from: String, body: String) -> Self {
+        Self {
+            message_id,
+            to,
+            from,
+            body,
+            attempt: 1,
+            in_doubt_on: None,
+            progress: None,
+        }
+    }
 }
 
 /// Why a provider did not take a message.
@@ -55,6 +76,22 @@ pub enum SendError {
     /// message waits without using up an attempt until the provider is `ready` again.
     #[error("{0}")]
     Unavailable(String),
+    /// This route cannot send this message (a region its account may not send to), though
+    /// another route may: it certainly did not take it. Alone, it is as final as `Permanent`.
+    #[error("{0}")]
+    NotOnThisRoute(String),
+    /// The provider may have taken the message, or part of it (an answer that never came, a
+    /// 5xx after the request was read): it is retried on the same route only, never failed
+    /// over, resuming from `progress`.
+    #[error("{reason}")]
+    InDoubt {
+        /// What went wrong, in words.
+        reason: String,
+        /// The route that may have it, filled in by `Routes`.
+        route: Option<String>,
+        /// What the provider needs to resume without sending again what it knows was taken.
+        progress: Option<String>,
+    },
 }
 
 impl SendError {
@@ -64,6 +101,20 @@ impl SendError {
             reason: reason.into(),
             retry_after: None,
         }
+    }
+
+    /// A send that may have reached the provider, with nothing to resume from.
+    pub fn in_doubt(reason: impl Into<String>) -> Self {
+        SendError::InDoubt {
+            reason: reason.into(),
+            route: None,
+            progress: None,
+        }
+    }
+
+    /// Whether the provider certainly did not take the message, so another route may.
+    pub fn certainly_not_taken(&self) -> bool {
+        !matches!(self, SendError::InDoubt { .. } | SendError::Permanent(_))
     }
 }
 

@@ -52,6 +52,7 @@ macro_rules! contract_tests {
             an_opt_out_for_every_sender_refuses_them_all_and_lists_newest_first,
             a_leased_job_is_not_claimed_again_while_its_worker_renews,
             an_expired_lease_is_claimed_by_another_worker,
+            a_send_in_doubt_is_claimed_again_with_its_route_and_progress,
             claims_take_due_jobs_oldest_first_up_to_the_limit,
             a_scheduled_job_waits_for_its_time,
             a_leased_job_is_not_what_falls_due_next,
@@ -178,6 +179,7 @@ fn to(id: &MessageId, state: JobState) -> Transition {
         retry_at: None,
         refund_attempt: false,
         route: None,
+        progress: None,
     }
 }
 
@@ -662,6 +664,46 @@ pub async fn a_leased_job_is_not_claimed_again_while_its_worker_renews(store: Ar
 
 /// A lease that ran out lets another worker take the job, in doubt (the first worker may have
 /// sent it), and its `sending` event says so.
+pub async fn a_send_in_doubt_is_claimed_again_with_its_route_and_progress(store: Arc<dyn Store>) {
+    let m = message(Source::Api);
+    accept(store.as_ref(), &m).await;
+    let at = now();
+    let lease = StdDuration::from_secs(60);
+    let first = store.claim("w", 1, lease, at).await.unwrap();
+    assert_eq!(
+        (
+            first[0].in_doubt_on.as_deref(),
+            first[0].progress.as_deref()
+        ),
+        (None, None)
+    );
+    let in_doubt = Transition {
+        route: Some("smpp-a".into()),
+        progress: Some("{\"reference\":7}".into()),
+        ..to(&m.id, JobState::Queued)
+    };
+    store.transition(in_doubt, at).await.unwrap().unwrap();
+    // Waiting for the route (no attempt spent) says nothing of the progress: it is kept.
+    let again = store.claim("w", 1, lease, at).await.unwrap();
+    assert_eq!(again[0].in_doubt_on.as_deref(), Some("smpp-a"));
+    assert_eq!(again[0].progress.as_deref(), Some("{\"reference\":7}"));
+    let waiting = Transition {
+        refund_attempt: true,
+        ..to(&m.id, JobState::Queued)
+    };
+    store.transition(waiting, at).await.unwrap().unwrap();
+    let third = store.claim("w", 1, lease, at).await.unwrap();
+    assert_eq!(third[0].in_doubt_on.as_deref(), Some("smpp-a"));
+    assert_eq!(third[0].progress.as_deref(), Some("{\"reference\":7}"));
+    let sent = Transition {
+        provider_message_id: Some("p-1".into()),
+        ..to(&m.id, JobState::Sent)
+    };
+    store.transition(sent, at).await.unwrap().unwrap();
+    let read = store.message(&m.id).await.unwrap().unwrap();
+    assert_eq!(read.status, JobState::Sent);
+}
+
 pub async fn an_expired_lease_is_claimed_by_another_worker(store: Arc<dyn Store>) {
     let m = message(Source::Api);
     accept(store.as_ref(), &m).await;
@@ -906,6 +948,7 @@ pub async fn a_retry_is_due_again_at_its_time(store: Arc<dyn Store>) {
         retry_at: Some(retry_at),
         refund_attempt: false,
         route: None,
+        progress: None,
         ..to(&m.id, JobState::Queued)
     };
     store
@@ -1072,6 +1115,7 @@ pub async fn a_send_overtaken_by_its_receipt_still_records_its_route(store: Arc<
     let late = Transition {
         provider_message_id: Some("SM-fast".into()),
         route: Some("smpp-a".into()),
+        progress: None,
         ..to(&m.id, JobState::Sent)
     };
     assert!(
@@ -2474,6 +2518,7 @@ pub async fn delivery_facts_page_through_finished_messages_with_clicks_replies_a
         .unwrap();
     let on_route = Transition {
         route: Some("twilio-b".into()),
+        progress: None,
         ..to(&later.id, JobState::Sent)
     };
     s.transition(on_route, scheduled_for).await.unwrap();

@@ -32,6 +32,10 @@ pub struct ClaimedJob {
     /// Its last attempt was claimed by a worker that stopped before recording the outcome, so
     /// the provider may or may not have it.
     pub in_doubt: bool,
+    /// The route an earlier attempt may have reached (it ended in doubt): sent on it alone.
+    pub in_doubt_on: Option<String>,
+    /// What that attempt left for the provider to resume from.
+    pub progress: Option<String>,
 }
 
 /// A state change to record.
@@ -50,8 +54,11 @@ pub struct Transition {
     /// For a retry (`to` = queued): the attempt did not count, because the provider could
     /// not take the message at all (not bound, bind refused), so waiting uses up no attempts.
     pub refund_attempt: bool,
-    /// For `sent`: the route that took it (the provider's name without routes).
+    /// For `sent`: the route that took it (the provider's name without routes); for a retry
+    /// in doubt, the route that may have it, which the retry goes to alone.
     pub route: Option<String>,
+    /// For a retry in doubt: what the provider resumes from (replaced at every transition).
+    pub progress: Option<String>,
 }
 
 impl Transition {

@@ -141,6 +141,7 @@ impl Setup {
                 retry_at: None,
                 refund_attempt: false,
                 route: None,
+                progress: None,
             };
             self.store.transition(t, now).await.unwrap().unwrap();
         }

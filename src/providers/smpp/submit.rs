@@ -130,13 +130,12 @@ short_code_npi = 9
     }
 
     fn sms(from: &str, body: &str) -> OutboundSms {
-        OutboundSms {
-            message_id: MessageId::new(),
-            to: PhoneNumber::parse("090-1234-5678").unwrap(),
-            from: from.into(),
-            body: body.into(),
-            attempt: 1,
-        }
+        OutboundSms::new(
+            MessageId::new(),
+            PhoneNumber::parse("090-1234-5678").unwrap(),
+            from.into(),
+            body.into(),
+        )
     }
 
     #[test]

@@ -305,6 +305,7 @@ impl MessageStore for PostgresStore {
             retry_at: None,
             refund_attempt: false,
             route: None,
+            progress: None,
         };
         let outcome = match apply_transition(&mut tx, &t, now).await? {
             Some(_) => CancelOutcome::Canceled,

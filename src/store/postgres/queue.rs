@@ -51,6 +51,7 @@ async fn apply_receipt(
         retry_at: None,
         refund_attempt: false,
         route: None,
+        progress: None,
     };
     Ok(match apply_transition(&mut *conn, &t, now).await? {
         Some(Applied { created_at, route }) => ReceiptOutcome::Applied {
@@ -107,7 +108,8 @@ pub(super) async fn apply_transition(
     let sql = format!(
         "UPDATE messages SET status = $1, status_detail = $2, updated_at = $3,
                 provider_message_id = COALESCE($4, provider_message_id),
-                route = COALESCE($8, route), {job}
+                route = COALESCE($8, route),
+                send_progress = CASE WHEN $9 THEN NULL ELSE COALESCE($10, send_progress) END, {job}
          WHERE id = $6 AND status = ANY($7)
          RETURNING created_at, source, source_record, route"
     );
@@ -120,6 +122,8 @@ pub(super) async fn apply_transition(
         .bind(t.message_id.as_str())
         .bind(from)
         .bind(&t.route)
+        .bind(leaves_queue)
+        .bind(&t.progress)
         .fetch_optional(&mut *conn)
         .await?;
     let Some((created_at, name, record, route)) = changed else {
@@ -179,7 +183,7 @@ impl QueueStore for PostgresStore {
                  ORDER BY due_at LIMIT $4
                  FOR UPDATE SKIP LOCKED)
              RETURNING id, to_number, sender, body, created_at, attempts, source, source_record,
-                       status_detail IS NOT NULL AS in_doubt",
+                       status_detail IS NOT NULL AS in_doubt, route, send_progress",
         )
         .bind(millis(now))
         .bind(owner)
@@ -204,6 +208,8 @@ impl QueueStore for PostgresStore {
                 attempt: attempts as u32,
                 created_at: decode::time(r.try_get("created_at")?)?,
                 in_doubt: r.try_get("in_doubt")?,
+                in_doubt_on: r.try_get("route")?,
+                progress: r.try_get("send_progress")?,
             });
         }
         tx.commit().await?;

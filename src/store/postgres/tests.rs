@@ -293,6 +293,7 @@ async fn an_otp_text_is_erased_once_the_provider_has_it() {
             retry_at: None,
             refund_attempt: false,
             route: None,
+            progress: None,
         };
         s.transition(sent, Utc::now()).await.unwrap().unwrap();
     }

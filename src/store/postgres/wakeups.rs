@@ -259,6 +259,7 @@ mod tests {
             retry_at: Some(Utc::now() + chrono::Duration::milliseconds(100)),
             refund_attempt: false,
             route: None,
+            progress: None,
         };
         b.transition(retry, Utc::now()).await.unwrap().unwrap();
         assert!(woken(&mut a_wakeups, SOON).await, "A hears B's retry");
@@ -281,6 +282,7 @@ mod tests {
             retry_at: None,
             refund_attempt: false,
             route: None,
+            progress: None,
         };
         b.transition(sent, Utc::now()).await.unwrap().unwrap();
         assert!(!woken(&mut a_wakeups, quiet).await, "nor does a send");

@@ -274,6 +274,7 @@ impl MessageStore for SqliteStore {
                     retry_at: None,
                     refund_attempt: false,
                     route: None,
+                    progress: None,
                 };
                 Ok(match apply_transition(conn, &t, now)? {
                     Some(_) => CancelOutcome::Canceled,

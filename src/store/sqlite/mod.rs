@@ -307,6 +307,7 @@ mod tests {
                 retry_at: None,
                 refund_attempt: false,
                 route: None,
+                progress: None,
             };
             s.transition(sent, Utc::now()).await.unwrap().unwrap();
         }

@@ -44,6 +44,7 @@ fn apply_receipt(conn: &Connection, r: Receipt, now: DateTime<Utc>) -> StoreResu
         retry_at: None,
         refund_attempt: false,
         route: None,
+        progress: None,
     };
     Ok(match apply_transition(conn, &t, now)? {
         Some(Applied { created_at, route }) => ReceiptOutcome::Applied {
@@ -97,7 +98,8 @@ pub(super) fn apply_transition(
     let sql = format!(
         "UPDATE messages SET status = ?, status_detail = ?, updated_at = ?,
                 provider_message_id = COALESCE(?, provider_message_id),
-                route = COALESCE(?, route), {job}
+                route = COALESCE(?, route),
+                send_progress = CASE WHEN ? THEN NULL ELSE COALESCE(?, send_progress) END, {job}
          WHERE id = ? AND ({from_any})
          RETURNING created_at, source, source_record, route"
     );
@@ -107,6 +109,8 @@ pub(super) fn apply_transition(
         millis(now).into(),
         t.provider_message_id.clone().into(),
         t.route.clone().into(),
+        leaves_queue.into(),
+        t.progress.clone().into(),
         due.into(),
         t.message_id.as_str().to_string().into(),
     ];
@@ -159,6 +163,8 @@ type ClaimedRow = (
     String,
     Option<String>,
     bool,
+    Option<String>,
+    Option<String>,
 );
 
 #[async_trait]
@@ -187,7 +193,8 @@ impl QueueStore for SqliteStore {
                                AND (lease_until IS NULL OR lease_until < ?1)
                              ORDER BY due_at LIMIT ?4)
                          RETURNING id, to_number, sender, body, created_at, attempts, source,
-                                   source_record, status_detail IS NOT NULL",
+                                   source_record, status_detail IS NOT NULL,
+                                   route, send_progress",
                     )?
                     .query_map(
                         params![millis(now), owner, until, limit as i64, IN_DOUBT],
@@ -202,12 +209,18 @@ impl QueueStore for SqliteStore {
                                 r.get(6)?,
                                 r.get(7)?,
                                 r.get(8)?,
+                                r.get(9)?,
+                                r.get(10)?,
                             ))
                         },
                     )?
                     .collect::<Result<_, _>>()?;
                 let mut jobs = Vec::with_capacity(rows.len());
-                for (id, to, from, body, created_at, attempts, name, record, in_doubt) in rows {
+                for row in rows {
+                    let (id, to, from, body, created_at, attempts, name, record, in_doubt) = (
+                        row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8,
+                    );
+                    let (in_doubt_on, progress) = (row.9, row.10);
                     let source = decode::source(&name, record.as_deref())?;
                     if let Some(entry) =
                         NewOutboxEntry::status(&source, JobState::Sending, None, now)
@@ -222,6 +235,8 @@ impl QueueStore for SqliteStore {
                         attempt: attempts as u32,
                         created_at: decode::time(created_at)?,
                         in_doubt,
+                        in_doubt_on,
+                        progress,
                     });
                 }
                 Ok(jobs)
