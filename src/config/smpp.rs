@@ -59,6 +59,11 @@ pub struct SmppConfig {
     /// NPI for 0005 short-code senders.
     #[serde(default)]
     pub short_code_npi: u8,
+    /// Vendor command statuses that mean the SMSC's own trouble, not the message's (e.g.
+    /// `0x400`): retried, and failed over to another route, like `ESME_RSYSERR`,
+    /// `ESME_RX_T_APPN` and `ESME_RUNKNOWNERR`.
+    #[serde(default)]
+    pub transient_statuses: Vec<u32>,
     /// How `submit_sm_resp` writes message ids: `text` (compared as written), `hex` or
     /// `decimal`.
     #[serde(default)]

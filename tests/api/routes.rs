@@ -109,3 +109,33 @@ async fn with_the_smsc_refusing_the_sandbox_route_takes_the_messages() {
     assert_eq!(refusing.submit_count(), 0);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn an_smsc_system_error_fails_over_and_a_bad_destination_does_not() {
+    let (first, second) = (smsc().await, smsc().await);
+    let config =
+        smpp_route("carrier-a", &first, "secret") + &smpp_route("carrier-b", &second, "secret");
+    let s = TestServer::with_delivery(&config).await;
+    first.refuse_submits_with(0x08);
+    let (_, m) = s.send(json!({"to": "090-5555-1001", "body": "x"})).await;
+    let m = s
+        .wait_for(m["id"].as_str().unwrap(), |st| st == "delivered")
+        .await;
+    assert_eq!(m["status"], "delivered");
+    assert_eq!(
+        second.submits_to("819055551001").len(),
+        1,
+        "failed over once"
+    );
+    first.refuse_submits_with(0x0B);
+    let (_, m) = s.send(json!({"to": "090-5555-1002", "body": "x"})).await;
+    let m = s
+        .wait_for(m["id"].as_str().unwrap(), |st| st == "failed")
+        .await;
+    assert_eq!(m["status"], "failed");
+    assert!(
+        second.submits_to("819055551002").is_empty(),
+        "a destination the first SMSC refused went to the second"
+    );
+    s.stop().await;
+}

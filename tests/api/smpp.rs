@@ -19,8 +19,21 @@ async fn smsc(receipts: Receipts) -> FakeSmsc {
     .unwrap()
 }
 
-/// `[delivery]` keys naming the SMPP provider, then its section with short test timings.
+/// `[delivery]` keys naming the SMPP provider, then its section with short test timings, each
+/// unless `extra` sets it.
 fn smpp_config(smsc: &FakeSmsc, password: &str, extra: &str) -> String {
+    let timings: String = [
+        ("reconnect_min_ms", "50"),
+        ("reconnect_max_ms", "200"),
+        ("throttle_pause_ms", "50"),
+        ("response_timeout_ms", "2000"),
+        ("send_timeout_ms", "5000"),
+        ("rate_per_second", "1000"),
+    ]
+    .iter()
+    .filter(|(key, _)| !extra.contains(&format!("{key} =")))
+    .map(|(key, value)| format!("{key} = {value}\n"))
+    .collect();
     format!(
         r#"provider = "smpp"
 [providers.smpp]
@@ -28,13 +41,7 @@ host = "127.0.0.1"
 port = {port}
 system_id = "{SYSTEM_ID}"
 password = "{password}"
-reconnect_min_ms = 50
-reconnect_max_ms = 200
-throttle_pause_ms = 50
-response_timeout_ms = 2000
-send_timeout_ms = 5000
-rate_per_second = 1000
-{extra}"#,
+{timings}{extra}"#,
         port = smsc.addr().port()
     )
 }
@@ -543,5 +550,73 @@ async fn the_accounts_source_addr_sends_messages_that_name_no_sender() {
         (sub.source_ton, sub.source_npi, sub.source_addr.as_str()),
         (3, 0, "0005123456")
     );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_long_message_with_one_part_unanswered_resends_that_part_only_with_its_reference() {
+    let fake = smsc(Receipts::Tlv).await;
+    // The wait for answers runs out before the silent connection is declared dead.
+    let s = server(&fake, "response_timeout_ms = 1500\nsend_timeout_ms = 1500").await;
+    let body = "あ".repeat(150);
+    fake.ignore_submit(2);
+    let id = sent(&s, json!({"to": "090-4444-0001", "body": body})).await;
+    let m = s.wait_for(&id, |st| st == "delivered").await;
+    let submits = fake.submits_to("819044440001");
+    let mut seqs: Vec<(u16, u8)> = submits
+        .iter()
+        .map(|p| {
+            let c = p.concat().expect("a part");
+            (c.reference, c.seq)
+        })
+        .collect();
+    seqs.sort();
+    let reference = seqs[0].0;
+    assert_eq!(
+        seqs,
+        [(reference, 1), (reference, 2), (reference, 3)],
+        "each part accepted once, all under one reference"
+    );
+    assert_eq!(fake.unanswered_count(), 1);
+    assert_eq!(fake.texts_to("819044440001"), [body]);
+    let details: Vec<&str> = m["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["detail"].as_str())
+        .collect();
+    assert!(
+        details.iter().any(|d| d.contains("in doubt")),
+        "{details:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_smsc_system_error_is_retried_and_a_bad_destination_is_not() {
+    let fake = smsc(Receipts::Tlv).await;
+    let s = TestServer::with_delivery(&format!(
+        "max_attempts = 2\n{}",
+        smpp_config(&fake, PASSWORD, "")
+    ))
+    .await;
+    let busy = sent(&s, json!({"to": "090-4444-9992", "body": "x"})).await;
+    let bad = sent(&s, json!({"to": "090-4444-9991", "body": "x"})).await;
+    let busy = s.wait_for(&busy, |st| st == "failed").await;
+    let bad = s.wait_for(&bad, |st| st == "failed").await;
+    let detail = |m: &Value| {
+        m["events"].as_array().unwrap().last().unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        detail(&busy).contains("gave up after 2 attempts"),
+        "{}",
+        detail(&busy)
+    );
+    assert!(detail(&busy).contains("ESME_RSYSERR"), "{}", detail(&busy));
+    assert!(detail(&bad).contains("ESME_RINVDSTADR"), "{}", detail(&bad));
+    assert!(!detail(&bad).contains("gave up"), "{}", detail(&bad));
     s.stop().await;
 }

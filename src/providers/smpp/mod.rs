@@ -227,35 +227,93 @@ impl Shared {
         })
     }
 
-    /// Submit one part, on another bind if its connection drops before the answer.
-    async fn submit_part(&self, pdu: SubmitSm, deadline: Instant) -> Result<String, SendError> {
+    /// Submit one part, on another bind if its connection drops before the answer (SMPP cannot
+    /// be asked whether the lost one got through, so that part alone may arrive twice).
+    async fn submit_part(&self, pdu: SubmitSm, deadline: Instant) -> Part {
+        let mut written_before = false;
         loop {
             let Some(link) = self.pick_link(deadline).await else {
-                return Err(SendError::Unavailable(self.why_waiting()));
+                return self.gave_up(written_before, None);
             };
+            let written = Arc::new(session::Written::default());
             let (reply, answer) = oneshot::channel();
             let queued = Submission {
                 pdu: pdu.clone(),
                 reply,
+                written: written.clone(),
             };
             match tokio::time::timeout_at(deadline, link.submissions.send(queued)).await {
-                Err(_) => return Err(SendError::Unavailable(self.why_waiting())),
+                Err(_) => return self.gave_up(written_before, None),
                 Ok(Err(_)) => continue,
                 Ok(Ok(())) => {}
             }
             match tokio::time::timeout_at(deadline, answer).await {
-                Err(_) => return Err(SendError::Unavailable(self.why_waiting())),
+                Err(_) => return self.gave_up(written_before, Some(&written)),
                 // Dropped unanswered: the connection went down; the part goes again.
-                Ok(Err(_)) => continue,
-                Ok(Ok(Answer::Accepted(id))) => return Ok(id),
+                Ok(Err(_)) => written_before = true,
+                Ok(Ok(Answer::Accepted(id))) => return Part::Accepted(id),
                 Ok(Ok(Answer::Refused(status))) => {
-                    return Err(SendError::Permanent(format!(
-                        "SMSC refused: {}",
-                        status_text(status)
-                    )))
+                    let words = format!("SMSC refused: {}", status_text(status));
+                    return if self.is_transient(status) {
+                        Part::NotTaken(SendError::transient(words))
+                    } else {
+                        Part::Refused(words)
+                    };
                 }
             }
         }
+    }
+
+    /// A part whose wait ran out: certainly not sent if it never reached the wire (and is
+    /// withdrawn now), in doubt otherwise.
+    fn gave_up(&self, written_before: bool, written: Option<&session::Written>) -> Part {
+        let withdrawn = written.is_none_or(|w| w.withdraw());
+        if withdrawn && !written_before {
+            Part::NotTaken(SendError::Unavailable(self.why_waiting()))
+        } else {
+            Part::InDoubt(format!(
+                "a part was written to the SMSC and no submit_sm_resp came within {} ms",
+                self.config.send_timeout_ms
+            ))
+        }
+    }
+
+    /// Whether the SMSC's refusal is its own trouble rather than the message's: worth sending
+    /// again, on this route or another (it did not take the part).
+    fn is_transient(&self, status: CommandStatus) -> bool {
+        matches!(
+            status,
+            CommandStatus::EsmeRsyserr
+                | CommandStatus::EsmeRxTAppn
+                | CommandStatus::EsmeRunknownerr
+        ) || self.config.transient_statuses.contains(&u32::from(status))
+    }
+}
+
+/// How one part's submit ended.
+enum Part {
+    /// The SMSC took it under this id.
+    Accepted(String),
+    /// Refused for good.
+    Refused(String),
+    /// Certainly not taken: never written, or refused for now.
+    NotTaken(SendError),
+    /// Written, and no answer came in time.
+    InDoubt(String),
+}
+
+/// What a send in doubt left: the concatenation reference and each part's id once accepted,
+/// so the retry sends the rest with the same reference and the handset joins them.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Progress {
+    reference: u8,
+    ids: Vec<Option<String>>,
+}
+
+impl Progress {
+    /// The progress an earlier attempt at `sms` left, if it left any.
+    fn of(sms: &OutboundSms) -> Option<Progress> {
+        serde_json::from_str(sms.progress.as_deref()?).ok()
     }
 }
 
@@ -281,29 +339,76 @@ impl Provider for Smpp {
     async fn send(&self, sms: &OutboundSms) -> Result<String, SendError> {
         let shared = &self.shared;
         let deadline = Instant::now() + Duration::from_millis(shared.config.send_timeout_ms);
-        let reference = shared.next_reference.fetch_add(1, Ordering::Relaxed);
+        let resumed = Progress::of(sms);
+        let reference = match &resumed {
+            Some(p) => p.reference,
+            None => shared.next_reference.fetch_add(1, Ordering::Relaxed),
+        };
         let parts = submit::build(sms, &shared.config, reference)?;
-        let answers = join_all(parts.into_iter().map(|p| shared.submit_part(p, deadline))).await;
-        let mut ids = Vec::with_capacity(answers.len());
-        let mut waiting = None;
-        for answer in answers {
+        let mut ids = match resumed {
+            Some(p) if p.ids.len() == parts.len() => p.ids,
+            _ => vec![None; parts.len()],
+        };
+        let pending: Vec<usize> = (0..parts.len()).filter(|&i| ids[i].is_none()).collect();
+        let answers = join_all(
+            parts
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| ids[*i].is_none())
+                .map(|(_, p)| shared.submit_part(p, deadline)),
+        )
+        .await;
+        let (mut refused, mut doubt, mut not_taken, mut taken_now) = (None, None, None, 0);
+        for (i, answer) in pending.into_iter().zip(answers) {
             match answer {
-                Ok(id) => ids.push(format!("{}{}", shared.id_prefix, shared.ids.submitted(&id))),
-                // One refused part fails the whole message, whatever else happened.
-                Err(refused @ SendError::Permanent(_)) => return Err(refused),
-                Err(other) => waiting = Some(other),
+                Part::Accepted(id) => {
+                    taken_now += 1;
+                    ids[i] = Some(format!("{}{}", shared.id_prefix, shared.ids.submitted(&id)))
+                }
+                Part::Refused(words) => refused = Some(words),
+                Part::InDoubt(words) => doubt = Some(words),
+                // A refusal for now outranks waiting for a bind: the attempt counts.
+                Part::NotTaken(e) => {
+                    if !matches!(not_taken, Some(SendError::Transient { .. })) {
+                        not_taken = Some(e)
+                    }
+                }
             }
         }
-        if let Some(waiting) = waiting {
-            return Err(waiting);
+        // One refused part fails the whole message, whatever else happened.
+        if let Some(words) = refused {
+            return Err(SendError::Permanent(words));
         }
-        if let (Some(events), true) = (shared.events.get(), ids.len() > 1) {
-            if let Err(e) = events.parts_sent(&sms.message_id, ids.clone()).await {
-                // The parts are with the SMSC: failing the send would submit them again.
-                tracing::warn!(message_id = %sms.message_id, error = %e, "part ids not recorded");
+        let accepted = ids.iter().filter(|id| id.is_some()).count();
+        if accepted == ids.len() {
+            let ids: Vec<String> = ids.into_iter().flatten().collect();
+            if let (Some(events), true) = (shared.events.get(), ids.len() > 1) {
+                if let Err(e) = events.parts_sent(&sms.message_id, ids.clone()).await {
+                    // The parts are with the SMSC: failing the send would submit them again.
+                    tracing::warn!(message_id = %sms.message_id, error = %e, "part ids not recorded");
+                }
             }
+            return Ok(ids.into_iter().next().unwrap_or_default());
         }
-        Ok(ids.swap_remove(0))
+        if taken_now == 0 && doubt.is_none() {
+            // Nothing changed at the SMSC: the message waits or is retried as it was, the
+            // progress of an earlier attempt kept.
+            return Err(not_taken.unwrap_or_else(|| SendError::Unavailable(shared.why_waiting())));
+        }
+        // Some parts are with the SMSC, or may be: only the rest goes again, on this route.
+        let reason = match (doubt, not_taken) {
+            (Some(words), _) => words,
+            (None, Some(e)) => format!(
+                "{accepted} of {} parts accepted, the rest not: {e}",
+                ids.len()
+            ),
+            (None, None) => format!("{accepted} of {} parts accepted", ids.len()),
+        };
+        Err(SendError::InDoubt {
+            reason,
+            route: None,
+            progress: serde_json::to_string(&Progress { reference, ids }).ok(),
+        })
     }
 
     fn ready(&self) -> Result<(), String> {

@@ -4,7 +4,10 @@
 use std::{
     collections::{HashMap, VecDeque},
     num::NonZeroU32,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU8, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -43,6 +46,49 @@ use crate::config::SmppConfig;
 pub(super) struct Submission {
     pub pdu: SubmitSm,
     pub reply: oneshot::Sender<Answer>,
+    /// Whether the part reached the wire, which its sender reads when it stops waiting.
+    pub written: Arc<Written>,
+}
+
+/// Whether a part was written to an SMSC: decided once between the bind that would write it
+/// and the sender that stops waiting for it, so a part given up is certainly not sent and one
+/// sent is never taken for unsent.
+#[derive(Debug, Default)]
+pub(super) struct Written(AtomicU8);
+
+impl Written {
+    const QUEUED: u8 = 0;
+    const WRITTEN: u8 = 1;
+    const WITHDRAWN: u8 = 2;
+
+    /// The bind is about to write the part: `false` if its sender withdrew it first.
+    fn write(&self) -> bool {
+        self.0
+            .compare_exchange(
+                Self::QUEUED,
+                Self::WRITTEN,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// The SMSC refused the part for now (throttled): it waits to be written again.
+    fn unwritten(&self) {
+        self.0.store(Self::QUEUED, Ordering::Release);
+    }
+
+    /// The sender stops waiting: `true` if the part never reached the wire (and now never will).
+    pub fn withdraw(&self) -> bool {
+        self.0
+            .compare_exchange(
+                Self::QUEUED,
+                Self::WITHDRAWN,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
 }
 
 /// The SMSC's final word on a submit.
@@ -424,8 +470,8 @@ impl Connection {
 
     /// Encode a `submit_sm` into the buffer, in flight from now; the next flush sends it.
     fn queue_submit(&mut self, submission: Submission) {
-        if submission.reply.is_closed() {
-            // Its sender gave up (send timeout): sending it now could only duplicate it.
+        if !submission.written.write() {
+            // Its sender gave up (send timeout) and counts it as not sent.
             return;
         }
         let sequence = self.sequence();
@@ -538,6 +584,7 @@ impl Connection {
                 metrics::submit("throttled");
                 let pause = Duration::from_millis(self.config().throttle_pause_ms);
                 self.paused_until = Some(Instant::now() + pause);
+                submission.written.unwritten();
                 self.retry.push_back(submission);
                 return;
             }

@@ -4,8 +4,8 @@
 //! connection, a refused password).
 //!
 //! Outcomes by the destination's last four digits: `9990` UNDELIV, `9995` REJECTD, `9996`
-//! EXPIRED (all in the receipt), `9991` refused at submit with `ESME_RINVDSTADR`; anything else
-//! DELIVRD.
+//! EXPIRED (all in the receipt), `9991` refused at submit with `ESME_RINVDSTADR`, `9992` with
+//! `ESME_RSYSERR`; anything else DELIVRD.
 
 mod session;
 pub mod text;
@@ -180,6 +180,10 @@ struct Faults {
     throttle_until: Mutex<Option<Instant>>,
     /// Submits still to take unanswered before the connection is dropped; 0 is off.
     drop_after: AtomicU64,
+    /// The count of submits seen at which one is taken and never answered; 0 is off.
+    ignore_at: AtomicU64,
+    /// A command status every submit is refused with; 0 is off.
+    refuse_with: std::sync::atomic::AtomicU32,
     /// How long bind responses take.
     bind_delay_ms: AtomicU64,
     /// Refuse receiver binds (`ESME_RBINDFAIL`), as an account without receiving rights.
@@ -303,6 +307,24 @@ impl FakeSmsc {
     /// Take the next `n` submits without answering them, then drop their connection.
     pub fn drop_after(&self, n: u64) {
         self.shared.faults.drop_after.store(n, Ordering::Relaxed);
+    }
+
+    /// Take the `n`th submit from now (1 is the next) and never answer it, keeping the
+    /// connection, as an SMSC that lost the response would.
+    pub fn ignore_submit(&self, n: u64) {
+        let seen = self.shared.counters.submits_seen.load(Ordering::Relaxed);
+        self.shared
+            .faults
+            .ignore_at
+            .store(seen + n, Ordering::Relaxed);
+    }
+
+    /// Refuse every submit with `status` (e.g. 0x08 `ESME_RSYSERR`); 0 stops.
+    pub fn refuse_submits_with(&self, status: u32) {
+        self.shared
+            .faults
+            .refuse_with
+            .store(status, Ordering::Relaxed);
     }
 
     /// Every accepted submit so far, in arrival order.

@@ -264,6 +264,15 @@ impl Session {
             }
             return None;
         }
+        let refusing = faults.refuse_with.load(Ordering::Relaxed);
+        if refusing != 0 {
+            return refuse(CommandStatus::from(refusing));
+        }
+        if faults.ignore_at.load(Ordering::Relaxed) == seen {
+            // Taken and never answered, the connection kept: a lost response.
+            counters.unanswered.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
         let every = |n: u64| n > 0 && seen.is_multiple_of(n);
         let throttled_now = faults
             .throttle_until
@@ -281,6 +290,9 @@ impl Session {
         let destination = pdu.destination_addr.as_str();
         if destination.ends_with("9991") {
             return refuse(CommandStatus::EsmeRinvdstadr);
+        }
+        if destination.ends_with("9992") {
+            return refuse(CommandStatus::EsmeRsyserr);
         }
         let message_id = format!(
             "{:x}",
