@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use fake_smsc::{FakeSmsc, Options, Receipts};
+use fake_smsc::{Carriage, FakeSmsc, Options, Receipts};
 use serde_json::{json, Value};
 
 use crate::harness::{event_statuses, TestServer};
@@ -179,6 +179,44 @@ async fn a_receipt_naming_a_hex_id_in_decimal_delivers_the_message_when_the_form
 }
 
 #[tokio::test]
+async fn a_receipt_whose_text_is_in_message_payload_delivers_the_message() {
+    let fake = smsc(Receipts::Payload).await;
+    let s = server(&fake, "").await;
+    let id = sent(
+        &s,
+        json!({"to": "090-1234-5678", "body": "payload receipt"}),
+    )
+    .await;
+    s.wait_for(&id, |st| st == "delivered").await;
+    assert_eq!(fake.deliver_sm_refusal_count(), 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_data_sm_receipt_delivers_the_message_and_is_answered_with_data_sm_resp() {
+    let fake = smsc(Receipts::DataSm).await;
+    let s = server(&fake, "").await;
+    let id = sent(
+        &s,
+        json!({"to": "090-1234-9990", "body": "data_sm receipt"}),
+    )
+    .await;
+    let m = s.wait_for(&id, |st| st == "undelivered").await;
+    assert!(
+        m["status_detail"].as_str().unwrap().contains("UNDELIV"),
+        "{m}"
+    );
+    eventually("the receipt answered", || fake.data_sm_resp_count() == 1).await;
+    assert_eq!(fake.data_sm_refusal_count(), 0);
+    assert_eq!(
+        fake.deliver_sm_resp_count(),
+        0,
+        "a data_sm is not answered as a deliver_sm"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn a_receipt_saying_undeliv_makes_the_message_undelivered() {
     let fake = smsc(Receipts::Both).await;
     let s = server(&fake, "").await;
@@ -281,6 +319,87 @@ async fn a_long_reply_whose_parts_reach_two_instances_is_joined_once() {
     assert_eq!(reply_bodies(&m), [reply.as_str()], "{m}");
     b.stop().await;
     a.stop().await;
+}
+
+#[tokio::test]
+async fn replies_in_message_payload_by_deliver_sm_or_data_sm_are_stored_on_the_message() {
+    let fake = smsc(Receipts::Tlv).await;
+    let (s, id) = conversation(&fake).await;
+    let ucs2 = |text: &str| -> Vec<u8> { text.encode_utf16().flat_map(u16::to_be_bytes).collect() };
+    let (from, to) = ("819012345678", "81312345678");
+    let long = "了解しました、".repeat(30);
+    assert!(fake.inject_mo_raw_as(Carriage::Payload, from, to, 0, 8, ucs2(&long)));
+    // IA5 (0x01): ASCII, where GSM-7 would read "_" as "§".
+    assert!(fake.inject_mo_raw_as(Carriage::DataSm, from, to, 0, 1, b"OK by data_sm".to_vec()));
+    let m = with_replies(&s, &id, 2).await;
+    let bodies = reply_bodies(&m);
+    assert!(bodies.contains(&long.as_str()), "{bodies:?}");
+    assert!(bodies.contains(&"OK by data_sm"), "{bodies:?}");
+    eventually("the data_sm answered", || fake.data_sm_resp_count() == 1).await;
+    assert_eq!(
+        fake.data_sm_refusal_count() + fake.deliver_sm_refusal_count(),
+        0
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_reply_in_jis_saying_teishi_opts_the_number_out() {
+    let fake = smsc(Receipts::Tlv).await;
+    let (s, _) = conversation(&fake).await;
+    // 停止 in ISO-2022-JP, the 7-bit form of JIS X 0208: ESC $ B, row/cell pairs, ESC ( B.
+    let teishi = b"\x1b$B\x44\x64\x3b\x5f\x1b(B".to_vec();
+    assert!(fake.inject_mo_raw("819012345678", "81312345678", 0, 0x05, teishi));
+    let mut listed = Vec::new();
+    for _ in 0..500 {
+        let page: Value = s
+            .get("/v1/opt-outs?to=09012345678")
+            .await
+            .json()
+            .await
+            .unwrap();
+        listed = page["data"].as_array().unwrap().clone();
+        if !listed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["keyword"], "停止");
+    assert_eq!(listed[0]["via"], "reply");
+    let (status, p) = s
+        .send(json!({"to": "090-1234-5678", "from": "03-1234-5678", "body": "次回のご案内"}))
+        .await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (422, Some("number_blocked")),
+        "{p}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_alert_notification_gets_no_answer_and_the_bind_stays_up() {
+    let fake = smsc(Receipts::Tlv).await;
+    let (s, id) = conversation(&fake).await;
+    assert!(fake.send_alert_notification("819012345678", "81312345678"));
+    // The connection reads in order: once the reply after the alert is answered, the alert
+    // was taken.
+    assert!(fake.inject_mo("819012345678", "81312345678", "after the alert"));
+    let m = with_replies(&s, &id, 1).await;
+    assert_eq!(reply_bodies(&m), ["after the alert"], "{m}");
+    eventually("the reply answered", || fake.deliver_sm_resp_count() >= 2).await;
+    assert_eq!(
+        fake.alert_answer_count(),
+        0,
+        "alert_notification has no response"
+    );
+    assert_eq!((fake.bind_count(), fake.bound_sessions()), (1, 1));
+    assert!(s
+        .metrics()
+        .await
+        .contains("tsunagi_smpp_alert_notifications_total 1"));
+    s.stop().await;
 }
 
 #[tokio::test]

@@ -1,38 +1,40 @@
-//! `deliver_sm` from the SMSC: delivery receipts and mobile-originated messages, each answered
-//! only once what it says is recorded, so an SMSC redelivers whatever a crash lost.
+//! Deliveries from the SMSC (`deliver_sm` or `data_sm`): delivery receipts and
+//! mobile-originated messages, each answered only once what it says is recorded, so an SMSC
+//! redelivers whatever a crash lost.
 
 use std::sync::Arc;
 
-use rusmpp::{pdus::DeliverSm, pdus::DeliverSmResp, Command, CommandStatus};
+use rusmpp::{Command, CommandStatus};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::{
+    coding,
+    delivery::{Delivery, Ticket},
     metrics,
     receipt::{self, Reading},
     udh, Shared,
 };
 use crate::{
-    domain::{phone::PhoneNumber, segment},
     providers::Events,
     store::{InboundPart, JoinedParts, NewReply, PartReceipt, PartsKey, ReceiptStatus},
 };
 
-/// `deliver_sm`s recorded per commit, at most.
+/// Deliveries recorded per commit, at most.
 const BATCH: usize = 256;
 
-/// The esm_class bits that say what a `deliver_sm` carries.
+/// The esm_class bits that say what a delivery carries.
 const MESSAGE_TYPE: u8 = 0x3C;
 /// A delivery receipt from the SMSC.
 const DELIVERY_RECEIPT: u8 = 0x04;
 /// The payload starts with a UDH.
 const UDHI: u8 = 0x40;
 
-/// Record what arrives on `deliveries` and hand each `deliver_sm_resp` to `answers`, until the
-/// connection is gone.
+/// Record what arrives on `deliveries` and hand each answer (`deliver_sm_resp` or
+/// `data_sm_resp`) to `answers`, until the connection is gone.
 pub(super) async fn run(
     shared: Arc<Shared>,
-    mut deliveries: mpsc::Receiver<(u32, DeliverSm)>,
+    mut deliveries: mpsc::Receiver<(u32, Delivery)>,
     answers: mpsc::UnboundedSender<Command>,
 ) {
     let Some(events) = shared.events.get().cloned() else {
@@ -40,37 +42,36 @@ pub(super) async fn run(
     };
     let mut batch = Vec::with_capacity(BATCH);
     while deliveries.recv_many(&mut batch, BATCH).await > 0 {
-        for (sequence, status) in handle(&shared, &events, std::mem::take(&mut batch)).await {
-            let resp = Command::new(status, sequence, DeliverSmResp::default());
-            if answers.send(resp).is_err() {
+        for answer in handle(&shared, &events, std::mem::take(&mut batch)).await {
+            if answers.send(answer).is_err() {
                 return;
             }
         }
     }
 }
 
-/// Record a batch: receipts in one commit, replies one by one; the status to answer each with.
-async fn handle(
-    shared: &Shared,
-    events: &Events,
-    batch: Vec<(u32, DeliverSm)>,
-) -> Vec<(u32, CommandStatus)> {
+/// Record a batch: receipts in one commit, replies one by one; the answer to each.
+async fn handle(shared: &Shared, events: &Events, batch: Vec<(u32, Delivery)>) -> Vec<Command> {
     let mut answers = Vec::with_capacity(batch.len());
     let mut receipts = Vec::new();
-    let mut receipt_sequences = Vec::new();
-    for (sequence, deliver) in batch {
-        let esm_class = u8::from(deliver.esm_class);
-        if esm_class & MESSAGE_TYPE == 0 {
-            answers.push((sequence, inbound(events, &deliver).await));
+    let mut receipt_tickets = Vec::new();
+    for (sequence, delivery) in batch {
+        metrics::delivery(delivery.carrier.name());
+        let ticket = Ticket {
+            sequence,
+            carrier: delivery.carrier,
+        };
+        if delivery.esm_class & MESSAGE_TYPE == 0 {
+            answers.push(ticket.answer(inbound(events, &delivery).await));
             continue;
         }
-        if esm_class & MESSAGE_TYPE != DELIVERY_RECEIPT {
+        if delivery.esm_class & MESSAGE_TYPE != DELIVERY_RECEIPT {
             // Intermediate notifications and SME acknowledgements change nothing here.
             metrics::receipt("interim");
-            answers.push((sequence, CommandStatus::EsmeRok));
+            answers.push(ticket.answer(CommandStatus::EsmeRok));
             continue;
         }
-        match receipt::read(&deliver) {
+        match receipt::read(&delivery) {
             Reading::Final {
                 part_id,
                 status,
@@ -86,17 +87,17 @@ async fn handle(
                     status,
                     detail,
                 });
-                receipt_sequences.push(sequence);
+                receipt_tickets.push(ticket);
             }
             Reading::Interim => {
                 metrics::receipt("interim");
-                answers.push((sequence, CommandStatus::EsmeRok));
+                answers.push(ticket.answer(CommandStatus::EsmeRok));
             }
             Reading::Unreadable(why) => {
                 metrics::receipt("unreadable");
                 tracing::warn!(why, "unreadable delivery receipt refused");
                 // A permanent refusal: sending the same bytes again would not make them readable.
-                answers.push((sequence, CommandStatus::EsmeRxRAppn));
+                answers.push(ticket.answer(CommandStatus::EsmeRxRAppn));
             }
         }
     }
@@ -108,22 +109,22 @@ async fn handle(
                 CommandStatus::EsmeRxTAppn
             }
         };
-        answers.extend(receipt_sequences.into_iter().map(|s| (s, status)));
+        answers.extend(receipt_tickets.into_iter().map(|t| t.answer(status)));
     }
     answers
 }
 
 /// Store a mobile-originated message (once all its parts are in).
-async fn inbound(events: &Events, deliver: &DeliverSm) -> CommandStatus {
-    let source = deliver.source_addr.as_str();
-    let Some(from) = handset(u8::from(deliver.source_addr_ton), source) else {
+async fn inbound(events: &Events, delivery: &Delivery) -> CommandStatus {
+    let Some(from) = delivery.source.handset() else {
         metrics::inbound("invalid_sender");
-        tracing::warn!(sender = %masked(source), "reply from no valid number answered, not stored");
+        let sender = delivery.source.masked();
+        tracing::warn!(%sender, "reply from no valid number answered, not stored");
         return CommandStatus::EsmeRok;
     };
-    let short_message = deliver.short_message().as_ref();
-    let (concat, payload) = if u8::from(deliver.esm_class) & UDHI != 0 {
-        match udh::split(short_message) {
+    let user_data = delivery.payload.as_slice();
+    let (concat, payload) = if delivery.esm_class & UDHI != 0 {
+        match udh::split(user_data) {
             Some(split) => split,
             None => {
                 tracing::warn!(sender = %from, "reply with a malformed UDH refused");
@@ -131,9 +132,9 @@ async fn inbound(events: &Events, deliver: &DeliverSm) -> CommandStatus {
             }
         }
     } else {
-        (None, short_message)
+        (None, user_data)
     };
-    let data_coding = u8::from(deliver.data_coding);
+    let data_coding = delivery.data_coding;
     let at = events.now();
     let (data_coding, bytes, joined) = match concat {
         None => (data_coding, payload.to_vec(), None),
@@ -176,11 +177,8 @@ async fn inbound(events: &Events, deliver: &DeliverSm) -> CommandStatus {
         // its parts, so that two instances completing it at once store it once.
         provider_id: joined.as_ref().map(joined_id),
         from,
-        to: our_address(
-            u8::from(deliver.dest_addr_ton),
-            deliver.destination_addr.as_str(),
-        ),
-        body: decode(data_coding, &bytes),
+        to: delivery.destination.ours(),
+        body: coding::decode(data_coding, &bytes),
         at,
     };
     match events.inbound(reply).await {
@@ -214,84 +212,4 @@ fn joined_id(joined: &JoinedParts) -> String {
         joined.first_at.timestamp_millis()
     ));
     format!("smpp-mo-{}", hex::encode(&digest[..16]))
-}
-
-/// The handset's number: TON 1 digits are international, anything else is read as dialled.
-fn handset(ton: u8, addr: &str) -> Option<PhoneNumber> {
-    let international = ton == 1 && addr.bytes().all(|b| b.is_ascii_digit());
-    let text = if international {
-        format!("+{addr}")
-    } else {
-        addr.to_string()
-    };
-    PhoneNumber::parse(&text).ok()
-}
-
-/// The sender id the reply answers, in the form messages store it (E.164 for numbers).
-fn our_address(ton: u8, addr: &str) -> String {
-    if ton == 1 && !addr.starts_with('+') {
-        format!("+{addr}")
-    } else {
-        addr.to_string()
-    }
-}
-
-/// Text of a payload by its `data_coding`.
-fn decode(data_coding: u8, bytes: &[u8]) -> String {
-    match data_coding {
-        0x08 => {
-            let units: Vec<u16> = bytes
-                .chunks_exact(2)
-                .map(|p| u16::from_be_bytes([p[0], p[1]]))
-                .collect();
-            String::from_utf16_lossy(&units)
-        }
-        // Latin-1: each byte is its own code point.
-        0x03 => bytes.iter().map(|&b| char::from(b)).collect(),
-        0x01 | 0x02 | 0x04 => String::from_utf8_lossy(bytes).into_owned(),
-        _ => segment::gsm7_decode(bytes),
-    }
-}
-
-/// An address that is not a valid number, shown with its middle hidden.
-fn masked(addr: &str) -> String {
-    let chars: Vec<char> = addr.chars().collect();
-    if chars.len() <= 4 {
-        return "*".repeat(chars.len());
-    }
-    let tail: String = chars[chars.len() - 2..].iter().collect();
-    format!("{}{}{tail}", chars[0], "*".repeat(chars.len() - 3))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn handsets_are_read_international_for_ton_1_and_as_dialled_otherwise() {
-        assert_eq!(handset(1, "819012345678").unwrap().e164(), "+819012345678");
-        assert_eq!(handset(2, "09012345678").unwrap().e164(), "+819012345678");
-        assert!(handset(5, "Tsunagi").is_none());
-        assert!(handset(1, "12").is_none());
-    }
-
-    #[test]
-    fn replies_decode_by_data_coding() {
-        assert_eq!(decode(0, &[b'H', b'i', 0x00, 0x1B, 0x65]), "Hi@€");
-        assert_eq!(decode(8, &[0x30, 0x42, 0xD8, 0x3D, 0xDE, 0x00]), "あ😀");
-        assert_eq!(decode(3, &[0xE9]), "é");
-    }
-
-    #[test]
-    fn invalid_senders_are_logged_masked() {
-        assert_eq!(masked("0312345678901"), "0**********01");
-        assert_eq!(masked("abc"), "***");
-    }
-
-    #[test]
-    fn our_numbers_read_back_as_e164() {
-        assert_eq!(our_address(1, "81312345678"), "+81312345678");
-        assert_eq!(our_address(5, "Tsunagi"), "Tsunagi");
-        assert_eq!(our_address(3, "0005123456"), "0005123456");
-    }
 }

@@ -41,3 +41,14 @@ pub(super) fn bind_failed(reason: &'static str) {
 pub(super) fn window(change: f64) {
     metrics::gauge!("tsunagi_smpp_window_in_use").increment(change);
 }
+
+/// A delivery (receipt or mobile-originated message) arrived by `pdu`: `deliver_sm` or
+/// `data_sm`.
+pub(super) fn delivery(pdu: &'static str) {
+    metrics::counter!("tsunagi_smpp_deliveries_total", "pdu" => pdu).increment(1);
+}
+
+/// An `alert_notification` arrived (taken, never answered: SMPP 3.4 defines no response).
+pub(super) fn alert_notification() {
+    metrics::counter!("tsunagi_smpp_alert_notifications_total").increment(1);
+}

@@ -7,7 +7,9 @@
 //! whether the first one got through); a message no bind could take within
 //! `send_timeout_ms` goes back to the queue without spending an attempt.
 
+mod coding;
 mod deliver;
+mod delivery;
 mod ids;
 mod metrics;
 mod receipt;

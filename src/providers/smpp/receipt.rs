@@ -1,8 +1,10 @@
-//! Delivery receipts (`deliver_sm` with esm_class 0x04): the TLVs `receipted_message_id` and
-//! `message_state` when the SMSC sends them, the `id:… stat:… err:…` text otherwise.
+//! Delivery receipts (`deliver_sm` or `data_sm` with esm_class 0x04): the TLVs
+//! `receipted_message_id` and `message_state` when the SMSC sends them, the
+//! `id:… stat:… err:…` text (in `short_message` or `message_payload`) otherwise.
 
-use rusmpp::{pdus::DeliverSm, tlvs::TlvValue, values::MessageState};
+use rusmpp::values::MessageState;
 
+use super::delivery::Delivery;
 use crate::store::ReceiptStatus;
 
 /// What one receipt says.
@@ -21,22 +23,14 @@ pub(super) enum Reading {
 }
 
 /// Read a receipt, preferring the TLVs over the text.
-pub(super) fn read(deliver: &DeliverSm) -> Reading {
-    let mut tlv_id = None;
-    let mut tlv_state = None;
-    for tlv in deliver.tlvs() {
-        match tlv.value() {
-            Some(TlvValue::ReceiptedMessageId(id)) => tlv_id = Some(id.as_str().to_string()),
-            Some(TlvValue::MessageState(state)) => tlv_state = Some(*state),
-            _ => {}
-        }
-    }
-    let text = String::from_utf8_lossy(deliver.short_message().as_ref());
+pub(super) fn read(delivery: &Delivery) -> Reading {
+    let text = String::from_utf8_lossy(&delivery.payload);
     let field = |name: &str| field(&text, name);
+    let tlv_id = delivery.receipted_message_id.clone();
     let Some(part_id) = tlv_id.or_else(|| field("id:").map(str::to_string)) else {
         return Reading::Unreadable("no receipted_message_id and no id: in the text");
     };
-    let stat = match tlv_state {
+    let stat = match delivery.message_state {
         Some(state) => state_name(state),
         None => match field("stat:") {
             Some(stat) => stat,
@@ -100,14 +94,15 @@ fn state_name(state: MessageState) -> &'static str {
 #[cfg(test)]
 mod tests {
     use rusmpp::{
+        pdus::DeliverSm,
         tlvs::MessageDeliveryRequestTlvValue,
-        types::{COctetString, OctetString},
-        values::EsmClass,
+        types::{AnyOctetString, COctetString, OctetString},
+        values::{EsmClass, MessagePayload},
     };
 
     use super::*;
 
-    fn receipt(text: &str, tlvs: Option<(&str, MessageState)>) -> DeliverSm {
+    fn receipt(text: &str, tlvs: Option<(&str, MessageState)>) -> Delivery {
         let mut d = DeliverSm::builder()
             .esm_class(EsmClass::from(0x04))
             .short_message(OctetString::from_vec(text.as_bytes().to_vec()).unwrap())
@@ -118,7 +113,7 @@ mod tests {
             ));
             d.push_tlv(MessageDeliveryRequestTlvValue::MessageState(state));
         }
-        d
+        Delivery::from(d)
     }
 
     const TEXT: &str =
@@ -134,6 +129,15 @@ mod tests {
                 detail: Some("SMSC receipt: UNDELIV err:034".into()),
             }
         );
+    }
+
+    #[test]
+    fn the_text_in_message_payload_is_read_when_short_message_is_empty() {
+        let mut d = DeliverSm::builder().esm_class(EsmClass::from(0x04)).build();
+        d.push_tlv(MessageDeliveryRequestTlvValue::MessagePayload(
+            MessagePayload::new(AnyOctetString::from_slice(TEXT.as_bytes())),
+        ));
+        assert_eq!(read(&Delivery::from(d)), read(&receipt(TEXT, None)));
     }
 
     #[test]

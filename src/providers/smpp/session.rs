@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rusmpp::{
     command::CommandParts,
-    pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSm, SubmitSm},
+    pdus::{AlertNotification, BindReceiver, BindTransceiver, BindTransmitter, SubmitSm},
     tokio_codec::CommandCodec,
     types::COctetString,
     values::{InterfaceVersion, Npi, Ton},
@@ -38,7 +38,11 @@ use tokio_util::{
 };
 use tracing::Instrument;
 
-use super::{deliver, metrics, status_text, Shared};
+use super::{
+    deliver,
+    delivery::{Address, Delivery},
+    metrics, status_text, Shared,
+};
 use crate::config::SmppConfig;
 
 /// A part on its way to a bind, with where its answer goes; dropped unanswered when the
@@ -108,7 +112,8 @@ pub(super) enum Role {
     Receiver,
 }
 
-/// `deliver_sm`s read but not yet recorded, per connection; reading pauses when it is full.
+/// Deliveries (`deliver_sm`, `data_sm`) read but not yet recorded, per connection; reading
+/// pauses when it is full.
 const DELIVER_BACKLOG: usize = 256;
 
 type Frames = FramedRead<OwnedReadHalf, CommandCodec>;
@@ -297,6 +302,34 @@ async fn connect(config: &SmppConfig, role: Role) -> Result<(Frames, OwnedWriteH
 
 fn c_string<const MAX: usize>(text: &str) -> COctetString<1, MAX> {
     COctetString::from_string(text.to_string()).unwrap_or_default()
+}
+
+/// Hand a delivery to the handler that records and answers it. Waits while the backlog is
+/// full, which stops reading: the SMSC's window then holds the rest.
+async fn deliver_to(
+    deliveries: &mpsc::Sender<(u32, Delivery)>,
+    sequence: u32,
+    delivery: Delivery,
+) -> Result<(), End> {
+    deliveries
+        .send((sequence, delivery))
+        .await
+        .map_err(|_| End::Lost("the receipt handler stopped".into()))
+}
+
+/// Note that a handset the SMSC was asked to watch (`set_dpf`) is reachable again. Nothing
+/// here asks for these, so there is nothing to resend: it is only counted and logged.
+fn alerted(alert: &AlertNotification) {
+    metrics::alert_notification();
+    let handset = Address {
+        ton: alert.source_addr_ton.into(),
+        addr: alert.source_addr.as_str().to_string(),
+    };
+    tracing::info!(
+        handset = %handset.masked(),
+        available = ?alert.ms_availability_status(),
+        "SMSC alert_notification taken (no response is defined)"
+    );
 }
 
 /// A submit sent and not yet answered.
@@ -522,7 +555,7 @@ impl Connection {
     async fn on_command(
         &mut self,
         command: Command,
-        deliveries: &mpsc::Sender<(u32, DeliverSm)>,
+        deliveries: &mpsc::Sender<(u32, Delivery)>,
     ) -> Result<(), End> {
         let (id, status, sequence) = (command.id(), command.status(), command.sequence_number());
         match (id, command.into_parts().pdu) {
@@ -543,12 +576,14 @@ impl Connection {
                 self.write(&resp).await?;
             }
             (CommandId::DeliverSm, Some(Pdu::DeliverSm(deliver))) => {
-                // Waits while the backlog is full, which stops reading: the SMSC's window
-                // then holds the rest.
-                if deliveries.send((sequence, deliver)).await.is_err() {
-                    return Err(End::Lost("the receipt handler stopped".into()));
-                }
+                deliver_to(deliveries, sequence, deliver.into()).await?
             }
+            (CommandId::DataSm, Some(Pdu::DataSm(data))) => {
+                deliver_to(deliveries, sequence, data.into()).await?
+            }
+            // SMPP 3.4 defines no alert_notification_resp: answering it, even with a
+            // generic_nack, is a protocol error some SMSCs unbind for.
+            (CommandId::AlertNotification, Some(Pdu::AlertNotification(alert))) => alerted(&alert),
             (CommandId::Unbind, _) => {
                 let resp = Command::new(CommandStatus::EsmeRok, sequence, Pdu::UnbindResp);
                 let _ = self.write(&resp).await;

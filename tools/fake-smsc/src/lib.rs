@@ -1,7 +1,9 @@
 //! A fake SMSC speaking SMPP 3.4 over TCP, controllable from a test: binds checked against one
 //! account, `submit_sm` answered and recorded, delivery receipts and mobile-originated messages
-//! sent as `deliver_sm`, and the faults a real SMSC shows (throttling, a full queue, a dropped
-//! connection, a refused password).
+//! sent as `deliver_sm` (text in `short_message` or `message_payload`) or `data_sm`,
+//! `alert_notification`s (whose answers, which SMPP 3.4 does not define, are counted), and the
+//! faults a real SMSC shows (throttling, a full queue, a dropped connection, a refused
+//! password).
 //!
 //! Outcomes by the destination's last four digits: `9990` UNDELIV, `9995` REJECTD, `9996`
 //! EXPIRED (all in the receipt), `9991` refused at submit with `ESME_RINVDSTADR`, `9992` with
@@ -11,7 +13,7 @@ mod session;
 pub mod text;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::SocketAddr,
     sync::{
         atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering},
@@ -21,11 +23,11 @@ use std::{
 };
 
 use rusmpp::{
-    pdus::DeliverSm,
-    tlvs::MessageDeliveryRequestTlvValue,
-    types::{COctetString, OctetString},
-    values::{EsmClass, MessageState, Npi, Ton},
-    Command, CommandStatus,
+    pdus::{AlertNotification, DataSm, DeliverSm},
+    tlvs::{Tlv, TlvValue},
+    types::{AnyOctetString, COctetString, OctetString},
+    values::{EsmClass, MessagePayload, MessageState, Npi, Ton},
+    Command, CommandStatus, Pdu,
 };
 use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -44,6 +46,10 @@ pub enum Receipts {
     /// Only the text, its `id:` in decimal while `submit_sm_resp` gave the id in hex, as some
     /// SMSCs do.
     DecimalText,
+    /// Only the text, in the `message_payload` TLV with `short_message` empty.
+    Payload,
+    /// A `data_sm`: the text in `message_payload`, and the TLVs.
+    DataSm,
 }
 
 impl Receipts {
@@ -58,6 +64,8 @@ impl Receipts {
             Self::Both,
             Self::None,
             Self::DecimalText,
+            Self::Payload,
+            Self::DataSm,
         ][code as usize]
     }
 }
@@ -72,11 +80,24 @@ impl std::str::FromStr for Receipts {
             "both" => Ok(Self::Both),
             "none" => Ok(Self::None),
             "decimal-text" => Ok(Self::DecimalText),
+            "payload" => Ok(Self::Payload),
+            "data-sm" => Ok(Self::DataSm),
             other => Err(format!(
-                "unknown receipt mode {other:?}: tlv, text, both, none or decimal-text"
+                "unknown receipt mode {other:?}: tlv, text, both, none, decimal-text, payload or data-sm"
             )),
         }
     }
+}
+
+/// How a receipt or mobile-originated message carries its user data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Carriage {
+    /// A `deliver_sm`, in `short_message`.
+    ShortMessage,
+    /// A `deliver_sm` with an empty `short_message`, in the `message_payload` TLV.
+    Payload,
+    /// A `data_sm`, in `message_payload` (it has no `short_message`).
+    DataSm,
 }
 
 /// How the fake starts.
@@ -164,6 +185,10 @@ struct Counters {
     enquire_links: AtomicU64,
     deliver_sm_resps: AtomicU64,
     deliver_sm_refusals: AtomicU64,
+    data_sm_resps: AtomicU64,
+    data_sm_refusals: AtomicU64,
+    /// Any response (a generic_nack included) to an `alert_notification`, which has none.
+    alert_answers: AtomicU64,
 }
 
 /// A connection the fake may send `deliver_sm` on.
@@ -203,15 +228,17 @@ struct Shared {
     next_sequence: AtomicU32,
     next_session: AtomicU64,
     sessions: Mutex<HashMap<u64, Receiver>>,
+    /// Sequence numbers of the `alert_notification`s sent, to tell an answer to one.
+    alerts: Mutex<HashSet<u32>>,
     receipts_tx: mpsc::UnboundedSender<Pending>,
     stop: CancellationToken,
 }
 
-/// A `deliver_sm` waiting for its time, preferably on the session the submit came on.
+/// A receipt waiting for its time, preferably on the session the submit came on.
 struct Pending {
     due: Instant,
     session: u64,
-    deliver: DeliverSm,
+    deliver: Pdu,
 }
 
 /// A running fake SMSC; dropping it closes the listener and every connection.
@@ -240,6 +267,7 @@ impl FakeSmsc {
             next_sequence: AtomicU32::new(1),
             next_session: AtomicU64::new(1),
             sessions: Mutex::default(),
+            alerts: Mutex::default(),
             receipts_tx,
             stop: CancellationToken::new(),
         });
@@ -424,6 +452,24 @@ impl FakeSmsc {
             .load(Ordering::Relaxed)
     }
 
+    /// `data_sm_resp`s received.
+    pub fn data_sm_resp_count(&self) -> u64 {
+        self.shared.counters.data_sm_resps.load(Ordering::Relaxed)
+    }
+
+    /// `data_sm_resp`s with a status other than `ESME_ROK`.
+    pub fn data_sm_refusal_count(&self) -> u64 {
+        self.shared
+            .counters
+            .data_sm_refusals
+            .load(Ordering::Relaxed)
+    }
+
+    /// Responses received to `alert_notification`s (SMPP 3.4 defines none, so any is wrong).
+    pub fn alert_answer_count(&self) -> u64 {
+        self.shared.counters.alert_answers.load(Ordering::Relaxed)
+    }
+
     /// Send one mobile-originated `deliver_sm` exactly as given (`short_message` with any UDH
     /// already in it), such as a part with a broken header; `false` if no bind can receive it.
     pub fn inject_mo_raw(
@@ -434,8 +480,42 @@ impl FakeSmsc {
         data_coding: u8,
         short_message: Vec<u8>,
     ) -> bool {
-        let deliver = deliver_sm(from, to, esm_class, data_coding, short_message);
-        self.shared.send_deliver(0, deliver)
+        let carriage = Carriage::ShortMessage;
+        self.inject_mo_raw_as(carriage, from, to, esm_class, data_coding, short_message)
+    }
+
+    /// `inject_mo_raw`, its user data carried as `carriage` says.
+    pub fn inject_mo_raw_as(
+        &self,
+        carriage: Carriage,
+        from: &str,
+        to: &str,
+        esm_class: u8,
+        data_coding: u8,
+        user_data: Vec<u8>,
+    ) -> bool {
+        let codes = (esm_class, data_coding);
+        let pdu = delivery(carriage, (from, to), codes, user_data, Vec::new());
+        self.shared.send_deliver(0, pdu)
+    }
+
+    /// Tell the ESME that the handset `from` is reachable again (`alert_notification`, as after
+    /// a `set_dpf`), on a connection that can receive; `false` if there is none.
+    pub fn send_alert_notification(&self, from: &str, esme_addr: &str) -> bool {
+        let (ton, npi, source) = address(from);
+        let (esme_ton, esme_npi, esme) = address(esme_addr);
+        let alert = AlertNotification::new(
+            ton,
+            npi,
+            widen(source),
+            esme_ton,
+            esme_npi,
+            widen(esme),
+            None,
+        );
+        let sequence = self.shared.sequence();
+        self.shared.alerts.lock().unwrap().insert(sequence);
+        self.shared.send_on(0, sequence, alert.into())
     }
 
     /// Connections bound now.
@@ -489,7 +569,14 @@ impl FakeSmsc {
         let udh = payloads.len() > 1;
         let receiving = self.shared.receiving_sessions();
         payloads.into_iter().enumerate().all(|(i, payload)| {
-            let deliver = deliver_sm(from, to, if udh { 0x40 } else { 0 }, coding, payload);
+            let codes = (if udh { 0x40 } else { 0 }, coding);
+            let deliver = delivery(
+                Carriage::ShortMessage,
+                (from, to),
+                codes,
+                payload,
+                Vec::new(),
+            );
             let session = match spread {
                 true if !receiving.is_empty() => receiving[i % receiving.len()],
                 _ => 0,
@@ -545,7 +632,12 @@ impl Shared {
         ids
     }
 
-    fn send_deliver(&self, preferred: u64, deliver: DeliverSm) -> bool {
+    fn send_deliver(&self, preferred: u64, deliver: Pdu) -> bool {
+        self.send_on(preferred, self.sequence(), deliver)
+    }
+
+    /// Send `pdu` as `sequence` on `preferred` if it can receive, else on any that can.
+    fn send_on(&self, preferred: u64, sequence: u32, pdu: Pdu) -> bool {
         let sessions = self.sessions.lock().unwrap();
         let target = sessions
             .get(&preferred)
@@ -553,12 +645,8 @@ impl Shared {
             .or_else(|| sessions.values().find(|r| r.can_receive));
         match target {
             Some(r) => {
-                r.tx.send(Command::new(
-                    CommandStatus::EsmeRok,
-                    self.sequence(),
-                    deliver,
-                ))
-                .is_ok()
+                r.tx.send(Command::new(CommandStatus::EsmeRok, sequence, pdu))
+                    .is_ok()
             }
             None => false,
         }
@@ -591,13 +679,25 @@ impl Shared {
             )
             .into_bytes()
         };
-        let mut deliver = deliver_sm(&submit.destination_addr, &submit.source_addr, 0x04, 0, body);
-        if !matches!(mode, Receipts::Text | Receipts::DecimalText) {
-            deliver.push_tlv(MessageDeliveryRequestTlvValue::ReceiptedMessageId(
-                COctetString::from_string(submit.message_id.clone()).expect("short id"),
-            ));
-            deliver.push_tlv(MessageDeliveryRequestTlvValue::MessageState(state));
-        }
+        let tlvs = match mode {
+            Receipts::Text | Receipts::DecimalText | Receipts::Payload => Vec::new(),
+            _ => vec![
+                TlvValue::ReceiptedMessageId(
+                    COctetString::from_string(submit.message_id.clone()).expect("short id"),
+                ),
+                TlvValue::MessageState(state),
+            ],
+        };
+        let carriage = match mode {
+            Receipts::Payload => Carriage::Payload,
+            Receipts::DataSm => Carriage::DataSm,
+            _ => Carriage::ShortMessage,
+        };
+        let addresses = (
+            submit.destination_addr.as_str(),
+            submit.source_addr.as_str(),
+        );
+        let deliver = delivery(carriage, addresses, (0x04, 0), body, tlvs);
         let delay = Duration::from_millis(self.receipt_delay_ms.load(Ordering::Relaxed));
         let _ = self.receipts_tx.send(Pending {
             due: Instant::now() + delay,
@@ -611,26 +711,61 @@ fn last4(addr: &str) -> &str {
     &addr[addr.len().saturating_sub(4)..]
 }
 
-/// A `deliver_sm` from `from` to `to`; international-looking digits get TON 1 / NPI 1.
-fn deliver_sm(from: &str, to: &str, esm_class: u8, data_coding: u8, payload: Vec<u8>) -> DeliverSm {
-    let addr = |a: &str| {
-        let digits = a.bytes().all(|b| b.is_ascii_digit());
-        let (ton, npi) = if digits && !a.starts_with('0') {
-            (Ton::International, Npi::Isdn)
-        } else if digits {
-            (Ton::National, Npi::Isdn)
-        } else {
-            (Ton::Alphanumeric, Npi::Unknown)
-        };
-        (
-            ton,
-            npi,
-            COctetString::from_string(a.to_string()).unwrap_or_else(|_| COctetString::empty()),
-        )
+/// An address's TON, NPI and digits: international-looking digits get TON 1 / NPI 1.
+fn address(a: &str) -> (Ton, Npi, COctetString<1, 21>) {
+    let digits = a.bytes().all(|b| b.is_ascii_digit());
+    let (ton, npi) = if digits && !a.starts_with('0') {
+        (Ton::International, Npi::Isdn)
+    } else if digits {
+        (Ton::National, Npi::Isdn)
+    } else {
+        (Ton::Alphanumeric, Npi::Unknown)
     };
-    let (source_ton, source_npi, source) = addr(from);
-    let (dest_ton, dest_npi, dest) = addr(to);
-    DeliverSm::builder()
+    let text = COctetString::from_string(a.to_string()).unwrap_or_else(|_| COctetString::empty());
+    (ton, npi, text)
+}
+
+/// An address in `alert_notification`'s wider field.
+fn widen(addr: COctetString<1, 21>) -> COctetString<1, 65> {
+    COctetString::from_string(addr.as_str().to_string()).unwrap_or_else(|_| COctetString::empty())
+}
+
+/// A receipt or mobile-originated message from `from` to `to` with `(esm_class, data_coding)`,
+/// its `user_data` carried as `carriage` says, with `tlvs` besides.
+fn delivery(
+    carriage: Carriage,
+    (from, to): (&str, &str),
+    (esm_class, data_coding): (u8, u8),
+    user_data: Vec<u8>,
+    mut tlvs: Vec<TlvValue>,
+) -> Pdu {
+    let (source_ton, source_npi, source) = address(from);
+    let (dest_ton, dest_npi, dest) = address(to);
+    let (short_message, in_payload) = match carriage {
+        Carriage::ShortMessage => (user_data, None),
+        _ => (Vec::new(), Some(user_data)),
+    };
+    if let Some(bytes) = in_payload {
+        let payload = MessagePayload::new(AnyOctetString::from_vec(bytes));
+        tlvs.insert(0, TlvValue::MessagePayload(payload));
+    }
+    let tlvs: Vec<Tlv> = tlvs.into_iter().map(Tlv::from).collect();
+    if carriage == Carriage::DataSm {
+        // DataSm's own TLV setter takes only submission TLVs; an SMSC's data_sm carries
+        // delivery ones (receipted_message_id, message_state) too.
+        let mut parts = DataSm::default().into_parts();
+        parts.source_addr_ton = source_ton;
+        parts.source_addr_npi = source_npi;
+        parts.source_addr = source;
+        parts.dest_addr_ton = dest_ton;
+        parts.dest_addr_npi = dest_npi;
+        parts.destination_addr = dest;
+        parts.esm_class = EsmClass::from(esm_class);
+        parts.data_coding = data_coding.into();
+        parts.tlvs = tlvs;
+        return DataSm::from_parts(parts).into();
+    }
+    let deliver = DeliverSm::builder()
         .source_addr_ton(source_ton)
         .source_addr_npi(source_npi)
         .source_addr(source)
@@ -639,8 +774,11 @@ fn deliver_sm(from: &str, to: &str, esm_class: u8, data_coding: u8, payload: Vec
         .destination_addr(dest)
         .esm_class(EsmClass::from(esm_class))
         .data_coding(data_coding.into())
-        .short_message(OctetString::from_vec(payload).expect("a payload of at most 255 bytes"))
-        .build()
+        .short_message(OctetString::from_vec(short_message).expect("at most 255 bytes"))
+        .build();
+    let mut parts = deliver.into_parts();
+    parts.tlvs = tlvs;
+    DeliverSm::from_parts(parts).into()
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {

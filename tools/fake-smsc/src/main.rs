@@ -17,7 +17,7 @@ struct Args {
     /// The account's password.
     #[arg(long)]
     password: String,
-    /// What delivery receipts carry: tlv, text, both or none.
+    /// What delivery receipts carry: tlv, text, both, none, decimal-text, payload or data-sm.
     #[arg(long, default_value = "tlv")]
     receipts: Receipts,
     /// Milliseconds between a submit and its receipt.

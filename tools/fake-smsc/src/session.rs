@@ -142,12 +142,16 @@ impl Session {
         });
     }
 
-    /// Count a `deliver_sm_resp`, and apart those that refuse the `deliver_sm`.
-    fn count_deliver_sm_resp(&self, status: CommandStatus) {
+    /// Count a `deliver_sm_resp` or `data_sm_resp`, and apart those that refuse.
+    fn count_resp(&self, id: CommandId, status: CommandStatus) {
         let counters = &self.shared.counters;
-        counters.deliver_sm_resps.fetch_add(1, Ordering::Relaxed);
+        let (resps, refusals) = match id {
+            CommandId::DataSmResp => (&counters.data_sm_resps, &counters.data_sm_refusals),
+            _ => (&counters.deliver_sm_resps, &counters.deliver_sm_refusals),
+        };
+        resps.fetch_add(1, Ordering::Relaxed);
         if status != CommandStatus::EsmeRok {
-            counters.deliver_sm_refusals.fetch_add(1, Ordering::Relaxed);
+            refusals.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -155,6 +159,15 @@ impl Session {
     fn handle(&mut self, command: Command) -> Option<End> {
         let sequence = command.sequence_number();
         let id = command.id();
+        let response = u32::from(id) & 0x8000_0000 != 0;
+        if response && self.shared.alerts.lock().unwrap().contains(&sequence) {
+            // alert_notification has no response in SMPP 3.4: whatever answers one is wrong.
+            self.shared
+                .counters
+                .alert_answers
+                .fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
         match command.pdu() {
             Some(Pdu::BindTransmitter(b)) => {
                 let ok = self.bind(&b.system_id, &b.password, Bound::Transmitter);
@@ -193,10 +206,14 @@ impl Session {
                 ));
                 return Some(End::Clean);
             }
-            Some(Pdu::DeliverSmResp(_)) => self.count_deliver_sm_resp(command.status()),
+            Some(Pdu::DeliverSmResp(_) | Pdu::DataSmResp(_)) => {
+                self.count_resp(id, command.status())
+            }
             // Answers to our own enquire_link or unbind, and generic_nack: nothing to do.
             Some(Pdu::EnquireLinkResp | Pdu::UnbindResp | Pdu::GenericNack) => {}
-            _ if id == CommandId::DeliverSmResp => self.count_deliver_sm_resp(command.status()),
+            _ if matches!(id, CommandId::DeliverSmResp | CommandId::DataSmResp) => {
+                self.count_resp(id, command.status())
+            }
             _ => self.reply(bare(
                 CommandId::GenericNack,
                 CommandStatus::EsmeRinvcmdid,
