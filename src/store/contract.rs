@@ -1357,7 +1357,7 @@ pub async fn a_reply_held_for_review_is_open_until_settled_once(store: Arc<dyn S
         .reviews(query(None, 1, Some(all[0].id)))
         .await
         .unwrap();
-    assert_eq!(next, [first.clone()]);
+    assert_eq!(next, std::slice::from_ref(&first));
     assert!(store
         .opt_outs(Some(&number(5678)), 10)
         .await
