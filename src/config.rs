@@ -30,7 +30,10 @@ pub use self::{
     twilio::TwilioConfig,
 };
 use crate::{
-    domain::phone::{NumberKind, NumberPolicy, PhoneError, SenderId, SENDER_FORMS},
+    domain::{
+        consent::Keywords,
+        phone::{NumberKind, NumberPolicy, PhoneError, SenderId, SENDER_FORMS},
+    },
     otp,
 };
 
@@ -78,7 +81,7 @@ pub struct Config {
 /// `[opt_outs]`: an opted-out number gets no message from that sender, except those exempted
 /// here (off by default: the Act on Specified Electronic Mail exempts only what the sender
 /// decides is not advertising).
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(default)]
 pub struct OptOutsConfig {
     /// Messages sent with `transactional: true` (or from a CRM mapping marked transactional)
@@ -86,6 +89,29 @@ pub struct OptOutsConfig {
     pub exempt_transactional: bool,
     /// One-time passwords still reach opted-out numbers.
     pub exempt_otp: bool,
+    /// A reply of just CANCEL or 解除 opts out (as Twilio's list has it). Set false where
+    /// messages ask people to reply with them to cancel a booking: they are then plain replies
+    /// that reach the CRM.
+    pub ambiguous_words_opt_out: bool,
+}
+
+impl Default for OptOutsConfig {
+    fn default() -> Self {
+        Self {
+            exempt_transactional: false,
+            exempt_otp: false,
+            ambiguous_words_opt_out: true,
+        }
+    }
+}
+
+impl OptOutsConfig {
+    /// The rules replies are read by.
+    pub fn keywords(&self) -> Keywords {
+        Keywords {
+            ambiguous_opt_out: self.ambiguous_words_opt_out,
+        }
+    }
 }
 
 /// `[providers]`: one section per real provider; the one `delivery.provider` names is required.
@@ -1115,6 +1141,17 @@ mod tests {
         assert_eq!(c.database_url, "sqlite://tsunagi.db");
         assert_eq!(c.delivery.provider, Provider::Sandbox);
         assert_eq!(c.delivery.max_characters, 660);
+    }
+
+    #[test]
+    fn cancel_and_kaijo_opt_out_unless_the_config_gives_them_another_meaning() {
+        use crate::domain::consent::{Consent, Reading};
+        let default = Config::parse("", no_env).unwrap().opt_outs.keywords();
+        assert_eq!(default.read("CANCEL"), Reading::Keyword(Consent::OptOut));
+        let text = "[opt_outs]\nambiguous_words_opt_out = false";
+        let booking = Config::parse(text, no_env).unwrap().opt_outs.keywords();
+        assert_eq!(booking.read("解除"), Reading::Plain);
+        assert_eq!(booking.read("CANCEL"), Reading::Plain);
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub struct ScrapeGauges {
     pub otp_conversion: Option<f64>,
     /// Number ranges the pumping breaker has paused.
     pub otp_blocked_prefixes: Option<i64>,
+    /// Replies held for review and not yet settled.
+    pub opt_out_reviews_open: Option<i64>,
 }
 
 /// The Prometheus text with `gauges` set.
@@ -75,6 +77,9 @@ pub fn render(gauges: ScrapeGauges) -> String {
     }
     if let Some(blocked) = gauges.otp_blocked_prefixes {
         metrics::gauge!("tsunagi_otp_blocked_prefixes").set(blocked as f64);
+    }
+    if let Some(open) = gauges.opt_out_reviews_open {
+        metrics::gauge!("tsunagi_opt_out_reviews_open").set(open as f64);
     }
     metrics_handle().render()
 }

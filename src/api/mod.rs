@@ -88,6 +88,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/numbers/{list}", get(numbers::list).post(numbers::add))
         .route("/v1/opt-outs", get(opt_outs::list).post(opt_outs::add))
         .route("/v1/opt-outs/{number}", delete(opt_outs::remove))
+        .route("/v1/opt-outs/review", get(opt_outs::reviews))
+        .route("/v1/opt-outs/review/{id}", post(opt_outs::settle))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/reports/delivery", get(reports::delivery))
         .route("/v1/writebacks", get(writebacks::list))

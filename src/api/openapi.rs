@@ -34,6 +34,8 @@ use crate::inbound::{kintone, salesforce, twilio};
         opt_outs::list,
         opt_outs::add,
         opt_outs::remove,
+        opt_outs::reviews,
+        opt_outs::settle,
         usage::usage,
         reports::delivery,
         links::redirect,

@@ -56,6 +56,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         queue_depth: state.store.queue_depth().await.ok(),
         otp_conversion: conversion,
         otp_blocked_prefixes: state.store.otp_blocked_prefixes(now).await.ok(),
+        opt_out_reviews_open: state.store.open_reviews().await.ok(),
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -1,5 +1,6 @@
 //! `/v1/opt-outs`: the numbers that asked a sender to stop (by a STOP or 停止 reply, or added
-//! here), listed, added and removed.
+//! here), listed, added and removed; and `/v1/opt-outs/review`: replies that asked to stop inside
+//! a sentence, held until a person opts the number out or dismisses them.
 
 use axum::{
     extract::{Path, Query, State},
@@ -10,11 +11,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{body::JsonBody, messages::invalid, problem::ApiError, problem::Problem, AppState};
+use super::{
+    body::JsonBody,
+    messages::invalid,
+    problem::{quoted, ApiError, ErrorCode, Problem},
+    AppState,
+};
 use crate::{
     domain::phone::SenderId,
     messaging::phone_number,
-    store::{OptOut, OptOutVia, EVERY_SENDER},
+    store::{OptOut, OptOutVia, Review, ReviewQuery, SettleOutcome, Settlement, EVERY_SENDER},
 };
 
 /// A number to opt out.
@@ -195,5 +201,208 @@ pub async fn remove(
         Err(ApiError::not_found(format!(
             "the number has no opt-out from {sender}"
         )))
+    }
+}
+
+/// A reply that asked to stop inside a sentence (「停止してください」), held for a person to
+/// settle: opt the number out of the sender it answered, or dismiss it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReviewView {
+    /// Pass to `POST /v1/opt-outs/review/{id}`.
+    pub id: i64,
+    /// The number that replied, masked.
+    pub to: String,
+    /// The sender it answered: the one an opt-out would refuse.
+    pub from: String,
+    /// What it said.
+    pub body: String,
+    /// The message it answered.
+    pub message_id: Option<String>,
+    /// When it arrived.
+    pub at: DateTime<Utc>,
+    /// `open`, `opted_out` or `dismissed`.
+    pub status: String,
+    /// When it was settled.
+    pub settled_at: Option<DateTime<Utc>>,
+}
+
+/// Held replies, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReviewPage {
+    /// Newest first.
+    pub data: Vec<ReviewView>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Which held replies.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReviewParams {
+    /// `open` or `settled`; both when absent.
+    #[param(value_type = Option<String>, pattern = "^(open|settled)$")]
+    pub status: Option<String>,
+    /// Page size, 1–100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[1-9][0-9]{0,18}$")]
+    pub cursor: Option<String>,
+}
+
+/// What to do with a held reply.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettleReview {
+    /// `opt_out`: the reply asked to stop, so the number is opted out of the sender it
+    /// answered (and the CRM told, as for a STOP reply); `dismiss`: it did not.
+    pub action: ReviewAction,
+}
+
+/// `opt_out` or `dismiss`.
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewAction {
+    /// Opt the number out of the sender.
+    OptOut,
+    /// Change nothing.
+    Dismiss,
+}
+
+impl From<ReviewAction> for Settlement {
+    fn from(action: ReviewAction) -> Self {
+        match action {
+            ReviewAction::OptOut => Settlement::OptOut,
+            ReviewAction::Dismiss => Settlement::Dismiss,
+        }
+    }
+}
+
+fn review_view(r: Review) -> ReviewView {
+    let (status, settled_at) = match r.settled {
+        None => ("open", None),
+        Some((at, Settlement::OptOut)) => ("opted_out", Some(at)),
+        Some((at, Settlement::Dismiss)) => ("dismissed", Some(at)),
+    };
+    ReviewView {
+        id: r.id,
+        to: r.number.masked(),
+        from: r.sender,
+        body: r.body,
+        message_id: r.message_id.map(|id| id.to_string()),
+        at: r.at,
+        status: status.into(),
+        settled_at,
+    }
+}
+
+/// Replies held for review, newest first.
+#[utoipa::path(
+    get, path = "/v1/opt-outs/review", operation_id = "listOptOutReviews", tag = "numbers",
+    params(ReviewParams),
+    responses(
+        (status = 200, body = ReviewPage),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid_request: a bad `status`, `limit` or `cursor`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn reviews(
+    State(state): State<AppState>,
+    query: Result<Query<ReviewParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ReviewPage>, ApiError> {
+    let Query(params) = query.map_err(|e| invalid("(query)", e.body_text()))?;
+    let open = match params.status.as_deref() {
+        None => None,
+        Some("open") => Some(true),
+        Some("settled") => Some(false),
+        Some(_) => return Err(invalid("status", "`status` must be open or settled")),
+    };
+    let limit = match params.limit {
+        None => 20,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=100).contains(l))
+            .ok_or_else(|| invalid("limit", "`limit` must be a number from 1 to 100"))?,
+    };
+    let before = params
+        .cursor
+        .map(|c| {
+            c.parse::<i64>().ok().filter(|c| *c > 0).ok_or_else(|| {
+                invalid(
+                    "cursor",
+                    "`cursor` must be a `next_cursor` from a previous page",
+                )
+            })
+        })
+        .transpose()?;
+    let held = state
+        .store
+        .reviews(ReviewQuery {
+            open,
+            limit,
+            before,
+        })
+        .await?;
+    let next_cursor = (held.len() == limit as usize)
+        .then(|| held.last().map(|r| r.id.to_string()))
+        .flatten();
+    Ok(Json(ReviewPage {
+        data: held.into_iter().map(review_view).collect(),
+        next_cursor,
+    }))
+}
+
+/// Settle a held reply: opt its number out of the sender it answered, or dismiss it. Settling
+/// again the same way answers as the first time.
+#[utoipa::path(
+    post, path = "/v1/opt-outs/review/{id}", operation_id = "settleOptOutReview", tag = "numbers",
+    params(("id" = i64, Path, minimum = 1, description = "The held reply's `id`")),
+    request_body = SettleReview,
+    responses(
+        (status = 200, body = ReviewView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not_found: no held reply has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflict: it was settled the other way before", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid_request: `action` is not opt_out or dismiss", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn settle(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody { value: req, .. }: JsonBody<SettleReview>,
+) -> Result<Json<ReviewView>, ApiError> {
+    let not_found = || ApiError::not_found(format!("no held reply has id {}", quoted(&id)));
+    let review_id = id.parse::<i64>().map_err(|_| not_found())?;
+    let settlement = Settlement::from(req.action);
+    let now = state.admission.clock.now();
+    match state
+        .store
+        .settle_review(review_id, settlement, now)
+        .await?
+    {
+        SettleOutcome::Settled(review) => {
+            tracing::info!(
+                review = review.id,
+                from = %review.number,
+                settlement = settlement.as_str(),
+                "held reply settled"
+            );
+            Ok(Json(review_view(review)))
+        }
+        SettleOutcome::AlreadySettled(review)
+            if review.settled.is_some_and(|(_, s)| s == settlement) =>
+        {
+            Ok(Json(review_view(review)))
+        }
+        SettleOutcome::AlreadySettled(_) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            "the held reply was settled the other way before; nothing was changed",
+        )),
+        SettleOutcome::NotFound => Err(not_found()),
     }
 }

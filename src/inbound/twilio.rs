@@ -27,7 +27,10 @@ use crate::{
     },
     capture::{capture, Payload},
     config::TwilioConfig,
-    domain::phone::PhoneNumber,
+    domain::{
+        consent::{Consent, Reading},
+        phone::PhoneNumber,
+    },
     store::{NewReply, Receipt, ReceiptStatus, StoreError},
 };
 
@@ -126,6 +129,22 @@ pub struct TwilioInboundSms {
     /// Twilio's sid for it.
     #[serde(rename = "MessageSid")]
     pub message_sid: String,
+    /// With Advanced Opt-Out on the Messaging Service: `STOP`, `START` or `HELP` when the whole
+    /// body is one of the keywords configured there.
+    #[serde(rename = "OptOutType", default)]
+    pub opt_out_type: Option<String>,
+}
+
+/// How a reply reads when Twilio classified it: STOP opts out and START back in whatever the
+/// words (Twilio has already blocked or unblocked the number on its side); HELP changes
+/// nothing. Anything else (or nothing) leaves the reading to tsunagi's keywords.
+fn twilio_reading(opt_out_type: Option<&str>) -> Option<Reading> {
+    match opt_out_type?.trim().to_ascii_uppercase().as_str() {
+        "STOP" => Some(Reading::Keyword(Consent::OptOut)),
+        "START" => Some(Reading::Keyword(Consent::OptIn)),
+        "HELP" => Some(Reading::Plain),
+        _ => None,
+    }
 }
 
 /// `X-Twilio-Signature` for a request to `url` with form `params`.
@@ -332,11 +351,11 @@ pub async fn sms(
         // Twilio posts a webhook again when our answer was late: its sid makes that one reply.
         provider_id: Some(form.message_sid.clone()),
     };
-    let stored = state
-        .events
-        .inbound(reply)
-        .await
-        .map_err(CallbackError::from)?;
+    let stored = match twilio_reading(form.opt_out_type.as_deref()) {
+        Some(reading) => state.events.inbound_read(reply, reading).await,
+        None => state.events.inbound(reply).await,
+    }
+    .map_err(CallbackError::from)?;
     tracing::info!(
         sid,
         from = %stored.from,
@@ -373,6 +392,21 @@ mod tests {
         list.iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn twilios_opt_out_type_decides_the_reading_and_help_changes_nothing() {
+        assert_eq!(
+            twilio_reading(Some("STOP")),
+            Some(Reading::Keyword(Consent::OptOut))
+        );
+        assert_eq!(
+            twilio_reading(Some("start")),
+            Some(Reading::Keyword(Consent::OptIn))
+        );
+        assert_eq!(twilio_reading(Some("HELP")), Some(Reading::Plain));
+        assert_eq!(twilio_reading(Some("SOMETHING_NEW")), None);
+        assert_eq!(twilio_reading(None), None);
     }
 
     /// The worked example of Twilio's "Secure webhooks" guide, parameters out of order.

@@ -15,7 +15,11 @@ use tokio_util::sync::CancellationToken;
 use super::parts;
 use crate::{
     clock::Clock,
-    domain::{consent::Consent, ids::MessageId, phone::SenderId},
+    domain::{
+        consent::{Consent, Keywords, Reading},
+        ids::MessageId,
+        phone::SenderId,
+    },
     store::{
         InboundPart, JoinedParts, KeptReceipt, NewReply, PartOutcome, PartReceipt, PartsKey,
         Receipt, ReceiptOutcome, ReplyRecord, Store, StoreResult, Unmatched,
@@ -39,12 +43,22 @@ const RETRY_BATCH: u32 = 256;
 pub struct Events {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    keywords: Keywords,
 }
 
 impl Events {
     /// Events recorded in `store`, dated by `clock`.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            keywords: Keywords::default(),
+        }
+    }
+
+    /// The same, reading replies by `keywords`.
+    pub fn with_keywords(self, keywords: Keywords) -> Self {
+        Self { keywords, ..self }
     }
 
     /// Apply delivery receipts in one commit; one for no known message is kept and tried again.
@@ -84,19 +98,42 @@ impl Events {
 
     /// Record a message a handset sent, linked to the latest message of its conversation; an
     /// opt-out or opt-in keyword (STOP, 停止, START…) changes the number's consent for the
-    /// sender it answered in the same commit.
-    pub async fn inbound(&self, mut reply: NewReply) -> StoreResult<ReplyRecord> {
+    /// sender it answered in the same commit, and a request to stop inside a sentence is held
+    /// for review.
+    pub async fn inbound(&self, reply: NewReply) -> StoreResult<ReplyRecord> {
+        let reading = self.keywords.read(&reply.body);
+        self.inbound_read(reply, reading).await
+    }
+
+    /// Record a reply as `inbound` does, read as its provider says (Twilio's `OptOutType`
+    /// matches the keywords configured on its side, which tsunagi's list may not know).
+    pub async fn inbound_read(
+        &self,
+        mut reply: NewReply,
+        reading: Reading,
+    ) -> StoreResult<ReplyRecord> {
         reply.to = canonical_sender(&reply.to);
-        let consent = Consent::of_reply(&reply.body);
-        let record = self.store.record_reply(reply, consent).await?;
-        metrics::counter!("tsunagi_replies_total", "consent" => match consent {
-            Some(Consent::OptOut) => "opt_out",
-            Some(Consent::OptIn) => "opt_in",
-            None => "none",
-        })
-        .increment(1);
-        if let Some(consent) = consent {
-            tracing::info!(from = %record.from, ?consent, "consent changed by reply");
+        let record = match reading {
+            Reading::Keyword(consent) => self.store.record_reply(reply, Some(consent)).await?,
+            Reading::Plain => self.store.record_reply(reply, None).await?,
+            Reading::Review => self.store.hold_reply(reply).await?,
+        };
+        let label = match reading {
+            Reading::Keyword(Consent::OptOut) => "opt_out",
+            Reading::Keyword(Consent::OptIn) => "opt_in",
+            Reading::Review => "review",
+            Reading::Plain => "none",
+        };
+        metrics::counter!("tsunagi_replies_total", "consent" => label).increment(1);
+        match reading {
+            Reading::Keyword(consent) => {
+                tracing::info!(from = %record.from, ?consent, "consent changed by reply")
+            }
+            Reading::Review => {
+                metrics::counter!("tsunagi_replies_held_for_review_total").increment(1);
+                tracing::info!(from = %record.from, "a reply asking to stop held for review");
+            }
+            Reading::Plain => {}
         }
         Ok(record)
     }

@@ -50,6 +50,7 @@ macro_rules! contract_tests {
             a_stop_reply_opts_the_number_out_of_its_sender_until_it_opts_back_in,
             a_reply_delivered_twice_under_one_provider_id_is_stored_once,
             an_opt_out_for_every_sender_refuses_them_all_and_lists_newest_first,
+            a_reply_held_for_review_is_open_until_settled_once,
             a_leased_job_is_not_claimed_again_while_its_worker_renews,
             an_expired_lease_is_claimed_by_another_worker,
             a_send_in_doubt_is_claimed_again_with_its_route_and_progress,
@@ -1341,6 +1342,129 @@ pub async fn a_reply_delivered_twice_under_one_provider_id_is_stored_once(store:
         .filter(|k| *k != OutboxKind::Status)
         .collect();
     assert_eq!(kinds, [OutboxKind::Reply, OutboxKind::Consent]);
+}
+
+/// A reply held for review is stored (and written back) as a reply with its review in one
+/// commit, once per provider id, and opts nothing out; opting it out opts the number out of
+/// the sender it answered and tells the CRM; a review is settled once; lists page newest first.
+pub async fn a_reply_held_for_review_is_open_until_settled_once(store: Arc<dyn Store>) {
+    let at = now();
+    let m = message_at(crm(), number(5678), at);
+    accept(store.as_ref(), &m).await;
+    let reply = |n: u32, body: &str, sid: &str| NewReply {
+        from: number(n),
+        to: "TSUNAGI".into(),
+        body: body.into(),
+        at,
+        provider_id: Some(sid.into()),
+    };
+    let held = store
+        .hold_reply(reply(5678, "停止してください", "SM1"))
+        .await
+        .unwrap();
+    assert_eq!(held.message_id, Some(m.id.clone()));
+    store
+        .hold_reply(reply(5678, "停止してください", "SM1"))
+        .await
+        .unwrap();
+    store
+        .hold_reply(reply(1111, "please stop", "SM2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.open_reviews().await.unwrap(),
+        2,
+        "the redelivery is one"
+    );
+    let query = |open, limit, before| ReviewQuery {
+        open,
+        limit,
+        before,
+    };
+    let all = store.reviews(query(None, 10, None)).await.unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[0].number, number(1111), "newest first");
+    let first = all[1].clone();
+    assert_eq!(
+        first,
+        Review {
+            id: first.id,
+            number: number(5678),
+            sender: "TSUNAGI".into(),
+            body: "停止してください".into(),
+            message_id: Some(m.id.clone()),
+            at,
+            settled: None,
+        }
+    );
+    let next = store
+        .reviews(query(None, 1, Some(all[0].id)))
+        .await
+        .unwrap();
+    assert_eq!(next, std::slice::from_ref(&first));
+    assert!(store
+        .opt_outs(Some(&number(5678)), 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let settled_at = at + Duration::seconds(30);
+    let opted = Review {
+        settled: Some((settled_at, Settlement::OptOut)),
+        ..first.clone()
+    };
+    assert_eq!(
+        store
+            .settle_review(first.id, Settlement::OptOut, settled_at)
+            .await
+            .unwrap(),
+        SettleOutcome::Settled(opted.clone())
+    );
+    assert_eq!(
+        store
+            .settle_review(first.id, Settlement::Dismiss, settled_at)
+            .await
+            .unwrap(),
+        SettleOutcome::AlreadySettled(opted.clone())
+    );
+    assert_eq!(
+        store
+            .settle_review(all[0].id + 1000, Settlement::Dismiss, settled_at)
+            .await
+            .unwrap(),
+        SettleOutcome::NotFound
+    );
+    assert_eq!(
+        store.opt_outs(Some(&number(5678)), 10).await.unwrap(),
+        [OptOut {
+            number: number(5678),
+            sender: "TSUNAGI".into(),
+            at: settled_at,
+            via: OptOutVia::Reply,
+            keyword: Some("停止してください".into()),
+            message_id: Some(m.id.clone()),
+        }]
+    );
+    assert_eq!(store.open_reviews().await.unwrap(), 1);
+    let open = store.reviews(query(Some(true), 10, None)).await.unwrap();
+    assert_eq!(open, [all[0].clone()]);
+    let settled = store.reviews(query(Some(false), 10, None)).await.unwrap();
+    assert_eq!(settled, [opted]);
+    let kinds: Vec<(OutboxKind, serde_json::Value)> = store
+        .outbox_pending("salesforce:prod", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind != OutboxKind::Status)
+        .map(|e| (e.kind, e.payload["opted_out"].clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (OutboxKind::Reply, serde_json::Value::Null),
+            (OutboxKind::Consent, serde_json::json!(true))
+        ]
+    );
 }
 
 /// An opt-out a client adds for every sender refuses messages from any of them; opting in

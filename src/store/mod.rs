@@ -26,7 +26,9 @@ mod writeback_log;
 
 use std::{sync::Arc, time::Duration};
 
-pub use consent::{ConsentStore, OptOut, OptOutVia, EVERY_SENDER};
+pub use consent::{
+    ConsentStore, OptOut, OptOutVia, Review, ReviewQuery, SettleOutcome, Settlement, EVERY_SENDER,
+};
 pub use error::{StoreError, StoreResult};
 pub use health::HealthStore;
 pub use inbound_parts::{InboundPart, InboundPartStore, JoinedParts, PartsKey};

@@ -5,7 +5,7 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{
     decode, ClickSummary, DeliveryFact, InboxEntry, KeptReceipt, LinkTarget, ListKey, ListedNumber,
-    MessageRecord, OptOut, OutboxEntry, PartReceipt, StoreError, StoreResult, Unmatched,
+    MessageRecord, OptOut, OutboxEntry, PartReceipt, Review, StoreError, StoreResult, Unmatched,
     UsageBucket, VerificationRecord,
 };
 use crate::domain::ids::VerificationId;
@@ -184,6 +184,41 @@ where
             .try_get::<Option<&str>, _>("message_id")?
             .map(decode::id)
             .transpose()?,
+    })
+}
+
+/// The columns `review` reads, in a `SELECT` list of `opt_out_reviews`.
+pub(super) const REVIEW_COLUMNS: &str =
+    "id, number, sender, body, message_id, received_at, settled_at, outcome";
+
+/// A held reply, from a row of `REVIEW_COLUMNS`.
+pub(super) fn review<'r, R>(row: &'r R) -> StoreResult<Review>
+where
+    R: Row,
+    &'r str: ColumnIndex<R> + Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    Option<&'r str>: Decode<'r, R::Database> + Type<R::Database>,
+    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let settled_at: Option<i64> = row.try_get("settled_at")?;
+    let outcome: Option<&str> = row.try_get("outcome")?;
+    Ok(Review {
+        id: row.try_get("id")?,
+        number: decode::number(row.try_get("number")?)?,
+        sender: row.try_get::<&str, _>("sender")?.to_string(),
+        body: row.try_get::<&str, _>("body")?.to_string(),
+        message_id: row
+            .try_get::<Option<&str>, _>("message_id")?
+            .map(decode::id)
+            .transpose()?,
+        at: decode::time(row.try_get("received_at")?)?,
+        settled: match (settled_at, outcome) {
+            (Some(at), Some(outcome)) => Some((
+                decode::time(at)?,
+                decode::parsed("review outcome", outcome)?,
+            )),
+            _ => None,
+        },
     })
 }
 

@@ -573,3 +573,66 @@ async fn a_delivered_callback_that_beats_twilios_answer_still_delivers_the_messa
     assert!(m["status_detail"].is_null(), "{m}");
     s.stop().await;
 }
+
+/// The Japanese inbound SMS fixture saying `body` under sid `sid`, with Advanced Opt-Out's
+/// `OptOutType` when given.
+fn inbound_sms(body: &str, sid: &str, opt_out_type: Option<&str>) -> String {
+    let mut form: Vec<(String, String)> =
+        serde_urlencoded::from_str(&fixture("inbound_sms_japanese.form")).unwrap();
+    for (name, value) in &mut form {
+        match name.as_str() {
+            "Body" => *value = body.to_string(),
+            "MessageSid" | "SmsSid" | "SmsMessageSid" => *value = sid.to_string(),
+            _ => {}
+        }
+    }
+    if let Some(kind) = opt_out_type {
+        form.push(("OptOutType".into(), kind.into()));
+    }
+    serde_urlencoded::to_string(form).unwrap()
+}
+
+async fn opt_outs_of_the_handset(s: &TestServer) -> Vec<Value> {
+    let page: Value = s
+        .get("/v1/opt-outs?to=%2B819012345678")
+        .await
+        .json()
+        .await
+        .unwrap();
+    page["data"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn twilios_opt_out_type_stop_opts_out_in_words_tsunagi_does_not_know_and_start_opts_back_in()
+{
+    let (_fake, s) = taking_service().await;
+    let id = accepted(&s, "セールのお知らせ").await;
+    s.wait_for(&id, |st| st == "sent").await;
+
+    let r = signed(&s, SMS, &inbound_sms("やめる", "SMa1", Some("STOP"))).await;
+    assert_eq!(r.status(), 200);
+    let listed = opt_outs_of_the_handset(&s).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["from"], SENDER);
+    assert_eq!(listed[0]["keyword"], "やめる");
+    assert_eq!(listed[0]["message_id"], id.as_str());
+    let (status, p) = s
+        .send(json!({"to": "090-1234-5678", "body": "次のセール"}))
+        .await;
+    assert_eq!((status, p["code"].as_str()), (422, Some("number_blocked")));
+
+    let r = signed(&s, SMS, &inbound_sms("ヘルプ", "SMa2", Some("HELP"))).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        opt_outs_of_the_handset(&s).await.len(),
+        1,
+        "HELP changes nothing"
+    );
+
+    let r = signed(&s, SMS, &inbound_sms("また送って", "SMa3", Some("START"))).await;
+    assert_eq!(r.status(), 200);
+    assert!(opt_outs_of_the_handset(&s).await.is_empty());
+    let replies = message(&s, &id).await["replies"].as_array().unwrap().len();
+    assert_eq!(replies, 3, "every one is stored as a reply");
+    s.stop().await;
+}

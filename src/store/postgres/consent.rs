@@ -1,15 +1,17 @@
 //! `ConsentStore` on PostgreSQL, and the consent a reply gives, inside the reply's transaction.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use super::PostgresStore;
+use super::{messages::record_reply, outbox, PostgresStore};
 use crate::{
     domain::{consent::Consent, phone::PhoneNumber},
     store::{
-        decode::millis,
-        rows::{self, OPT_OUT_COLUMNS},
-        ConsentStore, OptOut, StoreResult, EVERY_SENDER,
+        decode::{self, millis},
+        rows::{self, OPT_OUT_COLUMNS, REVIEW_COLUMNS},
+        ConsentStore, NewOutboxEntry, NewReply, OptOut, ReplyRecord, Review, ReviewQuery,
+        SettleOutcome, Settlement, StoreResult, EVERY_SENDER,
     },
 };
 
@@ -65,6 +67,42 @@ pub(super) async fn apply(
     }
 }
 
+/// Hold a stored reply for review in the caller's transaction.
+async fn hold(conn: &mut PgConnection, reply: &ReplyRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO opt_out_reviews (number, sender, body, message_id, received_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(reply.from.e164())
+    .bind(&reply.to)
+    .bind(&reply.body)
+    .bind(reply.message_id.as_ref().map(|id| id.as_str()))
+    .bind(millis(reply.at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Tell the CRM of the message a settled review answered that its number opted out, in the
+/// caller's transaction.
+async fn consent_to_crm(conn: &mut PgConnection, review: &Review) -> StoreResult<()> {
+    let (Some(id), Some((at, _))) = (&review.message_id, review.settled) else {
+        return Ok(());
+    };
+    let source: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT source, source_record FROM messages WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    if let Some((name, record)) = source {
+        let source = decode::source(&name, record.as_deref())?;
+        if let Some(entry) = NewOutboxEntry::consent(&source, true, at) {
+            outbox::add(conn, id.as_str(), &source, entry).await?;
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl ConsentStore for PostgresStore {
     async fn opt_out(&self, entry: OptOut) -> StoreResult<()> {
@@ -89,5 +127,80 @@ impl ConsentStore for PostgresStore {
         .iter()
         .map(rows::opt_out)
         .collect()
+    }
+
+    async fn hold_reply(&self, reply: NewReply) -> StoreResult<ReplyRecord> {
+        let mut tx = self.pool.begin().await?;
+        let (stored, new) = record_reply(&mut tx, reply, None).await?;
+        if new {
+            hold(&mut tx, &stored).await?;
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn reviews(&self, query: ReviewQuery) -> StoreResult<Vec<Review>> {
+        sqlx::query(&format!(
+            "SELECT {REVIEW_COLUMNS} FROM opt_out_reviews
+             WHERE ($1::boolean IS NULL OR (settled_at IS NULL) = $1)
+               AND ($2::bigint IS NULL OR id < $2)
+             ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(query.open)
+        .bind(query.before)
+        .bind(query.limit as i64)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(rows::review)
+        .collect()
+    }
+
+    async fn settle_review(
+        &self,
+        id: i64,
+        settlement: Settlement,
+        at: DateTime<Utc>,
+    ) -> StoreResult<SettleOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let settled = sqlx::query(&format!(
+            "UPDATE opt_out_reviews SET settled_at = $1, outcome = $2
+             WHERE id = $3 AND settled_at IS NULL RETURNING {REVIEW_COLUMNS}"
+        ))
+        .bind(millis(at))
+        .bind(settlement.as_str())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .as_ref()
+        .map(rows::review)
+        .transpose()?;
+        if let Some(review) = settled {
+            if settlement == Settlement::OptOut {
+                opt_out(&mut tx, &OptOut::by_review(&review, at)).await?;
+                consent_to_crm(&mut tx, &review).await?;
+            }
+            tx.commit().await?;
+            return Ok(SettleOutcome::Settled(review));
+        }
+        drop(tx);
+        let review = sqlx::query(&format!(
+            "SELECT {REVIEW_COLUMNS} FROM opt_out_reviews WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(rows::review)
+        .transpose()?;
+        Ok(review.map_or(SettleOutcome::NotFound, SettleOutcome::AlreadySettled))
+    }
+
+    async fn open_reviews(&self) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM opt_out_reviews WHERE settled_at IS NULL")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 }

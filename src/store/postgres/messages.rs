@@ -344,70 +344,84 @@ impl MessageStore for PostgresStore {
         consent: Option<Consent>,
     ) -> StoreResult<ReplyRecord> {
         let mut tx = self.pool.begin().await?;
-        if let Some(id) = &reply.provider_id {
-            let stored: Option<(Option<String>, String, String, String, i64)> = sqlx::query_as(
-                "SELECT message_id, from_number, to_sender, body, received_at
-                 FROM replies WHERE provider_id = $1",
-            )
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some((message_id, from, to, body, at)) = stored {
-                return Ok(ReplyRecord {
-                    message_id: message_id.as_deref().map(decode::id).transpose()?,
-                    from: decode::number(&from)?,
-                    to,
-                    body,
-                    at: decode::time(at)?,
-                });
-            }
-        }
-        let linked: Option<(String, String, Option<String>)> = sqlx::query_as(
-            "SELECT id, source, source_record FROM messages
-             WHERE to_number = $1 AND sender = $2 ORDER BY seq DESC LIMIT 1",
-        )
-        .bind(reply.from.e164())
-        .bind(&reply.to)
-        .fetch_optional(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO replies (message_id, from_number, to_sender, body, received_at, provider_id)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(linked.as_ref().map(|(id, _, _)| id.as_str()))
-        .bind(reply.from.e164())
-        .bind(&reply.to)
-        .bind(&reply.body)
-        .bind(millis(reply.at))
-        .bind(&reply.provider_id)
-        .execute(&mut *tx)
-        .await?;
-        let message_id = match &linked {
-            Some((id, name, record)) => {
-                let source = decode::source(name, record.as_deref())?;
-                if let Some(entry) = NewOutboxEntry::reply(&source, &reply.body, reply.at) {
-                    outbox::add(&mut tx, id, &source, entry).await?;
-                }
-                let entry =
-                    consent.and_then(|c| NewOutboxEntry::consent(&source, c.opted_out(), reply.at));
-                if let Some(entry) = entry {
-                    outbox::add(&mut tx, id, &source, entry).await?;
-                }
-                Some(decode::id(id)?)
-            }
-            None => None,
-        };
-        if let Some(consent) = consent {
-            let entry = OptOut::by_reply(&reply, message_id.clone());
-            super::consent::apply(&mut tx, consent, &entry).await?;
-        }
+        let (stored, _) = record_reply(&mut tx, reply, consent).await?;
         tx.commit().await?;
-        Ok(ReplyRecord {
-            message_id,
-            from: reply.from,
-            to: reply.to,
-            body: reply.body,
-            at: reply.at,
-        })
+        Ok(stored)
     }
+}
+
+/// Store a reply and the consent change it makes in the caller's transaction (see
+/// `MessageStore::record_reply`); the reply as stored, and whether it is new (not one whose
+/// `provider_id` was stored before).
+pub(super) async fn record_reply(
+    conn: &mut PgConnection,
+    reply: NewReply,
+    consent: Option<Consent>,
+) -> StoreResult<(ReplyRecord, bool)> {
+    if let Some(id) = &reply.provider_id {
+        let stored: Option<(Option<String>, String, String, String, i64)> = sqlx::query_as(
+            "SELECT message_id, from_number, to_sender, body, received_at
+             FROM replies WHERE provider_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some((message_id, from, to, body, at)) = stored {
+            let stored = ReplyRecord {
+                message_id: message_id.as_deref().map(decode::id).transpose()?,
+                from: decode::number(&from)?,
+                to,
+                body,
+                at: decode::time(at)?,
+            };
+            return Ok((stored, false));
+        }
+    }
+    let linked: Option<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT id, source, source_record FROM messages
+         WHERE to_number = $1 AND sender = $2 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(reply.from.e164())
+    .bind(&reply.to)
+    .fetch_optional(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO replies (message_id, from_number, to_sender, body, received_at, provider_id)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(linked.as_ref().map(|(id, _, _)| id.as_str()))
+    .bind(reply.from.e164())
+    .bind(&reply.to)
+    .bind(&reply.body)
+    .bind(millis(reply.at))
+    .bind(&reply.provider_id)
+    .execute(&mut *conn)
+    .await?;
+    let message_id = match &linked {
+        Some((id, name, record)) => {
+            let source = decode::source(name, record.as_deref())?;
+            if let Some(entry) = NewOutboxEntry::reply(&source, &reply.body, reply.at) {
+                outbox::add(&mut *conn, id, &source, entry).await?;
+            }
+            let entry =
+                consent.and_then(|c| NewOutboxEntry::consent(&source, c.opted_out(), reply.at));
+            if let Some(entry) = entry {
+                outbox::add(&mut *conn, id, &source, entry).await?;
+            }
+            Some(decode::id(id)?)
+        }
+        None => None,
+    };
+    if let Some(consent) = consent {
+        let entry = OptOut::by_reply(&reply, message_id.clone());
+        super::consent::apply(&mut *conn, consent, &entry).await?;
+    }
+    let stored = ReplyRecord {
+        message_id,
+        from: reply.from,
+        to: reply.to,
+        body: reply.body,
+        at: reply.at,
+    };
+    Ok((stored, true))
 }

@@ -318,77 +318,87 @@ impl MessageStore for SqliteStore {
         consent: Option<Consent>,
     ) -> StoreResult<ReplyRecord> {
         self.writer
-            .run(move |conn| {
-                if let Some(id) = &reply.provider_id {
-                    let stored: Option<(Option<String>, String, String, String, i64)> = conn
-                        .prepare_cached(
-                            "SELECT message_id, from_number, to_sender, body, received_at
-                             FROM replies WHERE provider_id = ?",
-                        )?
-                        .query_row(params![id], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                        })
-                        .optional()?;
-                    if let Some((message_id, from, to, body, at)) = stored {
-                        return Ok(ReplyRecord {
-                            message_id: message_id.as_deref().map(decode::id).transpose()?,
-                            from: decode::number(&from)?,
-                            to,
-                            body,
-                            at: decode::time(at)?,
-                        });
-                    }
-                }
-                let linked: Option<(String, String, Option<String>)> = conn
-                    .prepare_cached(
-                        "SELECT id, source, source_record FROM messages
-                         WHERE to_number = ? AND sender = ? ORDER BY seq DESC LIMIT 1",
-                    )?
-                    .query_row(params![reply.from.e164(), reply.to], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })
-                    .optional()?;
-                conn.prepare_cached(
-                    "INSERT INTO replies
-                     (message_id, from_number, to_sender, body, received_at, provider_id)
-                     VALUES (?, ?, ?, ?, ?, ?)",
-                )?
-                .execute(params![
-                    linked.as_ref().map(|(id, _, _)| id.as_str()),
-                    reply.from.e164(),
-                    reply.to,
-                    reply.body,
-                    millis(reply.at),
-                    reply.provider_id,
-                ])?;
-                let message_id = match &linked {
-                    Some((id, name, record)) => {
-                        let source = decode::source(name, record.as_deref())?;
-                        if let Some(entry) = NewOutboxEntry::reply(&source, &reply.body, reply.at) {
-                            outbox::add(conn, id, &source, entry)?;
-                        }
-                        let entry = consent.and_then(|c| {
-                            NewOutboxEntry::consent(&source, c.opted_out(), reply.at)
-                        });
-                        if let Some(entry) = entry {
-                            outbox::add(conn, id, &source, entry)?;
-                        }
-                        Some(decode::id(id)?)
-                    }
-                    None => None,
-                };
-                if let Some(consent) = consent {
-                    let entry = OptOut::by_reply(&reply, message_id.clone());
-                    super::consent::apply(conn, consent, &entry)?;
-                }
-                Ok(ReplyRecord {
-                    message_id,
-                    from: reply.from,
-                    to: reply.to,
-                    body: reply.body,
-                    at: reply.at,
-                })
-            })
+            .run(move |conn| Ok(record_reply(conn, reply, consent)?.0))
             .await
     }
+}
+
+/// Store a reply and the consent change it makes in the writer's transaction (see
+/// `MessageStore::record_reply`); the reply as stored, and whether it is new (not one whose
+/// `provider_id` was stored before).
+pub(super) fn record_reply(
+    conn: &Connection,
+    reply: NewReply,
+    consent: Option<Consent>,
+) -> StoreResult<(ReplyRecord, bool)> {
+    if let Some(id) = &reply.provider_id {
+        let stored: Option<(Option<String>, String, String, String, i64)> = conn
+            .prepare_cached(
+                "SELECT message_id, from_number, to_sender, body, received_at
+                 FROM replies WHERE provider_id = ?",
+            )?
+            .query_row(params![id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()?;
+        if let Some((message_id, from, to, body, at)) = stored {
+            let stored = ReplyRecord {
+                message_id: message_id.as_deref().map(decode::id).transpose()?,
+                from: decode::number(&from)?,
+                to,
+                body,
+                at: decode::time(at)?,
+            };
+            return Ok((stored, false));
+        }
+    }
+    let linked: Option<(String, String, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT id, source, source_record FROM messages
+             WHERE to_number = ? AND sender = ? ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row(params![reply.from.e164(), reply.to], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    conn.prepare_cached(
+        "INSERT INTO replies
+         (message_id, from_number, to_sender, body, received_at, provider_id)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        linked.as_ref().map(|(id, _, _)| id.as_str()),
+        reply.from.e164(),
+        reply.to,
+        reply.body,
+        millis(reply.at),
+        reply.provider_id,
+    ])?;
+    let message_id = match &linked {
+        Some((id, name, record)) => {
+            let source = decode::source(name, record.as_deref())?;
+            if let Some(entry) = NewOutboxEntry::reply(&source, &reply.body, reply.at) {
+                outbox::add(conn, id, &source, entry)?;
+            }
+            let entry =
+                consent.and_then(|c| NewOutboxEntry::consent(&source, c.opted_out(), reply.at));
+            if let Some(entry) = entry {
+                outbox::add(conn, id, &source, entry)?;
+            }
+            Some(decode::id(id)?)
+        }
+        None => None,
+    };
+    if let Some(consent) = consent {
+        let entry = OptOut::by_reply(&reply, message_id.clone());
+        super::consent::apply(conn, consent, &entry)?;
+    }
+    let stored = ReplyRecord {
+        message_id,
+        from: reply.from,
+        to: reply.to,
+        body: reply.body,
+        at: reply.at,
+    };
+    Ok((stored, true))
 }
