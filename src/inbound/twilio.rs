@@ -29,6 +29,7 @@ use crate::{
     config::TwilioConfig,
     domain::{
         consent::{Consent, Reading},
+        ids::MessageId,
         phone::PhoneNumber,
     },
     store::{NewReply, Receipt, ReceiptStatus, StoreError},
@@ -297,6 +298,9 @@ pub async fn status(
             return Ok(StatusCode::NO_CONTENT);
         }
     };
+    if let Some(ours) = named_message(&uri) {
+        noticed_second_sid(&state, &ours, sid).await;
+    }
     let receipt = Receipt {
         message_id: None,
         provider_message_id: sid.to_string(),
@@ -310,6 +314,38 @@ pub async fn status(
         .map_err(CallbackError::from)?;
     tracing::info!(sid, status, error_code, "Twilio receipt recorded");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The message a status callback is about, as the send named it in the signed callback URL
+/// (`?message_id=`); callbacks of sends made before it was named carry none.
+fn named_message(uri: &Uri) -> Option<MessageId> {
+    let query = uri.query()?;
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
+    params
+        .into_iter()
+        .find(|(name, _)| name == "message_id")
+        .and_then(|(_, id)| id.parse().ok())
+}
+
+/// Log and count a final status for a sid other than the one the message's send recorded:
+/// Twilio took the message twice (a send in doubt, sent again on its route, had reached it).
+async fn noticed_second_sid(state: &AppState, ours: &MessageId, sid: &str) {
+    let Ok(Some(message)) = state.store.message(ours).await else {
+        return;
+    };
+    match message.provider_message_id.as_deref() {
+        Some(recorded) if recorded != sid => {
+            metrics::counter!("tsunagi_twilio_second_sids_total").increment(1);
+            tracing::warn!(
+                message_id = %ours,
+                sid,
+                recorded,
+                to = ?message.to.as_ref().map(ToString::to_string),
+                "Twilio reports a second sid for one message: it was sent twice"
+            );
+        }
+        _ => {}
+    }
 }
 
 /// Take an inbound SMS: store it as a reply on its conversation, and answer empty TwiML.

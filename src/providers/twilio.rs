@@ -30,6 +30,13 @@ pub const STATUS_CALLBACK_PATH: &str = "/v1/inbound/twilio/status";
 /// Most of an answer read: a message resource is about 1 KiB, an error far less.
 const ANSWER_LIMIT: usize = 64 * 1024;
 
+/// First wait before trying again a sender Twilio refused (21606…); it doubles after each
+/// refusal up to `SENDER_REST_MAX`. A refused sender is not cured by time, only by the admin:
+/// a short rest would fail one send a second and flap `/readyz`.
+const SENDER_REST_FIRST: Duration = Duration::from_secs(30);
+/// Longest rest of a refused sender between tries.
+const SENDER_REST_MAX: Duration = Duration::from_secs(15 * 60);
+
 /// First wait before asking again whether a refused account is usable.
 const PROBE_FIRST: Duration = Duration::from_secs(1);
 /// Longest wait between those probes.
@@ -42,6 +49,42 @@ pub struct Twilio {
     messages_url: String,
     status_callback: String,
     account: Arc<AccountState>,
+    sender: Mutex<SenderState>,
+}
+
+/// A sender Twilio refused: why, until when it rests, and how long the next rest is.
+#[derive(Default)]
+struct SenderState {
+    refused: Option<(String, Instant)>,
+    next_rest: Option<Duration>,
+}
+
+impl SenderState {
+    /// Why the sender cannot send now, while it rests.
+    fn resting(&self) -> Option<String> {
+        let (reason, until) = self.refused.as_ref()?;
+        let left = until.checked_duration_since(Instant::now())?;
+        Some(format!(
+            "{reason}; tried again in {} s",
+            left.as_secs().max(1)
+        ))
+    }
+
+    /// Twilio refused the sender: rest it, longer each time in a row.
+    fn refuse(&mut self, reason: String) {
+        let rest = self.next_rest.unwrap_or(SENDER_REST_FIRST);
+        tracing::warn!(%reason, rest_seconds = rest.as_secs(), "Twilio refuses the sender; its messages wait");
+        self.refused = Some((reason, Instant::now() + rest));
+        self.next_rest = Some((rest * 2).min(SENDER_REST_MAX));
+    }
+
+    /// A send went through: the sender is fine.
+    fn usable(&mut self) {
+        if self.refused.take().is_some() {
+            tracing::info!("Twilio takes the sender again");
+        }
+        self.next_rest = None;
+    }
 }
 
 /// Authenticated calls to the account's API, shared by sends and the account probe.
@@ -65,7 +108,10 @@ impl Api {
                 .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
                 .send()
                 .await
-                .map_err(|e| CallError::Transport(transport_reason(&e)))?;
+                .map_err(|e| CallError::Transport {
+                    reason: transport_reason(&e),
+                    sent: !e.is_connect(),
+                })?;
             read_answer(response).await
         }
         .await;
@@ -139,8 +185,13 @@ impl AccountState {
 #[derive(Debug, thiserror::Error)]
 enum CallError {
     /// No answer in time, no connection, or an answer cut short.
-    #[error("Twilio could not be reached: {0}")]
-    Transport(String),
+    #[error("Twilio could not be reached: {reason}")]
+    Transport {
+        /// What happened, in words.
+        reason: String,
+        /// Whether the request may have reached Twilio (anything but a failed connection).
+        sent: bool,
+    },
     /// An answer larger than any Twilio sends.
     #[error("Twilio's answer is larger than {ANSWER_LIMIT} bytes")]
     TooLarge,
@@ -201,6 +252,7 @@ impl Twilio {
                 public_base_url.trim_end_matches('/')
             ),
             account: Arc::new(AccountState::default()),
+            sender: Mutex::default(),
         })
     }
 
@@ -244,11 +296,10 @@ async fn read_answer(mut response: Response) -> Result<Answer, CallError> {
         return Err(CallError::TooLarge);
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| CallError::Transport(transport_reason(&e)))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(|e| CallError::Transport {
+        reason: transport_reason(&e),
+        sent: true,
+    })? {
         if body.len() + chunk.len() > ANSWER_LIMIT {
             return Err(CallError::TooLarge);
         }
@@ -304,13 +355,26 @@ fn is_refusal(status: StatusCode) -> bool {
 /// Messaging Service without senders).
 const SENDER_ERRORS: [u32; 5] = [21212, 21606, 21659, 21703, 21704];
 
+/// Twilio's 21408: the account may not send to the recipient's region (Geographic
+/// Permissions), so this account cannot send the message though another may.
+const REGION_NOT_ENABLED: u32 = 21408;
+
+/// The outcome label of a send whose sender Twilio refused.
+const SENDER_REFUSED: &str = "sender_refused";
+
+/// The error code of a 400 answer, when Twilio sent its document.
+fn error_code(answer: &Answer) -> Option<u32> {
+    if answer.status != StatusCode::BAD_REQUEST {
+        return None;
+    }
+    serde_json::from_slice::<ErrorDocument>(&answer.body)
+        .ok()
+        .and_then(|d| d.code)
+}
+
 /// Whether a 400 answer faults the sender configured for the account rather than the message.
 fn is_sender_error(answer: &Answer) -> bool {
-    answer.status == StatusCode::BAD_REQUEST
-        && serde_json::from_slice::<ErrorDocument>(&answer.body)
-            .ok()
-            .and_then(|d| d.code)
-            .is_some_and(|code| SENDER_ERRORS.contains(&code))
+    error_code(answer).is_some_and(|code| SENDER_ERRORS.contains(&code))
 }
 
 /// Twilio's words for an error answer: `error {code}: {message}` when it sent its document.
@@ -366,17 +430,17 @@ fn classify(answer: Answer) -> (Result<String, SendError>, &'static str) {
             ),
         };
     }
-    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-        let outcome = if status.is_server_error() {
-            "server_error"
-        } else {
-            "throttled"
-        };
+    if status == StatusCode::TOO_MANY_REQUESTS {
         let error = SendError::Transient {
-            reason: format!("Twilio HTTP {}, {}", status.as_u16(), error_words(&answer)),
+            reason: format!("Twilio HTTP 429, {}", error_words(&answer)),
             retry_after: answer.retry_after,
         };
-        return (Err(error), outcome);
+        return (Err(error), "throttled");
+    }
+    if status.is_server_error() {
+        // Twilio may have queued the message before its error: sent again on this route only.
+        let reason = format!("Twilio HTTP {}, {}", status.as_u16(), error_words(&answer));
+        return (Err(SendError::in_doubt(reason)), "server_error");
     }
     if is_refusal(status) {
         return (
@@ -391,7 +455,16 @@ fn classify(answer: Answer) -> (Result<String, SendError>, &'static str) {
                 "Twilio cannot send from the configured sender ({}); check from or messaging_service_sid",
                 error_words(&answer)
             ))),
-            "refused",
+            SENDER_REFUSED,
+        );
+    }
+    if error_code(&answer) == Some(REGION_NOT_ENABLED) {
+        return (
+            Err(SendError::NotOnThisRoute(format!(
+                "this Twilio account may not send to the number's region ({}); enable it under Messaging Geographic Permissions",
+                error_words(&answer)
+            ))),
+            "region_not_enabled",
         );
     }
     if status.is_client_error() {
@@ -418,21 +491,37 @@ impl Provider for Twilio {
         if let Some(reason) = self.account.refused() {
             return Err(SendError::Unavailable(reason));
         }
+        if let Some(reason) = self
+            .sender
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .resting()
+        {
+            return Err(SendError::Unavailable(reason));
+        }
         let sender = match &self.messaging_service_sid {
             Some(service) => ("MessagingServiceSid", service.as_str()),
             None => ("From", sms.from.as_str()),
         };
-        let form = [
+        let mut form = [
             ("To", sms.to.e164()),
             sender,
             ("Body", sms.body.as_str()),
             ("StatusCallback", self.status_callback.as_str()),
         ];
+        // Twilio signs the whole callback URL, our id included, so a callback names the message
+        // it is about even for a sid tsunagi never learned (a send in doubt sent again).
+        let callback = format!("{}?message_id={}", self.status_callback, sms.message_id);
+        form[3].1 = callback.as_str();
         let request = self.api.client.post(&self.messages_url).form(&form);
         let (result, outcome) = match self.api.call("send", request).await {
             Ok(answer) => classify(answer),
-            Err(e @ CallError::Transport(_)) => {
+            Err(e @ CallError::Transport { sent: false, .. }) => {
                 (Err(SendError::transient(e.to_string())), "unreachable")
+            }
+            // The request may have been read and the message taken before the answer was lost.
+            Err(e @ CallError::Transport { sent: true, .. }) => {
+                (Err(SendError::in_doubt(e.to_string())), "in_doubt")
             }
             Err(e @ CallError::TooLarge) => (Err(SendError::transient(e.to_string())), "error"),
         };
@@ -440,8 +529,17 @@ impl Provider for Twilio {
         match &result {
             Ok(sid) => {
                 self.account.usable();
+                self.sender
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .usable();
                 tracing::debug!(sid = %sid, "Twilio took the message");
             }
+            Err(SendError::Unavailable(reason)) if outcome == SENDER_REFUSED => self
+                .sender
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .refuse(reason.clone()),
             Err(SendError::Unavailable(reason)) => self.account.refuse(reason.clone()),
             Err(e) => tracing::debug!(outcome, error = %e, "Twilio did not take the message"),
         }
@@ -449,7 +547,13 @@ impl Provider for Twilio {
     }
 
     fn ready(&self) -> Result<(), String> {
-        match self.account.refused() {
+        let resting = || {
+            self.sender
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .resting()
+        };
+        match self.account.refused().or_else(resting) {
             Some(reason) => Err(reason),
             None => Ok(()),
         }
@@ -504,7 +608,7 @@ mod tests {
     fn a_sender_the_account_cannot_use_holds_the_message_instead_of_failing_it() {
         let body = r#"{"code": 21606, "message": "The From phone number +15005550001 is not a valid, SMS-capable inbound phone number or short code for your account.", "more_info": "https://www.twilio.com/docs/errors/21606", "status": 400}"#;
         let (result, outcome) = classify(answer(400, body, None));
-        assert_eq!(outcome, "refused");
+        assert_eq!(outcome, SENDER_REFUSED);
         let Err(SendError::Unavailable(reason)) = result else {
             panic!("{result:?}")
         };
@@ -513,7 +617,7 @@ mod tests {
     }
 
     #[test]
-    fn throttling_and_server_errors_are_transient_with_the_wait_asked_for() {
+    fn throttling_is_transient_with_the_wait_asked_for_and_a_server_error_is_in_doubt() {
         let (result, outcome) = classify(answer(429, "", Some(Duration::from_secs(3))));
         assert_eq!(outcome, "throttled");
         assert!(matches!(
@@ -522,7 +626,40 @@ mod tests {
         ));
         let (result, outcome) = classify(answer(503, "<html>", None));
         assert_eq!(outcome, "server_error");
-        assert!(matches!(result, Err(SendError::Transient { .. })));
+        assert!(
+            matches!(result, Err(SendError::InDoubt { .. })),
+            "Twilio may have queued it: {result:?}"
+        );
+    }
+
+    #[test]
+    fn a_region_the_account_may_not_send_to_is_for_another_route() {
+        let body = r#"{"code": 21408, "message": "Permission to send an SMS has not been enabled for the region indicated by the 'To' number: +819012345678.", "more_info": "https://www.twilio.com/docs/errors/21408", "status": 400}"#;
+        let (result, outcome) = classify(answer(400, body, None));
+        assert_eq!(outcome, "region_not_enabled");
+        let Err(SendError::NotOnThisRoute(reason)) = result else {
+            panic!("{result:?}")
+        };
+        assert!(reason.contains("21408"), "{reason}");
+    }
+
+    #[test]
+    fn a_refused_sender_rests_longer_each_time_until_a_send_goes_through() {
+        let mut sender = SenderState::default();
+        assert_eq!(sender.resting(), None);
+        sender.refuse("error 21606".into());
+        let reason = sender.resting().expect("resting");
+        assert!(
+            reason.starts_with("error 21606; tried again in "),
+            "{reason}"
+        );
+        assert_eq!(sender.next_rest, Some(SENDER_REST_FIRST * 2));
+        for _ in 0..10 {
+            sender.refuse("error 21606".into());
+        }
+        assert_eq!(sender.next_rest, Some(SENDER_REST_MAX));
+        sender.usable();
+        assert_eq!((sender.resting(), sender.next_rest), (None, None));
     }
 
     #[test]

@@ -153,6 +153,8 @@ pub struct MessageRecord {
     pub send_at: Option<DateTime<Utc>>,
     /// Why the CRM refused for good to take the message's changes, if it did.
     pub writeback_error: Option<String>,
+    /// The provider's id for it, once a send's outcome or a receipt named one.
+    pub provider_message_id: Option<String>,
     /// State changes, oldest first (filled by `message`, empty in lists).
     pub events: Vec<EventRecord>,
     /// Replies, oldest first (filled by `message`, empty in lists).

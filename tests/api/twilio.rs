@@ -221,7 +221,7 @@ async fn a_message_reaches_twilio_with_basic_auth_its_form_and_status_callback_a
     assert_eq!(field("Body"), Some("ご予約の確認です"));
     assert_eq!(
         field("StatusCallback"),
-        Some("http://127.0.0.1:8080/v1/inbound/twilio/status")
+        Some(format!("http://127.0.0.1:8080/v1/inbound/twilio/status?message_id={id}").as_str())
     );
     assert_eq!(field("MessagingServiceSid"), None);
 
@@ -387,6 +387,82 @@ async fn a_send_twilio_does_not_answer_within_timeout_ms_is_retried() {
     let m = s.wait_for(&id, |st| st == "sent").await;
     assert_eq!(at.lock().unwrap().len(), 2, "{m}");
     assert!(m["events"].to_string().contains("timed out"), "{m}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_twilio_timeout_after_acceptance_is_not_sent_on_the_smpp_route() {
+    let fake = MockServer::start().await;
+    let silent = created().set_delay(Duration::from_millis(2500));
+    let at = answer_first_then(&fake, silent, created()).await;
+    let smsc = fake_smsc::FakeSmsc::start(fake_smsc::Options::new("tsunagi", "secret"))
+        .await
+        .unwrap();
+    let s = TestServer::with_delivery(&format!(
+        r#"
+[[delivery.routes]]
+name = "twilio"
+provider = "twilio"
+[delivery.routes.twilio]
+account_sid = "{ACCOUNT_SID}"
+auth_token = "{AUTH_TOKEN}"
+from = "{SENDER}"
+base_url = "{}"
+timeout_ms = 2000
+[[delivery.routes]]
+name = "smpp"
+provider = "smpp"
+[delivery.routes.smpp]
+host = "127.0.0.1"
+port = {}
+system_id = "tsunagi"
+password = "secret"
+"#,
+        fake.uri(),
+        smsc.addr().port()
+    ))
+    .await;
+    let id = accepted(&s, "hello").await;
+    let m = s.wait_for(&id, |st| st == "sent").await;
+    assert_eq!(at.lock().unwrap().len(), 2, "sent again on Twilio: {m}");
+    assert_eq!(
+        smsc.submit_count(),
+        0,
+        "a message Twilio may have had went to the SMSC"
+    );
+    assert!(
+        m["events"]
+            .to_string()
+            .contains("in doubt, retrying on route twilio only"),
+        "{m}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_final_status_for_a_second_sid_of_one_message_is_noticed() {
+    let (_fake, s) = taking_service().await;
+    let id = accepted(&s, "hello").await;
+    s.wait_for(&id, |st| st == "sent").await;
+    let route = format!("{STATUS}?message_id={id}");
+    // The sid of an earlier send in doubt that Twilio had taken after all.
+    let form = fixture("status_callback_delivered.form")
+        .replace(MESSAGE_SID, "SM00000000000000000000000000000001");
+    let r = signed(&s, &route, &form).await;
+    assert_eq!(r.status(), 204);
+    assert!(
+        s.metrics()
+            .await
+            .contains("tsunagi_twilio_second_sids_total 1"),
+        "a second sid went unnoticed"
+    );
+    let r = signed(&s, &route, &fixture("status_callback_delivered.form")).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(message(&s, &id).await["status"], "delivered");
+    assert!(s
+        .metrics()
+        .await
+        .contains("tsunagi_twilio_second_sids_total 1"));
     s.stop().await;
 }
 
