@@ -21,10 +21,6 @@ use rusmpp::{
 };
 use tokio::{
     io::AsyncWriteExt,
-    net::{
-        tcp::{OwnedReadHalf, OwnedWriteHalf},
-        TcpStream,
-    },
     sync::{mpsc, oneshot},
     time::{sleep_until, timeout, Instant},
 };
@@ -35,7 +31,11 @@ use tokio_util::{
 };
 use tracing::Instrument;
 
-use super::{deliver, metrics, status_text, Shared};
+use super::{
+    deliver, metrics, status_text,
+    wire::{self, OpenError, Reader, Writer},
+    Shared,
+};
 use crate::config::SmppConfig;
 
 /// A part on its way to a bind, with where its answer goes; dropped unanswered when the
@@ -65,7 +65,7 @@ pub(super) enum Role {
 /// `deliver_sm`s read but not yet recorded, per connection; reading pauses when it is full.
 const DELIVER_BACKLOG: usize = 256;
 
-type Frames = FramedRead<OwnedReadHalf, CommandCodec>;
+type Frames = FramedRead<Reader, CommandCodec>;
 
 /// Why a connection ended.
 enum End {
@@ -80,6 +80,8 @@ enum End {
 enum BindError {
     #[error("cannot reach the SMSC at {addr}: {reason}")]
     Unreachable { addr: String, reason: String },
+    #[error("no TLS session with the SMSC at {addr}: {reason}")]
+    Tls { addr: String, reason: String },
     #[error("SMPP bind refused by the SMSC: {0}")]
     Refused(String),
     #[error("the SMSC answered the bind with {0}")]
@@ -137,6 +139,7 @@ async fn keep_bound(
             Err(e) => {
                 metrics::bind_failed(match e {
                     BindError::Refused(_) => "refused",
+                    BindError::Tls { .. } => "tls",
                     _ => "unreachable",
                 });
                 tracing::warn!(error = %e, "SMPP bind failed; retrying");
@@ -187,21 +190,19 @@ async fn refusing<T>(
     }
 }
 
-/// Open the TCP connection and bind as `role`.
-async fn connect(config: &SmppConfig, role: Role) -> Result<(Frames, OwnedWriteHalf), BindError> {
+/// Open the connection (TLS when configured) and bind as `role`.
+async fn connect(config: &SmppConfig, role: Role) -> Result<(Frames, Writer), BindError> {
     let addr = format!("{}:{}", config.host, config.port);
     let wait = Duration::from_millis(config.response_timeout_ms);
     let unreachable = |reason: String| BindError::Unreachable {
         addr: addr.clone(),
         reason,
     };
-    let stream = match timeout(wait, TcpStream::connect(&addr)).await {
-        Err(_) => return Err(unreachable("no answer to the connection".into())),
-        Ok(Err(e)) => return Err(unreachable(e.to_string())),
-        Ok(Ok(stream)) => stream,
+    let (read, mut write) = match wire::open(config, wait).await {
+        Ok(halves) => halves,
+        Err(OpenError::Unreachable(reason)) => return Err(unreachable(reason)),
+        Err(OpenError::Tls(reason)) => return Err(BindError::Tls { addr, reason }),
     };
-    let _ = stream.set_nodelay(true);
-    let (read, mut write) = stream.into_split();
     let mut frames = FramedRead::new(read, CommandCodec::new());
     // Validation keeps each within its SMPP length.
     let (system_id, password, system_type) = (
@@ -264,7 +265,7 @@ struct Connection {
     shared: Arc<Shared>,
     slot: usize,
     role: Role,
-    write: OwnedWriteHalf,
+    write: Writer,
     buf: BytesMut,
     codec: CommandCodec,
     next_sequence: u32,
@@ -277,7 +278,7 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(shared: Arc<Shared>, slot: usize, role: Role, write: OwnedWriteHalf) -> Self {
+    fn new(shared: Arc<Shared>, slot: usize, role: Role, write: Writer) -> Self {
         if role == Role::Receiver {
             shared.set_receiver(slot, true, None);
         } else {
