@@ -16,7 +16,7 @@ pub struct SmppConfig {
     /// Its port (2775 by convention).
     #[serde(default = "default_port")]
     pub port: u16,
-    /// Speak SMPP inside TLS, as many aggregators require (often on port 3550 or 8775).
+    /// Speak SMPP inside TLS, as many aggregators require (IANA's port for it is 3550).
     #[serde(default)]
     pub tls: bool,
     /// A PEM file of CA certificates trusted besides the public ones, for an SMSC whose

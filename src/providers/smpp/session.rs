@@ -231,10 +231,11 @@ async fn connect(config: &SmppConfig, role: Role) -> Result<(Frames, Writer), Bi
     };
     let mut buf = BytesMut::new();
     let _ = CommandCodec::new().encode(&Command::new(CommandStatus::EsmeRok, 1, bind), &mut buf);
-    write
-        .write_all(&buf)
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
+    let sent = async {
+        write.write_all(&buf).await?;
+        write.flush().await
+    };
+    sent.await.map_err(|e| unreachable(e.to_string()))?;
     let answer = match timeout(wait, frames.next()).await {
         Err(_) => return Err(unreachable("no answer to the bind".into())),
         Ok(None) => return Err(unreachable("closed during the bind".into())),
@@ -409,11 +410,14 @@ impl Connection {
 
     /// Write whatever PDUs are encoded in the buffer.
     async fn flush(&mut self) -> Result<(), End> {
-        let written = self
-            .write
-            .write_all(&self.buf)
-            .await
-            .map_err(|e| End::Lost(format!("cannot write to the SMSC: {e}")));
+        // TLS may keep the end of a write in its records until flushed (TCP's flush does nothing).
+        let write = &mut self.write;
+        let written = async {
+            write.write_all(&self.buf).await?;
+            write.flush().await
+        }
+        .await
+        .map_err(|e| End::Lost(format!("cannot write to the SMSC: {e}")));
         self.buf.clear();
         written
     }

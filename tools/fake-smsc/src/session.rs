@@ -108,7 +108,8 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        if write.write_all(&buf).await.is_err() {
+        // A TLS stream may hold the end of a write until flushed.
+        if write.write_all(&buf).await.is_err() || write.flush().await.is_err() {
             return;
         }
         buf.clear();
