@@ -1,7 +1,10 @@
 //! `[providers.smpp]`: the SMPP 3.4 account tsunagi binds to when `delivery.provider = "smpp"`.
 
+use std::path::PathBuf;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
 
 use super::{Problem, Secret};
 
@@ -13,6 +16,15 @@ pub struct SmppConfig {
     /// Its port (2775 by convention).
     #[serde(default = "default_port")]
     pub port: u16,
+    /// Speak SMPP inside TLS, as many aggregators require (IANA's port for it is 3550).
+    #[serde(default)]
+    pub tls: bool,
+    /// A PEM file of CA certificates trusted besides the public ones, for an SMSC whose
+    /// certificate a private CA issued.
+    pub tls_ca_file: Option<PathBuf>,
+    /// The name the SMSC's certificate must carry, when it is not `host` (say `host` is an
+    /// address and the certificate names the SMSC's domain).
+    pub tls_server_name: Option<String>,
     /// The account's `system_id`.
     pub system_id: String,
     /// The account's password (at most 8 characters in SMPP 3.4).
@@ -143,6 +155,7 @@ impl SmppConfig {
         if self.host.is_empty() {
             problem("host", "must not be empty");
         }
+        self.validate_tls(&mut problem);
         if (self.submit_ids == IdFormat::Text) != (self.receipt_ids == IdFormat::Text) {
             problem(
                 "receipt_ids",
@@ -187,6 +200,56 @@ impl SmppConfig {
         }
         if self.short_code_npi > 18 {
             problem("short_code_npi", "must be an NPI 0-18");
+        }
+    }
+}
+
+impl SmppConfig {
+    /// The name the SMSC's certificate is checked against: `tls_server_name`, else `host`.
+    pub fn tls_name(&self) -> Result<ServerName<'static>, String> {
+        let name = self.tls_server_name.as_deref().unwrap_or(&self.host);
+        ServerName::try_from(name.to_string())
+            .map_err(|_| format!("{name:?} is neither a DNS name nor an IP address"))
+    }
+
+    /// The certificates `tls_ca_file` holds (none without one).
+    pub fn tls_ca_certificates(&self) -> Result<Vec<CertificateDer<'static>>, String> {
+        let Some(path) = &self.tls_ca_file else {
+            return Ok(Vec::new());
+        };
+        let unreadable = |e: &dyn std::fmt::Display| format!("cannot read {}: {e}", path.display());
+        let certificates = CertificateDer::pem_file_iter(path)
+            .map_err(|e| unreadable(&e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| unreadable(&e))?;
+        if certificates.is_empty() {
+            return Err(format!("{} holds no PEM certificate", path.display()));
+        }
+        Ok(certificates)
+    }
+
+    fn validate_tls(&self, problem: &mut impl FnMut(&str, &str)) {
+        if !self.tls {
+            for (key, set) in [
+                ("tls_ca_file", self.tls_ca_file.is_some()),
+                ("tls_server_name", self.tls_server_name.is_some()),
+            ] {
+                if set {
+                    problem(key, "applies only with tls = true");
+                }
+            }
+            return;
+        }
+        let named = self.tls_server_name.is_some() || !self.host.is_empty();
+        if let (true, Err(e)) = (named, self.tls_name()) {
+            let key = match self.tls_server_name {
+                Some(_) => "tls_server_name",
+                None => "host",
+            };
+            problem(key, &format!("{e}: TLS needs one to check the certificate"));
+        }
+        if let Err(e) = self.tls_ca_certificates() {
+            problem("tls_ca_file", &e);
         }
     }
 }
@@ -301,6 +364,61 @@ password = "secret1"
                 problems[0].message
             );
         }
+    }
+
+    #[test]
+    fn tls_keys_apply_only_with_tls() {
+        let text =
+            format!("{VALID}tls_ca_file = \"ca.pem\"\ntls_server_name = \"smsc.example.jp\"\n");
+        assert_eq!(
+            paths(&text),
+            [
+                "providers.smpp.tls_ca_file",
+                "providers.smpp.tls_server_name"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_tls_account_checks_its_ca_file_and_server_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let problem = |extra: String| {
+            let problems =
+                Config::parse(&format!("{VALID}tls = true\n{extra}"), no_env).unwrap_err();
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            (problems[0].path.clone(), problems[0].message.clone())
+        };
+        let (path, message) = problem(format!("tls_ca_file = {missing:?}"));
+        assert_eq!(path, "providers.smpp.tls_ca_file");
+        assert!(message.starts_with("cannot read "), "{message}");
+        let (_, message) = problem(format!("tls_ca_file = {empty:?}"));
+        assert!(message.ends_with("holds no PEM certificate"), "{message}");
+        let (path, message) = problem("tls_server_name = \"not a name!\"".into());
+        assert_eq!(path, "providers.smpp.tls_server_name");
+        assert!(
+            message.contains("neither a DNS name nor an IP address"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_tls_account_checks_the_certificate_against_the_host_unless_a_name_is_given() {
+        let tls = format!("{VALID}tls = true\n");
+        let c = Config::parse(&tls, no_env).unwrap().providers.smpp.unwrap();
+        assert_eq!(c.tls_name().unwrap().to_str(), "smsc.example.jp");
+        let by_ip = tls.replace("smsc.example.jp", "192.0.2.7")
+            + "tls_server_name = \"smpp.aggregator.example\"\n";
+        let c = Config::parse(&by_ip, no_env)
+            .unwrap()
+            .providers
+            .smpp
+            .unwrap();
+        assert_eq!(c.tls_name().unwrap().to_str(), "smpp.aggregator.example");
+        let ip_only = tls.replace("smsc.example.jp", "192.0.2.7");
+        assert!(Config::parse(&ip_only, no_env).is_ok());
     }
 
     #[test]

@@ -90,8 +90,10 @@ impl SenderState {
 /// Authenticated calls to the account's API, shared by sends and the account probe.
 struct Api {
     client: reqwest::Client,
-    account_sid: String,
-    auth_token: Secret,
+    /// Basic auth's user: the account's SID, or an API key's (`SK…`).
+    username: String,
+    /// Basic auth's password: the auth token, or the API key's secret.
+    password: Secret,
     account_url: String,
 }
 
@@ -105,7 +107,7 @@ impl Api {
         let started = Instant::now();
         let answer = async {
             let response = request
-                .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
+                .basic_auth(&self.username, Some(self.password.expose()))
                 .send()
                 .await
                 .map_err(|e| CallError::Transport {
@@ -238,11 +240,17 @@ impl Twilio {
             config.base_url.trim_end_matches('/'),
             config.account_sid
         );
+        // An API key, when set, authenticates the REST calls in the auth token's place (one can
+        // be revoked alone); Twilio still signs callbacks with the token.
+        let (username, password) = match (&config.api_key_sid, &config.api_key_secret) {
+            (Some(sid), Some(secret)) => (sid.clone(), secret.clone()),
+            _ => (config.account_sid.clone(), config.auth_token.clone()),
+        };
         Ok(Self {
             api: Arc::new(Api {
                 client,
-                account_sid: config.account_sid.clone(),
-                auth_token: config.auth_token.clone(),
+                username,
+                password,
                 account_url: format!("{account_url}.json"),
             }),
             messaging_service_sid: config.messaging_service_sid.clone(),
@@ -396,7 +404,7 @@ fn error_words(answer: &Answer) -> String {
 fn refusal_reason(answer: &Answer) -> String {
     let hint = match answer.status {
         StatusCode::NOT_FOUND => "check account_sid and base_url",
-        _ => "check account_sid and auth_token, and that the account is active",
+        _ => "check account_sid and auth_token (or api_key_sid and api_key_secret), and that the account is active",
     };
     format!(
         "Twilio refuses the account (HTTP {}, {}); {hint}",

@@ -711,6 +711,50 @@ async fn a_long_message_with_one_part_unanswered_resends_that_part_only_with_its
     s.stop().await;
 }
 
+/// A fake SMSC speaking TLS, its CA's PEM in a file for `tls_ca_file`.
+async fn tls_smsc() -> (FakeSmsc, tempfile::NamedTempFile) {
+    let fake = FakeSmsc::start(Options {
+        tls: true,
+        ..Options::new(SYSTEM_ID, PASSWORD)
+    })
+    .await
+    .unwrap();
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), fake.tls_ca_pem().unwrap()).unwrap();
+    (fake, ca)
+}
+
+/// `/readyz` once its answer mentions `reason` (or as it is after 10 s): status and text.
+async fn readyz_saying(s: &TestServer, reason: &str) -> (u16, String) {
+    let mut answer = (0, String::new());
+    for _ in 0..500 {
+        let r = reqwest::get(format!("{}/readyz", s.base)).await.unwrap();
+        answer = (r.status().as_u16(), r.text().await.unwrap());
+        if answer.1.contains(reason) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    answer
+}
+
+#[tokio::test]
+async fn a_message_is_sent_and_delivered_over_a_tls_bind_trusting_the_ca_file() {
+    let (fake, ca) = tls_smsc().await;
+    let extra = format!("tls = true\ntls_ca_file = {:?}\n", ca.path());
+    let s = server(&fake, &extra).await;
+    let id = sent(&s, json!({"to": "090-1234-5678", "body": "over TLS"})).await;
+    let m = s.wait_for(&id, |st| st == "delivered").await;
+    assert_eq!(
+        event_statuses(&m),
+        ["queued", "sending", "sent", "delivered"]
+    );
+    assert_eq!(fake.texts_to("819012345678"), ["over TLS"]);
+    assert_eq!((fake.bind_count(), fake.failed_handshake_count()), (1, 0));
+    eventually("the receipt answered", || fake.deliver_sm_resp_count() == 1).await;
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn an_smsc_system_error_is_retried_and_a_bad_destination_is_not() {
     let fake = smsc(Receipts::Tlv).await;
@@ -737,5 +781,45 @@ async fn an_smsc_system_error_is_retried_and_a_bad_destination_is_not() {
     assert!(detail(&busy).contains("ESME_RSYSERR"), "{}", detail(&busy));
     assert!(detail(&bad).contains("ESME_RINVDSTADR"), "{}", detail(&bad));
     assert!(!detail(&bad).contains("gave up"), "{}", detail(&bad));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_tls_bind_to_an_smsc_with_an_untrusted_certificate_fails_in_readyz_and_sends_nothing() {
+    let (fake, _ca) = tls_smsc().await;
+    // Only the public CAs: the fake's private CA is not among them.
+    let s = server(&fake, "tls = true\n").await;
+    let id = sent(&s, json!({"to": "090-1234-5678", "body": "never sent"})).await;
+    let reason = format!(
+        "no TLS session with the SMSC at 127.0.0.1:{}: TLS handshake failed: \
+         invalid peer certificate: UnknownIssuer",
+        fake.addr().port()
+    );
+    let (status, text) = readyz_saying(&s, &reason).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains(&reason), "{text}");
+    assert!(text.contains("tls_ca_file"), "says what to do: {text}");
+    assert!(fake.failed_handshake_count() >= 1);
+    assert_eq!((fake.bind_count(), fake.submit_count()), (0, 0));
+    assert_eq!(message(&s, &id).await["status"], "queued");
+    assert!(s
+        .metrics()
+        .await
+        .contains("tsunagi_smpp_bind_failures_total{reason=\"tls\"}"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_tls_certificate_naming_another_host_than_tls_server_name_is_refused() {
+    let (fake, ca) = tls_smsc().await;
+    let extra = format!(
+        "tls = true\ntls_ca_file = {:?}\ntls_server_name = \"smsc.example.jp\"\n",
+        ca.path()
+    );
+    let s = server(&fake, &extra).await;
+    let (status, text) = readyz_saying(&s, "certificate not valid for name").await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("\\\"smsc.example.jp\\\""), "{text}");
+    assert_eq!(fake.bind_count(), 0);
     s.stop().await;
 }

@@ -68,6 +68,11 @@ async fn taking_service() -> (MockServer, TestServer) {
 
 /// A service sending through the fake Twilio at `fake`.
 async fn service(fake: &MockServer) -> TestServer {
+    service_with(fake, "").await
+}
+
+/// A service sending through the fake Twilio at `fake`, `extra` keys in its Twilio section.
+async fn service_with(fake: &MockServer, extra: &str) -> TestServer {
     TestServer::with_delivery(&format!(
         r#"provider = "twilio"
 [providers.twilio]
@@ -76,7 +81,7 @@ auth_token = "{AUTH_TOKEN}"
 from = "{SENDER}"
 base_url = "{}"
 timeout_ms = 2000
-"#,
+{extra}"#,
         fake.uri()
     ))
     .await
@@ -240,6 +245,39 @@ async fn a_message_reaches_twilio_with_basic_auth_its_form_and_status_callback_a
         metrics.contains(r#"tsunagi_twilio_api_calls_total{operation="send",outcome="sent"}"#),
         "{metrics}"
     );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn with_an_api_key_sends_authenticate_with_its_sid_and_secret_and_callbacks_with_the_auth_token(
+) {
+    const KEY_SID: &str = "SK0123456789abcdef0123456789abcdef";
+    const KEY_SECRET: &str = "api-key-secret";
+    let fake = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .and(basic_auth(KEY_SID, KEY_SECRET))
+        .respond_with(created())
+        .expect(1)
+        .mount(&fake)
+        .await;
+    let extra = format!("api_key_sid = \"{KEY_SID}\"\napi_key_secret = \"{KEY_SECRET}\"\n");
+    let s = service_with(&fake, &extra).await;
+    let id = accepted(&s, "API key").await;
+    s.wait_for(&id, |st| st == "sent").await;
+    let sent = sends(&fake).await;
+    let authorization = sent[0].headers.get("authorization").unwrap();
+    assert_eq!(
+        authorization.to_str().unwrap(),
+        format!(
+            "Basic {}",
+            STANDARD.encode(format!("{KEY_SID}:{KEY_SECRET}"))
+        )
+    );
+
+    let r = signed(&s, STATUS, &fixture("status_callback_delivered.form")).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(message(&s, &id).await["status"], "delivered");
     s.stop().await;
 }
 

@@ -32,7 +32,7 @@ pub(super) fn receivers_up(change: f64) {
     metrics::gauge!("tsunagi_smpp_receivers_up").increment(change);
 }
 
-/// A bind attempt failed: `refused` by the SMSC, or `unreachable`.
+/// A bind attempt failed: `refused` by the SMSC, `unreachable`, or no `tls` session.
 pub(super) fn bind_failed(reason: &'static str) {
     metrics::counter!("tsunagi_smpp_bind_failures_total", "reason" => reason).increment(1);
 }

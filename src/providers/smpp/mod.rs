@@ -16,6 +16,7 @@ mod receipt;
 mod session;
 mod submit;
 mod udh;
+mod wire;
 
 use std::{
     sync::{

@@ -24,10 +24,6 @@ use rusmpp::{
 };
 use tokio::{
     io::AsyncWriteExt,
-    net::{
-        tcp::{OwnedReadHalf, OwnedWriteHalf},
-        TcpStream,
-    },
     sync::{mpsc, oneshot},
     time::{sleep_until, timeout, Instant},
 };
@@ -41,7 +37,9 @@ use tracing::Instrument;
 use super::{
     deliver,
     delivery::{Address, Delivery},
-    metrics, status_text, Shared,
+    metrics, status_text,
+    wire::{self, OpenError, Reader, Writer},
+    Shared,
 };
 use crate::config::SmppConfig;
 
@@ -116,7 +114,7 @@ pub(super) enum Role {
 /// pauses when it is full.
 const DELIVER_BACKLOG: usize = 256;
 
-type Frames = FramedRead<OwnedReadHalf, CommandCodec>;
+type Frames = FramedRead<Reader, CommandCodec>;
 
 /// Why a connection ended.
 enum End {
@@ -131,6 +129,8 @@ enum End {
 enum BindError {
     #[error("cannot reach the SMSC at {addr}: {reason}")]
     Unreachable { addr: String, reason: String },
+    #[error("no TLS session with the SMSC at {addr}: {reason}")]
+    Tls { addr: String, reason: String },
     #[error("SMPP bind refused by the SMSC: {0}")]
     Refused(String),
     #[error("the SMSC answered the bind with {0}")]
@@ -188,6 +188,7 @@ async fn keep_bound(
             Err(e) => {
                 metrics::bind_failed(match e {
                     BindError::Refused(_) => "refused",
+                    BindError::Tls { .. } => "tls",
                     _ => "unreachable",
                 });
                 tracing::warn!(error = %e, "SMPP bind failed; retrying");
@@ -238,21 +239,19 @@ async fn refusing<T>(
     }
 }
 
-/// Open the TCP connection and bind as `role`.
-async fn connect(config: &SmppConfig, role: Role) -> Result<(Frames, OwnedWriteHalf), BindError> {
+/// Open the connection (TLS when configured) and bind as `role`.
+async fn connect(config: &SmppConfig, role: Role) -> Result<(Frames, Writer), BindError> {
     let addr = format!("{}:{}", config.host, config.port);
     let wait = Duration::from_millis(config.response_timeout_ms);
     let unreachable = |reason: String| BindError::Unreachable {
         addr: addr.clone(),
         reason,
     };
-    let stream = match timeout(wait, TcpStream::connect(&addr)).await {
-        Err(_) => return Err(unreachable("no answer to the connection".into())),
-        Ok(Err(e)) => return Err(unreachable(e.to_string())),
-        Ok(Ok(stream)) => stream,
+    let (read, mut write) = match wire::open(config, wait).await {
+        Ok(halves) => halves,
+        Err(OpenError::Unreachable(reason)) => return Err(unreachable(reason)),
+        Err(OpenError::Tls(reason)) => return Err(BindError::Tls { addr, reason }),
     };
-    let _ = stream.set_nodelay(true);
-    let (read, mut write) = stream.into_split();
     let mut frames = FramedRead::new(read, CommandCodec::new());
     // Validation keeps each within its SMPP length.
     let (system_id, password, system_type) = (
@@ -281,10 +280,11 @@ async fn connect(config: &SmppConfig, role: Role) -> Result<(Frames, OwnedWriteH
     };
     let mut buf = BytesMut::new();
     let _ = CommandCodec::new().encode(&Command::new(CommandStatus::EsmeRok, 1, bind), &mut buf);
-    write
-        .write_all(&buf)
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
+    let sent = async {
+        write.write_all(&buf).await?;
+        write.flush().await
+    };
+    sent.await.map_err(|e| unreachable(e.to_string()))?;
     let answer = match timeout(wait, frames.next()).await {
         Err(_) => return Err(unreachable("no answer to the bind".into())),
         Ok(None) => return Err(unreachable("closed during the bind".into())),
@@ -343,7 +343,7 @@ struct Connection {
     shared: Arc<Shared>,
     slot: usize,
     role: Role,
-    write: OwnedWriteHalf,
+    write: Writer,
     buf: BytesMut,
     codec: CommandCodec,
     next_sequence: u32,
@@ -356,7 +356,7 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(shared: Arc<Shared>, slot: usize, role: Role, write: OwnedWriteHalf) -> Self {
+    fn new(shared: Arc<Shared>, slot: usize, role: Role, write: Writer) -> Self {
         if role == Role::Receiver {
             shared.set_receiver(slot, true, None);
         } else {
@@ -487,11 +487,14 @@ impl Connection {
 
     /// Write whatever PDUs are encoded in the buffer.
     async fn flush(&mut self) -> Result<(), End> {
-        let written = self
-            .write
-            .write_all(&self.buf)
-            .await
-            .map_err(|e| End::Lost(format!("cannot write to the SMSC: {e}")));
+        // TLS may keep the end of a write in its records until flushed (TCP's flush does nothing).
+        let write = &mut self.write;
+        let written = async {
+            write.write_all(&self.buf).await?;
+            write.flush().await
+        }
+        .await
+        .map_err(|e| End::Lost(format!("cannot write to the SMSC: {e}")));
         self.buf.clear();
         written
     }

@@ -11,6 +11,7 @@
 
 mod session;
 pub mod text;
+mod tls;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -30,6 +31,7 @@ use rusmpp::{
     Command, CommandStatus, Pdu,
 };
 use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// What a delivery receipt carries.
@@ -115,6 +117,9 @@ pub struct Options {
     pub receipt_delay: Duration,
     /// Keep every submit for [`FakeSmsc::submits`]; off for a benchmark.
     pub record: bool,
+    /// Speak TLS with a certificate from a CA made at start ([`FakeSmsc::tls_ca_pem`]),
+    /// valid for `localhost` and the listening address.
+    pub tls: bool,
 }
 
 impl Options {
@@ -127,6 +132,7 @@ impl Options {
             receipts: Receipts::Tlv,
             receipt_delay: Duration::from_millis(20),
             record: true,
+            tls: false,
         }
     }
 }
@@ -189,6 +195,7 @@ struct Counters {
     data_sm_refusals: AtomicU64,
     /// Any response (a generic_nack included) to an `alert_notification`, which has none.
     alert_answers: AtomicU64,
+    failed_handshakes: AtomicU64,
 }
 
 /// A connection the fake may send `deliver_sm` on.
@@ -244,6 +251,7 @@ struct Pending {
 /// A running fake SMSC; dropping it closes the listener and every connection.
 pub struct FakeSmsc {
     addr: SocketAddr,
+    ca_pem: Option<String>,
     shared: Arc<Shared>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -253,6 +261,10 @@ impl FakeSmsc {
     pub async fn start(options: Options) -> std::io::Result<FakeSmsc> {
         let listener = TcpListener::bind(options.listen).await?;
         let addr = listener.local_addr()?;
+        let identity = match options.tls {
+            true => Some(tls::Identity::generate(addr.ip())?),
+            false => None,
+        };
         let (receipts_tx, receipts_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             system_id: options.system_id,
@@ -271,10 +283,13 @@ impl FakeSmsc {
             receipts_tx,
             stop: CancellationToken::new(),
         });
-        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
+        let ca_pem = identity.as_ref().map(|i| i.ca_pem.clone());
+        let acceptor = identity.map(|i| i.acceptor);
+        let accept = tokio::spawn(accept_loop(listener, acceptor, shared.clone()));
         let receipts = tokio::spawn(receipt_loop(receipts_rx, shared.clone()));
         Ok(FakeSmsc {
             addr,
+            ca_pem,
             shared,
             tasks: vec![accept, receipts],
         })
@@ -283,6 +298,20 @@ impl FakeSmsc {
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The PEM of the CA that issued the TLS listener's certificate (none without TLS).
+    pub fn tls_ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// Connections whose TLS handshake failed (an untrusted certificate, a client not
+    /// speaking TLS).
+    pub fn failed_handshake_count(&self) -> u64 {
+        self.shared
+            .counters
+            .failed_handshakes
+            .load(Ordering::Relaxed)
     }
 
     /// Accept binds with `password` from now on.
@@ -781,13 +810,33 @@ fn delivery(
     DeliverSm::from_parts(parts).into()
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(session::serve(stream, shared.clone()));
+        let shared = shared.clone();
+        let Some(tls) = tls.clone() else {
+            let (read, write) = stream.into_split();
+            tokio::spawn(session::serve(read, write, shared));
+            continue;
+        };
+        // Handshakes in their own task: a stalled client must not hold up the next accept.
+        tokio::spawn(async move {
+            match tls.accept(stream).await {
+                Ok(stream) => {
+                    let (read, write) = tokio::io::split(stream);
+                    session::serve(read, write, shared).await
+                }
+                Err(_) => {
+                    shared
+                        .counters
+                        .failed_handshakes
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
     }
 }
 

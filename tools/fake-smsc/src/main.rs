@@ -1,6 +1,6 @@
 //! `fake-smsc`: the fake SMSC on a fixed address, printing accepted submits per second.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 use fake_smsc::{FakeSmsc, Options, Receipts};
@@ -23,6 +23,10 @@ struct Args {
     /// Milliseconds between a submit and its receipt.
     #[arg(long, default_value_t = 0)]
     receipt_delay_ms: u64,
+    /// Speak TLS, writing the PEM of the CA that issued its certificate to this file (for
+    /// tsunagi's `tls_ca_file`).
+    #[arg(long)]
+    tls_ca_out: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -34,9 +38,13 @@ async fn main() -> std::io::Result<()> {
         receipt_delay: Duration::from_millis(args.receipt_delay_ms),
         // Nothing reads them back, and a long run would hold every submit in memory.
         record: false,
+        tls: args.tls_ca_out.is_some(),
         ..Options::new(&args.system_id, &args.password)
     })
     .await?;
+    if let (Some(path), Some(pem)) = (&args.tls_ca_out, smsc.tls_ca_pem()) {
+        std::fs::write(path, pem)?;
+    }
     println!("fake-smsc listening on {}", smsc.addr());
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     let mut last = 0;

@@ -13,8 +13,7 @@ use rusmpp::{
     Command, CommandId, CommandStatus, Pdu,
 };
 use tokio::{
-    io::AsyncWriteExt,
-    net::{tcp::OwnedWriteHalf, TcpStream},
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
     sync::mpsc,
 };
 use tokio_util::{
@@ -48,8 +47,12 @@ struct Session {
     bound: Option<Bound>,
 }
 
-pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
-    let (read, write) = stream.into_split();
+/// Serve one connection, given as its halves (a TCP stream's, or a TLS session's).
+pub(crate) async fn serve(
+    read: impl AsyncRead + Unpin,
+    write: impl AsyncWrite + Unpin + Send + 'static,
+    shared: Arc<Shared>,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
     let stop = shared.stop.child_token();
     let writer = tokio::spawn(write_loop(write, rx, stop.clone()));
@@ -82,7 +85,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
 
 /// Write queued PDUs, many per syscall when they pile up, until every sender is gone.
 async fn write_loop(
-    mut write: OwnedWriteHalf,
+    mut write: impl AsyncWrite + Unpin,
     mut rx: mpsc::UnboundedReceiver<Command>,
     stop: CancellationToken,
 ) {
@@ -105,7 +108,8 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        if write.write_all(&buf).await.is_err() {
+        // A TLS stream may hold the end of a write until flushed.
+        if write.write_all(&buf).await.is_err() || write.flush().await.is_err() {
             return;
         }
         buf.clear();
