@@ -786,6 +786,39 @@ impl Config {
         }
     }
 
+    /// What is valid but likely not meant: `check-config` prints these, `serve` logs them.
+    pub fn warnings(&self) -> Vec<Problem> {
+        let mut warnings = Vec::new();
+        let smpp: Vec<&SmppConfig> = if self.delivery.routes.is_empty() {
+            match self.delivery.provider {
+                Provider::Smpp => self.providers.smpp.iter().collect(),
+                _ => Vec::new(),
+            }
+        } else {
+            self.delivery
+                .routes
+                .iter()
+                .filter(|r| r.provider == Provider::Smpp)
+                .filter_map(|r| r.smpp_account(&self.providers))
+                .collect()
+        };
+        let widest = smpp.iter().max_by_key(|a| a.binds as usize * a.window as usize);
+        if let Some(account) = widest {
+            let window = account.binds as usize * account.window as usize;
+            if self.delivery.concurrency < window {
+                warnings.push(Problem::new(
+                    "delivery.concurrency",
+                    format!(
+                        "{} sends at once cannot fill the SMPP window of {} binds x {} = {window}: \
+                         raise it to at least {window}, or the window is never used",
+                        self.delivery.concurrency, account.binds, account.window
+                    ),
+                ));
+            }
+        }
+        warnings
+    }
+
     /// JSON Schema of the config file, committed as `schemas/config.schema.json`.
     pub fn json_schema() -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(Config)).expect("a schema is JSON")

@@ -92,7 +92,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::CheckConfig { config } => match load(config) {
-            Ok(_) => {
+            Ok(config) => {
+                for warning in config.warnings() {
+                    eprintln!("warning: {warning}");
+                }
                 println!("configuration is valid");
                 return ExitCode::SUCCESS;
             }
@@ -156,6 +159,9 @@ async fn replay(
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    for warning in config.warnings() {
+        tracing::warn!(%warning, "configuration");
+    }
     let running = app::start(config).await?;
     if let Some(key) = &running.created_key {
         println!("Created API key \"default\" (shown only once, keep it): {key}");

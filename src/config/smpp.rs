@@ -367,6 +367,23 @@ password = "secret1"
     }
 
     #[test]
+    fn a_concurrency_below_binds_times_window_is_warned_of_not_refused() {
+        let narrow = format!("{VALID}binds = 4\nwindow = 100\n");
+        let c = Config::parse(&narrow, no_env).unwrap();
+        let warnings = c.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].path, "delivery.concurrency");
+        assert!(
+            warnings[0].message.contains("4 binds x 100 = 400"),
+            "{}",
+            warnings[0].message
+        );
+        let wide = narrow.replace("[delivery]\n", "[delivery]\nconcurrency = 400\n");
+        assert!(Config::parse(&wide, no_env).unwrap().warnings().is_empty());
+        assert!(Config::parse(VALID, no_env).unwrap().warnings().is_empty());
+    }
+
+    #[test]
     fn tls_keys_apply_only_with_tls() {
         let text =
             format!("{VALID}tls_ca_file = \"ca.pem\"\ntls_server_name = \"smsc.example.jp\"\n");
