@@ -802,7 +802,9 @@ impl Config {
                 .filter_map(|r| r.smpp_account(&self.providers))
                 .collect()
         };
-        let widest = smpp.iter().max_by_key(|a| a.binds as usize * a.window as usize);
+        let widest = smpp
+            .iter()
+            .max_by_key(|a| a.binds as usize * a.window as usize);
         if let Some(account) = widest {
             let window = account.binds as usize * account.window as usize;
             if self.delivery.concurrency < window {

@@ -277,11 +277,17 @@ impl Dispatcher {
                 Err(SendError::Unavailable(reason)) => {
                     tracing::info!(%reason, "provider unavailable; the job waits for it");
                     refund_attempt = true;
+                    // Held to a route that is down while others send, the job would be claimed
+                    // again at once, over and over: it waits as a retry would.
+                    let wait = job
+                        .in_doubt_on
+                        .is_some()
+                        .then(|| now + backoff::delay(&self.config, job.attempt));
                     (
                         JobState::Queued,
                         Some(format!("waiting for the provider: {reason}")),
                         None,
-                        None,
+                        wait,
                     )
                 }
                 Err(SendError::Transient {
@@ -541,6 +547,38 @@ mod tests {
             );
         }
         assert_eq!(*provider.sends.lock().unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_job_held_to_a_route_that_cannot_send_waits_instead_of_coming_straight_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("d.db").display());
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let clock = Arc::new(ShiftedClock::default());
+        one_queued(&store, &clock).await;
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            Arc::new(Unbound::default()),
+            DeliveryConfig::default(),
+            Arc::new(Notify::new()),
+            clock.clone(),
+        );
+        let lease = Duration::from_secs(60);
+        let now = clock.now();
+        let mut job = store
+            .claim(&dispatcher.owner, 1, lease, now)
+            .await
+            .unwrap()
+            .remove(0);
+        job.in_doubt_on = Some("smpp-a".into());
+        dispatcher.deliver(job, now + lease).await;
+        let due = store.next_due().await.unwrap().expect("still queued");
+        assert!(due > now, "claimed again at once: due {due}, now {now}");
+        assert!(store
+            .claim(&dispatcher.owner, 1, lease, now)
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     #[tokio::test]
