@@ -9,6 +9,7 @@ pub mod openapi;
 mod ops;
 pub mod opt_outs;
 pub mod otp;
+mod paging;
 pub mod problem;
 pub mod reports;
 pub mod sandbox;

@@ -319,25 +319,7 @@ pub async fn reviews(
         Some("settled") => Some(false),
         Some(_) => return Err(invalid("status", "`status` must be open or settled")),
     };
-    let limit = match params.limit {
-        None => 20,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=100).contains(l))
-            .ok_or_else(|| invalid("limit", "`limit` must be a number from 1 to 100"))?,
-    };
-    let before = params
-        .cursor
-        .map(|c| {
-            c.parse::<i64>().ok().filter(|c| *c > 0).ok_or_else(|| {
-                invalid(
-                    "cursor",
-                    "`cursor` must be a `next_cursor` from a previous page",
-                )
-            })
-        })
-        .transpose()?;
+    let (limit, before) = super::paging::page(params.limit.as_deref(), params.cursor.as_deref())?;
     let held = state
         .store
         .reviews(ReviewQuery {

@@ -430,6 +430,17 @@ impl TestServer {
         panic!("{to} never received {message_id}");
     }
 
+    /// The opt-outs listed for `to` (any written form, percent-encoded), newest first.
+    pub async fn opt_outs_of(&self, to: &str) -> Vec<Value> {
+        let page: Value = self
+            .get(&format!("/v1/opt-outs?to={to}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        page["data"].as_array().unwrap().clone()
+    }
+
     /// The Prometheus text of `/metrics` (no key needed).
     pub async fn metrics(&self) -> String {
         let url = format!("{}/metrics", self.base);

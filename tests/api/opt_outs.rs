@@ -20,13 +20,7 @@ async fn reply(s: &TestServer, body: &str) -> Value {
 }
 
 async fn opt_outs(s: &TestServer) -> Vec<Value> {
-    let page: Value = s
-        .get("/v1/opt-outs?to=09033334444")
-        .await
-        .json()
-        .await
-        .unwrap();
-    page["data"].as_array().unwrap().clone()
+    s.opt_outs_of("09033334444").await
 }
 
 #[tokio::test]

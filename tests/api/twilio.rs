@@ -707,13 +707,7 @@ fn inbound_sms(body: &str, sid: &str, opt_out_type: Option<&str>) -> String {
 }
 
 async fn opt_outs_of_the_handset(s: &TestServer) -> Vec<Value> {
-    let page: Value = s
-        .get("/v1/opt-outs?to=%2B819012345678")
-        .await
-        .json()
-        .await
-        .unwrap();
-    page["data"].as_array().unwrap().clone()
+    s.opt_outs_of("%2B819012345678").await
 }
 
 #[tokio::test]
