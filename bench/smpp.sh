@@ -11,6 +11,7 @@
 # Receipts are off at the fake SMSC (Kannel asks for none by default), so both do the same work.
 # Usage: bench/smpp.sh [seconds-per-load=10] [rounds=3]
 # Env: CONNS (wrk connections, 64), BINDS (4), WINDOW (100), SKIP_BUILD=1.
+# bench/smpp_shapes.sh runs it for a carrier's window (1 bind x 50) and an aggregator's (4 x 100).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/smpp_config.sh
@@ -145,18 +146,18 @@ kannel_load() {
 }
 
 echo "load: ${secs}s per load, $rounds rounds, wrk -t2 -c$conns, $binds binds x window $window; uptime:$(uptime | sed 's/.*load average/ load average/')"
-alone=(); tsu=(); kan=(); tsu_acc=(); kan_acc=()
+alone=(); tsu=(); kan=(); tsu_acc=(); kan_acc=(); tsu_cpu=(); kan_cpu=()
 for r in $(seq "$rounds"); do
   measure "$smsc_pid" alone_load; alone+=("$rate")
   echo "round $r: fake SMSC alone $rate submit_sm/s (smpp-load: $accepted/s; fake CPU $per_msg µs/msg)"
-  measure "$tsunagi_pid" tsunagi_load; tsu+=("$rate"); tsu_acc+=("$accepted")
+  measure "$tsunagi_pid" tsunagi_load; tsu+=("$rate"); tsu_acc+=("$accepted"); tsu_cpu+=("$per_msg")
   echo "round $r: tsunagi $rate submit_sm/s, $accepted req/s accepted, $count submitted in all (tsunagi CPU $per_msg µs/msg)"
-  measure "$bearerbox_pid $smsbox_pid" kannel_load; kan+=("$rate"); kan_acc+=("$accepted")
+  measure "$bearerbox_pid $smsbox_pid" kannel_load; kan+=("$rate"); kan_acc+=("$accepted"); kan_cpu+=("$per_msg")
   echo "round $r: Kannel  $rate submit_sm/s, $accepted req/s accepted, $count submitted in all (bearerbox+smsbox CPU $per_msg µs/msg)"
 done
-python3 - "${alone[*]}" "${tsu[*]}" "${kan[*]}" "${tsu_acc[*]}" "${kan_acc[*]}" <<'PY'
+python3 - "${alone[*]}" "${tsu[*]}" "${kan[*]}" "${tsu_acc[*]}" "${kan_acc[*]}" "${tsu_cpu[*]}" "${kan_cpu[*]}" <<'PY'
 import statistics, sys
-a, t, k, ta, ka = ([float(x) for x in arg.split()] for arg in sys.argv[1:6])
+a, t, k, ta, ka, tc, kc = ([float(x) for x in arg.split()] for arg in sys.argv[1:8])
 m = statistics.median
 print(f"median fake SMSC alone: {m(a):.0f} submit_sm/s")
 print(f"median tsunagi:         {m(t):.0f} submit_sm/s ({m(ta):.0f} req/s accepted)")
@@ -164,6 +165,7 @@ print(f"median Kannel:          {m(k):.0f} submit_sm/s ({m(ka):.0f} req/s accept
 ratios = [y / x if x else 0 for x, y in zip(k, t)]
 print(f"ratio tsunagi/Kannel:   {m(t) / max(m(k), 1):.2f} (per round: {', '.join(f'{r:.2f}' for r in ratios)})")
 print(f"headroom fake/tsunagi:  {m(a) / max(m(t), 1):.2f}, fake/Kannel: {m(a) / max(m(k), 1):.2f}")
+print(f"median CPU a message:   tsunagi {m(tc):.0f} µs, Kannel {m(kc):.0f} µs")
 PY
 curl -s "http://127.0.0.1:$tsunagi_port/metrics" >"$dir/metrics"
 # Stored counts the requests still in flight when wrk stopped, which wrk's own count leaves out.
