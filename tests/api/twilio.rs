@@ -478,6 +478,48 @@ password = "secret"
 }
 
 #[tokio::test]
+async fn a_region_the_twilio_account_may_not_send_to_goes_to_the_next_route() {
+    let fake = MockServer::start().await;
+    let refused = ResponseTemplate::new(400).set_body_raw(
+        r#"{"code": 21408, "message": "Permission to send an SMS has not been enabled for the region indicated by the 'To' number: +819012345678.", "more_info": "https://www.twilio.com/docs/errors/21408", "status": 400}"#,
+        "application/json",
+    );
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(refused)
+        .mount(&fake)
+        .await;
+    let s = TestServer::with_delivery(&format!(
+        r#"
+[[delivery.routes]]
+name = "twilio"
+provider = "twilio"
+[delivery.routes.twilio]
+account_sid = "{ACCOUNT_SID}"
+auth_token = "{AUTH_TOKEN}"
+from = "{SENDER}"
+base_url = "{}"
+[[delivery.routes]]
+name = "sandbox"
+provider = "sandbox"
+"#,
+        fake.uri()
+    ))
+    .await;
+    let id = accepted(&s, "hello").await;
+    let m = s.wait_for(&id, |st| st == "delivered").await;
+    assert_eq!(m["status"], "delivered", "{m}");
+    assert_eq!(sends(&fake).await.len(), 1);
+    let ready = reqwest::get(format!("{}/readyz", s.base)).await.unwrap();
+    assert_eq!(
+        ready.status(),
+        200,
+        "one message's region is not the account's fault"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn a_final_status_for_a_second_sid_of_one_message_is_noticed() {
     let (_fake, s) = taking_service().await;
     let id = accepted(&s, "hello").await;
