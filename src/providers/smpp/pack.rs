@@ -50,7 +50,7 @@ pub(super) fn unpack(packed: &[u8], fill: u8) -> Vec<u8> {
     // Seven padding bits read as one septet exactly filling the last octet. A wanted CR ending
     // there reads the same; §6.1.2.3.1 would add a second CR, which a full part has no room for,
     // and a trailing CR shows nothing on a handset anyway.
-    if bits % 7 == 0 && septets.last() == Some(&CR) {
+    if bits.is_multiple_of(7) && septets.last() == Some(&CR) {
         septets.pop();
     }
     septets

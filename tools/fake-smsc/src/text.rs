@@ -109,7 +109,7 @@ pub fn gsm7_unpack(packed: &[u8], fill: u8) -> Vec<u8> {
         septets.push((0..7).fold(0u8, |septet, i| septet | bit(k + i) << i));
         k += 7;
     }
-    if usable % 7 == 0 && septets.last() == Some(&0x0D) {
+    if usable.is_multiple_of(7) && septets.last() == Some(&0x0D) {
         septets.pop();
     }
     septets
