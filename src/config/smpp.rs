@@ -84,6 +84,16 @@ pub struct SmppConfig {
     /// id one way in `submit_sm_resp` and the other in its receipts (Kannel's `msg-id-type`).
     #[serde(default)]
     pub receipt_ids: IdFormat,
+    /// The data_coding GSM-7 bodies go with: 0 (the SMSC's default alphabet, GSM-7) or 1
+    /// (IA5/ASCII, for SMSCs that read 0 as ASCII or Latin-1); with 1, a body holding a GSM-7
+    /// character ASCII lacks (£, é, €…) goes as UCS-2.
+    #[serde(default)]
+    #[schemars(range(max = 1))]
+    pub gsm_data_coding: u8,
+    /// Pack GSM-7 septets eight into seven octets (only with `gsm_data_coding = 0`); unpacked,
+    /// one septet an octet, is what most SMSCs take.
+    #[serde(default)]
+    pub gsm_packed: bool,
 }
 
 /// How an SMSC writes a message id.
@@ -200,6 +210,14 @@ impl SmppConfig {
         }
         if self.short_code_npi > 18 {
             problem("short_code_npi", "must be an NPI 0-18");
+        }
+        if self.gsm_data_coding > 1 {
+            problem(
+                "gsm_data_coding",
+                "must be 0 (SMSC default alphabet) or 1 (IA5/ASCII)",
+            );
+        } else if self.gsm_packed && self.gsm_data_coding != 0 {
+            problem("gsm_packed", "applies only with gsm_data_coding = 0");
         }
     }
 }
@@ -436,6 +454,52 @@ password = "secret1"
         assert_eq!(c.tls_name().unwrap().to_str(), "smpp.aggregator.example");
         let ip_only = tls.replace("smsc.example.jp", "192.0.2.7");
         assert!(Config::parse(&ip_only, no_env).is_ok());
+    }
+
+    #[test]
+    fn gsm_data_coding_is_0_or_1_and_packing_needs_0() {
+        let c = Config::parse(VALID, no_env)
+            .unwrap()
+            .providers
+            .smpp
+            .unwrap();
+        assert_eq!((c.gsm_data_coding, c.gsm_packed), (0, false));
+        let ia5 = format!("{VALID}gsm_data_coding = 1\n");
+        assert_eq!(
+            Config::parse(&ia5, no_env)
+                .unwrap()
+                .providers
+                .smpp
+                .unwrap()
+                .gsm_data_coding,
+            1
+        );
+        assert!(Config::parse(&format!("{VALID}gsm_packed = true\n"), no_env).is_ok());
+        let problems = Config::parse(&format!("{VALID}gsm_data_coding = 3\n"), no_env).unwrap_err();
+        assert_eq!(problems[0].path, "providers.smpp.gsm_data_coding");
+        assert!(problems[0]
+            .message
+            .contains("0 (SMSC default alphabet) or 1"));
+        assert_eq!(
+            paths(&format!("{ia5}gsm_packed = true\n")),
+            ["providers.smpp.gsm_packed"]
+        );
+    }
+
+    #[test]
+    fn an_account_inside_a_route_checks_its_gsm_data_coding() {
+        let text = r#"
+[delivery]
+[[delivery.routes]]
+name = "ia5"
+provider = "smpp"
+[delivery.routes.smpp]
+host = "smsc.example.jp"
+system_id = "tsunagi"
+password = "secret1"
+gsm_data_coding = 2
+"#;
+        assert_eq!(paths(text), ["delivery.routes[0].smpp.gsm_data_coding"]);
     }
 
     #[test]

@@ -69,14 +69,23 @@ pub fn split(body: &str) -> Vec<String> {
 /// UTF-16), split exactly as `split` splits.
 pub fn encoded_parts(body: &str) -> (Encoding, Vec<Vec<u8>>) {
     let encoding = encoding_of(body);
-    let encode = |part: &str| match encoding {
-        Encoding::Gsm7 => part.chars().flat_map(gsm7_codes).collect(),
-        Encoding::Ucs2 => part.encode_utf16().flat_map(u16::to_be_bytes).collect(),
+    let parts = match encoding {
+        Encoding::Gsm7 => parts(body, encoding)
+            .into_iter()
+            .map(|part| part.chars().flat_map(gsm7_codes).collect())
+            .collect(),
+        Encoding::Ucs2 => ucs2_parts(body),
     };
-    (
-        encoding,
-        parts(body, encoding).into_iter().map(encode).collect(),
-    )
+    (encoding, parts)
+}
+
+/// The body's parts in UCS-2 even when GSM-7 could carry it (for a peer whose alphabet lacks
+/// some GSM-7 characters), split by the UCS-2 rules.
+pub fn ucs2_parts(body: &str) -> Vec<Vec<u8>> {
+    parts(body, Encoding::Ucs2)
+        .into_iter()
+        .map(|part| part.encode_utf16().flat_map(u16::to_be_bytes).collect())
+        .collect()
 }
 
 /// Text from unpacked GSM-7 septets; a code outside the tables reads as '?'.

@@ -823,3 +823,132 @@ async fn a_tls_certificate_naming_another_host_than_tls_server_name_is_refused()
     assert_eq!(fake.bind_count(), 0);
     s.stop().await;
 }
+
+/// Every character of the GSM 03.38 basic table (from the standard, 0x1B left out), then the
+/// extension table's but form feed, a control character the API refuses.
+const EVERY_GSM7_CHARACTER: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
+                                    ¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà\
+                                    ^{}\\[~]|€";
+
+#[tokio::test]
+async fn a_long_gsm7_message_sent_packed_arrives_whole_and_byte_exact() {
+    let fake = FakeSmsc::start(Options {
+        gsm_packed: true,
+        ..Options::new(SYSTEM_ID, PASSWORD)
+    })
+    .await
+    .unwrap();
+    let s = server(&fake, "gsm_packed = true").await;
+    // 136 characters, 145 septets; three times over is 435 septets: three parts of up to 153.
+    let body = EVERY_GSM7_CHARACTER.repeat(3);
+    let id = sent(&s, json!({"to": "090-7777-1234", "body": body})).await;
+    s.wait_for(&id, |st| st == "delivered").await;
+    let parts = fake.submits_to("819077771234");
+    assert_eq!(parts.len(), 3);
+    for part in &parts {
+        assert_eq!((part.esm_class, part.data_coding), (0x40, 0));
+        let udh = part.udh.as_ref().unwrap();
+        assert!(udh.len() + part.payload.len() <= 140);
+        // Packed: 7 octets for every 8 septets, after one fill bit.
+        let septets = part.user_data().len();
+        assert_eq!(part.payload.len(), (1 + septets * 7).div_ceil(8));
+    }
+    let septets: Vec<u8> = parts.iter().flat_map(|p| p.user_data()).collect();
+    assert_eq!(Some(septets), fake_smsc::text::gsm7_encode(&body));
+    assert_eq!(fake.texts_to("819077771234"), [body]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_single_gsm7_message_of_159_or_160_characters_sent_packed_is_140_octets() {
+    let fake = FakeSmsc::start(Options {
+        gsm_packed: true,
+        ..Options::new(SYSTEM_ID, PASSWORD)
+    })
+    .await
+    .unwrap();
+    let s = server(&fake, "gsm_packed = true").await;
+    // 159 septets leave 7 spare bits, which carry a CR: the handset shows no stray '@'.
+    for (length, to) in [(160, "090-7777-2345"), (159, "090-7777-2346")] {
+        let body = "Your code is 123456. ".repeat(8)[..length].to_string();
+        let id = sent(&s, json!({"to": to, "body": body})).await;
+        s.wait_for(&id, |st| st == "delivered").await;
+        let parts = fake.submits_to(&format!("81{}", to[1..].replace('-', "")));
+        assert_eq!(parts.len(), 1);
+        assert_eq!((parts[0].esm_class, parts[0].payload.len()), (0, 140));
+        assert_eq!(
+            parts[0].payload[139] >> 1,
+            if length == 159 { 0x0D } else { b' ' }
+        );
+        assert_eq!(parts[0].text(), body);
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_ia5_account_sends_ascii_as_data_coding_1_and_a_body_with_e_acute_as_ucs2() {
+    let fake = smsc(Receipts::Tlv).await;
+    let s = server(&fake, "gsm_data_coding = 1").await;
+    let ascii = "Hello {name} @ 100$ ~ [ok] | ^_^ \\o/";
+    let id = sent(&s, json!({"to": "090-7777-3456", "body": ascii})).await;
+    s.wait_for(&id, |st| st == "delivered").await;
+    let sub = &fake.submits_to("819077773456")[0];
+    assert_eq!((sub.data_coding, sub.esm_class), (0x01, 0));
+    assert_eq!(sub.payload, ascii.as_bytes());
+    // é is GSM-7 but not IA5: the body goes UCS-2, split by its rules (100 characters: 2 parts).
+    let accented = format!("Café {}", "a".repeat(95));
+    let id = sent(&s, json!({"to": "090-7777-4567", "body": accented})).await;
+    s.wait_for(&id, |st| st == "delivered").await;
+    let parts = fake.submits_to("819077774567");
+    assert_eq!(parts.len(), 2);
+    assert!(parts.iter().all(|p| p.data_coding == 0x08));
+    assert_eq!(fake.texts_to("819077774567"), [accented]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_long_ia5_message_splits_as_gsm7_does_with_the_concatenation_udh() {
+    let fake = smsc(Receipts::Tlv).await;
+    let s = server(&fake, "gsm_data_coding = 1").await;
+    // 80 escapes fill 160 septets; one more character makes two parts, 76 escapes in the first.
+    let body = format!("{}!", "{".repeat(80));
+    let id = sent(&s, json!({"to": "090-7777-5678", "body": body})).await;
+    s.wait_for(&id, |st| st == "delivered").await;
+    let parts = fake.submits_to("819077775678");
+    assert_eq!(parts.len(), 2);
+    for part in &parts {
+        assert_eq!((part.esm_class, part.data_coding), (0x40, 0x01));
+    }
+    assert_eq!(parts[0].payload, "{".repeat(76).as_bytes());
+    assert_eq!(fake.texts_to("819077775678"), [body]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_smpp_route_account_sends_with_its_own_gsm_data_coding() {
+    let fake = smsc(Receipts::Tlv).await;
+    let config = format!(
+        r#"
+[[delivery.routes]]
+name = "ia5"
+provider = "smpp"
+[delivery.routes.smpp]
+host = "127.0.0.1"
+port = {port}
+system_id = "{SYSTEM_ID}"
+password = "{PASSWORD}"
+reconnect_min_ms = 50
+gsm_data_coding = 1
+"#,
+        port = fake.addr().port()
+    );
+    let s = TestServer::with_delivery(&config).await;
+    let id = sent(&s, json!({"to": "090-7777-6789", "body": "route @ IA5"})).await;
+    s.wait_for(&id, |st| st == "delivered").await;
+    let sub = &fake.submits_to("819077776789")[0];
+    assert_eq!(
+        (sub.data_coding, sub.payload.as_slice()),
+        (0x01, &b"route @ IA5"[..])
+    );
+    s.stop().await;
+}

@@ -12,6 +12,8 @@ mod deliver;
 mod delivery;
 mod ids;
 mod metrics;
+mod pack;
+mod payload;
 mod receipt;
 mod session;
 mod submit;

@@ -1,19 +1,16 @@
-//! `submit_sm` PDUs for one message: addresses with the right TON/NPI, GSM-7 or UCS-2 payloads
-//! split by `domain::segment`, and our concatenation UDH when there are several parts.
+//! `submit_sm` PDUs for one message: addresses with the right TON/NPI, and the parts
+//! `payload` makes (GSM-7, IA5 or UCS-2, with our concatenation UDH when there are several).
 
 use rusmpp::{
     pdus::SubmitSm,
     types::{COctetString, OctetString},
-    values::{DataCoding, EsmClass, Npi, RegisteredDelivery, Ton},
+    values::{EsmClass, Npi, RegisteredDelivery, Ton},
 };
 
-use super::udh;
+use super::payload;
 use crate::{
     config::SmppConfig,
-    domain::{
-        phone::SenderId,
-        segment::{self, Encoding},
-    },
+    domain::phone::SenderId,
     providers::{OutboundSms, SendError},
 };
 
@@ -65,24 +62,11 @@ pub(super) fn build(
 ) -> Result<Vec<SubmitSm>, SendError> {
     let source = source(&sms.from, config)?;
     let dest = international(sms.to.e164());
-    let (encoding, parts) = segment::encoded_parts(&sms.body);
-    let total = u8::try_from(parts.len()).map_err(|_| {
-        SendError::Permanent(format!("{} parts are more than SMS can join", parts.len()))
-    })?;
-    let data_coding = match encoding {
-        Encoding::Gsm7 => DataCoding::McSpecific,
-        Encoding::Ucs2 => DataCoding::Ucs2,
-    };
-    let concatenated = total > 1;
+    let payload::Payloads { data_coding, parts } = payload::payloads(&sms.body, config, reference)?;
+    let concatenated = parts.len() > 1;
     parts
         .into_iter()
-        .enumerate()
-        .map(|(i, payload)| {
-            let short_message = if concatenated {
-                [&udh::header(reference, total, i as u8 + 1)[..], &payload].concat()
-            } else {
-                payload
-            };
+        .map(|short_message| {
             Ok(SubmitSm::builder()
                 .source_addr_ton(Ton::from(source.ton))
                 .source_addr_npi(Npi::from(source.npi))

@@ -120,6 +120,9 @@ pub struct Options {
     /// Speak TLS with a certificate from a CA made at start ([`FakeSmsc::tls_ca_pem`]),
     /// valid for `localhost` and the listening address.
     pub tls: bool,
+    /// The account takes GSM-7 (data_coding 0) packed, eight septets in seven octets, as some
+    /// SMSCs are configured per account; [`Submit::text`] and [`FakeSmsc::texts_to`] unpack it.
+    pub gsm_packed: bool,
 }
 
 impl Options {
@@ -133,6 +136,7 @@ impl Options {
             receipt_delay: Duration::from_millis(20),
             record: true,
             tls: false,
+            gsm_packed: false,
         }
     }
 }
@@ -164,12 +168,26 @@ pub struct Submit {
     pub udh: Option<Vec<u8>>,
     /// The payload after the UDH.
     pub payload: Vec<u8>,
+    /// Whether the account takes GSM-7 packed ([`Options::gsm_packed`]).
+    pub gsm_packed: bool,
 }
 
 impl Submit {
     /// The part's text, decoded by its `data_coding`.
     pub fn text(&self) -> String {
-        text::decode(self.data_coding, &self.payload)
+        text::decode(self.data_coding, &self.user_data())
+    }
+
+    /// The payload as [`text::decode`] reads it: packed GSM-7 unpacked to one septet a byte,
+    /// past the fill bits that follow the UDH.
+    pub fn user_data(&self) -> Vec<u8> {
+        match (self.gsm_packed, self.data_coding) {
+            (true, 0x00) => {
+                let udh_len = self.udh.as_ref().map_or(0, Vec::len);
+                text::gsm7_unpack(&self.payload, text::fill_after(udh_len))
+            }
+            _ => self.payload.clone(),
+        }
     }
 
     /// The concatenation header, if the part is one of several.
@@ -228,6 +246,7 @@ struct Shared {
     receipts: AtomicU8,
     receipt_delay_ms: AtomicU64,
     record: bool,
+    gsm_packed: bool,
     submits: Mutex<Vec<Submit>>,
     counters: Counters,
     faults: Faults,
@@ -272,6 +291,7 @@ impl FakeSmsc {
             receipts: AtomicU8::new(options.receipts.code()),
             receipt_delay_ms: AtomicU64::new(options.receipt_delay.as_millis() as u64),
             record: options.record,
+            gsm_packed: options.gsm_packed,
             submits: Mutex::default(),
             counters: Counters::default(),
             faults: Faults::default(),
@@ -424,7 +444,7 @@ impl FakeSmsc {
             .map(|(_, mut parts)| {
                 parts.sort_by_key(|(seq, _)| *seq);
                 let coding = parts[0].1.data_coding;
-                let payload: Vec<u8> = parts.iter().flat_map(|(_, s)| s.payload.clone()).collect();
+                let payload: Vec<u8> = parts.iter().flat_map(|(_, s)| s.user_data()).collect();
                 text::decode(coding, &payload)
             })
             .collect()

@@ -24,6 +24,10 @@ use tokio_util::{
 
 use crate::{Receiver, Shared, Submit};
 
+/// The most `short_message` an SMS carries: 140 octets of user data, UDH included (SMSCs answer
+/// more with `ESME_RINVMSGLEN`; longer texts belong in `message_payload`).
+const MAX_SHORT_MESSAGE: usize = 140;
+
 /// How a connection ends.
 enum End {
     /// After writing what is queued (unbind, the peer closed).
@@ -315,6 +319,9 @@ impl Session {
         if destination.ends_with("9992") {
             return refuse(CommandStatus::EsmeRsyserr);
         }
+        if pdu.short_message().as_ref().len() > MAX_SHORT_MESSAGE {
+            return refuse(CommandStatus::EsmeRinvmsglen);
+        }
         let message_id = format!(
             "{:x}",
             shared.next_message_id.fetch_add(1, Ordering::Relaxed)
@@ -329,7 +336,7 @@ impl Session {
         if !shared.record && !wants_receipt {
             return None;
         }
-        let submit = decoded(pdu, message_id);
+        let submit = decoded(pdu, message_id, shared.gsm_packed);
         shared.schedule_receipt(self.id, &submit);
         if shared.record {
             shared.submits.lock().unwrap().push(submit);
@@ -338,7 +345,7 @@ impl Session {
     }
 }
 
-fn decoded(pdu: &SubmitSm, message_id: String) -> Submit {
+fn decoded(pdu: &SubmitSm, message_id: String, gsm_packed: bool) -> Submit {
     let esm_class = u8::from(pdu.esm_class);
     let short_message = pdu.short_message().as_ref();
     let (udh, payload) = match crate::text::split_udh(short_message) {
@@ -358,5 +365,6 @@ fn decoded(pdu: &SubmitSm, message_id: String) -> Submit {
         registered_delivery: pdu.registered_delivery.into(),
         udh,
         payload,
+        gsm_packed,
     }
 }

@@ -1,5 +1,5 @@
-//! The handset side of SMS text: GSM-7 (unpacked, one septet a byte) and UCS-2 payloads, and
-//! the concatenation UDH that joins parts.
+//! The handset side of SMS text: GSM-7 (unpacked, one septet a byte, or packed), IA5 and UCS-2
+//! payloads, and the concatenation UDH that joins parts.
 
 /// The GSM 03.38 basic table in code order, less the escape code 0x1B.
 const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
@@ -79,12 +79,46 @@ pub fn ucs2_decode(bytes: &[u8]) -> String {
     String::from_utf16_lossy(&units)
 }
 
-/// Decode a payload sent with `data_coding`.
+/// Decode a payload sent with `data_coding` (GSM-7 unpacked).
 pub fn decode(data_coding: u8, payload: &[u8]) -> String {
     match data_coding {
+        0x01 => ia5_decode(payload),
         0x08 => ucs2_decode(payload),
         _ => gsm7_decode(payload),
     }
+}
+
+/// Decode IA5 (ASCII); a byte above 0x7F, which IA5 has not, reads as '?'.
+pub fn ia5_decode(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| if b.is_ascii() { char::from(b) } else { '?' })
+        .collect()
+}
+
+/// The septets in packed GSM-7 user data (3GPP TS 23.038 §6.1.2.1), after `fill` bits that put
+/// the first septet on a septet boundary past a UDH. Written from the standard's bit picture:
+/// bit `k` of the stream is bit `k % 8` of octet `k / 8`, septets take 7 bits least
+/// significant first. Seven spare bits at the end hold a CR as padding (§6.1.2.3.1), dropped.
+pub fn gsm7_unpack(packed: &[u8], fill: u8) -> Vec<u8> {
+    let bit = |k: usize| (packed[k / 8] >> (k % 8)) & 1;
+    let usable = (packed.len() * 8).saturating_sub(fill as usize);
+    let mut septets = Vec::with_capacity(usable / 7);
+    let mut k = fill as usize;
+    while k + 7 <= packed.len() * 8 {
+        septets.push((0..7).fold(0u8, |septet, i| septet | bit(k + i) << i));
+        k += 7;
+    }
+    if usable.is_multiple_of(7) && septets.last() == Some(&0x0D) {
+        septets.pop();
+    }
+    septets
+}
+
+/// Fill bits after a UDH of `udh_len` octets (length octet included) up to a septet boundary.
+pub fn fill_after(udh_len: usize) -> u8 {
+    let bits = udh_len * 8;
+    (bits.div_ceil(7) * 7 - bits) as u8
 }
 
 /// A concatenation header's reference, total and sequence (1-based).
@@ -145,6 +179,24 @@ mod tests {
         assert_eq!(gsm7_encode("É").unwrap(), [0x1F]);
         assert_eq!(gsm7_decode(&septets), text);
         assert_eq!(gsm7_encode("あ"), None);
+    }
+
+    #[test]
+    fn packed_gsm7_reads_the_standards_example_and_fill_bits() {
+        // "hellohello", the example every implementation of §6.1.2.1 is checked against.
+        let packed = [0xE8, 0x32, 0x9B, 0xFD, 0x46, 0x97, 0xD9, 0xEC, 0x37];
+        assert_eq!(gsm7_unpack(&packed, 0), b"hellohello");
+        assert_eq!(gsm7_unpack(&[0x82], 1), [0x41]);
+        assert_eq!((fill_after(0), fill_after(6), fill_after(7)), (0, 1, 0));
+        // Seven septets and a CR in the spare bits: the CR is padding.
+        let seven = [0x31, 0xD9, 0x8C, 0x56, 0xB3, 0xDD, 0x1A];
+        assert_eq!(gsm7_unpack(&seven, 0), b"1234567");
+    }
+
+    #[test]
+    fn ia5_is_ascii() {
+        assert_eq!(decode(0x01, b"@{x}"), "@{x}");
+        assert_eq!(ia5_decode(&[b'a', 0xE9]), "a?");
     }
 
     #[test]
