@@ -295,6 +295,7 @@ impl Admission {
             metadata: s.metadata,
             created_at: now,
             send_at,
+            expires_at: None,
             links: rewritten.links,
         })
     }

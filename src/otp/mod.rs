@@ -146,6 +146,7 @@ pub fn verification(req: SendRequest, config: &OtpConfig, now: DateTime<Utc>) ->
             metadata: Some(serde_json::json!({"verification_id": req.id.as_str()})),
             created_at: now,
             send_at: None,
+            expires_at: None,
             links: Vec::new(),
         },
         id: req.id,

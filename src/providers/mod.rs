@@ -10,6 +10,7 @@ pub mod twilio;
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +42,9 @@ pub struct OutboundSms {
     /// What that attempt left for the provider to resume from (`SendError::InDoubt`'s
     /// `progress`), such as the parts already accepted.
     pub progress: Option<String>,
+    /// When the message stops being worth delivering: providers ask the network to drop it
+    /// then (SMPP `validity_period`, Twilio `ValidityPeriod`), so a code never arrives expired.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl OutboundSms {
@@ -54,6 +58,7 @@ impl OutboundSms {
             attempt: 1,
             in_doubt_on: None,
             progress: None,
+            expires_at: None,
         }
     }
 }
