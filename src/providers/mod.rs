@@ -63,6 +63,15 @@ impl OutboundSms {
     }
 }
 
+impl OutboundSms {
+    /// How long from `now` the message stays worth delivering, rounded up to whole seconds
+    /// (zero once past); `None` when it never expires.
+    pub fn time_left(&self, now: DateTime<Utc>) -> Option<Duration> {
+        let left = (self.expires_at? - now).num_milliseconds().max(0) as u64;
+        Some(Duration::from_secs(left.div_ceil(1000)))
+    }
+}
+
 /// Why a provider did not take a message.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SendError {
@@ -252,19 +261,19 @@ fn one(
                 .smpp
                 .cloned()
                 .ok_or_else(|| anyhow::anyhow!("an SMPP provider without its account"))?;
-            Ok(Arc::new(match route {
+            let smpp = match route {
                 Some(name) => smpp::Smpp::for_route(account, name),
                 None => smpp::Smpp::new(account),
-            }))
+            };
+            Ok(Arc::new(smpp.with_clock(clock)))
         }
         config::Provider::Twilio => {
             let account = accounts
                 .twilio
                 .ok_or_else(|| anyhow::anyhow!("a Twilio provider without its account"))?;
-            Ok(Arc::new(twilio::Twilio::new(
-                account,
-                &config.public_base_url,
-            )?))
+            Ok(Arc::new(
+                twilio::Twilio::new(account, &config.public_base_url)?.with_clock(clock),
+            ))
         }
     }
 }
