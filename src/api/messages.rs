@@ -53,6 +53,12 @@ pub struct CreateMessage {
     /// days ahead); `[links] expire_after_days` when absent.
     #[schema(format = DateTime)]
     pub links_expire_at: Option<String>,
+    /// RFC 3339 time after which the message is not worth sending (after `send_at`, at most 72
+    /// hours after it is due): never handed over later, and the provider is told the time left
+    /// (SMPP `validity_period`, Twilio `ValidityPeriod`) so the network drops it then too. A
+    /// message that expires before it is sent ends `undelivered`. No expiry when absent.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
     /// Not advertising (a reminder, a notice): where `[opt_outs] exempt_transactional` is on,
     /// numbers that opted out of the sender still get it. Default false.
     #[serde(default)]
@@ -83,6 +89,9 @@ pub struct Accepted {
     pub characters: usize,
     /// When it is scheduled for, if it is.
     pub send_at: Option<DateTime<Utc>>,
+    /// When it stops being worth sending, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
     /// When it was accepted.
     pub created_at: DateTime<Utc>,
 }
@@ -327,6 +336,7 @@ impl CreateMessage {
             transactional: self.transactional,
             shorten_links: self.shorten_links,
             links_expire_at: self.links_expire_at,
+            expires_at: self.expires_at,
         })
     }
 }
@@ -399,6 +409,7 @@ pub async fn create(
                 encoding: message.segmentation.encoding,
                 characters: message.segmentation.characters,
                 send_at: message.send_at,
+                expires_at: message.expires_at,
                 created_at: message.created_at,
             };
             (

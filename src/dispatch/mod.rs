@@ -250,6 +250,7 @@ impl Dispatcher {
                 attempt: job.attempt,
                 in_doubt_on: job.in_doubt_on.clone(),
                 progress: job.progress.clone(),
+                expires_at: job.expires_at,
             };
             if !self.still_holds(held_until) {
                 tracing::warn!("the lease ran out before the send; the job is left to whoever takes it over");
@@ -257,6 +258,9 @@ impl Dispatcher {
             }
             let result = match self.asked_before(&sms, job.in_doubt).await {
                 Ok(Some(id)) => Ok(Sent { id, route: None }),
+                Ok(None) if sms.expires_at.is_some_and(|at| at <= self.clock.now()) => {
+                    return self.record(expired(&job), self.clock.now()).await;
+                }
                 Ok(None) => self.provider.send_routed(&sms).await,
                 Err(e) => Err(e),
             };
@@ -352,18 +356,48 @@ impl Dispatcher {
                 route,
                 progress,
             };
-            match self.store.transition(t, now).await {
-                Ok(Some(applied)) => {
-                    tracing::info!(status = %to, "recorded");
-                    telemetry::state_entered(to, applied.created_at, applied.route.as_deref());
-                }
-                Ok(None) => tracing::debug!(status = %to, "outcome overtaken by a receipt"),
-                // The lease runs out and the job is sent again, under the same message id.
-                Err(e) => tracing::error!(error = %e, "outcome not recorded"),
-            }
+            self.record(t, now).await;
         }
         .instrument(span)
         .await
+    }
+
+    /// Record a job's outcome.
+    async fn record(&self, t: Transition, now: DateTime<Utc>) {
+        let to = t.to;
+        match self.store.transition(t, now).await {
+            Ok(Some(applied)) => {
+                tracing::info!(status = %to, "recorded");
+                telemetry::state_entered(to, applied.created_at, applied.route.as_deref());
+            }
+            Ok(None) => tracing::debug!(status = %to, "outcome overtaken by a receipt"),
+            // The lease runs out and the job is sent again, under the same message id.
+            Err(e) => tracing::error!(error = %e, "outcome not recorded"),
+        }
+    }
+}
+
+/// The detail of a message that expired while it waited to be sent.
+pub const EXPIRED: &str = "expired before it was sent";
+
+/// A job whose expiry passed before it reached the provider: `undelivered`, as a message the
+/// SMSC let expire (`EXPIRED`) is, so a CRM sees one state for an expiry wherever it happened.
+fn expired(job: &ClaimedJob) -> Transition {
+    let detail = if job.in_doubt {
+        format!("{EXPIRED} again; an earlier attempt may have reached the provider")
+    } else {
+        EXPIRED.to_string()
+    };
+    tracing::info!(expired_at = ?job.expires_at, "expired before it was sent; not handed over");
+    Transition {
+        message_id: job.message_id.clone(),
+        to: JobState::Undelivered,
+        detail: Some(detail),
+        provider_message_id: None,
+        retry_at: None,
+        refund_attempt: false,
+        route: None,
+        progress: None,
     }
 }
 
@@ -411,6 +445,7 @@ mod tests {
             metadata: None,
             created_at: now,
             send_at: None,
+            expires_at: None,
             links: Vec::new(),
         };
         store.accept(m, None, Hygiene::default()).await.unwrap();
@@ -494,6 +529,14 @@ mod tests {
     }
 
     async fn one_queued(store: &Arc<dyn Store>, clock: &ShiftedClock) -> MessageId {
+        queued(store, clock, None).await
+    }
+
+    async fn queued(
+        store: &Arc<dyn Store>,
+        clock: &ShiftedClock,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> MessageId {
         let id = MessageId::new();
         let m = NewMessage {
             id: id.clone(),
@@ -506,10 +549,41 @@ mod tests {
             metadata: None,
             created_at: clock.now(),
             send_at: None,
+            expires_at,
             links: Vec::new(),
         };
         store.accept(m, None, Hygiene::default()).await.unwrap();
         id
+    }
+
+    #[tokio::test]
+    async fn a_message_whose_expiry_passed_while_queued_is_never_handed_to_the_provider() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("d.db").display());
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let clock = Arc::new(ShiftedClock::default());
+        let expires_at = clock.now() + chrono::Duration::minutes(5);
+        let id = queued(&store, &clock, Some(expires_at)).await;
+        let provider = Arc::new(Counting::default());
+        let config = DeliveryConfig::default();
+        let lease = Duration::from_secs(config.lease_seconds);
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            provider.clone(),
+            config,
+            Arc::new(Notify::new()),
+            clock.clone(),
+        );
+        clock.advance(chrono::Duration::minutes(5));
+        let now = clock.now();
+        let mut jobs = store.claim(&dispatcher.owner, 1, lease, now).await.unwrap();
+        dispatcher.deliver(jobs.remove(0), now + lease).await;
+        assert_eq!(*provider.0.lock().unwrap(), 0, "sent after it expired");
+        let m = store.message(&id).await.unwrap().unwrap();
+        assert_eq!(
+            (m.status, m.status_detail.as_deref()),
+            (JobState::Undelivered, Some(EXPIRED))
+        );
     }
 
     #[tokio::test]

@@ -110,6 +110,7 @@ impl Mapping<'_> {
             transactional: self.transactional,
             shorten_links: None,
             links_expire_at: None,
+            expires_at: None,
         }
     }
 }

@@ -222,6 +222,40 @@ pub fn links_expire_at(
     Ok(Some(at))
 }
 
+/// Longest a message may stay worth sending after it is due: the usual SMSC maximum for a
+/// validity period.
+pub const MAX_EXPIRY_HOURS: i64 = 72;
+
+/// When the message stops being worth sending, if the submission says: after it is due
+/// (`send_at`, or now) and at most `MAX_EXPIRY_HOURS` after.
+pub fn expires_at(
+    input: Option<&str>,
+    send_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, Refusal> {
+    let Some(text) = input else {
+        return Ok(None);
+    };
+    let field = "expires_at";
+    let at = time(text, field)?;
+    let due = send_at.unwrap_or(now);
+    if at <= due {
+        return Err(Refusal::invalid(
+            field,
+            "`expires_at` must be after the message is due (`send_at`, or now)",
+        ));
+    }
+    if at > due + Duration::hours(MAX_EXPIRY_HOURS) {
+        return Err(Refusal::invalid(
+            field,
+            format!(
+                "`expires_at` may be at most {MAX_EXPIRY_HOURS} hours after the message is due"
+            ),
+        ));
+    }
+    Ok(Some(at))
+}
+
 /// An RFC 3339 time in `field`, to the millisecond the store keeps (so what is echoed is what is
 /// kept).
 fn time(text: &str, field: &str) -> Result<DateTime<Utc>, Refusal> {
@@ -301,6 +335,32 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         "2026-11-29T00:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn an_expiry_must_fall_after_the_message_is_due_and_within_72_hours_of_it() {
+        let at = |text: &str| text.parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(expires_at(None, None, now()), Ok(None));
+        assert_eq!(
+            expires_at(Some("2026-11-29T00:10:00Z"), None, now()),
+            Ok(Some(at("2026-11-29T00:10:00Z")))
+        );
+        let send_at = Some(at("2026-11-30T00:00:00Z"));
+        assert_eq!(
+            expires_at(Some("2026-12-03T00:00:00Z"), send_at, now()),
+            Ok(Some(at("2026-12-03T00:00:00Z"))),
+            "72 hours after send_at"
+        );
+        for refused in [
+            ("2026-11-29T00:00:00Z", None),
+            ("2026-11-29T12:00:00Z", send_at),
+            ("2026-12-02T00:00:01Z", None),
+            ("2026-12-03T00:00:01Z", send_at),
+            ("in five minutes", None),
+        ] {
+            let e = expires_at(Some(refused.0), refused.1, now()).unwrap_err();
+            assert_eq!(e.field(), "expires_at", "{refused:?}");
+        }
     }
 
     #[test]

@@ -92,6 +92,8 @@ pub struct Submission {
     pub shorten_links: Option<bool>,
     /// RFC 3339 time the short links stop working; `[links] expire_after_days` when absent.
     pub links_expire_at: Option<String>,
+    /// RFC 3339 time after which the message is not worth sending; none when absent.
+    pub expires_at: Option<String>,
 }
 
 /// A submission that was accepted, now or before.
@@ -272,6 +274,7 @@ impl Admission {
                 .iter_mut()
                 .for_each(|l| l.expires_at = Some(at));
         }
+        let expires_at = checks::expires_at(s.expires_at.as_deref(), send_at, now)?;
         checks::metadata(s.metadata.as_ref())?;
         checks::history(
             self.history.as_ref(),
@@ -295,6 +298,7 @@ impl Admission {
             metadata: s.metadata,
             created_at: now,
             send_at,
+            expires_at,
             links: rewritten.links,
         })
     }

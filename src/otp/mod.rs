@@ -126,12 +126,13 @@ pub struct SendRequest {
 /// The verification and its SMS, ready for the store; `now` is the OTP rules' time.
 pub fn verification(req: SendRequest, config: &OtpConfig, now: DateTime<Utc>) -> NewVerification {
     let segmentation = Segmentation::of(&req.body);
+    let expires_at = now + Duration::seconds(req.ttl_seconds as i64);
     NewVerification {
         prefix: req.to.national_prefix(config.pumping.prefix_digits),
         burst_prefix: req.to.burst_prefix().to_string(),
         code_hash: req.code_hash,
         max_checks: config.max_checks,
-        expires_at: now + Duration::seconds(req.ttl_seconds as i64),
+        expires_at,
         client_ip: req.client_ip,
         device_id: req.device_id,
         created_at: now,
@@ -146,6 +147,8 @@ pub fn verification(req: SendRequest, config: &OtpConfig, now: DateTime<Utc>) ->
             metadata: Some(serde_json::json!({"verification_id": req.id.as_str()})),
             created_at: now,
             send_at: None,
+            // The code is worthless once expired, so its SMS must not arrive later.
+            expires_at: Some(expires_at),
             links: Vec::new(),
         },
         id: req.id,

@@ -393,6 +393,7 @@ mod tests {
             metadata: None,
             created_at: clock.now(),
             send_at: None,
+            expires_at: None,
             links: Vec::new(),
         };
         store.accept(m, None, Hygiene::default()).await.unwrap();

@@ -10,6 +10,7 @@ pub mod twilio;
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +42,9 @@ pub struct OutboundSms {
     /// What that attempt left for the provider to resume from (`SendError::InDoubt`'s
     /// `progress`), such as the parts already accepted.
     pub progress: Option<String>,
+    /// When the message stops being worth delivering: providers ask the network to drop it
+    /// then (SMPP `validity_period`, Twilio `ValidityPeriod`), so a code never arrives expired.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl OutboundSms {
@@ -54,7 +58,17 @@ impl OutboundSms {
             attempt: 1,
             in_doubt_on: None,
             progress: None,
+            expires_at: None,
         }
+    }
+}
+
+impl OutboundSms {
+    /// How long from `now` the message stays worth delivering, rounded up to whole seconds
+    /// (zero once past); `None` when it never expires.
+    pub fn time_left(&self, now: DateTime<Utc>) -> Option<Duration> {
+        let left = (self.expires_at? - now).num_milliseconds().max(0) as u64;
+        Some(Duration::from_secs(left.div_ceil(1000)))
     }
 }
 
@@ -247,19 +261,19 @@ fn one(
                 .smpp
                 .cloned()
                 .ok_or_else(|| anyhow::anyhow!("an SMPP provider without its account"))?;
-            Ok(Arc::new(match route {
+            let smpp = match route {
                 Some(name) => smpp::Smpp::for_route(account, name),
                 None => smpp::Smpp::new(account),
-            }))
+            };
+            Ok(Arc::new(smpp.with_clock(clock)))
         }
         config::Provider::Twilio => {
             let account = accounts
                 .twilio
                 .ok_or_else(|| anyhow::anyhow!("a Twilio provider without its account"))?;
-            Ok(Arc::new(twilio::Twilio::new(
-                account,
-                &config.public_base_url,
-            )?))
+            Ok(Arc::new(
+                twilio::Twilio::new(account, &config.public_base_url)?.with_clock(clock),
+            ))
         }
     }
 }

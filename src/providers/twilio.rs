@@ -22,7 +22,10 @@ use tokio::{sync::Notify, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use super::{Events, OutboundSms, Provider, SendError};
-use crate::config::{Secret, TwilioConfig};
+use crate::{
+    clock::{Clock, SystemClock},
+    config::{Secret, TwilioConfig},
+};
 
 /// The path of the status callback every send names, under `public_base_url`.
 pub const STATUS_CALLBACK_PATH: &str = "/v1/inbound/twilio/status";
@@ -50,6 +53,19 @@ pub struct Twilio {
     status_callback: String,
     account: Arc<AccountState>,
     sender: Mutex<SenderState>,
+    /// Tells the time a message has left (its `ValidityPeriod`).
+    clock: Arc<dyn Clock>,
+}
+
+/// Twilio's bounds for `ValidityPeriod`, in seconds (its errors 21624 and 90007).
+const VALIDITY_SECONDS: std::ops::RangeInclusive<u64> = 1..=36_000;
+
+/// `left` as the `ValidityPeriod` Twilio takes: whole seconds within its bounds; a longer
+/// expiry gets Twilio's longest, which is also its default.
+fn validity_period(left: Duration) -> String {
+    left.as_secs()
+        .clamp(*VALIDITY_SECONDS.start(), *VALIDITY_SECONDS.end())
+        .to_string()
 }
 
 /// A sender Twilio refused: why, until when it rests, and how long the next rest is.
@@ -261,7 +277,14 @@ impl Twilio {
             ),
             account: Arc::new(AccountState::default()),
             sender: Mutex::default(),
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// The same provider telling the time on `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Once the account is refused, ask Twilio for it until it is usable again, waiting longer
@@ -521,7 +544,13 @@ impl Provider for Twilio {
         // it is about even for a sid tsunagi never learned (a send in doubt sent again).
         let callback = format!("{}?message_id={}", self.status_callback, sms.message_id);
         form[3].1 = callback.as_str();
-        let request = self.api.client.post(&self.messages_url).form(&form);
+        // Twilio drops a message still queued when its validity runs out, as we would.
+        let validity = sms.time_left(self.clock.now()).map(validity_period);
+        let mut fields = form.to_vec();
+        if let Some(seconds) = &validity {
+            fields.push(("ValidityPeriod", seconds.as_str()));
+        }
+        let request = self.api.client.post(&self.messages_url).form(&fields);
         let (result, outcome) = match self.api.call("send", request).await {
             Ok(answer) => classify(answer),
             Err(e @ CallError::Transport { sent: false, .. }) => {
@@ -684,5 +713,12 @@ mod tests {
     fn a_success_without_a_sid_is_retried() {
         let (result, _) = classify(answer(201, "{}", None));
         assert!(matches!(result, Err(SendError::Transient { .. })));
+    }
+
+    #[test]
+    fn the_validity_period_is_whole_seconds_within_twilios_bounds() {
+        assert_eq!(validity_period(Duration::from_secs(300)), "300");
+        assert_eq!(validity_period(Duration::ZERO), "1");
+        assert_eq!(validity_period(Duration::from_secs(72 * 3600)), "36000");
     }
 }

@@ -55,6 +55,7 @@ macro_rules! contract_tests {
             an_expired_lease_is_claimed_by_another_worker,
             a_send_in_doubt_is_claimed_again_with_its_route_and_progress,
             claims_take_due_jobs_oldest_first_up_to_the_limit,
+            a_claimed_job_carries_its_messages_expiry,
             a_scheduled_job_waits_for_its_time,
             a_leased_job_is_not_what_falls_due_next,
             a_long_reply_joins_once_every_part_is_in_whatever_their_order,
@@ -155,6 +156,7 @@ fn message_at(source: Source, to: PhoneNumber, at: DateTime<Utc>) -> NewMessage 
         metadata: None,
         created_at: at,
         send_at: None,
+        expires_at: None,
         links: Vec::new(),
     }
 }
@@ -774,6 +776,43 @@ pub async fn claims_take_due_jobs_oldest_first_up_to_the_limit(store: Arc<dyn St
         (&jobs[0].to, "TSUNAGI", "hello", 1, at)
     );
     assert_eq!(status(store.as_ref(), &jobs[0].id).await, JobState::Sending);
+}
+
+/// A claim hands over when each message expires, whether accepted alone or with others, or as
+/// an OTP's SMS, so the dispatcher and the providers can honour it.
+pub async fn a_claimed_job_carries_its_messages_expiry(store: Arc<dyn Store>) {
+    let at = now();
+    let expiring = NewMessage {
+        expires_at: Some(at + Duration::minutes(5)),
+        ..message_at(Source::Api, number(1), at)
+    };
+    let lasting = message_at(Source::Api, number(2), at);
+    let mut code = verification(number(3), at);
+    code.message.expires_at = Some(code.expires_at);
+    accept(store.as_ref(), &expiring).await;
+    accept(store.as_ref(), &lasting).await;
+    assert_eq!(
+        start(store.as_ref(), &code, &lax()).await,
+        OtpStart::Started
+    );
+    let claimed = store
+        .claim(
+            "w",
+            10,
+            StdDuration::from_secs(60),
+            at + Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+    let expiry_of = |id: &MessageId| {
+        claimed
+            .iter()
+            .find(|j| &j.message_id == id)
+            .map(|j| j.expires_at)
+    };
+    assert_eq!(expiry_of(&expiring.id), Some(expiring.expires_at));
+    assert_eq!(expiry_of(&lasting.id), Some(None));
+    assert_eq!(expiry_of(&code.message.id), Some(Some(code.expires_at)));
 }
 
 /// A scheduled job is not claimed before its time, which `next_due` reports.

@@ -39,6 +39,9 @@ pub struct NewMessage {
     pub created_at: DateTime<Utc>,
     /// When to send it, if scheduled.
     pub send_at: Option<DateTime<Utc>>,
+    /// When it stops being worth sending: never handed to a provider after, and providers are
+    /// told the time left (an OTP's code expiry, a request's `expires_at`).
+    pub expires_at: Option<DateTime<Utc>>,
     /// The short links in its body, stored with it.
     pub links: Vec<NewLink>,
 }

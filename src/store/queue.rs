@@ -29,6 +29,8 @@ pub struct ClaimedJob {
     pub attempt: u32,
     /// When the message was accepted.
     pub created_at: DateTime<Utc>,
+    /// When it stops being worth sending, if it does.
+    pub expires_at: Option<DateTime<Utc>>,
     /// Its last attempt was claimed by a worker that stopped before recording the outcome, so
     /// the provider may or may not have it.
     pub in_doubt: bool,

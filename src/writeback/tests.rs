@@ -118,6 +118,7 @@ impl Setup {
                 metadata: None,
                 created_at: now,
                 send_at: None,
+                expires_at: None,
                 links: Vec::new(),
             };
             self.store

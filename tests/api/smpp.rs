@@ -859,6 +859,39 @@ async fn a_long_gsm7_message_sent_packed_arrives_whole_and_byte_exact() {
     s.stop().await;
 }
 
+/// Seconds an SMPP relative time (`YYMMDDhhmmss000R`, months and years unused) stands for.
+fn relative_seconds(time: &str) -> u64 {
+    assert!(time.len() == 16 && time.ends_with("000R"), "{time:?}");
+    let field = |i: usize| time[i..i + 2].parse::<u64>().unwrap();
+    assert_eq!((field(0), field(2)), (0, 0), "{time:?}");
+    field(4) * 86_400 + field(6) * 3600 + field(8) * 60 + field(10)
+}
+
+#[tokio::test]
+async fn an_otp_is_submitted_with_its_codes_time_to_live_as_validity_period() {
+    let fake = smsc(Receipts::Tlv).await;
+    let s = server(&fake, "").await;
+    let (status, v) = s
+        .call(
+            "/v1/otp",
+            json!({"to": "090-1234-5678", "ttl_seconds": 300}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    eventually("the code submitted", || {
+        !fake.submits_to("819012345678").is_empty()
+    })
+    .await;
+    let validity = fake.submits_to("819012345678")[0].validity_period.clone();
+    let seconds = relative_seconds(&validity);
+    assert!((290..=300).contains(&seconds), "{validity}");
+
+    let id = sent(&s, json!({"to": "090-1234-5679", "body": "no expiry"})).await;
+    s.wait_for(&id, |st| st == "delivered").await;
+    assert_eq!(fake.submits_to("819012345679")[0].validity_period, "");
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn a_single_gsm7_message_of_159_or_160_characters_sent_packed_is_140_octets() {
     let fake = FakeSmsc::start(Options {
@@ -950,5 +983,29 @@ gsm_data_coding = 1
         (sub.data_coding, sub.payload.as_slice()),
         (0x01, &b"route @ IA5"[..])
     );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_whose_expiry_passes_while_it_waits_is_never_submitted() {
+    let fake = smsc(Receipts::Tlv).await;
+    let s = server(&fake, "").await;
+    let send_at = chrono::Utc::now() + chrono::Duration::minutes(1);
+    let expires_at = send_at + chrono::Duration::minutes(1);
+    let id = sent(
+        &s,
+        json!({
+            "to": "090-1234-5678",
+            "body": "セール開始のお知らせ",
+            "send_at": send_at.to_rfc3339(),
+            "expires_at": expires_at.to_rfc3339(),
+        }),
+    )
+    .await;
+    s.advance(180);
+    let m = s.wait_for(&id, |st| st == "undelivered").await;
+    assert_eq!(m["status_detail"], "expired before it was sent", "{m}");
+    assert_eq!(event_statuses(&m), ["scheduled", "sending", "undelivered"]);
+    assert!(fake.submits_to("819012345678").is_empty());
     s.stop().await;
 }

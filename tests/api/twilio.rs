@@ -786,3 +786,36 @@ async fn twilios_opt_out_type_stop_opts_out_in_words_tsunagi_does_not_know_and_s
     assert_eq!(replies, 3, "every one is stored as a reply");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_with_an_expiry_reaches_twilio_with_the_seconds_left_as_validity_period() {
+    let (fake, s) = taking_service().await;
+    let expires_at = (chrono::Utc::now() + chrono::Duration::minutes(10)).to_rfc3339();
+    let (status, b) = s
+        .send(json!({"to": "090-1234-5678", "body": "本日15時まで有効です", "expires_at": expires_at}))
+        .await;
+    assert_eq!(status, 202, "{b}");
+    let expiring = b["id"].as_str().unwrap().to_string();
+    s.wait_for(&expiring, |st| st == "sent").await;
+    let lasting = accepted(&s, "期限のないお知らせです").await;
+    s.wait_for(&lasting, |st| st == "sent").await;
+
+    let validity_of = |request: &Request| {
+        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&request.body).unwrap();
+        let callback = form.iter().find(|(n, _)| n == "StatusCallback").unwrap();
+        let validity = form.iter().find(|(n, _)| n == "ValidityPeriod");
+        (
+            callback.1.clone(),
+            validity.map(|(_, v)| v.parse::<u64>().unwrap()),
+        )
+    };
+    let sent: Vec<_> = sends(&fake).await.iter().map(validity_of).collect();
+    let expiring_validity = sent.iter().find(|(c, _)| c.ends_with(&expiring)).unwrap().1;
+    assert!(
+        expiring_validity.is_some_and(|v| (590..=600).contains(&v)),
+        "{expiring_validity:?}"
+    );
+    let lasting_validity = sent.iter().find(|(c, _)| c.ends_with(&lasting)).unwrap().1;
+    assert_eq!(lasting_validity, None, "a ValidityPeriod without an expiry");
+    s.stop().await;
+}

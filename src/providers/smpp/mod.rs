@@ -40,7 +40,10 @@ use tokio_util::sync::CancellationToken;
 
 use self::session::{Answer, Role, Submission};
 use super::{Events, OutboundSms, Provider, SendError};
-use crate::config::{BindMode, SmppConfig};
+use crate::{
+    clock::{Clock, SystemClock},
+    config::{BindMode, SmppConfig},
+};
 
 /// The SMPP provider.
 pub struct Smpp {
@@ -66,6 +69,8 @@ struct Shared {
     id_prefix: String,
     /// How ids are read from `submit_sm_resp` and from receipts.
     ids: ids::MessageIds,
+    /// Tells the time a message has left (its `validity_period`).
+    clock: Arc<dyn Clock>,
 }
 
 /// One transmitting bind as `send` sees it.
@@ -114,6 +119,7 @@ impl Smpp {
                 next_link: AtomicUsize::new(0),
                 id_prefix: String::new(),
                 ids: ids::MessageIds::new(config.submit_ids, config.receipt_ids),
+                clock: Arc::new(SystemClock),
                 config,
             }),
             queues: Mutex::new(queues),
@@ -128,6 +134,14 @@ impl Smpp {
             .expect("not shared before start")
             .id_prefix = format!("{route}:");
         smpp
+    }
+
+    /// The same provider telling the time on `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        Arc::get_mut(&mut self.shared)
+            .expect("not shared before start")
+            .clock = clock;
+        self
     }
 }
 
@@ -349,7 +363,7 @@ impl Provider for Smpp {
             Some(p) => p.reference,
             None => shared.next_reference.fetch_add(1, Ordering::Relaxed),
         };
-        let parts = submit::build(sms, &shared.config, reference)?;
+        let parts = submit::build(sms, &shared.config, reference, shared.clock.now())?;
         let mut ids = match resumed {
             Some(p) if p.ids.len() == parts.len() => p.ids,
             _ => vec![None; parts.len()],

@@ -1,9 +1,12 @@
 //! `submit_sm` PDUs for one message: addresses with the right TON/NPI, and the parts
 //! `payload` makes (GSM-7, IA5 or UCS-2, with our concatenation UDH when there are several).
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use rusmpp::{
     pdus::SubmitSm,
-    types::{COctetString, OctetString},
+    types::{COctetString, EmptyOrFullCOctetString, OctetString},
     values::{EsmClass, Npi, RegisteredDelivery, Ton},
 };
 
@@ -54,12 +57,35 @@ pub(super) fn international(e164: &str) -> Address {
     }
 }
 
+/// Shortest validity period given: an SMSC may drop a message at once when given less than it
+/// takes to route it, and the dispatcher already holds back messages whose time has run out.
+const MIN_VALIDITY: Duration = Duration::from_secs(60);
+/// Longest relative validity period written: days beyond a month are read differently by
+/// SMSCs (SMPP counts months and years apart), and no expiry tsunagi accepts comes near it.
+const MAX_VALIDITY: Duration = Duration::from_secs(30 * 86_400);
+
+/// `left` in SMPP 3.4's relative time format (§7.1.1.2, `YYMMDDhhmmsstnnR`, tenths and
+/// offset zero), within `MIN_VALIDITY` and `MAX_VALIDITY`.
+pub(super) fn relative_time(left: Duration) -> String {
+    let s = left.clamp(MIN_VALIDITY, MAX_VALIDITY).as_secs();
+    let (days, hours, minutes, seconds) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    format!("0000{days:02}{hours:02}{minutes:02}{seconds:02}000R")
+}
+
 /// One `submit_sm` per part, asking for a delivery receipt; `reference` ties the parts together.
+/// A message that expires has the time it has left at `now` as its validity period, so the SMSC
+/// drops it rather than deliver it late.
 pub(super) fn build(
     sms: &OutboundSms,
     config: &SmppConfig,
     reference: u8,
+    now: DateTime<Utc>,
 ) -> Result<Vec<SubmitSm>, SendError> {
+    let validity_period = match sms.time_left(now) {
+        Some(left) => EmptyOrFullCOctetString::from_string(relative_time(left))
+            .map_err(|e| SendError::Permanent(format!("validity period does not fit SMPP: {e}")))?,
+        None => EmptyOrFullCOctetString::empty(),
+    };
     let source = source(&sms.from, config)?;
     let dest = international(sms.to.e164());
     let payload::Payloads { data_coding, parts } = payload::payloads(&sms.body, config, reference)?;
@@ -76,6 +102,7 @@ pub(super) fn build(
                 .destination_addr(c_string(&dest.addr, "destination address")?)
                 .esm_class(EsmClass::from(if concatenated { UDHI } else { 0 }))
                 .registered_delivery(RegisteredDelivery::from(1))
+                .validity_period(validity_period.clone())
                 .data_coding(data_coding)
                 .short_message(OctetString::from_vec(short_message).map_err(|e| {
                     SendError::Permanent(format!("a part does not fit a submit_sm: {e}"))
@@ -142,7 +169,7 @@ short_code_npi = 9
 
     #[test]
     fn a_short_gsm7_message_is_one_plain_submit_asking_for_a_receipt() {
-        let pdus = build(&sms("Tsunagi", "Hi @ home"), &config(), 9).unwrap();
+        let pdus = build(&sms("Tsunagi", "Hi @ home"), &config(), 9, Utc::now()).unwrap();
         assert_eq!(pdus.len(), 1);
         let p = &pdus[0];
         assert_eq!(p.destination_addr.as_str(), "819012345678");
@@ -154,12 +181,36 @@ short_code_npi = 9
         assert_eq!(u8::from(p.data_coding), 0);
         assert_eq!(u8::from(p.registered_delivery), 1);
         assert_eq!(p.short_message().as_ref(), b"Hi \x00 home");
+        assert!(
+            p.validity_period.is_empty(),
+            "a validity period without an expiry"
+        );
+    }
+
+    #[test]
+    fn the_validity_period_is_the_time_left_relative_rounded_up_and_at_least_a_minute() {
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        assert_eq!(relative_time(minutes(5)), "000000000500000R");
+        assert_eq!(relative_time(minutes(26 * 60)), "000001020000000R");
+        assert_eq!(relative_time(minutes(72 * 60)), "000003000000000R");
+        assert_eq!(relative_time(Duration::from_secs(3725)), "000000010205000R");
+        assert_eq!(relative_time(Duration::from_secs(10)), "000000000100000R");
+        assert_eq!(relative_time(Duration::ZERO), "000000000100000R");
+        let now = Utc::now();
+        let mut expiring = sms("Tsunagi", "あなたのコードは 123456 です");
+        expiring.expires_at = Some(now + chrono::Duration::milliseconds(299_001));
+        let pdus = build(&expiring, &config(), 1, now).unwrap();
+        assert_eq!(
+            pdus[0].validity_period.to_string(),
+            "000000000500000R",
+            "299.001 s left is rounded up to 5 min"
+        );
     }
 
     #[test]
     fn a_long_ucs2_message_is_parts_with_our_udh_and_the_udhi_bit() {
         let body = format!("{}😀{}", "あ".repeat(66), "い".repeat(80));
-        let pdus = build(&sms("0005123456", &body), &config(), 0x33).unwrap();
+        let pdus = build(&sms("0005123456", &body), &config(), 0x33, Utc::now()).unwrap();
         assert_eq!(pdus.len(), 3);
         let mut joined = Vec::new();
         for (i, p) in pdus.iter().enumerate() {

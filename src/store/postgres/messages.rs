@@ -166,8 +166,8 @@ pub(super) async fn insert(conn: &mut PgConnection, m: &NewMessage) -> StoreResu
     sqlx::query(
         "INSERT INTO messages (id, to_number, sender, body, encoding, characters, segments, status,
                                source, source_record, metadata, created_at, send_at, updated_at,
-                               due_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                               due_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(m.id.as_str())
     .bind(m.to.e164())
@@ -187,6 +187,7 @@ pub(super) async fn insert(conn: &mut PgConnection, m: &NewMessage) -> StoreResu
         matches!(m.status, JobState::Queued | JobState::Scheduled)
             .then(|| millis(m.send_at.unwrap_or(m.created_at))),
     )
+    .bind(m.expires_at.map(millis))
     .execute(&mut *conn)
     .await?;
     let links: Vec<_> = m.links.iter().map(|l| (m.id.as_str(), l)).collect();

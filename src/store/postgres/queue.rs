@@ -183,7 +183,7 @@ impl QueueStore for PostgresStore {
                  ORDER BY due_at LIMIT $4
                  FOR UPDATE SKIP LOCKED)
              RETURNING id, to_number, sender, body, created_at, attempts, source, source_record,
-                       status_detail IS NOT NULL AS in_doubt, route, send_progress",
+                       status_detail IS NOT NULL AS in_doubt, route, send_progress, expires_at",
         )
         .bind(millis(now))
         .bind(owner)
@@ -207,6 +207,10 @@ impl QueueStore for PostgresStore {
                 body: r.try_get("body")?,
                 attempt: attempts as u32,
                 created_at: decode::time(r.try_get("created_at")?)?,
+                expires_at: r
+                    .try_get::<Option<i64>, _>("expires_at")?
+                    .map(decode::time)
+                    .transpose()?,
                 in_doubt: r.try_get("in_doubt")?,
                 in_doubt_on: r.try_get("route")?,
                 progress: r.try_get("send_progress")?,

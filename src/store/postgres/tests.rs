@@ -147,6 +147,7 @@ fn message(source: Source, last: u32) -> NewMessage {
         metadata: None,
         created_at: Utc::now(),
         send_at: None,
+        expires_at: None,
         links: Vec::new(),
     }
 }

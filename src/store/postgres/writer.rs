@@ -403,10 +403,11 @@ async fn insert_messages(conn: &mut PgConnection, ms: &[&NewMessage]) -> StoreRe
     sqlx::query(
         "INSERT INTO messages (id, to_number, sender, body, encoding, characters, segments, status,
                                source, source_record, metadata, created_at, send_at, updated_at,
-                               due_at)
+                               due_at, expires_at)
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                               $6::int8[], $7::int8[], $8::text[], $9::text[], $10::text[],
-                              $11::text[], $12::int8[], $13::int8[], $14::int8[], $15::int8[])",
+                              $11::text[], $12::int8[], $13::int8[], $14::int8[], $15::int8[],
+                              $16::int8[])",
     )
     .bind(column(ms, |m| m.id.as_str()))
     .bind(column(ms, |m| m.to.e164()))
@@ -428,6 +429,7 @@ async fn insert_messages(conn: &mut PgConnection, ms: &[&NewMessage]) -> StoreRe
         matches!(m.status, JobState::Queued | JobState::Scheduled)
             .then(|| millis(m.send_at.unwrap_or(m.created_at)))
     }))
+    .bind(column(ms, |m| m.expires_at.map(millis)))
     .execute(&mut *conn)
     .await?;
     let links: Vec<(&str, &NewLink)> = ms

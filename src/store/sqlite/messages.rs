@@ -138,8 +138,8 @@ pub(super) fn insert(conn: &Connection, m: &NewMessage) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO messages (id, to_number, sender, body, encoding, characters, segments, status,
                                source, source_record, metadata, created_at, send_at, updated_at,
-                               due_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               due_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
         m.id.as_str(),
@@ -158,6 +158,7 @@ pub(super) fn insert(conn: &Connection, m: &NewMessage) -> StoreResult<()> {
         millis(m.created_at),
         matches!(m.status, JobState::Queued | JobState::Scheduled)
             .then(|| millis(m.send_at.unwrap_or(m.created_at))),
+        m.expires_at.map(millis),
     ])?;
     super::links::insert(conn, m.id.as_str(), &m.links, m.created_at)
 }

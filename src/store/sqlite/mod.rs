@@ -276,6 +276,7 @@ mod tests {
             metadata: None,
             created_at: Utc::now(),
             send_at: None,
+            expires_at: None,
             links: Vec::new(),
         }
     }

@@ -165,6 +165,7 @@ type ClaimedRow = (
     bool,
     Option<String>,
     Option<String>,
+    Option<i64>,
 );
 
 #[async_trait]
@@ -194,7 +195,7 @@ impl QueueStore for SqliteStore {
                              ORDER BY due_at LIMIT ?4)
                          RETURNING id, to_number, sender, body, created_at, attempts, source,
                                    source_record, status_detail IS NOT NULL,
-                                   route, send_progress",
+                                   route, send_progress, expires_at",
                     )?
                     .query_map(
                         params![millis(now), owner, until, limit as i64, IN_DOUBT],
@@ -211,6 +212,7 @@ impl QueueStore for SqliteStore {
                                 r.get(8)?,
                                 r.get(9)?,
                                 r.get(10)?,
+                                r.get(11)?,
                             ))
                         },
                     )?
@@ -220,7 +222,7 @@ impl QueueStore for SqliteStore {
                     let (id, to, from, body, created_at, attempts, name, record, in_doubt) = (
                         row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8,
                     );
-                    let (in_doubt_on, progress) = (row.9, row.10);
+                    let (in_doubt_on, progress, expires_at) = (row.9, row.10, row.11);
                     let source = decode::source(&name, record.as_deref())?;
                     if let Some(entry) =
                         NewOutboxEntry::status(&source, JobState::Sending, None, now)
@@ -234,6 +236,7 @@ impl QueueStore for SqliteStore {
                         body,
                         attempt: attempts as u32,
                         created_at: decode::time(created_at)?,
+                        expires_at: expires_at.map(decode::time).transpose()?,
                         in_doubt,
                         in_doubt_on,
                         progress,

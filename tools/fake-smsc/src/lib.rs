@@ -164,6 +164,8 @@ pub struct Submit {
     pub esm_class: u8,
     /// `registered_delivery`.
     pub registered_delivery: u8,
+    /// `validity_period` as sent (SMPP time format), empty when none.
+    pub validity_period: String,
     /// The user data header, when `esm_class` has UDHI set.
     pub udh: Option<Vec<u8>>,
     /// The payload after the UDH.

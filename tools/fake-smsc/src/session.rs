@@ -322,6 +322,10 @@ impl Session {
         if pdu.short_message().as_ref().len() > MAX_SHORT_MESSAGE {
             return refuse(CommandStatus::EsmeRinvmsglen);
         }
+        if !valid_time(pdu.validity_period.to_string().as_str()) {
+            // As an SMSC does: a validity period it cannot read is refused, never guessed at.
+            return refuse(CommandStatus::EsmeRinvexpiry);
+        }
         let message_id = format!(
             "{:x}",
             shared.next_message_id.fetch_add(1, Ordering::Relaxed)
@@ -345,6 +349,20 @@ impl Session {
     }
 }
 
+/// Whether `text` is empty or an SMPP 3.4 time (§7.1.1): 12 digits, tenths, a quarter-hour
+/// offset and `+`, `-` or `R` (relative, with tenths and offset zero).
+fn valid_time(text: &str) -> bool {
+    let b = text.as_bytes();
+    text.is_empty()
+        || (b.len() == 16
+            && b[..15].iter().all(u8::is_ascii_digit)
+            && match b[15] {
+                b'R' => &b[12..15] == b"000",
+                b'+' | b'-' => true,
+                _ => false,
+            })
+}
+
 fn decoded(pdu: &SubmitSm, message_id: String, gsm_packed: bool) -> Submit {
     let esm_class = u8::from(pdu.esm_class);
     let short_message = pdu.short_message().as_ref();
@@ -363,6 +381,7 @@ fn decoded(pdu: &SubmitSm, message_id: String, gsm_packed: bool) -> Submit {
         data_coding: pdu.data_coding.into(),
         esm_class,
         registered_delivery: pdu.registered_delivery.into(),
+        validity_period: pdu.validity_period.to_string(),
         udh,
         payload,
         gsm_packed,
