@@ -383,8 +383,9 @@ pub const EXPIRED: &str = "expired before it was sent";
 /// A job whose expiry passed before it reached the provider: `undelivered`, as a message the
 /// SMSC let expire (`EXPIRED`) is, so a CRM sees one state for an expiry wherever it happened.
 fn expired(job: &ClaimedJob) -> Transition {
-    let detail = if job.in_doubt {
-        format!("{EXPIRED} again; an earlier attempt may have reached the provider")
+    let detail = if job.in_doubt || job.in_doubt_on.is_some() {
+        "expired before it could be sent again; an earlier attempt may have reached the provider"
+            .to_string()
     } else {
         EXPIRED.to_string()
     };
