@@ -416,6 +416,30 @@ mod tests {
         store::{NewMessage, SqliteStore},
     };
 
+    /// An SQLite store in a directory of its own, kept as long as the directory.
+    async fn fresh_store() -> (tempfile::TempDir, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("d.db").display());
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        (dir, store)
+    }
+
+    /// A dispatcher of `store` sending through `provider`, woken by nothing else.
+    fn dispatcher(
+        store: &Arc<dyn Store>,
+        provider: Arc<dyn Provider>,
+        config: DeliveryConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Dispatcher {
+        Dispatcher::new(
+            store.clone(),
+            provider,
+            config,
+            Arc::new(Notify::new()),
+            clock,
+        )
+    }
+
     /// Counts sends.
     #[derive(Default)]
     struct Counting(Mutex<usize>);
@@ -430,9 +454,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_worker_whose_lease_ran_out_before_the_send_leaves_the_job_unsent() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("d.db").display());
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let (_dir, store) = fresh_store().await;
         let clock = Arc::new(ShiftedClock::default());
         let now = clock.now();
         let m = NewMessage {
@@ -453,13 +475,7 @@ mod tests {
         let provider = Arc::new(Counting::default());
         let config = DeliveryConfig::default();
         let lease = Duration::from_secs(config.lease_seconds);
-        let dispatcher = Dispatcher::new(
-            store.clone(),
-            provider.clone(),
-            config,
-            Arc::new(Notify::new()),
-            clock.clone(),
-        );
+        let dispatcher = dispatcher(&store, provider.clone(), config, clock.clone());
         let mut jobs = store.claim(&dispatcher.owner, 1, lease, now).await.unwrap();
         // Starved past its lease: by now another worker may have taken the job.
         clock.advance(chrono::Duration::seconds(61));
@@ -473,19 +489,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_claim_takes_a_job_for_every_free_send_up_to_the_rate() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("d.db").display());
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let (_dir, store) = fresh_store().await;
         let dispatcher = |rate_per_second| {
-            Dispatcher::new(
-                store.clone(),
+            dispatcher(
+                &store,
                 Arc::new(Counting::default()),
                 DeliveryConfig {
                     concurrency: 1000,
                     rate_per_second,
                     ..DeliveryConfig::default()
                 },
-                Arc::new(Notify::new()),
                 Arc::new(ShiftedClock::default()),
             )
         };
@@ -559,22 +572,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_whose_expiry_passed_while_queued_is_never_handed_to_the_provider() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("d.db").display());
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let (_dir, store) = fresh_store().await;
         let clock = Arc::new(ShiftedClock::default());
         let expires_at = clock.now() + chrono::Duration::minutes(5);
         let id = queued(&store, &clock, Some(expires_at)).await;
         let provider = Arc::new(Counting::default());
         let config = DeliveryConfig::default();
         let lease = Duration::from_secs(config.lease_seconds);
-        let dispatcher = Dispatcher::new(
-            store.clone(),
-            provider.clone(),
-            config,
-            Arc::new(Notify::new()),
-            clock.clone(),
-        );
+        let dispatcher = dispatcher(&store, provider.clone(), config, clock.clone());
         clock.advance(chrono::Duration::minutes(5));
         let now = clock.now();
         let mut jobs = store.claim(&dispatcher.owner, 1, lease, now).await.unwrap();
@@ -589,9 +594,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_provider_that_cannot_send_puts_the_job_back_without_spending_an_attempt() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("d.db").display());
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let (_dir, store) = fresh_store().await;
         let clock = Arc::new(ShiftedClock::default());
         let id = one_queued(&store, &clock).await;
         let provider = Arc::new(Unbound::default());
@@ -600,13 +603,7 @@ mod tests {
             ..DeliveryConfig::default()
         };
         let lease = Duration::from_secs(config.lease_seconds);
-        let dispatcher = Dispatcher::new(
-            store.clone(),
-            provider.clone(),
-            config,
-            Arc::new(Notify::new()),
-            clock.clone(),
-        );
+        let dispatcher = dispatcher(&store, provider.clone(), config, clock.clone());
         // More tries than attempts allowed: none of them counts.
         for _ in 0..3 {
             let now = clock.now();
@@ -626,16 +623,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_job_held_to_a_route_that_cannot_send_waits_instead_of_coming_straight_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("d.db").display());
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let (_dir, store) = fresh_store().await;
         let clock = Arc::new(ShiftedClock::default());
         one_queued(&store, &clock).await;
-        let dispatcher = Dispatcher::new(
-            store.clone(),
+        let dispatcher = dispatcher(
+            &store,
             Arc::new(Unbound::default()),
             DeliveryConfig::default(),
-            Arc::new(Notify::new()),
             clock.clone(),
         );
         let lease = Duration::from_secs(60);
@@ -658,17 +652,14 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_is_claimed_while_the_provider_is_not_ready() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("d.db").display());
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let (_dir, store) = fresh_store().await;
         let clock = Arc::new(ShiftedClock::default());
         let id = one_queued(&store, &clock).await;
         let provider = Arc::new(Unbound::default());
-        let dispatcher = Dispatcher::new(
-            store.clone(),
+        let dispatcher = dispatcher(
+            &store,
             provider.clone(),
             DeliveryConfig::default(),
-            Arc::new(Notify::new()),
             clock.clone(),
         )
         .with_idle_poll(Duration::from_millis(20));
