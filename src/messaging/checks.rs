@@ -202,24 +202,19 @@ pub fn links_expire_at(
     send_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, Refusal> {
-    let Some(text) = input else {
-        return Ok(None);
-    };
     let field = "links_expire_at";
-    let at = time(text, field)?;
-    if at <= send_at.unwrap_or(now) {
-        return Err(Refusal::invalid(
-            field,
+    bounded_time(
+        input,
+        field,
+        (
+            send_at.unwrap_or(now),
             "`links_expire_at` must be after the message is sent",
-        ));
-    }
-    if at > now + Duration::days(MAX_LINK_DAYS) {
-        return Err(Refusal::invalid(
-            field,
+        ),
+        (
+            now + Duration::days(MAX_LINK_DAYS),
             format!("`links_expire_at` may be at most {MAX_LINK_DAYS} days ahead"),
-        ));
-    }
-    Ok(Some(at))
+        ),
+    )
 }
 
 /// Longest a message may stay worth sending after it is due: the usual SMSC maximum for a
@@ -233,25 +228,40 @@ pub fn expires_at(
     send_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, Refusal> {
-    let Some(text) = input else {
-        return Ok(None);
-    };
-    let field = "expires_at";
-    let at = time(text, field)?;
     let due = send_at.unwrap_or(now);
-    if at <= due {
-        return Err(Refusal::invalid(
-            field,
+    bounded_time(
+        input,
+        "expires_at",
+        (
+            due,
             "`expires_at` must be after the message is due (`send_at`, or now)",
-        ));
-    }
-    if at > due + Duration::hours(MAX_EXPIRY_HOURS) {
-        return Err(Refusal::invalid(
-            field,
+        ),
+        (
+            due + Duration::hours(MAX_EXPIRY_HOURS),
             format!(
                 "`expires_at` may be at most {MAX_EXPIRY_HOURS} hours after the message is due"
             ),
-        ));
+        ),
+    )
+}
+
+/// The time `input` names in `field`, if it names one: later than `after`, and no later than
+/// `at_most`, each refused with its words.
+fn bounded_time(
+    input: Option<&str>,
+    field: &str,
+    (after, too_early): (DateTime<Utc>, &str),
+    (at_most, too_late): (DateTime<Utc>, String),
+) -> Result<Option<DateTime<Utc>>, Refusal> {
+    let Some(text) = input else {
+        return Ok(None);
+    };
+    let at = time(text, field)?;
+    if at <= after {
+        return Err(Refusal::invalid(field, too_early));
+    }
+    if at > at_most {
+        return Err(Refusal::invalid(field, too_late));
     }
     Ok(Some(at))
 }
