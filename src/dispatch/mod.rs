@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::{
-    sync::{watch, Notify, Semaphore},
+    sync::{watch, Notify, OwnedSemaphorePermit, Semaphore},
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
@@ -44,6 +44,8 @@ use crate::{
 /// delivery to a cap's worth a commit while acceptance runs ahead (64 held it to 9k/s at 25k/s
 /// accepted), so one claim can fill a `concurrency` of several hundred sends.
 const CLAIM_BATCH: usize = 512;
+/// Jobs claimed ahead of the sends, per send slot (`delivery.concurrency`), up to `CLAIM_BATCH`.
+const CLAIM_AHEAD: usize = 4;
 /// Longest idle sleep between looks at the queue, unless `with_idle_poll` says otherwise.
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -76,7 +78,12 @@ pub struct Dispatcher {
     clock: Arc<dyn Clock>,
     /// Unix milliseconds until which the heartbeat last renewed every lease of this worker.
     renewed_until: AtomicI64,
+    /// Outcomes sent and not yet committed, at most `RECORDING_PER_SEND` a send slot.
+    recording: Arc<Semaphore>,
 }
+
+/// Outcomes that may wait for their commit for each send slot (`delivery.concurrency`).
+const RECORDING_PER_SEND: usize = 4;
 
 impl Dispatcher {
     /// A dispatcher; `wake` is notified whenever a job is accepted in this process, the store's
@@ -90,7 +97,9 @@ impl Dispatcher {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let per_second = NonZeroU32::new(config.rate_per_second).unwrap_or(NonZeroU32::MIN);
+        let recording = Arc::new(Semaphore::new(config.concurrency * RECORDING_PER_SEND));
         Self {
+            recording,
             wakeups: store.wakeups(),
             store,
             provider,
@@ -114,6 +123,12 @@ impl Dispatcher {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut wakeups = self.wakeups.take();
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        // Jobs claimed and waiting for a send slot: the next claim is made while the sends of the
+        // last are in flight, and takes several windows' worth in one commit, so a small window
+        // is kept full even while each commit carries hundreds of acceptances.
+        let ahead = Arc::new(Semaphore::new(
+            (self.config.concurrency * CLAIM_AHEAD).min(CLAIM_BATCH),
+        ));
         let lease = Duration::from_secs(self.config.lease_seconds);
         let me = Arc::new(self);
         let heartbeat_stop = CancellationToken::new();
@@ -121,7 +136,7 @@ impl Dispatcher {
         let mut in_flight = JoinSet::new();
         while !shutdown.is_cancelled() {
             while in_flight.try_join_next().is_some() {}
-            let free = me.claim_room(permits.available_permits());
+            let free = me.claim_room(ahead.available_permits());
             if let Err(reason) = me.provider.ready() {
                 // Claimed jobs could only come back; they wait in the queue, attempts unspent.
                 tracing::debug!(%reason, "provider not ready; claiming nothing");
@@ -147,13 +162,16 @@ impl Dispatcher {
                     let burst = NonZeroU32::new(jobs.len() as u32).unwrap_or(NonZeroU32::MIN);
                     let _ = me.rate.until_n_ready(burst).await;
                     for job in jobs {
-                        let Ok(permit) = permits.clone().acquire_owned().await else {
+                        let Ok(waiting) = ahead.clone().acquire_owned().await else {
                             break;
                         };
-                        let me = me.clone();
+                        let (me, permits) = (me.clone(), permits.clone());
                         in_flight.spawn(async move {
-                            me.deliver(job, held_until).await;
-                            drop(permit);
+                            let Ok(permit) = permits.acquire_owned().await else {
+                                return;
+                            };
+                            drop(waiting);
+                            me.deliver_freeing(job, held_until, Some(permit)).await;
                         });
                     }
                     continue;
@@ -180,11 +198,10 @@ impl Dispatcher {
         let _ = heartbeat.await;
     }
 
-    /// How many jobs the next claim takes with `free_permits` sends free: never more than the
-    /// rate allows at once, since claimed jobs wait for no one.
-    fn claim_room(&self, free_permits: usize) -> usize {
-        free_permits
-            .min(CLAIM_BATCH)
+    /// How many jobs the next claim takes with room for `free` more waiting for a send: never
+    /// more than the rate allows at once.
+    fn claim_room(&self, free: usize) -> usize {
+        free.min(CLAIM_BATCH)
             .min(self.config.rate_per_second as usize)
     }
 
@@ -239,7 +256,21 @@ impl Dispatcher {
         self.clock.now().timestamp_millis() < held_until.timestamp_millis().max(renewed)
     }
 
+    #[cfg(test)]
     async fn deliver(&self, job: ClaimedJob, held_until: DateTime<Utc>) {
+        self.deliver_freeing(job, held_until, None).await
+    }
+
+    /// Send one job and record its outcome. Its send `permit` is freed once the provider has
+    /// answered, before the outcome's commit: a send slot (an SMSC window slot) waiting for a
+    /// group commit would hold a small window to one window a commit. The outcomes waiting for
+    /// their commit are bounded by `recording` instead.
+    async fn deliver_freeing(
+        &self,
+        job: ClaimedJob,
+        held_until: DateTime<Utc>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
         let span = tracing::info_span!("deliver", message_id = %job.message_id, attempt = job.attempt, to = %job.to);
         async {
             let sms = OutboundSms {
@@ -264,6 +295,8 @@ impl Dispatcher {
                 Ok(None) => self.provider.send_routed(&sms).await,
                 Err(e) => Err(e),
             };
+            let _recording = self.recording.clone().acquire_owned().await;
+            drop(permit);
             let now = self.clock.now();
             let mut refund_attempt = false;
             let mut progress = None;
