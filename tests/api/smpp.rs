@@ -506,7 +506,9 @@ async fn a_refused_bind_keeps_messages_queued_and_readyz_says_why() {
     let fake = smsc(Receipts::Tlv).await;
     // Slow binds let the messages be claimed before the refusal is known.
     fake.set_bind_delay(Duration::from_millis(1500));
-    let s = TestServer::with_delivery(&smpp_config(&fake, "wrong", "")).await;
+    // The slow bind's answer well inside the wait for it, on a loaded machine too.
+    let timings = "response_timeout_ms = 6000\nsend_timeout_ms = 8000\n";
+    let s = TestServer::with_delivery(&smpp_config(&fake, "wrong", timings)).await;
     let ids = [
         sent(&s, json!({"to": "090-5555-0001", "body": "a"})).await,
         sent(&s, json!({"to": "090-5555-0002", "body": "b"})).await,
