@@ -167,3 +167,33 @@ async fn unknown_message_id_is_not_found() {
     assert_eq!(r.status(), 404);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn an_expiry_before_the_send_or_too_far_ahead_is_refused_naming_expires_at_and_stores_nothing(
+) {
+    let s = TestServer::start().await;
+    let now = chrono::Utc::now();
+    for (expires_at, words) in [
+        (
+            (now - chrono::Duration::minutes(1)).to_rfc3339(),
+            "must be after",
+        ),
+        (
+            (now + chrono::Duration::hours(73)).to_rfc3339(),
+            "at most 72 hours",
+        ),
+        ("tomorrow".to_string(), "expires_at"),
+    ] {
+        let (status, p) = s
+            .send(json!({"to": "090-1234-5678", "body": "x", "expires_at": expires_at}))
+            .await;
+        assert_eq!(
+            (status, p["code"].as_str(), p["field"].as_str()),
+            (422, Some("invalid_request"), Some("expires_at")),
+            "{p}"
+        );
+        assert!(p["detail"].as_str().unwrap().contains(words), "{p}");
+    }
+    assert_eq!(s.stored_messages().await, 0);
+    s.stop().await;
+}

@@ -480,10 +480,7 @@ password = "secret"
 #[tokio::test]
 async fn a_region_the_twilio_account_may_not_send_to_goes_to_the_next_route() {
     let fake = MockServer::start().await;
-    let refused = ResponseTemplate::new(400).set_body_raw(
-        r#"{"code": 21408, "message": "Permission to send an SMS has not been enabled for the region indicated by the 'To' number: +819012345678.", "more_info": "https://www.twilio.com/docs/errors/21408", "status": 400}"#,
-        "application/json",
-    );
+    let refused = json_answer(400, "message_create_error_21408.json");
     Mock::given(method("POST"))
         .and(path(messages_path()))
         .respond_with(refused)
