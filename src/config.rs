@@ -150,8 +150,8 @@ impl ProvidersConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(default)]
 pub struct WritebackConfig {
-    /// The pause between write-back rounds once a connection's outbox is drained: changes made
-    /// meanwhile share the next round's calls.
+    /// How often a connection's outbox is looked at: how soon after a change write-back can
+    /// act on it. Batching does not depend on it.
     pub interval_ms: u64,
     /// How long a state that is not final (queued, sending, sent) waits for its successor
     /// before it is written: most records are then written once, with their final state.
@@ -159,16 +159,16 @@ pub struct WritebackConfig {
     /// The longest a connection's write-back holds its queue when the CRM says nothing will
     /// succeed for a while (a spent daily API allowance); it then tries one call again.
     pub max_pause_ms: u64,
-    /// The longest a change waits for others to fill a batch (200 records on Salesforce) before
-    /// a part batch is written: API calls are the scarce resource, so at a steady flow 1,000
-    /// messages take about 5 calls.
+    /// The longest a change waits for others to fill a batch (200 records on Salesforce, 100
+    /// on kintone). A part batch goes at once while the connection is quiet and waits only as
+    /// changes flow faster, up to this: at 1,000 messages a minute, calls are full.
     pub fill_wait_ms: u64,
 }
 
 impl Default for WritebackConfig {
     fn default() -> Self {
         Self {
-            interval_ms: 2000,
+            interval_ms: 500,
             settle_ms: 10_000,
             max_pause_ms: 15 * 60 * 1000,
             fill_wait_ms: 30_000,

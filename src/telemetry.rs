@@ -13,11 +13,22 @@ const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0,
 ];
 
+/// Write-back takes seconds, not milliseconds: its latency has buckets of its own.
+const WRITEBACK_BUCKETS: [f64; 13] = [
+    0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0,
+];
+
 /// The process-wide recorder, installed on first use.
 pub fn metrics_handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
+        // A full name is matched before a suffix.
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+            .expect("buckets are not empty")
+            .set_buckets_for_metric(
+                Matcher::Full("tsunagi_writeback_latency_seconds".into()),
+                &WRITEBACK_BUCKETS,
+            )
             .expect("buckets are not empty")
             .build_recorder();
         let handle = recorder.handle();

@@ -184,6 +184,10 @@ pub struct MessageView {
     pub created_at: DateTime<Utc>,
     /// When it is scheduled for.
     pub send_at: Option<DateTime<Utc>>,
+    /// After this it is not sent (marked `undelivered`), and carriers drop it; absent when it
+    /// has no expiry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
     /// `api`, or the CRM source it came from.
     pub source: String,
     /// Client metadata.
@@ -205,6 +209,10 @@ pub struct MessageView {
     /// (a deleted record, a validation rule); absent while write-back succeeds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub writeback_error: Option<String>,
+    /// For a CRM record's message: when its latest status, reply or click last reached the
+    /// record; absent until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub written_back_at: Option<DateTime<Utc>>,
 }
 
 /// A page of messages.
@@ -246,9 +254,11 @@ impl MessageView {
             characters: m.characters,
             created_at: m.created_at,
             send_at: m.send_at,
+            expires_at: m.expires_at,
             source: m.source.name().to_string(),
             metadata: m.metadata,
             writeback_error: m.writeback_error,
+            written_back_at: m.written_back_at,
             events: events(m.events, m.clicks.first_at),
             clicks: m.clicks.count.max(0) as u64,
             first_clicked_at: m.clicks.first_at,

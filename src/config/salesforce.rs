@@ -50,6 +50,15 @@ pub struct SalesforceConfig {
     /// listed at `GET /v1/writebacks` (no token is asked for either).
     #[serde(default)]
     pub dry_run: bool,
+    /// The most API calls write-back makes a minute for this org: 30 is 43,200 a day flat out,
+    /// under half the smallest Enterprise allowance (100,000 and 1,000 a licence); a quiet org
+    /// makes far fewer, since part batches wait longer the more of it the last minute used.
+    #[serde(default = "default_salesforce_calls_per_minute")]
+    pub writeback_calls_per_minute: u32,
+}
+
+fn default_salesforce_calls_per_minute() -> u32 {
+    30
 }
 
 /// `salesforce[].auth`: the OAuth grant for write-back.
@@ -194,6 +203,12 @@ pub(super) fn validate(connections: &[SalesforceConfig], problems: &mut Vec<Prob
         }
         if let Some(message) = time_zone_problem(&c.time_zone) {
             problem("time_zone", message);
+        }
+        if !(1..=10_000).contains(&c.writeback_calls_per_minute) {
+            problem(
+                "writeback_calls_per_minute",
+                "must be between 1 and 10000".into(),
+            );
         }
         for (j, m) in c.mappings.iter().enumerate() {
             validate_mapping(

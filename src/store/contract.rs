@@ -2129,7 +2129,8 @@ pub async fn the_outbox_holds_changes_and_replies_of_crm_messages_only(store: Ar
     );
 }
 
-/// Entries are read oldest first up to the limit, and leave once written back.
+/// Entries are read oldest first up to the limit, and leave once handled; only a write that
+/// reached the record stamps the message as written back.
 pub async fn written_back_entries_leave_the_outbox(store: Arc<dyn Store>) {
     let s = store.as_ref();
     let m = message(crm());
@@ -2138,11 +2139,19 @@ pub async fn written_back_entries_leave_the_outbox(store: Arc<dyn Store>) {
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].payload["status"], "sending");
     s.outbox_done(vec![first[0].id], now()).await.unwrap();
+    let stored = s.message(&m.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.written_back_at, None,
+        "refused or skipped is not written"
+    );
     let rest = s.outbox_pending("salesforce:prod", 10).await.unwrap();
     assert_eq!(rest.len(), 1);
     assert!(rest[0].id > first[0].id);
     assert_eq!(rest[0].payload["status"], "sent");
-    s.outbox_done(vec![rest[0].id], now()).await.unwrap();
+    let at = now();
+    s.outbox_written(vec![rest[0].id], at).await.unwrap();
+    let stored = s.message(&m.id).await.unwrap().unwrap();
+    assert_eq!(stored.written_back_at, Some(at));
     assert!(s
         .outbox_pending("salesforce:prod", 10)
         .await

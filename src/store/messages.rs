@@ -154,8 +154,12 @@ pub struct MessageRecord {
     pub created_at: DateTime<Utc>,
     /// Scheduled for.
     pub send_at: Option<DateTime<Utc>>,
+    /// Not sent after this.
+    pub expires_at: Option<DateTime<Utc>>,
     /// Why the CRM refused for good to take the message's changes, if it did.
     pub writeback_error: Option<String>,
+    /// When its changes last reached its CRM record.
+    pub written_back_at: Option<DateTime<Utc>>,
     /// The provider's id for it, once a send's outcome or a receipt named one.
     pub provider_message_id: Option<String>,
     /// State changes, oldest first (filled by `message`, empty in lists).

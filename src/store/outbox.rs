@@ -140,8 +140,10 @@ pub struct OutboxEntry {
 pub trait OutboxStore: Send + Sync + 'static {
     /// Pending outbox entries of one CRM connection (a source name), oldest first.
     async fn outbox_pending(&self, connection: &str, limit: u32) -> StoreResult<Vec<OutboxEntry>>;
-    /// Mark outbox entries written back.
+    /// Mark outbox entries handled without reaching the record (refused for good, unreadable).
     async fn outbox_done(&self, ids: Vec<i64>, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Mark outbox entries written back, and their messages as written back at `now`.
+    async fn outbox_written(&self, ids: Vec<i64>, now: DateTime<Utc>) -> StoreResult<()>;
     /// Take or renew the lease on a connection's write-back for `owner` until `until`; false
     /// while another owner's lease runs (at `now`). One worker at a time writes a connection's
     /// records back, so each record's changes reach the CRM in order.

@@ -11,7 +11,7 @@ use super::{
 use crate::domain::ids::VerificationId;
 
 /// The columns `message` reads, in a `SELECT` list.
-pub(super) const MESSAGE_COLUMNS: &str = "seq, id, to_number, sender, status, status_detail, encoding, characters, segments, source, source_record, metadata, created_at, send_at, writeback_error, provider_message_id, \
+pub(super) const MESSAGE_COLUMNS: &str = "seq, id, to_number, sender, status, status_detail, encoding, characters, segments, source, source_record, metadata, created_at, send_at, expires_at, writeback_error, written_back_at, provider_message_id, \
     (SELECT count(*) FROM clicks WHERE clicks.message_id = messages.id) AS clicks, \
     (SELECT min(at) FROM clicks WHERE clicks.message_id = messages.id) AS first_click_at, \
     (SELECT max(at) FROM clicks WHERE clicks.message_id = messages.id) AS last_click_at";
@@ -45,9 +45,11 @@ where
             .transpose()?,
         created_at: decode::time(row.try_get("created_at")?)?,
         send_at: optional_time(row.try_get("send_at")?)?,
+        expires_at: optional_time(row.try_get("expires_at")?)?,
         writeback_error: row
             .try_get::<Option<&str>, _>("writeback_error")?
             .map(str::to_string),
+        written_back_at: optional_time(row.try_get("written_back_at")?)?,
         provider_message_id: row
             .try_get::<Option<&str>, _>("provider_message_id")?
             .map(str::to_string),

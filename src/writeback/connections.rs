@@ -33,7 +33,7 @@ pub fn start(
         fill_wait: Duration::from_millis(config.writeback.fill_wait_ms),
         ..Timing::default()
     };
-    let mut sinks: Vec<(String, Arc<dyn Sink>)> = Vec::new();
+    let mut sinks: Vec<(String, Arc<dyn Sink>, u32)> = Vec::new();
     // A dry run logs the calls the same sink would make instead of making them.
     let dry = |name: &String, plan: Box<dyn CallPlan>| -> Arc<dyn Sink> {
         Arc::new(DryRunSink::new(name, plan, store.clone(), clock.clone()))
@@ -46,7 +46,7 @@ pub fn start(
             true => dry(&name, Box::new(sink)),
             false => Arc::new(sink),
         };
-        sinks.push((name, sink));
+        sinks.push((name, sink, connection.writeback_calls_per_minute));
     }
     for connection in &config.kintone {
         let name = format!("kintone:{}", connection.name);
@@ -56,12 +56,13 @@ pub fn start(
             true => dry(&name, Box::new(sink)),
             false => Arc::new(sink),
         };
-        sinks.push((name, sink));
+        sinks.push((name, sink, connection.writeback_calls_per_minute));
     }
     Ok(sinks
         .into_iter()
-        .map(|(name, sink)| {
-            let worker = Worker::new(store.clone(), sink, name, timing, clock.clone());
+        .map(|(name, sink, per_minute)| {
+            let worker = Worker::new(store.clone(), sink, name, timing, clock.clone())
+                .with_calls_per_minute(per_minute);
             tokio::spawn(worker.run(shutdown.clone()))
         })
         .collect())

@@ -384,6 +384,11 @@ impl Sink for KintoneSink {
         RECORDS_PER_CALL
     }
 
+    /// The revisions read, then the `PUT`; the comments' `bulkRequest.json` is not counted.
+    fn cost(&self) -> u32 {
+        2
+    }
+
     async fn write(&self, updates: &[Update]) -> Result<Vec<Outcome>, SinkError> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; updates.len()];
         let ids = self.ids(updates, &mut outcomes);

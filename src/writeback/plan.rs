@@ -1,5 +1,8 @@
 //! What one round of write-back sends: the pending outbox entries of a connection folded into
-//! one update per CRM record, so a record gets one write however many changes it went through.
+//! one update per CRM record, so a record gets one write however many changes it went through;
+//! [`pace`] says when a round's batches go.
+
+pub mod pace;
 
 use std::{collections::BTreeMap, time::Duration};
 

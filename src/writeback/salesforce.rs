@@ -308,6 +308,11 @@ impl Sink for SalesforceSink {
         COLLECTION_LIMIT
     }
 
+    /// The collection update, and the message log's upsert when one is configured.
+    fn cost(&self) -> u32 {
+        1 + u32::from(!self.logs.is_empty())
+    }
+
     async fn write(&self, updates: &[RecordUpdate]) -> Result<Vec<Outcome>, SinkError> {
         let (sent, records, mut outcomes) = self.records(updates);
         if !records.is_empty() {

@@ -47,6 +47,10 @@ pub enum SinkError {
 pub trait Sink: Send + Sync + 'static {
     /// The most records one call takes.
     fn max_batch(&self) -> usize;
+    /// API requests one call costs against the CRM's allowance.
+    fn cost(&self) -> u32 {
+        1
+    }
     /// Write `updates` (at most `max_batch`); one outcome per update, in order.
     async fn write(&self, updates: &[RecordUpdate]) -> Result<Vec<Outcome>, SinkError>;
 }

@@ -276,6 +276,12 @@ async fn a_second_worker_on_the_same_connection_waits_while_the_first_holds_it()
     let first = s.worker(Duration::ZERO);
     let second = s.worker(Duration::ZERO);
     assert_eq!(first.round().await.unwrap(), Round::Drained);
+    assert_eq!(
+        second.round().await.unwrap(),
+        Round::Drained,
+        "nothing waits: no lease is taken"
+    );
+    s.messages(&records(1), JobState::Delivered).await;
     assert_eq!(second.round().await.unwrap(), Round::NotOwner);
     assert_eq!(s.crm.calls(), 1);
 }

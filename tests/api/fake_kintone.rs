@@ -20,6 +20,8 @@ pub struct Records {
     pub revisions: BTreeMap<u64, u64>,
     /// Field values written, oldest first, as `(id, record)`.
     pub updates: Vec<(u64, Value)>,
+    /// When each of `updates` was taken, in the same order.
+    pub updated_at: Vec<chrono::DateTime<chrono::Utc>>,
     /// Comments posted, oldest first, as `(id, text)`.
     pub comments: Vec<(u64, String)>,
     /// Records waiting in the trigger status, by id, as `GET records.json` shows them.
@@ -27,6 +29,19 @@ pub struct Records {
 }
 
 impl Records {
+    /// When record `id` first took a write that `matches`.
+    pub fn first_written(
+        &self,
+        id: u64,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.updates
+            .iter()
+            .zip(&self.updated_at)
+            .find(|((written, r), _)| *written == id && matches(r))
+            .map(|(_, at)| *at)
+    }
+
     /// Whether tsunagi wrote a status on record `id`.
     pub fn answered(&self, id: u64) -> bool {
         self.updates
@@ -109,6 +124,7 @@ impl Respond for Write {
             *revision += 1;
             written.push(json!({"id": id.to_string(), "revision": revision.to_string()}));
             records.updates.push((id, r["record"].clone()));
+            records.updated_at.push(chrono::Utc::now());
         }
         ResponseTemplate::new(200).set_body_json(json!({ "records": written }))
     }

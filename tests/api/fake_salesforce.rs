@@ -22,15 +22,20 @@ pub fn fixture(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// Records taken, oldest first, each with when.
+type Taken = Arc<Mutex<Vec<(chrono::DateTime<chrono::Utc>, Value)>>>;
+
 /// Answers a collections update with one success per record, in order, as Salesforce does,
 /// and keeps the records it took.
-struct TakeEvery(Arc<Mutex<Vec<Value>>>);
+struct TakeEvery(Taken);
 
 impl Respond for TakeEvery {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
         if let Some(records) = body["records"].as_array() {
-            self.0.lock().unwrap().extend(records.iter().cloned());
+            let now = chrono::Utc::now();
+            let mut taken = self.0.lock().unwrap();
+            taken.extend(records.iter().map(|r| (now, r.clone())));
         }
         let results: Vec<Value> = body["records"]
             .as_array()
@@ -50,8 +55,8 @@ impl Respond for TakeEvery {
 /// The fake org.
 pub struct FakeSalesforce {
     pub server: MockServer,
-    taken: Arc<Mutex<Vec<Value>>>,
-    upserted: Arc<Mutex<Vec<Value>>>,
+    taken: Taken,
+    upserted: Taken,
 }
 
 impl FakeSalesforce {
@@ -95,12 +100,50 @@ impl FakeSalesforce {
     /// The records of every collections update it took, oldest first (refused calls' records
     /// are not among them).
     pub fn updated_records(&self) -> Vec<Value> {
-        self.taken.lock().unwrap().clone()
+        self.taken
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// When the first record that `matches` was taken.
+    pub fn first_taken(
+        &self,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.taken
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, r)| matches(r))
+            .map(|(at, _)| *at)
+    }
+
+    /// How many collections updates it took, with the records of each.
+    pub async fn update_calls(&self) -> Vec<usize> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.method.as_str() == "PATCH" && r.url.path() == COLLECTIONS)
+            .map(|r| {
+                let body: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+                body["records"].as_array().map_or(0, Vec::len)
+            })
+            .collect()
     }
 
     /// The records of every collections upsert (on an external id) it took, oldest first.
     pub fn upserted_records(&self) -> Vec<Value> {
-        self.upserted.lock().unwrap().clone()
+        self.upserted
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect()
     }
 
     /// How many tokens it minted.

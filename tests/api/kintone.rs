@@ -556,8 +556,16 @@ async fn three_hundred_records_moved_with_sixty_webhooks_delivered_get_one_sms_e
 #[tokio::test]
 async fn a_thousand_delivered_messages_take_at_most_twenty_rest_calls_with_the_api_token() {
     let kintone = FakeKintone::start().await;
-    // A part batch never goes early: every call carries 100 records however slow the machine.
-    let config = writing_to(&kintone).replace("fill_wait_ms = 0", "fill_wait_ms = 600000");
+    // A part batch never goes early: every call carries 100 records however slow the machine;
+    // a budget above the default lets the 20 requests go within the minute.
+    let config = writing_to(&kintone)
+        .replace("fill_wait_ms = 0", "fill_wait_ms = 600000")
+        .replacen(
+            "opt_out_field = \"配信停止\"\n",
+            "opt_out_field = \"配信停止\"\nwriteback_calls_per_minute = 60\n",
+            1,
+        );
+    assert!(config.contains("writeback_calls_per_minute = 60"));
     let s = TestServer::with_delivery(&config).await;
     let sends = (1..=1000).map(|id| {
         let webhook = new_record(id);
@@ -604,5 +612,42 @@ async fn a_thousand_delivered_messages_take_at_most_twenty_rest_calls_with_the_a
         .get("X-Cybozu-API-Token")
         .and_then(|v| v.to_str().ok())
         == Some("kintone-api-token")));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn at_rest_a_delivered_status_is_on_the_kintone_record_within_3_s_of_the_delivery() {
+    let kintone = FakeKintone::start().await;
+    let config = writing_to(&kintone);
+    // `[writeback]` at its defaults, as an admin who never set it has it.
+    let config = &config[..config.find("[writeback]").unwrap()];
+    let s = TestServer::with_delivery(config).await;
+    let (_, answer) = deliver(&s, &new_record(41)).await;
+    assert_eq!(answer["result"], "queued", "{answer}");
+    let id = answer["message_id"].as_str().unwrap().to_string();
+    let delivered = |r: &Value| r["sms_status"]["value"] == "delivered";
+    kintone
+        .wait_for(|r| r.first_written(41, delivered).is_some())
+        .await;
+    let message = s.wait_for(&id, |st| st == "delivered").await;
+    let at: chrono::DateTime<chrono::Utc> = message["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["status"] == "delivered")
+        .unwrap()["at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let taken = kintone
+        .records
+        .lock()
+        .unwrap()
+        .first_written(41, delivered)
+        .unwrap();
+    let lag = (taken - at).num_milliseconds();
+    assert!(lag < 3_000, "the record showed delivered {lag} ms after it");
+    assert!(message["written_back_at"].is_string(), "{message}");
     s.stop().await;
 }

@@ -832,10 +832,9 @@ async fn a_spent_daily_allowance_and_a_busy_org_hold_the_queue_until_they_clear(
     s.stop().await;
 }
 
-#[tokio::test]
-async fn a_handset_reply_lands_in_the_reply_field() {
-    let (s, salesforce) = server().await;
-    let (_, body) = flow(&s, flow_records(7..8)).await;
+/// Contact `n`'s message, once delivered and answered 了解です from the handset.
+async fn answered(s: &TestServer, n: usize) -> String {
+    let (_, body) = flow(s, flow_records(n..n + 1)).await;
     let id = body["results"][0]["message_id"]
         .as_str()
         .unwrap()
@@ -844,10 +843,17 @@ async fn a_handset_reply_lands_in_the_reply_field() {
     let (status, reply) = s
         .call(
             "/v1/sandbox/reply",
-            json!({"from": "090-1000-0007", "to": "TSUNAGI", "body": "了解です"}),
+            json!({"from": format!("090-1000-{n:04}"), "to": "TSUNAGI", "body": "了解です"}),
         )
         .await;
     assert_eq!(status, 201, "{reply}");
+    id
+}
+
+#[tokio::test]
+async fn a_handset_reply_lands_in_the_reply_field() {
+    let (s, salesforce) = server().await;
+    answered(&s, 7).await;
     let records = salesforce
         .wait_for(|records| records.iter().any(|r| r["SMS_Last_Reply__c"] == "了解です"))
         .await;
@@ -895,29 +901,6 @@ async fn a_click_on_a_short_link_lands_in_the_click_field_of_the_record() {
     assert_eq!(clicked[0]["id"], contact_id(3));
     let message = s.wait_for(&id, |_| true).await;
     assert_eq!(clicked[0]["SMS_Clicked_At__c"], message["first_clicked_at"]);
-    s.stop().await;
-}
-
-#[tokio::test]
-async fn a_thousand_delivered_messages_take_at_most_five_rest_calls() {
-    let salesforce = FakeSalesforce::start().await;
-    // A part batch never goes early: every call carries 200 records however slow the machine.
-    let config = connections(&salesforce).replace("fill_wait_ms = 0", "fill_wait_ms = 600000");
-    let s = TestServer::with_delivery(&config).await;
-    for first in (0..1000).step_by(200) {
-        let (status, body) = flow(&s, flow_records(first..first + 200)).await;
-        assert_eq!(status, 202, "{body}");
-    }
-    salesforce
-        .wait_up_to(std::time::Duration::from_secs(120), |records| {
-            written_with(records, "delivered").len() == 1000
-        })
-        .await;
-    let calls = salesforce.rest_calls().await;
-    assert!(
-        calls <= 5,
-        "{calls} REST calls for 1,000 delivered messages"
-    );
     s.stop().await;
 }
 
@@ -981,5 +964,111 @@ async fn a_message_log_record_is_upserted_per_message_on_its_external_id() {
         upsert_calls, update_calls,
         "the logs of a round go in one call beside its update"
     );
+    s.stop().await;
+}
+
+/// The connections with `[writeback]` at its defaults, as an admin who never set it has them.
+fn at_defaults(salesforce: &FakeSalesforce) -> String {
+    let config = connections(salesforce);
+    config[..config.find("[writeback]").unwrap()].to_string()
+}
+
+/// When a message entered `status`, as its events say.
+fn entered(message: &Value, status: &str) -> chrono::DateTime<chrono::Utc> {
+    let at = message["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["status"] == status)
+        .unwrap_or_else(|| panic!("no {status} event: {message}"))["at"]
+        .as_str()
+        .unwrap();
+    at.parse().unwrap()
+}
+
+/// How long after `event` Salesforce took it; at rest that is the write-back's whole delay.
+fn lag(taken: chrono::DateTime<chrono::Utc>, event: chrono::DateTime<chrono::Utc>) -> i64 {
+    (taken - event).num_milliseconds()
+}
+
+#[tokio::test]
+async fn at_rest_a_delivered_status_is_on_the_record_within_3_s_of_the_delivery() {
+    let salesforce = FakeSalesforce::start().await;
+    let s = TestServer::with_delivery(&at_defaults(&salesforce)).await;
+    let fields = [
+        ("MobilePhone", "090-1000-0021"),
+        ("LastName", "山田"),
+        ("Appointment_Date__c", "2026-12-24"),
+    ];
+    let body = envelope(
+        "00D5j000001aBcDEAU",
+        &[("04l5j00000ChQ9aAAF", &contact_id(21), &fields)],
+    );
+    let (status, text) = outbound(&s, body).await;
+    assert_eq!(status, 200, "{text}");
+    let id = messages(&s).await[0]["id"].as_str().unwrap().to_string();
+    let delivered = |r: &Value| r["id"] == contact_id(21) && r["SMS_Status__c"] == "delivered";
+    salesforce
+        .wait_for(|records| records.iter().any(delivered))
+        .await;
+    let message = s.wait_for(&id, |st| st == "delivered").await;
+    let lag = lag(
+        salesforce.first_taken(delivered).unwrap(),
+        entered(&message, "delivered"),
+    );
+    assert!(lag < 3_000, "the record showed delivered {lag} ms after it");
+    assert_eq!(salesforce.update_calls().await, [1], "one call, one record");
+    let written: chrono::DateTime<chrono::Utc> = message["written_back_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(written >= entered(&message, "delivered"), "{message}");
+    let metrics = s.metrics().await;
+    for line in [
+        "tsunagi_writeback_latency_seconds_bucket{connection=\"salesforce:dev\",le=\"3\"} 1",
+        "tsunagi_writeback_lag_seconds{connection=\"salesforce:dev\"} ",
+        "tsunagi_writeback_calls_last_minute{connection=\"salesforce:dev\"} ",
+        "tsunagi_writeback_calls_budget{connection=\"salesforce:dev\"} 30",
+    ] {
+        assert!(metrics.contains(line), "{line} is not in\n{metrics}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn at_rest_a_sandbox_reply_is_on_the_record_within_3_s_of_it() {
+    let salesforce = FakeSalesforce::start().await;
+    let s = TestServer::with_delivery(&at_defaults(&salesforce)).await;
+    let id = answered(&s, 22).await;
+    let replied = |r: &Value| r["SMS_Last_Reply__c"] == "了解です";
+    salesforce
+        .wait_for(|records| records.iter().any(replied))
+        .await;
+    let message = s.wait_for(&id, |_| true).await;
+    let at: chrono::DateTime<chrono::Utc> = message["replies"][0]["at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let lag = lag(salesforce.first_taken(replied).unwrap(), at);
+    assert!(lag < 3_000, "the record showed the reply {lag} ms after it");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_thousand_record_flow_load_is_written_back_in_five_calls_of_200_at_the_defaults() {
+    let salesforce = FakeSalesforce::start().await;
+    let s = TestServer::with_delivery(&at_defaults(&salesforce)).await;
+    for first in (0..1000).step_by(200) {
+        let (status, body) = flow(&s, flow_records(first..first + 200)).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    salesforce
+        .wait_up_to(std::time::Duration::from_secs(120), |records| {
+            written_with(records, "delivered").len() == 1000
+        })
+        .await;
+    assert_eq!(salesforce.update_calls().await, [200; 5]);
     s.stop().await;
 }

@@ -61,6 +61,20 @@ impl OutboxStore for PostgresStore {
         Ok(())
     }
 
+    async fn outbox_written(&self, ids: Vec<i64>, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "WITH done AS (
+                 UPDATE outbox SET done_at = $1 WHERE id = ANY($2) RETURNING message_id
+             )
+             UPDATE messages SET written_back_at = $1 WHERE id IN (SELECT message_id FROM done)",
+        )
+        .bind(millis(now))
+        .bind(ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn writeback_lease(
         &self,
         connection: &str,

@@ -64,6 +64,23 @@ impl OutboxStore for SqliteStore {
             .await
     }
 
+    async fn outbox_written(&self, ids: Vec<i64>, now: DateTime<Utc>) -> StoreResult<()> {
+        self.writer
+            .run(move |conn| {
+                let mut done = conn.prepare_cached("UPDATE outbox SET done_at = ? WHERE id = ?")?;
+                let mut stamp = conn.prepare_cached(
+                    "UPDATE messages SET written_back_at = ?
+                     WHERE id = (SELECT message_id FROM outbox WHERE id = ?)",
+                )?;
+                for id in ids {
+                    done.execute(params![millis(now), id])?;
+                    stamp.execute(params![millis(now), id])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
     async fn writeback_lease(
         &self,
         connection: &str,
