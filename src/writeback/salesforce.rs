@@ -6,7 +6,8 @@ use std::{collections::BTreeMap, time::Duration};
 use async_trait::async_trait;
 use serde_json::Value;
 use tsunagi_salesforce::rest::{
-    collection_body, upsert_path, ErrorClass, RecordResult, RestClient, RestError, SObject,
+    chunks, collection_body, upsert_path, ErrorClass, RecordResult, RestClient, RestError, SObject,
+    MAX_COLLECTION_CHUNKS,
 };
 
 use super::{
@@ -184,17 +185,44 @@ impl SalesforceSink {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; updates.len()];
         let mut sent = Vec::new();
         let mut records = Vec::new();
+        let mut taken = Vec::new();
         for (i, update) in updates.iter().enumerate() {
             match self.record(update) {
-                Ok(record) => {
-                    sent.push(i);
-                    records.push(record);
-                }
+                Ok(record) => taken.push((i, record)),
                 Err(reason) => outcomes[i] = Some(Outcome::Failed(reason)),
             }
         }
+        // Salesforce processes a call in chunks, one per run of records of one type, and at
+        // most 10 of them: records of a type go together, types in the order they first come.
+        let mut types: Vec<String> = Vec::new();
+        for (_, record) in &taken {
+            if !types.contains(&record.object_type) {
+                types.push(record.object_type.clone());
+            }
+        }
+        taken.sort_by_key(|(_, record)| types.iter().position(|t| *t == record.object_type));
+        for (i, record) in taken {
+            sent.push(i);
+            records.push(record);
+        }
         (sent, records, outcomes)
     }
+}
+
+/// The calls grouped `records` take: as many as make no call over `MAX_COLLECTION_CHUNKS`.
+fn calls_of(records: &[SObject]) -> Vec<std::ops::Range<usize>> {
+    let mut calls = Vec::new();
+    let mut start = 0;
+    for end in 1..=records.len() {
+        if chunks(&records[start..end]) > MAX_COLLECTION_CHUNKS {
+            calls.push(start..end - 1);
+            start = end - 1;
+        }
+    }
+    if start < records.len() {
+        calls.push(start..records.len());
+    }
+    calls
 }
 
 /// A dry run makes no call, so no token is asked for: the bodies come from the same `records`
@@ -211,8 +239,9 @@ impl CallPlan for SalesforceSink {
             .into_iter()
             .map(|o| o.unwrap_or(Outcome::Written))
             .collect();
-        if !records.is_empty() {
-            match planned(&self.client.api_path("composite/sobjects"), &records) {
+        for call in calls_of(&records) {
+            let sent = &sent[call.clone()];
+            match planned(&self.client.api_path("composite/sobjects"), &records[call]) {
                 Ok(body) => calls.push(PlannedCall {
                     method: "PATCH",
                     path: self.client.api_path("composite/sobjects"),
@@ -315,8 +344,13 @@ impl Sink for SalesforceSink {
 
     async fn write(&self, updates: &[RecordUpdate]) -> Result<Vec<Outcome>, SinkError> {
         let (sent, records, mut outcomes) = self.records(updates);
-        if !records.is_empty() {
-            let response = self.client.update(&records).await.map_err(sink_error)?;
+        for call in calls_of(&records) {
+            let sent = &sent[call.clone()];
+            let response = self
+                .client
+                .update(&records[call])
+                .await
+                .map_err(sink_error)?;
             if let Some(usage) = response.limits.as_ref().and_then(|l| l.api_usage) {
                 let connection = self.connection.clone();
                 metrics::gauge!("tsunagi_salesforce_api_used", "connection" => connection.clone())
@@ -324,8 +358,8 @@ impl Sink for SalesforceSink {
                 metrics::gauge!("tsunagi_salesforce_api_limit", "connection" => connection)
                     .set(usage.limit as f64);
             }
-            for (i, result) in sent.into_iter().zip(response.results) {
-                outcomes[i] = Some(outcome(result));
+            for (i, result) in sent.iter().zip(response.results) {
+                outcomes[*i] = Some(outcome(result));
             }
         }
         self.write_logs(updates).await?;

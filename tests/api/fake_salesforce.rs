@@ -29,9 +29,30 @@ type Taken = Arc<Mutex<Vec<(chrono::DateTime<chrono::Utc>, Value)>>>;
 /// and keeps the records it took.
 struct TakeEvery(Taken);
 
+/// Runs of records of one type in a collections body: Salesforce processes each as a chunk, at
+/// most 10 a call.
+pub fn chunks(body: &Value) -> usize {
+    let types: Vec<&Value> = body["records"]
+        .as_array()
+        .map(|records| records.iter().map(|r| &r["attributes"]["type"]).collect())
+        .unwrap_or_default();
+    types
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| *i == 0 || types[i - 1] != **t)
+        .count()
+}
+
 impl Respond for TakeEvery {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        // The documented limit; Salesforce fails the whole request beyond it.
+        if chunks(&body) > 10 {
+            return ResponseTemplate::new(400).set_body_json(json!([{
+                "message": "Cannot have more than 10 chunks in a single operation. Please rearrange the data to reduce chunking.",
+                "errorCode": "INVALID_OPERATION"
+            }]));
+        }
         if let Some(records) = body["records"].as_array() {
             let now = chrono::Utc::now();
             let mut taken = self.0.lock().unwrap();

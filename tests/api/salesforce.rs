@@ -5,7 +5,7 @@ use reqwest::Response;
 use serde_json::{json, Value};
 
 use crate::{
-    fake_salesforce::FakeSalesforce,
+    fake_salesforce::{self, FakeSalesforce},
     harness::{delivered_events, TestServer},
     links,
 };
@@ -1070,5 +1070,153 @@ async fn a_thousand_record_flow_load_is_written_back_in_five_calls_of_200_at_the
         })
         .await;
     assert_eq!(salesforce.update_calls().await, [200; 5]);
+    s.stop().await;
+}
+
+/// The `p`th percentile of `sorted` milliseconds.
+fn percentile(sorted: &[i64], p: usize) -> i64 {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+/// Milliseconds from each message's delivery to its record showing it, for `ids` (contact
+/// numbers and message ids), sorted.
+async fn delivery_lags(
+    s: &TestServer,
+    salesforce: &FakeSalesforce,
+    ids: &[(usize, String)],
+) -> Vec<i64> {
+    let mut lags = Vec::new();
+    for (n, id) in ids {
+        let message = s.wait_for(id, |st| st == "delivered").await;
+        let record = contact_id(*n);
+        let taken = salesforce
+            .first_taken(|r| r["id"] == record && r["SMS_Status__c"] == "delivered")
+            .unwrap();
+        lags.push(lag(taken, entered(&message, "delivered")));
+    }
+    lags.sort_unstable();
+    lags
+}
+
+/// Not a test: the figures `bench/writeback.sh` prints. Lone messages 10 s apart (a quiet org),
+/// then 1,000 a minute for two minutes, one Flow record every 60 ms; for each, the time from
+/// delivery to the record showing it, and the calls the load took.
+#[tokio::test]
+#[ignore = "a benchmark: bench/writeback.sh"]
+async fn writeback_figures_at_rest_and_under_load() {
+    let salesforce = FakeSalesforce::start().await;
+    let s = TestServer::with_delivery(&at_defaults(&salesforce)).await;
+    let send = |n: usize| {
+        let s = &s;
+        async move {
+            let (status, body) = flow(s, flow_records(n..n + 1)).await;
+            assert_eq!(status, 202, "{body}");
+            (
+                n,
+                body["results"][0]["message_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        }
+    };
+    let lone: usize = std::env::var("BENCH_LONE").map_or(18, |v| v.parse().unwrap());
+    let mut ids = Vec::new();
+    for n in 0..lone {
+        ids.push(send(n).await);
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    }
+    let rest = delivery_lags(&s, &salesforce, &ids).await;
+    let before = salesforce.update_calls().await.len();
+    let load: usize = std::env::var("BENCH_LOAD").map_or(2000, |v| v.parse().unwrap());
+    let start = tokio::time::Instant::now();
+    let mut ids = Vec::new();
+    for (i, n) in (lone..lone + load).enumerate() {
+        tokio::time::sleep_until(start + std::time::Duration::from_millis(60 * i as u64)).await;
+        ids.push(send(n).await);
+    }
+    let last = contact_id(lone + load - 1);
+    salesforce
+        .wait_up_to(std::time::Duration::from_secs(120), |records| {
+            written_with(records, "delivered").len() == lone + load
+        })
+        .await;
+    let loaded = delivery_lags(&s, &salesforce, &ids).await;
+    let calls = salesforce.update_calls().await[before..].to_vec();
+    println!(
+        "at rest ({} lone messages 10 s apart): delivery to record p50 {} ms, p99 {} ms, max {} ms",
+        rest.len(),
+        percentile(&rest, 50),
+        percentile(&rest, 99),
+        rest[rest.len() - 1]
+    );
+    println!(
+        "under load ({load} at 1,000 a minute): p50 {} ms, p99 {} ms; {} calls ({:.1} per 1,000), sizes {:?}",
+        percentile(&loaded, 50),
+        percentile(&loaded, 99),
+        calls.len(),
+        calls.len() as f64 * 1000.0 / load as f64,
+        calls
+    );
+    assert!(salesforce.updated_records().iter().any(|r| r["id"] == last));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn contacts_and_leads_interleaved_are_written_back_grouped_by_type_in_at_most_10_chunks() {
+    let salesforce = FakeSalesforce::start().await;
+    let lead = "\n[[salesforce.mappings]]\nsobject = \"Lead\"\nphone_field = \"MobilePhone\"\n\
+        template = \"{{LastName}}様\"\nstatus_field = \"SMS_Status__c\"\n\
+        status_detail_field = \"SMS_Status_Detail__c\"\nreply_field = \"SMS_Last_Reply__c\"\n";
+    let config = connections(&salesforce).replacen(
+        "opt_out_field = \"SMS_Opt_Out__c\"\n",
+        &format!("opt_out_field = \"SMS_Opt_Out__c\"\n{lead}"),
+        1,
+    );
+    let s = TestServer::with_delivery(&config).await;
+    let mut records = flow_records(0..250);
+    for (n, record) in records["records"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+    {
+        if n % 2 == 1 {
+            let id = tsunagi_salesforce::RecordId::parse(&format!("00Q5j00000{n:05}")).unwrap();
+            record["id"] = json!(id.to_string());
+            record["sobject"] = json!("Lead");
+        }
+    }
+    let all = records["records"].as_array().unwrap().clone();
+    for part in [&all[..200], &all[200..]] {
+        let (status, body) = flow(&s, json!({ "records": part })).await;
+        assert_eq!(status, 202, "{body}");
+        assert!(
+            body["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["status"] == "queued"),
+            "{body}"
+        );
+    }
+    let written = salesforce
+        .wait_for(|records| written_with(records, "delivered").len() == 250)
+        .await;
+    let types: std::collections::BTreeSet<_> = written
+        .iter()
+        .map(|r| r["attributes"]["type"].to_string())
+        .collect();
+    assert_eq!(types.len(), 2, "{types:?}");
+    for request in salesforce.server.received_requests().await.unwrap() {
+        if request.method.as_str() == "PATCH" {
+            let body: Value = serde_json::from_slice(&request.body).unwrap();
+            assert!(
+                fake_salesforce::chunks(&body) <= 2,
+                "a call of {} chunks",
+                fake_salesforce::chunks(&body)
+            );
+        }
+    }
     s.stop().await;
 }

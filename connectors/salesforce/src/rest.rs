@@ -19,6 +19,19 @@ pub const DEFAULT_API_VERSION: &str = "67.0";
 /// Most records one sObject Collections call takes.
 pub const MAX_COLLECTION_RECORDS: usize = 200;
 
+/// Chunks (runs of records of one object type) one collections call processes at most.
+pub const MAX_COLLECTION_CHUNKS: usize = 10;
+
+/// The chunks Salesforce cuts `records` into: one per run of records of one type, so
+/// `{account1, account2, contact1, account3}` is three.
+pub fn chunks(records: &[SObject]) -> usize {
+    records
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| *i == 0 || records[i - 1].object_type != r.object_type)
+        .count()
+}
+
 /// Default time allowed for one REST request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -253,6 +266,16 @@ pub enum RestError {
         /// The limit.
         limit: usize,
     },
+    /// Records in more runs of one type than one collections call processes.
+    #[error(
+        "{count} chunks (runs of records of one type), more than the {limit} one call processes"
+    )]
+    TooManyChunks {
+        /// Chunks passed.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// An object or field name that is not an API name.
     #[error("{0:?} is not an API name")]
     InvalidName(String),
@@ -322,6 +345,7 @@ impl RestError {
             Self::Network { .. } => ErrorClass::Retryable,
             Self::Token(_)
             | Self::TooManyRecords { .. }
+            | Self::TooManyChunks { .. }
             | Self::InvalidName(_)
             | Self::InvalidApiVersion(_)
             | Self::ResponseTooLarge { .. }
@@ -475,6 +499,12 @@ impl RestClient {
             return Err(RestError::TooManyRecords {
                 count: records.len(),
                 limit: MAX_COLLECTION_RECORDS,
+            });
+        }
+        if chunks(records) > MAX_COLLECTION_CHUNKS {
+            return Err(RestError::TooManyChunks {
+                count: chunks(records),
+                limit: MAX_COLLECTION_CHUNKS,
             });
         }
         if records.is_empty() {
@@ -919,6 +949,28 @@ mod tests {
         assert_eq!(error.class(), ErrorClass::Final);
         let empty = client(&server).update(&[]).await.unwrap();
         assert!(empty.results.is_empty());
+        assert!(server.received_requests().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn more_than_ten_runs_of_one_type_are_refused_without_a_call() {
+        let server = server_with_tokens().await;
+        // Contact, Lead, Contact, … : every record starts a chunk.
+        let interleaved: Vec<SObject> = (0..11)
+            .map(|i| SObject::new(["Contact", "Lead"][i % 2]).with_id(format!("003{i:012}")))
+            .collect();
+        assert_eq!(chunks(&interleaved), 11);
+        let error = client(&server).update(&interleaved).await.unwrap_err();
+        assert_eq!(
+            error,
+            RestError::TooManyChunks {
+                count: 11,
+                limit: 10
+            }
+        );
+        let mut grouped = interleaved.clone();
+        grouped.sort_by(|a, b| a.object_type.cmp(&b.object_type));
+        assert_eq!(chunks(&grouped), 2);
         assert!(server.received_requests().await.unwrap().is_empty());
     }
 
