@@ -35,6 +35,13 @@ pub struct SalesforceConfig {
     pub username: Option<String>,
     /// PEM file of the key that signs JWT assertions (`jwt_bearer`).
     pub private_key_path: Option<String>,
+    /// The org is a sandbox (`jwt_bearer`): its JWTs name `https://test.salesforce.com` as their
+    /// audience. When unset, read from `login_url` (`test.salesforce.com` or a
+    /// `*.sandbox.my.salesforce.com` My Domain).
+    pub sandbox: Option<bool>,
+    /// The JWT's `aud` (`jwt_bearer`), when it is neither generic login host (an Experience
+    /// Cloud site's URL); a My Domain URL is never one.
+    pub audience: Option<String>,
     /// The refresh token (`refresh_token`).
     pub refresh_token: Option<Secret>,
     /// REST API version, e.g. `67.0`.
@@ -132,6 +139,17 @@ fn default_time_zone() -> String {
 }
 
 impl SalesforceConfig {
+    /// The `aud` of this connection's JWT assertions: `audience`, or the login host `sandbox`
+    /// names, or the one `login_url` implies.
+    pub fn jwt_audience(&self) -> String {
+        match (&self.audience, self.sandbox) {
+            (Some(audience), _) => audience.clone(),
+            (None, Some(true)) => tsunagi_salesforce::SANDBOX_LOGIN.into(),
+            (None, Some(false)) => tsunagi_salesforce::PRODUCTION_LOGIN.into(),
+            (None, None) => tsunagi_salesforce::jwt_audience(&self.login_url).into(),
+        }
+    }
+
     /// The org id; valid once `validate` passed.
     pub fn org_id(&self) -> OrgId {
         OrgId::parse(&self.organization_id).expect("validated at load")
@@ -183,6 +201,28 @@ pub(super) fn validate(connections: &[SalesforceConfig], problems: &mut Vec<Prob
                 "login_url",
                 "must start with https:// (http:// only for a local test server)".into(),
             );
+        }
+        if c.auth == AuthKind::ClientCredentials
+            && tsunagi_salesforce::is_generic_login(&c.login_url)
+        {
+            problem(
+                "login_url",
+                "the client credentials flow works only on the org's My Domain \
+                 (https://yourcompany.my.salesforce.com); login.salesforce.com and \
+                 test.salesforce.com refuse it"
+                    .into(),
+            );
+        }
+        if let Some(audience) = &c.audience {
+            if !audience.starts_with("https://") || audience.contains(".my.salesforce.com") {
+                problem(
+                    "audience",
+                    "must be https://login.salesforce.com, https://test.salesforce.com or an \
+                     Experience Cloud site's URL, never the My Domain; leave it out to take it \
+                     from login_url or sandbox"
+                        .into(),
+                );
+            }
         }
         if c.client_id.trim().is_empty() {
             problem("client_id", "must not be empty".into());
@@ -336,6 +376,7 @@ inbound_token = "0123456789abcdef"
 auth = "client_credentials"
 client_id = "3MVG9"
 client_secret = "s3cr3t"
+login_url = "https://acme.my.salesforce.com"
 
 [[salesforce.mappings]]
 sobject = "Contact"
@@ -353,7 +394,6 @@ reply_field = "SMS_Last_Reply__c"
         assert_eq!(sf.org_id().as_str(), "00D5j000001aBcDEAU");
         assert_eq!(sf.zone(), chrono_tz::Asia::Tokyo);
         assert_eq!(sf.api_version, "67.0");
-        assert_eq!(sf.login_url, "https://login.salesforce.com");
         assert_eq!(sf.mapping("Contact").unwrap().phone_field, "MobilePhone");
         assert!(
             sf.mapping("contact").is_none(),
@@ -387,6 +427,62 @@ reply_field = "SMS_Last_Reply__c"
             ],
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn client_credentials_on_a_generic_login_host_is_refused_naming_login_url() {
+        for host in [
+            "https://login.salesforce.com",
+            "https://test.salesforce.com/",
+        ] {
+            let text = VALID.replace("https://acme.my.salesforce.com", host);
+            let problems = Config::parse(&text, no_env).unwrap_err();
+            assert_eq!(problems[0].path, "salesforce[0].login_url", "{problems:?}");
+            assert!(problems[0].message.contains("My Domain"), "{problems:?}");
+        }
+        let unset = VALID.replace("login_url = \"https://acme.my.salesforce.com\"\n", "");
+        let problems = Config::parse(&unset, no_env).unwrap_err();
+        assert_eq!(
+            problems[0].path, "salesforce[0].login_url",
+            "the default is generic"
+        );
+    }
+
+    #[test]
+    fn the_jwt_audience_is_the_named_one_or_the_login_host_of_the_orgs_kind() {
+        let jwt = VALID.replace(
+            "auth = \"client_credentials\"",
+            "auth = \"jwt_bearer\"\nusername = \"sms@acme.example\"\nprivate_key_path = \"k.pem\"",
+        );
+        let audience = |extra: &str| {
+            let text = jwt.replace("client_secret = \"s3cr3t\"", extra);
+            let c = Config::parse(&text, no_env).unwrap();
+            c.salesforce[0].jwt_audience()
+        };
+        assert_eq!(
+            audience(""),
+            "https://login.salesforce.com",
+            "My Domain, production"
+        );
+        assert_eq!(audience("sandbox = true"), "https://test.salesforce.com");
+        let sandbox_domain = jwt
+            .replace("client_secret = \"s3cr3t\"", "")
+            .replace("acme.my.", "acme--uat.sandbox.my.");
+        let c = Config::parse(&sandbox_domain, no_env).unwrap();
+        assert_eq!(
+            c.salesforce[0].jwt_audience(),
+            "https://test.salesforce.com"
+        );
+        assert_eq!(
+            audience("audience = \"https://acme.my.site.com\""),
+            "https://acme.my.site.com"
+        );
+        let text = jwt.replace(
+            "client_secret = \"s3cr3t\"",
+            "audience = \"https://acme.my.salesforce.com\"",
+        );
+        let problems = Config::parse(&text, no_env).unwrap_err();
+        assert_eq!(problems[0].path, "salesforce[0].audience", "{problems:?}");
     }
 
     #[test]

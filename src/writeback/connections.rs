@@ -107,6 +107,7 @@ fn salesforce_sink(c: &SalesforceConfig, name: &str) -> anyhow::Result<Salesforc
                 &pem,
             )
             .with_context(|| format!("{path} holds no RSA private key"))?
+            .with_audience(c.jwt_audience())
         }
         AuthKind::RefreshToken => Grant::refresh_token(
             c.client_id.clone(),

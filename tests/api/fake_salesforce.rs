@@ -29,6 +29,41 @@ type Taken = Arc<Mutex<Vec<(chrono::DateTime<chrono::Utc>, Value)>>>;
 /// and keeps the records it took.
 struct TakeEvery(Taken);
 
+/// The `aud` of the JWT bearer assertion in a token request, if it carries one.
+pub fn jwt_audience(request: &Request) -> Option<String> {
+    use base64::Engine;
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&request.body).ok()?;
+    let assertion = form.iter().find(|(k, _)| k == "assertion")?.1.clone();
+    let payload = assertion.split('.').nth(1)?;
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()?,
+    )
+    .ok()?;
+    claims["aud"].as_str().map(str::to_string)
+}
+
+/// Mints a token for any grant, but refuses a JWT whose audience is not a generic login host,
+/// as Salesforce does even when the token is asked of the org's My Domain.
+struct Mint(Value);
+
+impl Respond for Mint {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        match jwt_audience(request) {
+            Some(aud)
+                if aud != "https://login.salesforce.com"
+                    && aud != "https://test.salesforce.com" =>
+            {
+                ResponseTemplate::new(400).set_body_json(
+                    json!({"error": "invalid_grant", "error_description": "audience is invalid"}),
+                )
+            }
+            _ => ResponseTemplate::new(200).set_body_json(self.0.clone()),
+        }
+    }
+}
+
 /// Runs of records of one type in a collections body: Salesforce processes each as a chunk, at
 /// most 10 a call.
 pub fn chunks(body: &Value) -> usize {
@@ -89,7 +124,7 @@ impl FakeSalesforce {
         token["instance_url"] = json!(server.uri());
         Mock::given(method("POST"))
             .and(path("/services/oauth2/token"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(token))
+            .respond_with(Mint(token))
             .mount(&server)
             .await;
         let taken = Arc::new(Mutex::new(Vec::new()));
@@ -164,6 +199,17 @@ impl FakeSalesforce {
             .unwrap()
             .iter()
             .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// The audiences of the JWT assertions it was sent, oldest first.
+    pub async fn jwt_audiences(&self) -> Vec<String> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter_map(jwt_audience)
             .collect()
     }
 

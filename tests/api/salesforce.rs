@@ -264,7 +264,7 @@ async fn an_outbound_message_sends_each_mapped_record_writes_it_back_and_keeps_t
 
 #[tokio::test]
 async fn a_custom_object_shows_datetimes_in_japan_time_and_numbers_without_a_zero_fraction() {
-    let (s, _salesforce) = server().await;
+    let (s, salesforce) = server().await;
     let path = "/v1/inbound/salesforce/acme/outbound-message/acme-token-0123456789";
     let r = post_xml(&s, path, fixture("outbound_message_custom_object.xml")).await;
     assert_eq!(r.status(), 200);
@@ -275,6 +275,18 @@ async fn a_custom_object_shows_datetimes_in_japan_time_and_numbers_without_a_zer
     assert_eq!(
         text,
         "APT-000042 2020-05-08 22:40 (05月08日) 45000000円 2枠"
+    );
+    // Written back over a JWT minted at the org's own URL (a My Domain), for the login host.
+    salesforce
+        .wait_for(|records| {
+            records
+                .iter()
+                .any(|r| r["tsg__SMS_Status__c"] == "delivered")
+        })
+        .await;
+    assert_eq!(
+        salesforce.jwt_audiences().await,
+        ["https://login.salesforce.com"]
     );
     s.stop().await;
 }

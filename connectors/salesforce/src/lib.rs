@@ -19,7 +19,10 @@ pub mod secret;
 
 pub use flow::{FlowRecord, FlowRequest, FlowRequestError, FlowResponse, FlowResult};
 pub use ids::{same_entity, IdError, OrgId, RecordId};
-pub use oauth::{AccessToken, Grant, OAuthErrorCode, TokenError, TokenSource};
+pub use oauth::{
+    is_generic_login, jwt_audience, AccessToken, Grant, OAuthErrorCode, TokenError, TokenSource,
+    PRODUCTION_LOGIN, SANDBOX_LOGIN,
+};
 pub use outbound::{Notification, OutboundError, OutboundMessage, SObjectRecord};
 pub use rest::{
     CollectionResponse, ErrorClass, LimitInfo, RecordResult, RestClient, RestError, SObject,

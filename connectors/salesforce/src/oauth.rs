@@ -65,7 +65,7 @@ pub enum Grant {
         username: String,
         /// Key matching the certificate uploaded to the connected app.
         key: SigningKey,
-        /// `aud` claim; the login URL when `None`.
+        /// `aud` claim; `jwt_audience` of the login URL when `None`.
         audience: Option<String>,
     },
     /// `refresh_token`; a rotated refresh token in a response replaces this one.
@@ -91,7 +91,8 @@ impl Grant {
         }
     }
 
-    /// A JWT bearer grant signed with a PEM RSA private key; `aud` is the login URL.
+    /// A JWT bearer grant signed with a PEM RSA private key; `aud` is `jwt_audience` of the
+    /// login URL unless `with_audience` names one.
     pub fn jwt_bearer(
         client_id: impl Into<String>,
         username: impl Into<String>,
@@ -103,6 +104,14 @@ impl Grant {
             key: SigningKey::from_rsa_pem(private_key_pem)?,
             audience: None,
         })
+    }
+
+    /// The same grant with `aud` = `audience` (a JWT bearer grant; others have no audience).
+    pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
+        if let Self::JwtBearer { audience: aud, .. } = &mut self {
+            *aud = Some(audience.into());
+        }
+        self
     }
 
     /// A refresh-token grant.
@@ -117,6 +126,38 @@ impl Grant {
             refresh_token: refresh_token.into(),
         }
     }
+}
+
+/// The login host of production orgs and Developer Editions: a JWT's `aud` for them.
+pub const PRODUCTION_LOGIN: &str = "https://login.salesforce.com";
+/// The login host of sandboxes: a JWT's `aud` for them.
+pub const SANDBOX_LOGIN: &str = "https://test.salesforce.com";
+
+/// The `aud` a JWT bearer assertion must carry for an org signed in at `login_url`: the generic
+/// login host of its kind, never a My Domain URL (Salesforce answers "audience is invalid").
+/// A sandbox is `test.salesforce.com` or a `*.sandbox.my.salesforce.com` My Domain.
+pub fn jwt_audience(login_url: &str) -> &'static str {
+    match host_of(login_url) {
+        Some(host)
+            if host == "test.salesforce.com" || host.ends_with(".sandbox.my.salesforce.com") =>
+        {
+            SANDBOX_LOGIN
+        }
+        _ => PRODUCTION_LOGIN,
+    }
+}
+
+/// Whether `login_url` is a generic login host (`login.salesforce.com`, `test.salesforce.com`)
+/// rather than the org's My Domain: the client credentials flow works only on the latter.
+pub fn is_generic_login(login_url: &str) -> bool {
+    host_of(login_url).is_some_and(|h| h == "login.salesforce.com" || h == "test.salesforce.com")
+}
+
+fn host_of(url: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .ok()?
+        .host_str()
+        .map(str::to_ascii_lowercase)
 }
 
 /// A minted access token and where to use it.
@@ -486,7 +527,9 @@ impl TokenSource {
                 let claims = Claims {
                     iss: client_id,
                     sub: username,
-                    aud: audience.as_deref().unwrap_or(&self.login_url),
+                    aud: audience
+                        .as_deref()
+                        .unwrap_or_else(|| jwt_audience(&self.login_url)),
                     exp: Utc::now().timestamp() + JWT_LIFETIME_SECS,
                 };
                 let assertion =
@@ -667,7 +710,8 @@ mod tests {
         let key = DecodingKey::from_rsa_pem(fixture_str("jwt_test_only_public_key.pem").as_bytes())
             .unwrap();
         let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_audience(&[server.uri()]);
+        // The generic login host, though the token URL is the org's own (a My Domain here).
+        validation.set_audience(&[PRODUCTION_LOGIN]);
         validation.set_issuer(&["3MVG9consumer"]);
         let claims = jsonwebtoken::decode::<HashMap<String, serde_json::Value>>(
             &form["assertion"],
@@ -680,6 +724,57 @@ mod tests {
         let exp = claims["exp"].as_i64().unwrap();
         let now = Utc::now().timestamp();
         assert!(exp > now && exp <= now + 180, "exp {exp} now {now}");
+    }
+
+    #[test]
+    fn the_jwt_audience_is_the_generic_login_host_of_the_orgs_kind() {
+        for (login_url, audience) in [
+            ("https://login.salesforce.com", PRODUCTION_LOGIN),
+            ("https://acme.my.salesforce.com", PRODUCTION_LOGIN),
+            ("https://acme.develop.my.salesforce.com/", PRODUCTION_LOGIN),
+            ("https://test.salesforce.com", SANDBOX_LOGIN),
+            ("https://ACME--uat.sandbox.my.salesforce.com", SANDBOX_LOGIN),
+            ("http://127.0.0.1:9", PRODUCTION_LOGIN),
+        ] {
+            assert_eq!(jwt_audience(login_url), audience, "{login_url}");
+        }
+        assert!(is_generic_login("https://login.salesforce.com/"));
+        assert!(is_generic_login("https://TEST.salesforce.com"));
+        assert!(!is_generic_login("https://acme.my.salesforce.com"));
+    }
+
+    #[tokio::test]
+    async fn an_audience_named_for_the_grant_is_the_jwts_aud() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/services/oauth2/token"))
+            .respond_with(json("token_jwt_bearer.json"))
+            .mount(&server)
+            .await;
+        let grant = Grant::jwt_bearer(
+            "3MVG9consumer",
+            "sms@acme.example",
+            &fixture("jwt_test_only_private_key.pem"),
+        )
+        .unwrap()
+        .with_audience(SANDBOX_LOGIN);
+        TokenSource::new(&server.uri(), grant)
+            .token()
+            .await
+            .unwrap();
+        let requests = server.received_requests().await.unwrap();
+        let key = DecodingKey::from_rsa_pem(fixture_str("jwt_test_only_public_key.pem").as_bytes())
+            .unwrap();
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_audience(&[SANDBOX_LOGIN]);
+        let claims = jsonwebtoken::decode::<HashMap<String, serde_json::Value>>(
+            &form_of(&requests[0])["assertion"],
+            &key,
+            &validation,
+        )
+        .unwrap()
+        .claims;
+        assert_eq!(claims["aud"], SANDBOX_LOGIN);
     }
 
     #[tokio::test]
