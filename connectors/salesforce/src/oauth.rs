@@ -686,32 +686,28 @@ mod tests {
         assert_eq!(form["client_secret"], "s3cr&t");
     }
 
-    #[tokio::test]
-    async fn jwt_bearer_sends_a_signed_assertion_with_the_expected_claims() {
+    /// The claims of the JWT assertion `grant` sends to a token endpoint at `login_url` (the
+    /// mock server, with `suffix`), checked for the signature, `issuer` and `audience`.
+    async fn sent_claims(
+        grant: Grant,
+        suffix: &str,
+        audience: &str,
+    ) -> (HashMap<String, serde_json::Value>, Arc<AccessToken>) {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .and(path("/services/oauth2/token"))
             .respond_with(json("token_jwt_bearer.json"))
             .mount(&server)
             .await;
-        let grant = Grant::jwt_bearer(
-            "3MVG9consumer",
-            "sms@acme.example",
-            &fixture("jwt_test_only_private_key.pem"),
-        )
-        .unwrap();
-        let source = TokenSource::new(&format!("{}/", server.uri()), grant);
+        let source = TokenSource::new(&format!("{}{suffix}", server.uri()), grant);
         let token = source.token().await.unwrap();
-        assert_eq!(token.issued_at, None);
-
         let requests = server.received_requests().await.unwrap();
         let form = form_of(&requests[0]);
         assert_eq!(form["grant_type"], JWT_BEARER_GRANT);
         let key = DecodingKey::from_rsa_pem(fixture_str("jwt_test_only_public_key.pem").as_bytes())
             .unwrap();
         let mut validation = Validation::new(Algorithm::RS256);
-        // The generic login host, though the token URL is the org's own (a My Domain here).
-        validation.set_audience(&[PRODUCTION_LOGIN]);
+        validation.set_audience(&[audience]);
         validation.set_issuer(&["3MVG9consumer"]);
         let claims = jsonwebtoken::decode::<HashMap<String, serde_json::Value>>(
             &form["assertion"],
@@ -720,6 +716,23 @@ mod tests {
         )
         .unwrap()
         .claims;
+        (claims, token)
+    }
+
+    fn jwt_grant() -> Grant {
+        Grant::jwt_bearer(
+            "3MVG9consumer",
+            "sms@acme.example",
+            &fixture("jwt_test_only_private_key.pem"),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn jwt_bearer_sends_a_signed_assertion_with_the_expected_claims() {
+        // The generic login host, though the token URL is the org's own (a My Domain here).
+        let (claims, token) = sent_claims(jwt_grant(), "/", PRODUCTION_LOGIN).await;
+        assert_eq!(token.issued_at, None);
         assert_eq!(claims["sub"], "sms@acme.example");
         let exp = claims["exp"].as_i64().unwrap();
         let now = Utc::now().timestamp();
@@ -745,35 +758,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_audience_named_for_the_grant_is_the_jwts_aud() {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/services/oauth2/token"))
-            .respond_with(json("token_jwt_bearer.json"))
-            .mount(&server)
-            .await;
-        let grant = Grant::jwt_bearer(
-            "3MVG9consumer",
-            "sms@acme.example",
-            &fixture("jwt_test_only_private_key.pem"),
-        )
-        .unwrap()
-        .with_audience(SANDBOX_LOGIN);
-        TokenSource::new(&server.uri(), grant)
-            .token()
-            .await
-            .unwrap();
-        let requests = server.received_requests().await.unwrap();
-        let key = DecodingKey::from_rsa_pem(fixture_str("jwt_test_only_public_key.pem").as_bytes())
-            .unwrap();
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_audience(&[SANDBOX_LOGIN]);
-        let claims = jsonwebtoken::decode::<HashMap<String, serde_json::Value>>(
-            &form_of(&requests[0])["assertion"],
-            &key,
-            &validation,
-        )
-        .unwrap()
-        .claims;
+        let grant = jwt_grant().with_audience(SANDBOX_LOGIN);
+        let (claims, _) = sent_claims(grant, "", SANDBOX_LOGIN).await;
         assert_eq!(claims["aud"], SANDBOX_LOGIN);
     }
 
