@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use tsunagi_salesforce::{
     flow::{FlowRecord, FlowRequest, FlowResponse, FlowResult},
     outbound::{self, Notification, OutboundError},
-    RecordId,
+    RecordId, RefusedNotification,
 };
 use utoipa::{
     openapi::{RefOr, Schema},
@@ -264,12 +264,58 @@ async fn take_message(
         let outcome = outcome.map_err(SoapFault::Unavailable)?;
         results.push(result_entry(&notification.id, &outcome));
     }
+    for refused in &message.refused {
+        results.push(take_refused(state, &label, refused).await?);
+    }
     tracing::info!(
         connection = %label,
         notifications = message.notifications.len(),
+        refused = message.refused.len(),
         "outbound message taken"
     );
     Ok(results.join(", "))
+}
+
+/// A notification that could not be read: kept as a `rejected` message with the reason (and
+/// written back as such) when its id and record are known, else counted and logged; either way
+/// it no longer holds the message's other notifications.
+async fn take_refused(
+    state: &AppState,
+    label: &str,
+    refused: &RefusedNotification,
+) -> Result<String, SoapFault> {
+    metrics::counter!("tsunagi_salesforce_notifications_refused_total", "connection" => label.to_string())
+        .increment(1);
+    let reason = format!("the notification could not be read: {}", refused.reason);
+    let known = (&refused.id, &refused.object_type, &refused.record_id);
+    let (Some(id), Some(object_type), Some(record_id)) = known else {
+        tracing::warn!(connection = %label, position = refused.position, notification = ?refused.id, %reason, "unreadable notification refused");
+        telemetry::inbound_record(label, "refused");
+        let name = refused
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("#{}", refused.position));
+        return Ok(format!("{name}=- refused"));
+    };
+    let source = Source::Crm {
+        connection: label.to_string(),
+        record: record_key(object_type, record_id),
+    };
+    let dedupe = Dedupe {
+        scope: label.to_string(),
+        key: id.clone(),
+        request_hash: NOTIFICATION_HASH.into(),
+    };
+    let outcome = state
+        .admission
+        .reject_record(
+            source,
+            Some(dedupe),
+            Refusal::invalid("notification", reason),
+        )
+        .await;
+    telemetry::inbound_record(label, outcome_label(outcome.as_ref()));
+    Ok(result_entry(id, &outcome.map_err(SoapFault::Unavailable)?))
 }
 
 /// The result for one Flow record. A record whose id or sObject name is malformed is refused

@@ -38,9 +38,42 @@ impl Fields for BTreeMap<String, Value> {
     }
 
     fn vars(&self, zone: Tz) -> BTreeMap<String, Value> {
-        self.iter()
-            .filter_map(|(name, value)| Some((name.clone(), shown(value, zone)?)))
-            .collect()
+        let mut vars = BTreeMap::new();
+        flatten("", self.iter(), zone, &mut vars);
+        vars
+    }
+}
+
+/// Relationship levels a merge field may reach (`Owner.Manager.Account.Name`), as many as SOQL
+/// traverses from a child to its parents.
+const MAX_RELATIONSHIP_DEPTH: usize = 5;
+
+/// Salesforce's record shapes as merge values: the `attributes` object Apex and REST add is
+/// left out, a relationship's fields are named by path (`Account.Name`), and what holds no
+/// single value (a list, a relationship deeper than `MAX_RELATIONSHIP_DEPTH`) is left out too,
+/// so only a template that names it is refused.
+fn flatten<'a>(
+    prefix: &str,
+    fields: impl Iterator<Item = (&'a String, &'a Value)>,
+    zone: Tz,
+    vars: &mut BTreeMap<String, Value>,
+) {
+    for (name, value) in fields {
+        if name == "attributes" {
+            continue;
+        }
+        let path = format!("{prefix}{name}");
+        match value {
+            Value::Object(inner) if prefix.matches('.').count() < MAX_RELATIONSHIP_DEPTH => {
+                flatten(&format!("{path}."), inner.iter(), zone, vars)
+            }
+            Value::Object(_) | Value::Array(_) => {}
+            _ => {
+                if let Some(shown) = shown(value, zone) {
+                    vars.insert(path, shown);
+                }
+            }
+        }
     }
 }
 
@@ -222,5 +255,34 @@ mod tests {
             let f = fields(json!({"SMS_Opt_Out__c": unchecked}));
             assert!(MAPPING.submission(record(&f)).opted_out.is_none());
         }
+    }
+
+    #[test]
+    fn apex_and_rest_record_shapes_become_merge_fields_by_path() {
+        let fields = fields(json!({
+            "attributes": {"type": "Contact", "url": "/services/data/v67.0/sobjects/Contact/003"},
+            "LastName": "山田",
+            "Title": null,
+            "Account": {
+                "attributes": {"type": "Account", "url": "/services/data/v67.0/sobjects/Account/001"},
+                "Name": "山田商事",
+                "Owner": {"Name": "佐藤", "Manager": {"Manager": {"Manager": {"Manager": {"Name": "deep"}}}}}
+            },
+            "Cases": {"totalSize": 1, "done": true, "records": [{"Subject": "x"}]}
+        }));
+        let vars = fields.vars(chrono_tz::Asia::Tokyo);
+        let names: Vec<&str> = vars.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "Account.Name",
+                "Account.Owner.Name",
+                "Cases.done",
+                "Cases.totalSize",
+                "LastName"
+            ],
+            "no attributes, no null, no list, nothing past five levels"
+        );
+        assert_eq!(vars["Account.Name"], json!("山田商事"));
     }
 }

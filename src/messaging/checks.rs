@@ -155,6 +155,7 @@ fn template_refusal(e: TemplateError) -> Refusal {
         | TemplateError::NotAllowed(_)
         | TemplateError::TooLong
         | TemplateError::MissingRequired(_)
+        | TemplateError::NotScalar(_)
         | TemplateError::Render(_)) => Refusal::invalid("template", e.to_string()),
     }
 }

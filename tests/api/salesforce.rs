@@ -1232,3 +1232,129 @@ async fn contacts_and_leads_interleaved_are_written_back_grouped_by_type_in_at_m
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_flow_record_as_apex_serializes_it_sends_with_a_relationship_field_in_the_template() {
+    let (s, _salesforce) = server().await;
+    let record = json!({
+        "id": contact_id(31),
+        "sobject": "Contact",
+        "phone": "090-1000-0031",
+        "template": "{{Account.Name}} {{LastName}}様 ご予約は{{Appointment_Date__c}}です",
+        "fields": {
+            "attributes": {"type": "Contact", "url": format!("/services/data/v67.0/sobjects/Contact/{}", contact_id(31))},
+            "LastName": "山田",
+            "Title": null,
+            "Appointment_Date__c": "2026-12-24",
+            "Account": {
+                "attributes": {"type": "Account", "url": "/services/data/v67.0/sobjects/Account/0015j00000AbCdEAAV"},
+                "Name": "山田商事"
+            },
+            "Cases": {"totalSize": 0, "done": true, "records": []}
+        }
+    });
+    let (status, body) = flow(&s, json!({ "records": [record.clone()] })).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["results"][0]["status"], "queued", "{body}");
+    let id = body["results"][0]["message_id"].clone();
+    assert_eq!(
+        s.text_of("09010000031", &id).await,
+        "山田商事 山田様 ご予約は2026-12-24です"
+    );
+
+    // Naming what holds no single value refuses the record, naming it.
+    let mut whole = record.clone();
+    whole["template"] = json!("{{Account}}様");
+    let (_, body) = flow(&s, json!({ "records": [whole] })).await;
+    assert_eq!(body["results"][0]["status"], "rejected", "{body}");
+    assert_eq!(
+        body["results"][0]["error"]["code"], "invalid_request",
+        "{body}"
+    );
+    assert!(
+        body["results"][0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("{{Account}}"),
+        "{body}"
+    );
+    let mut list = record;
+    list["template"] = json!("{{Cases.records}}");
+    let (_, body) = flow(&s, json!({ "records": [list] })).await;
+    assert_eq!(
+        body["results"][0]["error"]["code"], "missing_template_variable",
+        "{body}"
+    );
+    assert!(
+        body["results"][0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Cases.records"),
+        "{body}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreadable_notification_is_rejected_alone_and_the_other_four_are_taken_and_acked() {
+    let (s, salesforce) = server().await;
+    let records: Vec<(String, String, String)> = (41..46)
+        .map(|n| {
+            let name = match n {
+                // A nested element where a field's text belongs: this notification alone is unreadable.
+                43 => "<b>山田</b>".to_string(),
+                _ => format!("顧客{n}"),
+            };
+            (contact_id(n), format!("090-1000-00{n}"), name)
+        })
+        .collect();
+    let fields: Vec<[(&str, &str); 3]> = records
+        .iter()
+        .map(|(_, phone, name)| {
+            [
+                ("MobilePhone", phone.as_str()),
+                ("LastName", name.as_str()),
+                ("Appointment_Date__c", "2026-12-24"),
+            ]
+        })
+        .collect();
+    let ids: Vec<String> = (41..46).map(|n| format!("04l5j00000ChQ{n}AAF")).collect();
+    let notifications: Vec<Notification<'_>> = (0..5)
+        .map(|i| (ids[i].as_str(), records[i].0.as_str(), &fields[i][..]))
+        .collect();
+    let r = post_xml(
+        &s,
+        &format!("/v1/inbound/salesforce/dev/outbound-message/{TOKEN}"),
+        envelope("00D5j000001aBcDEAU", &notifications),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let results = r.headers()["tsunagi-results"].to_str().unwrap().to_string();
+    assert!(is_ack(&r.text().await.unwrap()));
+    assert!(results.contains(&format!("{}=msg_", ids[2])), "{results}");
+    assert!(results.contains("rejected invalid_request"), "{results}");
+    let all = messages(&s).await;
+    assert_eq!(all.len(), 5, "four sent and one rejected");
+    let rejected = with_status(&all, "rejected");
+    assert_eq!(rejected.len(), 1);
+    assert!(
+        rejected[0]["status_detail"]
+            .as_str()
+            .unwrap()
+            .contains("could not be read"),
+        "{}",
+        rejected[0]
+    );
+    // The refusal reaches the record too.
+    salesforce
+        .wait_for(|rs| {
+            rs.iter()
+                .any(|r| r["id"] == records[2].0 && r["SMS_Status__c"] == "rejected")
+                && written_with(rs, "delivered").len() == 4
+        })
+        .await;
+    assert!(s.metrics().await.contains(
+        "tsunagi_salesforce_notifications_refused_total{connection=\"salesforce:dev\"} 1"
+    ));
+    s.stop().await;
+}

@@ -23,7 +23,9 @@ pub use oauth::{
     is_generic_login, jwt_audience, AccessToken, Grant, OAuthErrorCode, TokenError, TokenSource,
     PRODUCTION_LOGIN, SANDBOX_LOGIN,
 };
-pub use outbound::{Notification, OutboundError, OutboundMessage, SObjectRecord};
+pub use outbound::{
+    Notification, OutboundError, OutboundMessage, RefusedNotification, SObjectRecord,
+};
 pub use rest::{
     CollectionResponse, ErrorClass, LimitInfo, RecordResult, RestClient, RestError, SObject,
 };

@@ -47,8 +47,26 @@ pub struct OutboundMessage {
     pub enterprise_url: String,
     /// SOAP partner endpoint of the org.
     pub partner_url: String,
-    /// The notifications, in document order (1 to [`MAX_NOTIFICATIONS`]).
+    /// The readable notifications, in document order.
     pub notifications: Vec<Notification>,
+    /// The notifications that could not be read, each with what was read of it and why: one
+    /// broken notification must not hold the others, which Salesforce would retry for 24 hours.
+    pub refused: Vec<RefusedNotification>,
+}
+
+/// A notification that could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusedNotification {
+    /// Its 1-based position in the message.
+    pub position: usize,
+    /// Its `Id`, when read before the problem.
+    pub id: Option<String>,
+    /// Its sObject's type, when read before the problem.
+    pub object_type: Option<String>,
+    /// Its record's `sf:Id`, when read before the problem.
+    pub record_id: Option<RecordId>,
+    /// Why it could not be read.
+    pub reason: OutboundError,
 }
 
 impl OutboundMessage {
@@ -192,6 +210,27 @@ pub enum OutboundError {
     },
 }
 
+impl OutboundError {
+    /// Whether the problem lies inside one notification, which can be refused alone while the
+    /// XML around it still reads; malformed XML or too deep nesting spoil the whole message.
+    fn is_within_notification(&self) -> bool {
+        matches!(
+            self,
+            Self::Missing {
+                notification: Some(_),
+                ..
+            } | Self::Duplicate {
+                notification: Some(_),
+                ..
+            } | Self::InvalidRecordId { .. }
+                | Self::InvalidObjectType { .. }
+                | Self::UnexpectedElement { .. }
+                | Self::UnexpectedText { .. }
+                | Self::UnknownEntity { .. }
+        )
+    }
+}
+
 fn at_notification(notification: Option<usize>) -> String {
     notification
         .map(|n| format!(" in notification {n}"))
@@ -281,16 +320,29 @@ struct Header {
     partner_url: Option<String>,
 }
 
+/// What was read of the notification being read, to name a refused one.
+#[derive(Default)]
+struct Partial {
+    id: Option<String>,
+    object_type: Option<String>,
+    record_id: Option<RecordId>,
+}
+
 struct Parser<'i> {
     reader: NsReader<&'i [u8]>,
     depth: usize,
+    partial: Partial,
 }
 
 impl<'i> Parser<'i> {
     fn new(text: &'i str) -> Self {
         let mut reader = NsReader::from_str(text);
         reader.config_mut().expand_empty_elements = true;
-        Self { reader, depth: 0 }
+        Self {
+            reader,
+            depth: 0,
+            partial: Partial::default(),
+        }
     }
 
     fn xml_error(&self, err: impl fmt::Display) -> OutboundError {
@@ -442,6 +494,7 @@ impl<'i> Parser<'i> {
     fn notifications(&mut self) -> Result<OutboundMessage, OutboundError> {
         let mut header = Header::default();
         let mut notifications = Vec::new();
+        let mut refused = Vec::new();
         loop {
             let el = match self.next()? {
                 Item::Open(el) => el,
@@ -458,12 +511,29 @@ impl<'i> Parser<'i> {
             }
             let slot = match el.local.as_str() {
                 "Notification" => {
-                    if notifications.len() == MAX_NOTIFICATIONS {
+                    let position = notifications.len() + refused.len() + 1;
+                    if position > MAX_NOTIFICATIONS {
                         return Err(OutboundError::TooManyNotifications {
                             limit: MAX_NOTIFICATIONS,
                         });
                     }
-                    notifications.push(self.notification(notifications.len() + 1)?);
+                    let outside = self.depth - 1;
+                    self.partial = Partial::default();
+                    match self.notification(position) {
+                        Ok(notification) => notifications.push(notification),
+                        Err(reason) if reason.is_within_notification() => {
+                            self.skip_to(outside)?;
+                            let partial = std::mem::take(&mut self.partial);
+                            refused.push(RefusedNotification {
+                                position,
+                                id: partial.id,
+                                object_type: partial.object_type,
+                                record_id: partial.record_id,
+                                reason,
+                            });
+                        }
+                        Err(e) => return Err(e),
+                    }
                     continue;
                 }
                 "SessionId" => {
@@ -485,7 +555,7 @@ impl<'i> Parser<'i> {
                 set_once(slot, value, &el, None)?;
             }
         }
-        if notifications.is_empty() {
+        if notifications.is_empty() && refused.is_empty() {
             return Err(OutboundError::NoNotifications);
         }
         let organization_id = required(header.organization_id, "OrganizationId", None)?;
@@ -497,6 +567,7 @@ impl<'i> Parser<'i> {
             enterprise_url: required(header.enterprise_url, "EnterpriseUrl", None)?,
             partner_url: required(header.partner_url, "PartnerUrl", None)?,
             notifications,
+            refused,
         })
     }
 
@@ -515,6 +586,7 @@ impl<'i> Parser<'i> {
             };
             if el.is(Ns::Outbound, "Id") {
                 if let Some(value) = self.leaf(&el)? {
+                    self.partial.id.get_or_insert_with(|| value.clone());
                     set_once(&mut id, value, &el, Some(position))?;
                 }
             } else if el.is(Ns::Outbound, "sObject") {
@@ -540,6 +612,7 @@ impl<'i> Parser<'i> {
                 value: xsi_type.to_owned(),
                 notification: position,
             })?;
+        self.partial.object_type = Some(object_type.to_owned());
         let mut id = None;
         let mut fields = BTreeMap::new();
         loop {
@@ -555,6 +628,9 @@ impl<'i> Parser<'i> {
             let value = self.leaf(&field)?;
             if field.local == "Id" {
                 if let Some(value) = value {
+                    if let Ok(record_id) = RecordId::parse(&value) {
+                        self.partial.record_id.get_or_insert(record_id);
+                    }
                     set_once(&mut id, value, &field, Some(position))?;
                 }
             } else if fields.insert(field.local.clone(), value).is_some() {
@@ -587,6 +663,17 @@ impl<'i> Parser<'i> {
             }
         }
         Ok((!el.nil).then_some(value))
+    }
+
+    /// Reads on until the element open at `depth + 1` is closed: past what is left of a
+    /// notification that could not be read.
+    fn skip_to(&mut self, depth: usize) -> Result<(), OutboundError> {
+        while self.depth > depth {
+            if let Item::Eof = self.next()? {
+                return Err(eof("Notification"));
+            }
+        }
+        Ok(())
     }
 
     /// Consumes an element we do not use, still bounded by [`MAX_DEPTH`].
@@ -879,7 +966,7 @@ mod tests {
         ));
         assert!(matches!(
             parse(inside_a_field.as_bytes()),
-            Err(OutboundError::UnexpectedElement { .. })
+            Err(OutboundError::TooDeep { .. })
         ));
         let in_header = format!(
             "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\">\
@@ -892,36 +979,83 @@ mod tests {
         );
     }
 
+    /// Why the only notification of `xml` was refused, the message itself being readable.
+    fn refusal(xml: &str) -> OutboundError {
+        let message = parse(xml.as_bytes()).unwrap();
+        assert!(message.notifications.is_empty());
+        assert_eq!(message.refused.len(), 1);
+        message.refused[0].reason.clone()
+    }
+
+    #[test]
+    fn one_unreadable_notification_is_refused_alone_and_the_others_read() {
+        let broken = |n: usize, from: &str, to: &str| notification_xml(n).replace(from, to);
+        let xml = envelope_with(
+            &[
+                notification_xml(1),
+                broken(2, "<sf:Id>0035j00000Pq7Rs</sf:Id>", ""),
+                notification_xml(3),
+                broken(4, "</sf:Id>", "</sf:Id><sf:Phone><b>1</b></sf:Phone>"),
+                broken(
+                    5,
+                    "</sf:Id>",
+                    "</sf:Id><sf:Phone>1</sf:Phone><sf:Phone>2</sf:Phone>",
+                ),
+            ]
+            .concat(),
+        );
+        let message = parse(xml.as_bytes()).unwrap();
+        assert_eq!(message.notifications.len(), 2);
+        let refused: Vec<_> = message
+            .refused
+            .iter()
+            .map(|r| (r.position, r.id.is_some(), r.record_id.is_some()))
+            .collect();
+        assert_eq!(
+            refused,
+            [(2, true, false), (4, true, true), (5, true, true)],
+            "each with what was read of it: {:?}",
+            message.refused
+        );
+        assert_eq!(message.refused[1].object_type.as_deref(), Some("Contact"));
+        assert!(matches!(
+            message.refused[1].reason,
+            OutboundError::UnexpectedElement { .. }
+        ));
+        let only_broken = envelope_with(&broken(1, "<sf:Id>0035j00000Pq7Rs</sf:Id>", ""));
+        assert_eq!(parse(only_broken.as_bytes()).unwrap().refused.len(), 1);
+    }
+
     #[test]
     fn precise_errors_name_what_is_wrong() {
         let missing_id = envelope_with(
             &notification_xml(1).replace("<sf:Id>0035j00000Pq7Rs</sf:Id>", "<sf:Name>x</sf:Name>"),
         );
         assert_eq!(
-            parse(missing_id.as_bytes()),
-            Err(OutboundError::Missing {
+            refusal(&missing_id),
+            OutboundError::Missing {
                 element: "sf:Id",
                 notification: Some(1)
-            })
+            }
         );
         let bad_id = envelope_with(&notification_xml(1).replace("0035j00000Pq7Rs", "0035jbad"));
         assert!(matches!(
-            parse(bad_id.as_bytes()),
-            Err(OutboundError::InvalidRecordId {
+            refusal(&bad_id),
+            OutboundError::InvalidRecordId {
                 notification: 1,
                 source: IdError::Length(8)
-            })
+            }
         ));
         let duplicate = envelope_with(&notification_xml(1).replace(
             "</sf:Id>",
             "</sf:Id><sf:Phone>1</sf:Phone><sf:Phone>2</sf:Phone>",
         ));
         assert_eq!(
-            parse(duplicate.as_bytes()),
-            Err(OutboundError::Duplicate {
+            refusal(&duplicate),
+            OutboundError::Duplicate {
                 element: "sf:Phone".into(),
                 notification: Some(1)
-            })
+            }
         );
         let not_org =
             envelope_with(&notification_xml(1)).replace("00D5j000001aBcDEAU", "0035j00000Pq7Rs");
@@ -933,18 +1067,18 @@ mod tests {
         );
         let no_type = envelope_with(&notification_xml(1).replace(" xsi:type=\"sf:Contact\"", ""));
         assert_eq!(
-            parse(no_type.as_bytes()),
-            Err(OutboundError::Missing {
+            refusal(&no_type),
+            OutboundError::Missing {
                 element: "sObject xsi:type",
                 notification: Some(1)
-            })
+            }
         );
         let entity = envelope_with(&notification_xml(1).replace("0035j00000Pq7Rs<", "&bogus;<"));
         assert_eq!(
-            parse(entity.as_bytes()),
-            Err(OutboundError::UnknownEntity {
+            refusal(&entity),
+            OutboundError::UnknownEntity {
                 name: "bogus".into()
-            })
+            }
         );
         let text = envelope_with(&notification_xml(1)).replace("<ActionId>", "stray<ActionId>");
         assert_eq!(

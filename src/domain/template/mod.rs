@@ -55,6 +55,9 @@ pub enum TemplateError {
     /// The template prints a variable that was not given.
     #[error("the template uses {{{{{0}}}}} but vars has no {0:?}")]
     MissingVariable(String),
+    /// The template prints a relationship (`{{Account}}`) rather than one of its fields.
+    #[error("the template prints {{{{{0}}}}}, which holds fields, not one value: name one of them, e.g. {{{{{0}.Name}}}}")]
+    NotScalar(String),
     /// The rendered text would have more characters than allowed; rendering stopped there.
     #[error("the text has more than {0} characters")]
     OutputTooLong(usize),
@@ -146,6 +149,7 @@ impl Template {
             .map_err(|e| TemplateError::Syntax(describe(&e)))?;
         let fields = Fields::new(vars);
         let last_missing = fields.last_missing.clone();
+        let not_scalar = fields.not_scalar.clone();
         let mut out = CappedText::new(options.max_chars);
         let rendered = template
             .render_captured_to(Value::from_object(fields), &mut out)
@@ -153,6 +157,19 @@ impl Template {
         match rendered {
             Ok(()) => Ok(out.text),
             Err(_) if out.overflowed => Err(TemplateError::OutputTooLong(options.max_chars)),
+            Err(_)
+                if not_scalar
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_some() =>
+            {
+                let name = not_scalar
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                    .unwrap_or_default();
+                Err(TemplateError::NotScalar(name))
+            }
             Err(e) => Err(match e.kind() {
                 ErrorKind::UndefinedError => {
                     match last_missing
@@ -177,32 +194,65 @@ impl Template {
 ///
 /// Rendering stops at the first missing variable that is printed, and that lookup is the last
 /// miss, so this names it exactly, even after misses that `if` tests shrugged off.
+///
+/// A record's relationship fields come flat, by path (`Account.Name`): looking up `Account`
+/// gives the fields under that prefix, so `{{ Account.Name }}` reads as in Salesforce, while
+/// printing `{{ Account }}` itself stops the render and is named as no single value.
 #[derive(Debug)]
 struct Fields {
-    values: BTreeMap<String, String>,
+    values: Arc<BTreeMap<String, String>>,
+    /// `""` at the top, `Account.` under a relationship.
+    prefix: String,
     last_missing: Arc<Mutex<Option<String>>>,
+    not_scalar: Arc<Mutex<Option<String>>>,
 }
 
 impl Fields {
     fn new(values: &BTreeMap<String, String>) -> Self {
         Self {
-            values: values.clone(),
+            values: Arc::new(values.clone()),
+            prefix: String::new(),
             last_missing: Arc::default(),
+            not_scalar: Arc::default(),
         }
     }
+
+    /// Whether some field's path runs through `name`.
+    fn has_fields_under(&self, name: &str) -> bool {
+        let under = format!("{name}.");
+        self.values
+            .range(under.clone()..)
+            .next()
+            .is_some_and(|(key, _)| key.starts_with(&under))
+    }
+}
+
+fn remember(slot: &Mutex<Option<String>>, name: String) {
+    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(name);
 }
 
 impl Object for Fields {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        let name = key.as_str()?;
-        let found = self.values.get(name).map(|v| Value::from(v.as_str()));
-        if found.is_none() {
-            *self
-                .last_missing
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some(name.to_string());
+        let name = format!("{}{}", self.prefix, key.as_str()?);
+        if let Some(value) = self.values.get(&name) {
+            return Some(Value::from(value.as_str()));
         }
-        found
+        if self.has_fields_under(&name) {
+            return Some(Value::from_object(Fields {
+                values: self.values.clone(),
+                prefix: format!("{name}."),
+                last_missing: self.last_missing.clone(),
+                not_scalar: self.not_scalar.clone(),
+            }));
+        }
+        remember(&self.last_missing, name);
+        None
+    }
+
+    fn render(self: &Arc<Self>, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.prefix.trim_end_matches('.').to_string();
+        remember(&self.not_scalar, name);
+        Err(std::fmt::Error)
     }
 }
 
@@ -549,5 +599,52 @@ mod tests {
                 "{missing}"
             );
         }
+    }
+
+    #[test]
+    fn a_relationship_field_is_reached_by_its_path_as_in_salesforce() {
+        let vars: BTreeMap<String, String> = [
+            ("Name", "APT-1"),
+            ("Account.Name", "山田商事"),
+            ("Owner.Manager.Name", "佐藤"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let render = |source: &str| {
+            Template::compile(source, &Rules::default())?.render(&vars, &RenderOptions::japan(660))
+        };
+        assert_eq!(
+            render("{{Account.Name}}様 {{Name}} 担当{{ Owner.Manager.Name }}").unwrap(),
+            "山田商事様 APT-1 担当佐藤"
+        );
+        assert_eq!(
+            render("{{Account.Phone}}"),
+            Err(TemplateError::MissingVariable("Account.Phone".into()))
+        );
+        assert_eq!(
+            render("{% if Account.Phone %}x{% endif %}{{ Account.Name | default('') }}").unwrap(),
+            "山田商事"
+        );
+        assert_eq!(
+            render("{{Account}}"),
+            Err(TemplateError::NotScalar("Account".into()))
+        );
+        assert_eq!(
+            render("{{Owner.Manager}}"),
+            Err(TemplateError::NotScalar("Owner.Manager".into()))
+        );
+    }
+
+    #[test]
+    fn a_protected_variable_has_no_fields_to_reach() {
+        let rules = Rules {
+            protected: &["code"],
+            required: &[],
+        };
+        assert!(matches!(
+            Template::compile("{{ code.x }}", &rules),
+            Err(TemplateError::NotAllowed(_))
+        ));
     }
 }

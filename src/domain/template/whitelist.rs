@@ -20,6 +20,15 @@ const MAX_CONSTANT_CHARS: usize = 200;
 /// Deepest expression nesting; merge-field conditions need a handful of levels.
 const MAX_DEPTH: usize = 16;
 
+/// The variable a field path (`a`, `a.b`, `a.b.c`) starts from; `None` for any other expression.
+fn path_root<'a>(expr: &Expr<'a>) -> Option<&'a str> {
+    match expr {
+        Expr::Var(var) => Some(var.id),
+        Expr::GetAttr(attr) => path_root(&attr.expr),
+        _ => None,
+    }
+}
+
 /// Check a parsed template against the whitelist and `rules`.
 pub(super) fn check(root: &Stmt<'_>, rules: &Rules<'_>) -> Result<(), TemplateError> {
     let mut walk = Walk {
@@ -118,7 +127,15 @@ impl<'r> Walk<'r> {
             Expr::Compare(cmp) => Err(refused("chained comparisons are", cmp.span())),
             Expr::Filter(filter) => self.filter(filter, inner),
             Expr::Slice(s) => Err(refused("slicing (`[a:b]`) is", s.span())),
-            Expr::GetAttr(s) => Err(refused("attribute access (`.name`) is", s.span())),
+            // A field path (`Account.Name`): a record's relationship field, as merge fields
+            // name them in Salesforce; nothing else may be looked up on a value.
+            Expr::GetAttr(attr) => match path_root(&attr.expr) {
+                Some(root) if self.protected(root).is_none() => Ok(()),
+                _ => Err(refused(
+                    "attribute access (`.name`) other than a field path such as `Account.Name` is",
+                    attr.span(),
+                )),
+            },
             Expr::GetItem(s) => Err(refused("indexing (`[…]`) is", s.span())),
             Expr::Call(s) => Err(refused("calling functions is", s.span())),
             Expr::List(s) => Err(refused("list literals are", s.span())),
@@ -330,7 +347,7 @@ mod tests {
     #[test]
     fn expressions_other_than_names_constants_and_logic_are_refused_naming_them() {
         for (source, named) in [
-            ("{{ a.b }}", "attribute access"),
+            ("{{ (a | default('x')).b }}", "attribute access"),
             ("{{ a[0] }}", "indexing"),
             ("{{ a[1:2] }}", "slicing"),
             ("{{ f() }}", "calling functions"),
