@@ -61,9 +61,10 @@ pub struct KintoneConfig {
     /// listed at `GET /v1/writebacks`. Revisions are not read, so the `PUT` carries none.
     #[serde(default)]
     pub dry_run: bool,
-    /// The most API requests write-back makes a minute for this app, each write costing two
-    /// (the records' revisions read, then the `PUT`): 6 is 8,640 a day flat out, inside the
-    /// 10,000 kintone counts a day per app with the poller's 300 beside it.
+    /// The most API requests write-back makes a minute for this app: a write of up to 100
+    /// records is one `PUT` at the revisions the webhooks told (a read of them first only for a
+    /// record no webhook brought, or after someone saved it), so 6 is 8,640 a day flat out,
+    /// inside the 10,000 kintone counts a day per app with the poller's 300 beside it.
     #[serde(default = "default_kintone_calls_per_minute")]
     pub writeback_calls_per_minute: u32,
 }
@@ -212,10 +213,10 @@ pub(super) fn validate(connections: &[KintoneConfig], problems: &mut Vec<Problem
         if let Some(message) = time_zone_problem(&c.time_zone) {
             problem("time_zone", message);
         }
-        if !(2..=10_000).contains(&c.writeback_calls_per_minute) {
+        if !(1..=10_000).contains(&c.writeback_calls_per_minute) {
             problem(
                 "writeback_calls_per_minute",
-                "must be between 2 and 10000 (a write costs two requests)".into(),
+                "must be between 1 and 10000".into(),
             );
         }
         if c.poll_interval_seconds > 86_400 {

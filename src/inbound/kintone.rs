@@ -208,11 +208,22 @@ pub(crate) async fn take_record(
     // Our own write-back is made not to fire webhooks, but kintone has fired them for it: a
     // revision our write gave the record is an echo, and must not send again.
     if let Some(revision) = revision {
+        let store = |e| InboundError::Unavailable(AdmitError::Store(e));
+        // The record's revision now, so write-back can write at it without reading it first.
+        state
+            .store
+            .remember_revisions(
+                &label,
+                vec![(record_key.clone(), revision)],
+                state.events.now(),
+            )
+            .await
+            .map_err(store)?;
         let own = state
             .store
             .is_own_write(&label, &record_key, revision)
             .await
-            .map_err(|e| InboundError::Unavailable(AdmitError::Store(e)))?;
+            .map_err(store)?;
         if own {
             return Ok(KintoneAnswer::because(
                 KintoneResult::Ignored,

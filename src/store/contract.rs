@@ -91,6 +91,7 @@ macro_rules! contract_tests {
             a_refused_writeback_is_shown_on_its_message,
             dry_run_calls_are_listed_newest_first_per_connection_and_kept_a_week,
             own_writes_are_recognised_per_connection_record_and_revision_for_a_week,
+            the_latest_known_revision_of_a_record_is_kept_per_connection,
             a_rejected_record_reads_back_with_its_reason_and_feeds_the_outbox,
             a_rejected_record_without_a_number_is_kept,
             a_rejected_record_is_kept_once_per_dedupe_key,
@@ -2227,6 +2228,42 @@ pub async fn one_owner_at_a_time_holds_a_connections_writeback_lease(store: Arc<
 }
 
 /// The revisions our writes gave are recognised exactly, and forgotten after a week.
+/// The highest revision seen of each record is kept, per connection, for a week.
+pub async fn the_latest_known_revision_of_a_record_is_kept_per_connection(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let at = now();
+    let seen = |pairs: &[(&str, u64)]| -> Vec<(String, u64)> {
+        pairs.iter().map(|(r, v)| (r.to_string(), *v)).collect()
+    };
+    s.remember_revisions("kintone:sales", seen(&[("12/1", 3), ("12/2", 5)]), at)
+        .await
+        .unwrap();
+    s.remember_revisions("kintone:sales", seen(&[("12/1", 2), ("12/2", 6)]), at)
+        .await
+        .unwrap();
+    s.remember_revisions("kintone:other", seen(&[("12/1", 9)]), at)
+        .await
+        .unwrap();
+    let records = vec!["12/1".to_string(), "12/2".into(), "12/3".into()];
+    let known = s
+        .known_revisions("kintone:sales", records.clone())
+        .await
+        .unwrap();
+    let known: Vec<_> = known.into_iter().collect();
+    assert_eq!(
+        known,
+        seen(&[("12/1", 3), ("12/2", 6)]),
+        "an older one never wins"
+    );
+    // A week later, what was not seen again is forgotten.
+    let later = at + chrono::Duration::days(8);
+    s.remember_revisions("kintone:sales", seen(&[("12/3", 1)]), later)
+        .await
+        .unwrap();
+    let known = s.known_revisions("kintone:sales", records).await.unwrap();
+    assert_eq!(known.into_iter().collect::<Vec<_>>(), seen(&[("12/3", 1)]));
+}
+
 pub async fn own_writes_are_recognised_per_connection_record_and_revision_for_a_week(
     store: Arc<dyn Store>,
 ) {

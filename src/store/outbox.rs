@@ -2,7 +2,7 @@
 //! write-back. Backends add entries in the commit that makes the change; which sources feed it is
 //! [`Source::feeds_outbox`]'s call alone.
 
-use std::{fmt, str::FromStr};
+use std::{collections::BTreeMap, fmt, str::FromStr};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -171,6 +171,21 @@ pub trait OutboxStore: Send + Sync + 'static {
         connection: &str,
         writes: Vec<(String, u64)>,
     ) -> StoreResult<()>;
+    /// Remember the latest revisions seen of these records of `connection` (a webhook's, or
+    /// the one our write gave), keeping the higher where one is known, and forget those older
+    /// than `OWN_WRITES_KEPT`.
+    async fn remember_revisions(
+        &self,
+        connection: &str,
+        revisions: Vec<(String, u64)>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The latest revision known of each of `records` of `connection`, for those with one.
+    async fn known_revisions(
+        &self,
+        connection: &str,
+        records: Vec<String>,
+    ) -> StoreResult<BTreeMap<String, u64>>;
     /// Whether `revision` of `record` is one our own write gave it.
     async fn is_own_write(
         &self,

@@ -117,8 +117,30 @@ impl Respond for Write {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
         let mut records = self.0.lock().unwrap();
+        let updates = body["records"].as_array().cloned().unwrap_or_default();
+        // A revision that is not the record's refuses the whole call, as kintone does.
+        let stale = updates.iter().any(|r| {
+            let current = records
+                .revisions
+                .get(&r["id"].as_u64().unwrap_or_default())
+                .copied()
+                .unwrap_or(1);
+            r["revision"]
+                .as_i64()
+                .is_some_and(|given| given != -1 && given as u64 != current)
+        });
+        if stale {
+            return ResponseTemplate::new(409).set_body_raw(
+                std::fs::read(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/kintone/error_revision_conflict.json"
+                ))
+                .unwrap(),
+                "application/json",
+            );
+        }
         let mut written = Vec::new();
-        for r in body["records"].as_array().cloned().unwrap_or_default() {
+        for r in updates {
             let id = r["id"].as_u64().unwrap_or_default();
             let revision = records.revisions.entry(id).or_insert(1);
             *revision += 1;

@@ -1,5 +1,7 @@
 //! `OutboxStore` on PostgreSQL, and adding an entry inside the caller's transaction.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -146,6 +148,59 @@ impl OutboxStore for PostgresStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn remember_revisions(
+        &self,
+        connection: &str,
+        revisions: Vec<(String, u64)>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let (records, numbers): (Vec<String>, Vec<i64>) = revisions
+            .into_iter()
+            .map(|(record, revision)| (record, revision as i64))
+            .unzip();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO crm_record_revisions (connection, record, revision, at)
+             SELECT $1, r.record, max(r.revision), $4
+             FROM unnest($2::text[], $3::bigint[]) AS r(record, revision)
+             GROUP BY r.record
+             ON CONFLICT (connection, record) DO UPDATE
+             SET revision = GREATEST(crm_record_revisions.revision, excluded.revision),
+                 at = excluded.at",
+        )
+        .bind(connection)
+        .bind(records)
+        .bind(numbers)
+        .bind(millis(at))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM crm_record_revisions WHERE at < $1")
+            .bind(millis(at - OWN_WRITES_KEPT))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn known_revisions(
+        &self,
+        connection: &str,
+        records: Vec<String>,
+    ) -> StoreResult<BTreeMap<String, u64>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT record, revision FROM crm_record_revisions
+             WHERE connection = $1 AND record = ANY($2)",
+        )
+        .bind(connection)
+        .bind(records)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(record, revision)| (record, revision as u64))
+            .collect())
     }
 
     async fn is_own_write(

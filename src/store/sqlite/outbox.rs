@@ -1,5 +1,7 @@
 //! `OutboxStore` on SQLite, and adding an entry inside the writer's transaction.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -116,21 +118,15 @@ impl OutboxStore for SqliteStore {
         writes: Vec<(String, u64)>,
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let connection = connection.to_string();
-        self.writer
-            .run(move |conn| {
-                let mut remember = conn.prepare_cached(
-                    "INSERT OR IGNORE INTO crm_own_writes (connection, record, revision, at)
-                     VALUES (?, ?, ?, ?)",
-                )?;
-                for (record, revision) in writes {
-                    remember.execute(params![connection, record, revision as i64, millis(at)])?;
-                }
-                conn.prepare_cached("DELETE FROM crm_own_writes WHERE at < ?")?
-                    .execute(params![millis(at - OWN_WRITES_KEPT)])?;
-                Ok(())
-            })
-            .await
+        self.remember_for_a_week(
+            "INSERT OR IGNORE INTO crm_own_writes (connection, record, revision, at)
+             VALUES (?1, ?2, ?3, ?4)",
+            "DELETE FROM crm_own_writes WHERE at < ?",
+            connection,
+            writes,
+            at,
+        )
+        .await
     }
 
     async fn forget_own_writes(
@@ -150,6 +146,48 @@ impl OutboxStore for SqliteStore {
                 Ok(())
             })
             .await
+    }
+
+    async fn remember_revisions(
+        &self,
+        connection: &str,
+        revisions: Vec<(String, u64)>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.remember_for_a_week(
+            "INSERT INTO crm_record_revisions (connection, record, revision, at)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (connection, record) DO UPDATE
+             SET revision = MAX(revision, excluded.revision), at = excluded.at",
+            "DELETE FROM crm_record_revisions WHERE at < ?",
+            connection,
+            revisions,
+            at,
+        )
+        .await
+    }
+
+    async fn known_revisions(
+        &self,
+        connection: &str,
+        records: Vec<String>,
+    ) -> StoreResult<BTreeMap<String, u64>> {
+        let mut known = BTreeMap::new();
+        for chunk in records.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT record, revision FROM crm_record_revisions
+                 WHERE connection = ? AND record IN ({marks})"
+            );
+            let mut query = sqlx::query_as::<_, (String, i64)>(&sql).bind(connection);
+            for record in chunk {
+                query = query.bind(record);
+            }
+            for (record, revision) in query.fetch_all(&self.read).await? {
+                known.insert(record, revision as u64);
+            }
+        }
+        Ok(known)
     }
 
     async fn is_own_write(
@@ -177,6 +215,32 @@ impl OutboxStore for SqliteStore {
                 for (id, detail) in failures {
                     failed.execute(params![detail, id.as_str()])?;
                 }
+                Ok(())
+            })
+            .await
+    }
+}
+
+impl SqliteStore {
+    /// Insert `(connection, record, revision, at)` rows with `insert`, and delete with `forget`
+    /// those older than `OWN_WRITES_KEPT`, in one commit.
+    async fn remember_for_a_week(
+        &self,
+        insert: &'static str,
+        forget: &'static str,
+        connection: &str,
+        revisions: Vec<(String, u64)>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let connection = connection.to_string();
+        self.writer
+            .run(move |conn| {
+                let mut remember = conn.prepare_cached(insert)?;
+                for (record, revision) in revisions {
+                    remember.execute(params![connection, record, revision as i64, millis(at)])?;
+                }
+                conn.prepare_cached(forget)?
+                    .execute(params![millis(at - OWN_WRITES_KEPT)])?;
                 Ok(())
             })
             .await

@@ -118,6 +118,22 @@ impl Setup {
             .await;
     }
 
+    /// Record 7's next write is refused as a conflict, and the one after gives `revision`.
+    async fn conflict_then_written(&self, revision: u64) {
+        self.puts(
+            ResponseTemplate::new(409)
+                .set_body_raw(fixture("error_revision_conflict.json"), "application/json"),
+            1,
+        )
+        .await;
+        self.puts(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"records": [{"id": "7", "revision": revision.to_string()}]})),
+            1,
+        )
+        .await;
+    }
+
     async fn reads(&self, body: ResponseTemplate) {
         Mock::given(method("GET"))
             .and(path("/k/v1/records.json"))
@@ -296,18 +312,7 @@ async fn a_first_click_sets_the_date_and_time_field_in_utc() {
 async fn a_revision_conflict_is_read_again_and_written() {
     let s = setup().await;
     s.reads(revisions(&[(7, 4)])).await;
-    s.puts(
-        ResponseTemplate::new(409)
-            .set_body_raw(fixture("error_revision_conflict.json"), "application/json"),
-        1,
-    )
-    .await;
-    s.puts(
-        ResponseTemplate::new(200)
-            .set_body_json(json!({"records": [{"id": "7", "revision": "6"}]})),
-        1,
-    )
-    .await;
+    s.conflict_then_written(6).await;
     let outcomes = s
         .sink()
         .write(&[update("12/7", JobState::Delivered, &[])])
@@ -320,6 +325,65 @@ async fn a_revision_conflict_is_read_again_and_written() {
         .filter(|r| r.method.as_str() == "GET")
         .count();
     assert_eq!(gets, 2, "the revision was read again after the conflict");
+}
+
+#[tokio::test]
+async fn a_known_revision_is_written_at_without_a_read_and_a_stale_one_is_read_again() {
+    let s = setup().await;
+    s.store
+        .remember_revisions(CONNECTION, vec![("12/7".into(), 4)], at())
+        .await
+        .unwrap();
+    s.reads(revisions(&[(7, 5)])).await;
+    s.puts(
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"records": [{"id": "7", "revision": "5"}]})),
+        1,
+    )
+    .await;
+    let write = || async {
+        s.sink()
+            .write(&[update("12/7", JobState::Delivered, &[])])
+            .await
+            .unwrap()
+    };
+    assert_eq!(write().await, [Outcome::Written]);
+    let requests = s.server.received_requests().await.unwrap();
+    assert!(
+        requests.iter().all(|r| r.method.as_str() == "PUT"),
+        "no read: the webhook's revision was known"
+    );
+    assert_eq!(
+        s.bodies("records.json").await[0]["records"][0]["revision"],
+        4
+    );
+    let known = s
+        .store
+        .known_revisions(CONNECTION, vec!["12/7".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        known["12/7"], 5,
+        "the revision our write gave is known next"
+    );
+    assert!(s.store.is_own_write(CONNECTION, "12/7", 5).await.unwrap());
+
+    // Someone saved the record since: kintone refuses the write, which is read and made again.
+    s.server.reset().await;
+    s.reads(revisions(&[(7, 8)])).await;
+    s.conflict_then_written(9).await;
+    assert_eq!(write().await, [Outcome::Written]);
+    let puts: Vec<Value> = s
+        .bodies("records.json")
+        .await
+        .iter()
+        .map(|b| b["records"][0]["revision"].clone())
+        .collect();
+    assert_eq!(puts, [json!(5), json!(8)]);
+    assert!(
+        !s.store.is_own_write(CONNECTION, "12/7", 6).await.unwrap(),
+        "forgotten"
+    );
 }
 
 #[tokio::test]

@@ -182,9 +182,10 @@ mod tests {
         gather: Duration::from_secs(1),
     };
 
+    /// kintone with a budget raised for 1,000 messages a minute.
     const KINTONE: Limits = Limits {
         batch: 100,
-        cost: 2,
+        cost: 1,
         per_minute: 30,
         ..SALESFORCE
     };
@@ -292,9 +293,10 @@ mod tests {
 
     #[test]
     fn a_flow_beyond_the_budget_is_written_in_full_calls_no_faster_than_it_allows() {
-        // kintone's default: 6 requests a minute, two a write.
+        // 6 requests a minute (kintone's default) for a sink whose write costs two.
         let mut run = Run::new(Limits {
             per_minute: 6,
+            cost: 2,
             ..KINTONE
         });
         run.until(&mut steady(1_000, 0, 3), 180_000, 500);
