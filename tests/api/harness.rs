@@ -385,6 +385,12 @@ impl TestServer {
 
     /// Poll a message until `done` holds for its status or 10 s pass.
     pub async fn wait_for(&self, id: &str, done: impl Fn(&str) -> bool) -> Value {
+        self.wait_until(id, |m| done(m["status"].as_str().unwrap_or_default()))
+            .await
+    }
+
+    /// Poll message `id` until `done` holds for it (up to about 10 s); return it.
+    pub async fn wait_until(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         let mut last = Value::Null;
         for _ in 0..500 {
             last = self
@@ -393,12 +399,12 @@ impl TestServer {
                 .json()
                 .await
                 .unwrap();
-            if done(last["status"].as_str().unwrap_or_default()) {
+            if done(&last) {
                 return last;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("message {id} never reached the expected status: {last}");
+        panic!("message {id} never reached the expected state: {last}");
     }
 
     /// POST a JSON body to `path` and return (status, json).
