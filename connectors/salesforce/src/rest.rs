@@ -147,6 +147,18 @@ impl RecordError {
     pub fn is_retryable(&self) -> bool {
         self.status_code == "UNABLE_TO_LOCK_ROW"
     }
+
+    /// Whether the error says the org is set up so that the written fields cannot take the
+    /// value on any record (field-level security, a restricted picklist without the value, a
+    /// field too short): the admin must fix it, and the record is not at fault.
+    pub fn is_misconfiguration(&self) -> bool {
+        matches!(
+            self.status_code.as_str(),
+            "INVALID_FIELD_FOR_INSERT_UPDATE"
+                | "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+                | "STRING_TOO_LONG"
+        )
+    }
 }
 
 /// A whole-request error (`errorCode`).

@@ -331,3 +331,29 @@ async fn a_dry_run_plans_the_very_body_the_write_sends_and_asks_for_no_token() {
     let sent: Value = serde_json::from_slice(&sent.body).unwrap();
     assert_eq!(calls[0].body, sent);
 }
+
+#[test]
+fn only_one_setup_error_on_every_record_holds_the_queue() {
+    let result = |code: &str, success: bool| RecordResult {
+        id: None,
+        success,
+        errors: vec![tsunagi_salesforce::rest::RecordError {
+            status_code: code.into(),
+            message: "m".into(),
+            fields: vec![],
+        }],
+        created: None,
+    };
+    let security = || result("INVALID_FIELD_FOR_INSERT_UPDATE", false);
+    assert!(misconfigured(&[security(), security()]).is_some());
+    for mixed in [
+        vec![security(), result("STRING_TOO_LONG", false)],
+        vec![security(), result("", true)],
+        vec![result("FIELD_CUSTOM_VALIDATION_EXCEPTION", false)],
+        vec![],
+    ] {
+        assert!(misconfigured(&mixed).is_none(), "{mixed:?}");
+    }
+    let long = misconfigured(&[result("STRING_TOO_LONG", false)]).unwrap();
+    assert!(long.contains("STRING_TOO_LONG"), "{long}");
+}
