@@ -86,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/otp", post(otp::start))
         .route("/v1/otp/{id}", get(otp::show))
         .route("/v1/otp/{id}/check", post(otp::check))
+        .route("/v1/otp/{id}/verify", post(otp::verify))
         .route("/v1/numbers/{list}", get(numbers::list).post(numbers::add))
         .route("/v1/opt-outs", get(opt_outs::list).post(opt_outs::add))
         .route("/v1/opt-outs/{number}", delete(opt_outs::remove))

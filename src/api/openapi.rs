@@ -27,6 +27,7 @@ use crate::inbound::{kintone, salesforce, twilio};
         otp::start,
         otp::show,
         otp::check,
+        otp::verify,
         numbers::list,
         numbers::add,
         numbers::show,

@@ -158,30 +158,7 @@ pub async fn check(
     Path(id): Path<String>,
     JsonBody { value: req, .. }: JsonBody<CheckOtp>,
 ) -> Result<Json<Approved>, ApiError> {
-    let id = verification_id(&id)?;
-    let code = req.code.trim().to_string();
-    if code.is_empty() || code.len() > 10 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid(
-            "code",
-            "`code` must be the 6-10 digits from the SMS",
-        ));
-    }
-    let key = state.admission.otp.key.clone();
-    let bound = id.clone();
-    let matches: CodeMatcher = Box::new(move |stored: &[u8]| key.verify(&bound, &code, stored));
-    let outcome = state
-        .store
-        .otp_check(&id, matches, state.admission.clock.now())
-        .await?;
-    telemetry::otp_checked(match &outcome {
-        CheckOutcome::Approved => "approved",
-        CheckOutcome::Incorrect(_) => "incorrect",
-        CheckOutcome::Exhausted => "exhausted",
-        CheckOutcome::Expired => "expired",
-        CheckOutcome::AlreadyUsed => "already_used",
-        CheckOutcome::Canceled => "canceled",
-        CheckOutcome::NotFound => "not_found",
-    });
+    let (id, outcome) = checked(&state, &id, &req).await?;
     match outcome {
         CheckOutcome::Approved => Ok(Json(Approved {
             verification_id: id.to_string(),
@@ -215,6 +192,90 @@ pub async fn check(
         )),
         CheckOutcome::NotFound => Err(ApiError::not_found(format!("no verification {id}"))),
     }
+}
+
+/// A check's verdict as a Flow branches on it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Verdict {
+    /// The verification.
+    pub verification_id: String,
+    /// The code is right: the number is verified.
+    pub valid: bool,
+    /// `approved`, `incorrect`, `exhausted`, `expired`, `canceled` or `already_used`.
+    pub status: String,
+    /// After an incorrect code: the checks left before the code is used up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts_left: Option<u32>,
+}
+
+/// Check a code and answer 200 with the verdict whatever it is, for a Flow (Salesforce sends
+/// every status from 300 up to the Flow's fault path, where a Screen Flow cannot branch).
+#[utoipa::path(
+    post, path = "/v1/otp/{id}/verify", operation_id = "verifyOtp", tag = "otp",
+    params(("id" = String, Path, description = "Verification id")),
+    request_body = CheckOtp,
+    responses(
+        (status = 200, description = "the verdict: `valid`, and `status` approved, incorrect (with `attempts_left`), exhausted, expired, canceled or already_used", body = Verdict),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid_request: the code is not 6-10 digits", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn verify(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody { value: req, .. }: JsonBody<CheckOtp>,
+) -> Result<Json<Verdict>, ApiError> {
+    let (id, outcome) = checked(&state, &id, &req).await?;
+    let (status, attempts_left) = match outcome {
+        CheckOutcome::Approved => ("approved", None),
+        CheckOutcome::Incorrect(left) => ("incorrect", Some(left)),
+        CheckOutcome::Exhausted => ("exhausted", None),
+        CheckOutcome::Expired => ("expired", None),
+        CheckOutcome::Canceled => ("canceled", None),
+        CheckOutcome::AlreadyUsed => ("already_used", None),
+        CheckOutcome::NotFound => return Err(ApiError::not_found(format!("no verification {id}"))),
+    };
+    Ok(Json(Verdict {
+        verification_id: id.to_string(),
+        valid: status == "approved",
+        status: status.into(),
+        attempts_left,
+    }))
+}
+
+/// One check of `req`'s code against verification `id`, counted as any check is.
+async fn checked(
+    state: &AppState,
+    id: &str,
+    req: &CheckOtp,
+) -> Result<(VerificationId, CheckOutcome), ApiError> {
+    let id = verification_id(id)?;
+    let code = req.code.trim().to_string();
+    if code.is_empty() || code.len() > 10 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(
+            "code",
+            "`code` must be the 6-10 digits from the SMS",
+        ));
+    }
+    let key = state.admission.otp.key.clone();
+    let bound = id.clone();
+    let matches: CodeMatcher = Box::new(move |stored: &[u8]| key.verify(&bound, &code, stored));
+    let outcome = state
+        .store
+        .otp_check(&id, matches, state.admission.clock.now())
+        .await?;
+    telemetry::otp_checked(match &outcome {
+        CheckOutcome::Approved => "approved",
+        CheckOutcome::Incorrect(_) => "incorrect",
+        CheckOutcome::Exhausted => "exhausted",
+        CheckOutcome::Expired => "expired",
+        CheckOutcome::AlreadyUsed => "already_used",
+        CheckOutcome::Canceled => "canceled",
+        CheckOutcome::NotFound => "not_found",
+    });
+    Ok((id, outcome))
 }
 
 /// A verification's status.

@@ -48,9 +48,10 @@ const ACTIONS: [Action; 3] = [
         operation_id: "sendOtp",
         renamed_parameter: None,
     },
+    // The route that answers 200 for every verdict, so a Screen Flow branches on `valid`.
     Action {
-        path: "/v1/otp/{id}/check",
-        api_operation: "checkOtp",
+        path: "/v1/otp/{id}/verify",
+        api_operation: "verifyOtp",
         operation_id: "checkOtp",
         renamed_parameter: Some(("id", "verification_id")),
     },
@@ -183,20 +184,10 @@ fn rewrite_parameter(parameter: &Value, action: &Action, components: &Map<String
     out
 }
 
-/// A response with its body as JSON (its links point at operations Flow does not have).
+/// A response with its body as JSON: its links point at operations Flow does not have, and
+/// External Services ignores response headers, so neither is kept.
 fn rewrite_response(response: &Value, components: &Map<String, Value>) -> Value {
     let mut out = json!({ "description": response["description"] });
-    if let Some(headers) = response["headers"].as_object() {
-        let headers: Map<String, Value> = headers
-            .iter()
-            .map(|(name, h)| {
-                let mut h = h.clone();
-                h["schema"] = flatten(&h["schema"], components);
-                (name.clone(), h)
-            })
-            .collect();
-        out["headers"] = headers.into();
-    }
     if let Some(schema) = json_schema(&response["content"]) {
         out["content"] = json!({ "application/json": { "schema": flatten(schema, components) } });
     }

@@ -206,8 +206,10 @@ fn the_document_keeps_every_rule_external_services_sets() {
     assert_eq!(ids, ["checkOtp", "sendOtp", "sendSms"]);
     assert_eq!(
         operation(&doc, "checkOtp").0,
-        "/v1/otp/{verification_id}/check"
+        "/v1/otp/{verification_id}/verify"
     );
+    // External Services ignores response headers: none are described.
+    assert!(!doc.to_string().contains("\"headers\""), "{doc}");
 }
 
 #[test]
@@ -281,15 +283,49 @@ async fn send_and_check_otp_bodies_built_from_the_document_are_accepted() {
     assert_eq!(parameter["name"], "verification_id");
     assert_eq!(parameter["in"], "path");
     let code = code_in(&s.text_of("09012345678", &sent["message_id"]).await);
-    let body = json!({"code": code});
-    conforms(&body, request_schema(&doc, "checkOtp")).unwrap();
     let path = path.replace(
         "{verification_id}",
         sent["verification_id"].as_str().unwrap(),
     );
-    let (status, approved) = s.call(&path, body).await;
+    // A wrong code is a verdict a Screen Flow branches on, not its fault path.
+    let wrong = json!({"code": if code == "000000" { "111111" } else { "000000" }});
+    conforms(&wrong, request_schema(&doc, "checkOtp")).unwrap();
+    let (status, verdict) = s.call(&path, wrong).await;
+    assert_eq!(status, 200, "{verdict}");
+    assert_eq!(
+        (
+            &verdict["valid"],
+            &verdict["status"],
+            &verdict["attempts_left"]
+        ),
+        (&json!(false), &json!("incorrect"), &json!(4)),
+        "{verdict}"
+    );
+    conforms(&verdict, success_schema(&doc, "checkOtp", "200")).unwrap();
+    let body = json!({"code": code});
+    let (status, approved) = s.call(&path, body.clone()).await;
     assert_eq!(status, 200, "{approved}");
-    assert_eq!(approved["status"], "approved");
+    assert_eq!(
+        (&approved["valid"], &approved["status"]),
+        (&json!(true), &json!("approved"))
+    );
     conforms(&approved, success_schema(&doc, "checkOtp", "200")).unwrap();
+    let (status, again) = s.call(&path, body).await;
+    assert_eq!(
+        (status, &again["status"]),
+        (200, &json!("already_used")),
+        "{again}"
+    );
+    // The plain API keeps its statuses.
+    let plain = format!(
+        "/v1/otp/{}/check",
+        sent["verification_id"].as_str().unwrap()
+    );
+    let (status, problem) = s.call(&plain, json!({"code": code})).await;
+    assert_eq!(
+        (status, &problem["code"]),
+        (409, &json!("otp_already_used")),
+        "{problem}"
+    );
     s.stop().await;
 }
