@@ -387,7 +387,13 @@ impl Sink for SalesforceSink {
                 outcomes[*i] = Some(outcome(result));
             }
         }
-        self.write_logs(updates).await?;
+        // The records took their update: a log that fails now is reported, never a reason to
+        // send the update again.
+        if let Err(e) = self.write_logs(updates).await {
+            tracing::warn!(connection = %self.connection, error = %e, "message log not written");
+            metrics::counter!("tsunagi_writeback_log_refused_total", "connection" => self.connection.clone())
+                .increment(1);
+        }
         Ok(outcomes
             .into_iter()
             .map(|o| o.unwrap_or(Outcome::Retry))

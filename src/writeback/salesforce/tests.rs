@@ -357,3 +357,40 @@ fn only_one_setup_error_on_every_record_holds_the_queue() {
     let long = misconfigured(&[result("STRING_TOO_LONG", false)]).unwrap();
     assert!(long.contains("STRING_TOO_LONG"), "{long}");
 }
+
+#[tokio::test]
+async fn a_message_log_call_that_fails_does_not_send_the_record_update_again() {
+    let server = salesforce().await;
+    Mock::given(method("PATCH"))
+        .and(path(COLLECTIONS))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!([{"id": "0035j00000Pq7RsAAJ", "success": true, "errors": []}]),
+            ),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path(format!("{COLLECTIONS}/SMS_Log__c/Message_Id__c")))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let log = MessageLog {
+        object: "SMS_Log__c".into(),
+        external_id_field: "Message_Id__c".into(),
+        record_field: "Contact__c".into(),
+        status_field: "Status__c".into(),
+        detail_field: None,
+    };
+    let sink = sink(&server).with_message_logs(BTreeMap::from([("Contact".to_string(), log)]));
+    let mut written = update("Contact/0035j00000Pq7RsAAJ", JobState::Delivered, None);
+    written.messages = written.status.clone().into_iter().collect();
+    let outcomes = sink.write(&[written]).await.unwrap();
+    assert_eq!(
+        outcomes,
+        [Outcome::Written],
+        "the record is written; the log is reported"
+    );
+    server.verify().await;
+}
