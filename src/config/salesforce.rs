@@ -108,6 +108,11 @@ pub struct MappingConfig {
     /// Optionally, one log record per message (`[salesforce.mappings.message_log]`), so the
     /// record shows its whole SMS history in a related list.
     pub message_log: Option<MessageLogConfig>,
+    /// The value written for a state, where the status field (a restricted picklist, say) names
+    /// it otherwise: `{ delivered = "配信済", undelivered = "不達" }`; other states are written
+    /// by their own names.
+    #[serde(default)]
+    pub status_values: std::collections::BTreeMap<String, String>,
 }
 
 /// `[salesforce.mappings.message_log]`: a custom object upserted per message on an external id.
@@ -312,6 +317,21 @@ fn validate_mapping(
     if let Err(refusal) = messaging::compile(&m.template, &Rules::default()) {
         problem("template", refusal.to_string());
     }
+    for (state, value) in &m.status_values {
+        if state.parse::<crate::domain::state::JobState>().is_err() {
+            problem(
+                &format!("status_values.{state}"),
+                "is not a state tsunagi writes (queued, scheduled, sending, sent, delivered, \
+                 undelivered, failed, canceled, rejected)"
+                    .into(),
+            );
+        } else if value.trim().is_empty() || value.chars().count() > 255 {
+            problem(
+                &format!("status_values.{state}"),
+                "must be 1 to 255 characters".into(),
+            );
+        }
+    }
 }
 
 /// The keys `auth` needs, with whether each is given.
@@ -362,7 +382,7 @@ fn is_api_version(version: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
+    use crate::{config::Config, domain::state::JobState};
 
     fn no_env(_: &str) -> Option<String> {
         None
@@ -483,6 +503,28 @@ reply_field = "SMS_Last_Reply__c"
         );
         let problems = Config::parse(&text, no_env).unwrap_err();
         assert_eq!(problems[0].path, "salesforce[0].audience", "{problems:?}");
+    }
+
+    #[test]
+    fn status_values_rename_known_states_only() {
+        let text = format!(
+            "{VALID}\n[salesforce.mappings.status_values]\ndelivered = \"配信済\"\ndeliverd = \"x\"\nfailed = \"\"\n"
+        );
+        let problems = Config::parse(&text, no_env).unwrap_err();
+        let mut paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "salesforce[0].mappings[0].status_values.deliverd",
+                "salesforce[0].mappings[0].status_values.failed"
+            ]
+        );
+        let text =
+            format!("{VALID}\n[salesforce.mappings.status_values]\ndelivered = \"配信済\"\n");
+        let c = Config::parse(&text, no_env).unwrap();
+        let values = &c.salesforce[0].mappings[0].status_values;
+        assert_eq!(values[JobState::Delivered.as_str()], "配信済");
     }
 
     #[test]

@@ -122,6 +122,7 @@ fn salesforce_sink(c: &SalesforceConfig, name: &str) -> anyhow::Result<Salesforc
         .iter()
         .map(|m| {
             let fields = StatusFields {
+                status_values: m.status_values.clone(),
                 status: m.status_field.clone(),
                 detail: m.status_detail_field.clone(),
                 reply: m.reply_field.clone(),

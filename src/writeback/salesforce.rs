@@ -14,7 +14,7 @@ use super::{
     dry_run::{messages_of, CallPlan, PlannedCall},
     Outcome, RecordUpdate, Sink, SinkError,
 };
-use crate::domain::ids::MessageId;
+use crate::domain::{ids::MessageId, state::JobState};
 
 /// The most records one sObject Collections call takes.
 const COLLECTION_LIMIT: usize = 200;
@@ -39,6 +39,18 @@ pub struct StatusFields {
     pub opt_out: Option<String>,
     /// A date/time field set to when a person first clicked a short link.
     pub click: Option<String>,
+    /// The value written for a state (by its name) where the mapping renames it.
+    pub status_values: BTreeMap<String, String>,
+}
+
+impl StatusFields {
+    /// The value the status field gets for `state`.
+    fn status_value(&self, state: JobState) -> String {
+        self.status_values
+            .get(state.as_str())
+            .cloned()
+            .unwrap_or_else(|| state.as_str().to_string())
+    }
 }
 
 /// A log object upserted per message, beside the record's own fields.
@@ -154,7 +166,7 @@ impl SalesforceSink {
         let mut record = SObject::new(object).with_id(id);
         if let Some(status) = &update.status {
             record = record
-                .set(&fields.status, status.status.as_str())
+                .set(&fields.status, fields.status_value(status.status))
                 .set(&fields.detail, detail(status.detail.as_deref()));
         }
         if let Some(reply) = update.replies.last() {

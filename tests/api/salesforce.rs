@@ -1392,3 +1392,21 @@ async fn field_security_refusing_every_record_holds_the_queue_and_loses_no_statu
     assert!(message.get("writeback_error").is_none(), "{message}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_status_renamed_for_the_picklist_is_written_by_its_picklist_value() {
+    let salesforce = FakeSalesforce::start().await;
+    let config = connections(&salesforce).replacen(
+        "opt_out_field = \"SMS_Opt_Out__c\"\n",
+        "opt_out_field = \"SMS_Opt_Out__c\"\nstatus_values = { delivered = \"配信済\" }\n",
+        1,
+    );
+    let s = TestServer::with_delivery(&config).await;
+    let (status, body) = flow(&s, flow_records(61..62)).await;
+    assert_eq!(status, 202, "{body}");
+    salesforce
+        .wait_for(|records| written_with(records, "配信済").len() == 1)
+        .await;
+    assert!(written_with(&salesforce.updated_records(), "delivered").is_empty());
+    s.stop().await;
+}

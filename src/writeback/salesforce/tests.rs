@@ -46,6 +46,7 @@ fn sink(server: &MockServer) -> SalesforceSink {
         .with_api_version("67.0")
         .unwrap();
     let fields = StatusFields {
+        status_values: BTreeMap::new(),
         status: "SMS_Status__c".into(),
         detail: "SMS_Status_Detail__c".into(),
         reply: "SMS_Last_Reply__c".into(),
@@ -393,4 +394,39 @@ async fn a_message_log_call_that_fails_does_not_send_the_record_update_again() {
         "the record is written; the log is reported"
     );
     server.verify().await;
+}
+
+#[tokio::test]
+async fn a_renamed_status_value_is_written_as_the_picklist_names_it() {
+    let server = salesforce().await;
+    Mock::given(method("PATCH"))
+        .and(path(COLLECTIONS))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"id": "0035j00000Pq7RsAAJ", "success": true, "errors": []},
+            {"id": "0035j00000Pq7RtAAJ", "success": true, "errors": []}
+        ])))
+        .mount(&server)
+        .await;
+    let mut sink = sink(&server);
+    let contact = sink.fields.get_mut("Contact").unwrap();
+    contact.status_values = BTreeMap::from([("delivered".to_string(), "配信済".to_string())]);
+    let updates = [
+        update("Contact/0035j00000Pq7RsAAJ", JobState::Delivered, None),
+        update(
+            "Contact/0035j00000Pq7RtAAJ",
+            JobState::Failed,
+            Some("refused"),
+        ),
+    ];
+    sink.write(&updates).await.unwrap();
+    let statuses: Vec<Value> = sent_records(&server)
+        .await
+        .iter()
+        .map(|r| r["SMS_Status__c"].clone())
+        .collect();
+    assert_eq!(
+        statuses,
+        [json!("配信済"), json!("failed")],
+        "a state not renamed keeps its name"
+    );
 }
