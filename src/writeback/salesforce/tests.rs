@@ -60,6 +60,18 @@ fn sink(server: &MockServer) -> SalesforceSink {
     )
 }
 
+/// Salesforce takes both records of a call.
+async fn takes_both(server: &MockServer) {
+    Mock::given(method("PATCH"))
+        .and(path(COLLECTIONS))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"id": "0035j00000Pq7RsAAJ", "success": true, "errors": []},
+            {"id": "0035j00000Pq7RtAAJ", "success": true, "errors": []}
+        ])))
+        .mount(server)
+        .await;
+}
+
 fn at() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).unwrap()
 }
@@ -216,14 +228,7 @@ async fn an_opt_out_and_an_opt_in_set_and_clear_the_checkbox() {
 #[tokio::test]
 async fn a_first_click_sets_the_click_field_to_its_time() {
     let server = salesforce().await;
-    Mock::given(method("PATCH"))
-        .and(path(COLLECTIONS))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
-            {"id": "0035j00000Pq7RsAAJ", "success": true, "errors": []},
-            {"id": "0035j00000Pq7RtAAJ", "success": true, "errors": []}
-        ])))
-        .mount(&server)
-        .await;
+    takes_both(&server).await;
     let mut clicked = update("Contact/0035j00000Pq7RsAAJ", JobState::Delivered, None);
     clicked.click = Some(ClickChange {
         message_id: MessageId::new(),
@@ -399,14 +404,7 @@ async fn a_message_log_call_that_fails_does_not_send_the_record_update_again() {
 #[tokio::test]
 async fn a_renamed_status_value_is_written_as_the_picklist_names_it() {
     let server = salesforce().await;
-    Mock::given(method("PATCH"))
-        .and(path(COLLECTIONS))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
-            {"id": "0035j00000Pq7RsAAJ", "success": true, "errors": []},
-            {"id": "0035j00000Pq7RtAAJ", "success": true, "errors": []}
-        ])))
-        .mount(&server)
-        .await;
+    takes_both(&server).await;
     let mut sink = sink(&server);
     let contact = sink.fields.get_mut("Contact").unwrap();
     contact.status_values = BTreeMap::from([("delivered".to_string(), "配信済".to_string())]);
