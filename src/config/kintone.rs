@@ -297,6 +297,14 @@ reply_field = "sms_reply"
     }
 
     #[test]
+    fn the_write_back_budget_is_6_a_minute_and_zero_is_refused() {
+        let c = Config::parse(VALID, no_env).unwrap();
+        assert_eq!(c.kintone[0].writeback_calls_per_minute, 6);
+        let text = format!("{VALID}writeback_calls_per_minute = 0\n");
+        assert_eq!(paths(&text), ["kintone[0].writeback_calls_per_minute"]);
+    }
+
+    #[test]
     fn every_problem_names_its_key_path() {
         let text = VALID
             .replace("\"sales\"", "\"sa les\"")

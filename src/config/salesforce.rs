@@ -450,6 +450,21 @@ reply_field = "SMS_Last_Reply__c"
     }
 
     #[test]
+    fn the_write_back_budget_is_30_a_minute_and_zero_is_refused() {
+        let c = Config::parse(VALID, no_env).unwrap();
+        assert_eq!(c.salesforce[0].writeback_calls_per_minute, 30);
+        let text = VALID.replace(
+            "client_secret = \"s3cr3t\"",
+            "client_secret = \"s3cr3t\"\nwriteback_calls_per_minute = 0",
+        );
+        let problems = Config::parse(&text, no_env).unwrap_err();
+        assert_eq!(
+            problems[0].path, "salesforce[0].writeback_calls_per_minute",
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn client_credentials_on_a_generic_login_host_is_refused_naming_login_url() {
         for host in [
             "https://login.salesforce.com",

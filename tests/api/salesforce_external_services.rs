@@ -287,6 +287,13 @@ async fn send_and_check_otp_bodies_built_from_the_document_are_accepted() {
         "{verification_id}",
         sent["verification_id"].as_str().unwrap(),
     );
+    // A code that is no code is refused naming it, and costs the verification no check.
+    let (status, problem) = s.call(&path, json!({"code": "12ab"})).await;
+    assert_eq!(
+        (status, &problem["field"]),
+        (422, &json!("code")),
+        "{problem}"
+    );
     // A wrong code is a verdict a Screen Flow branches on, not its fault path.
     let wrong = json!({"code": if code == "000000" { "111111" } else { "000000" }});
     conforms(&wrong, request_schema(&doc, "checkOtp")).unwrap();
