@@ -135,12 +135,13 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         workers_stop.clone(),
     )));
     workers.push(tokio::spawn(metrics_upkeep(workers_stop.clone())));
-    workers.extend(writeback::connections::start(
-        &config,
-        &store,
-        &clock,
-        &workers_stop,
-    )?);
+    let secret = match &config.secret {
+        Some(secret) => secret.expose().to_string(),
+        None => store.secret().await?,
+    };
+    workers.extend(
+        writeback::connections::start(&config, &store, &clock, &secret, &workers_stop).await?,
+    );
 
     let default_from = SenderId::parse(config.default_sender())
         .context("the default sender is not a sender id")?;
@@ -151,10 +152,6 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         .map(|s| SenderId::parse(s).map(|id| id.as_str().to_string()))
         .collect::<Result<Vec<_>, _>>()
         .context("delivery.senders holds a bad sender id")?;
-    let secret = match &config.secret {
-        Some(secret) => secret.expose().to_string(),
-        None => store.secret().await?,
-    };
     let history = numbers::from_config(&config.numbers.history, store.clone())?;
     let admission = Admission {
         store: store.clone(),

@@ -88,6 +88,7 @@ macro_rules! contract_tests {
             written_back_entries_leave_the_outbox,
             outbox_entries_are_read_per_connection,
             one_owner_at_a_time_holds_a_connections_writeback_lease,
+            a_released_writeback_lease_is_taken_at_once,
             a_refused_writeback_is_shown_on_its_message,
             dry_run_calls_are_listed_newest_first_per_connection_and_kept_a_week,
             own_writes_are_recognised_per_connection_record_and_revision_for_a_week,
@@ -102,6 +103,7 @@ macro_rules! contract_tests {
             api_keys_are_found_by_hash_and_counted,
             an_api_key_hash_is_kept_once,
             the_secret_is_made_once,
+            a_kept_refresh_token_is_replaced_per_connection,
             a_fresh_store_is_ready,
         );
     };
@@ -2227,6 +2229,29 @@ pub async fn one_owner_at_a_time_holds_a_connections_writeback_lease(store: Arc<
         .unwrap());
 }
 
+/// A released lease is free for another owner at once; only its owner releases it.
+pub async fn a_released_writeback_lease_is_taken_at_once(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let at = now();
+    let until = at + Duration::seconds(30);
+    assert!(s
+        .writeback_lease("salesforce:prod", "a", until, at)
+        .await
+        .unwrap());
+    s.writeback_release("salesforce:prod", "b").await.unwrap();
+    assert!(
+        !s.writeback_lease("salesforce:prod", "b", until, at)
+            .await
+            .unwrap(),
+        "another owner cannot release it"
+    );
+    s.writeback_release("salesforce:prod", "a").await.unwrap();
+    assert!(s
+        .writeback_lease("salesforce:prod", "b", until, at)
+        .await
+        .unwrap());
+}
+
 /// The revisions our writes gave are recognised exactly, and forgotten after a week.
 /// The highest revision seen of each record is kept, per connection, for a week.
 pub async fn the_latest_known_revision_of_a_record_is_kept_per_connection(store: Arc<dyn Store>) {
@@ -2504,6 +2529,39 @@ pub async fn the_secret_is_made_once(store: Arc<dyn Store>) {
     let secret = store.secret().await.unwrap();
     assert!(secret.len() >= 32);
     assert_eq!(store.secret().await.unwrap(), secret);
+}
+
+/// A connection's kept refresh token is the last one kept for it, and no other's.
+pub async fn a_kept_refresh_token_is_replaced_per_connection(store: Arc<dyn Store>) {
+    let kept = |fingerprint: &str, sealed: &str| KeptRefreshToken {
+        config_fingerprint: fingerprint.into(),
+        sealed: sealed.into(),
+    };
+    assert_eq!(
+        store.kept_refresh_token("salesforce:dev").await.unwrap(),
+        None
+    );
+    let at = Utc::now();
+    store
+        .keep_refresh_token("salesforce:dev", &kept("f1", "sealed-1"), at)
+        .await
+        .unwrap();
+    store
+        .keep_refresh_token("salesforce:acme", &kept("f9", "sealed-9"), at)
+        .await
+        .unwrap();
+    store
+        .keep_refresh_token("salesforce:dev", &kept("f2", "sealed-2"), at)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.kept_refresh_token("salesforce:dev").await.unwrap(),
+        Some(kept("f2", "sealed-2"))
+    );
+    assert_eq!(
+        store.kept_refresh_token("salesforce:acme").await.unwrap(),
+        Some(kept("f9", "sealed-9"))
+    );
 }
 
 // Health.

@@ -32,7 +32,7 @@ pub use consent::{
 pub use error::{StoreError, StoreResult};
 pub use health::HealthStore;
 pub use inbound_parts::{InboundPart, InboundPartStore, JoinedParts, PartsKey};
-pub use keys::KeyStore;
+pub use keys::{KeptRefreshToken, KeyStore};
 pub use links::{ClickSummary, LinkStore, LinkTarget, NewClick, NewLink};
 pub use lists::{ListKey, ListStore, ListedNumber, NumberList};
 pub use messages::{

@@ -154,6 +154,9 @@ pub trait OutboxStore: Send + Sync + 'static {
         until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
+    /// Give up `owner`'s lease on a connection's write-back (a stopping instance), so another
+    /// takes it at once instead of when it runs out.
+    async fn writeback_release(&self, connection: &str, owner: &str) -> StoreResult<()>;
     /// Record why the CRM refused for good to take these messages' changes (a deleted record,
     /// a validation rule); shown on each message.
     async fn writeback_failed(&self, failures: Vec<(MessageId, String)>) -> StoreResult<()>;

@@ -5,11 +5,12 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tsunagi_salesforce::{rest::RestClient, Grant, TokenSource};
+use tsunagi_salesforce::{rest::RestClient, Grant, RefreshTokenKeeper, TokenSource};
 
 use super::{
     dry_run::{CallPlan, DryRunSink},
     kintone::{KintoneFields, KintoneSink},
+    refresh_tokens::StoredRefreshTokens,
     salesforce::{MessageLog, SalesforceSink, StatusFields},
     Sink, Timing, Worker,
 };
@@ -19,11 +20,13 @@ use crate::{
     store::Store,
 };
 
-/// Start a worker for every CRM connection in `config`, until `shutdown`.
-pub fn start(
+/// Start a worker for every CRM connection in `config`, until `shutdown`; `server_secret` seals
+/// the refresh tokens Salesforce rotates.
+pub async fn start(
     config: &Config,
     store: &Arc<dyn Store>,
     clock: &Arc<dyn Clock>,
+    server_secret: &str,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let timing = Timing {
@@ -40,7 +43,17 @@ pub fn start(
     };
     for connection in &config.salesforce {
         let name = format!("salesforce:{}", connection.name);
-        let sink = salesforce_sink(connection, &name)
+        let keeper = |configured: &str| {
+            StoredRefreshTokens::new(
+                store.clone(),
+                clock.clone(),
+                &name,
+                server_secret,
+                configured,
+            )
+        };
+        let sink = salesforce_sink(connection, &name, keeper)
+            .await
             .with_context(|| format!("salesforce connection {:?}", connection.name))?;
         let sink = match connection.dry_run {
             true => dry(&name, Box::new(sink)),
@@ -87,8 +100,14 @@ fn kintone_sink(
 }
 
 /// The sink of one `[[salesforce]]` connection: its OAuth grant, REST version and the fields
-/// each mapping writes.
-fn salesforce_sink(c: &SalesforceConfig, name: &str) -> anyhow::Result<SalesforceSink> {
+/// each mapping writes. A refresh-token grant signs in with the token `keeper` kept since the
+/// config's was rotated.
+async fn salesforce_sink(
+    c: &SalesforceConfig,
+    name: &str,
+    keeper: impl FnOnce(&str) -> StoredRefreshTokens,
+) -> anyhow::Result<SalesforceSink> {
+    let mut keeper_in_use = None;
     let secret = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_string());
     let grant = match c.auth {
         AuthKind::ClientCredentials => Grant::client_credentials(
@@ -109,13 +128,29 @@ fn salesforce_sink(c: &SalesforceConfig, name: &str) -> anyhow::Result<Salesforc
             .with_context(|| format!("{path} holds no RSA private key"))?
             .with_audience(c.jwt_audience())
         }
-        AuthKind::RefreshToken => Grant::refresh_token(
-            c.client_id.clone(),
-            secret(&c.client_secret).map(Into::into),
-            secret(&c.refresh_token).context("refresh_token is missing")?,
-        ),
+        AuthKind::RefreshToken => {
+            let configured = c
+                .refresh_token
+                .as_ref()
+                .context("refresh_token is missing")?;
+            let kept = Arc::new(keeper(configured.expose()));
+            let current = match kept.kept().await {
+                Some(token) => token,
+                None => configured.expose().into(),
+            };
+            keeper_in_use = Some(kept);
+            Grant::refresh_token(
+                c.client_id.clone(),
+                secret(&c.client_secret).map(Into::into),
+                current,
+            )
+        }
     };
-    let tokens = Arc::new(TokenSource::new(&c.login_url, grant));
+    let mut tokens = TokenSource::new(&c.login_url, grant);
+    if let Some(keeper) = keeper_in_use {
+        tokens = tokens.with_keeper(keeper);
+    }
+    let tokens = Arc::new(tokens);
     let client = RestClient::new(tokens).with_api_version(&c.api_version)?;
     let fields: BTreeMap<String, StatusFields> = c
         .mappings

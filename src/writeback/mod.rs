@@ -14,6 +14,7 @@ pub mod connections;
 pub mod dry_run;
 pub mod kintone;
 pub mod plan;
+pub mod refresh_tokens;
 pub mod salesforce;
 pub mod sink;
 
@@ -188,9 +189,17 @@ impl Worker {
                 }
             };
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(wait) => {}
             }
+        }
+        // A restart, or another instance, takes the connection at once.
+        if let Err(error) = self
+            .store
+            .writeback_release(&self.connection, &self.owner)
+            .await
+        {
+            tracing::warn!(connection = %self.connection, %error, "write-back lease not released");
         }
     }
 

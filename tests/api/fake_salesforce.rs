@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 use wiremock::{
-    matchers::{method, path, path_regex},
+    matchers::{body_string_contains, method, path, path_regex},
     Mock, MockServer, Request, Respond, ResponseTemplate,
 };
 
@@ -61,6 +61,46 @@ impl Respond for Mint {
             }
             _ => ResponseTemplate::new(200).set_body_json(self.0.clone()),
         }
+    }
+}
+
+/// Refresh tokens with rotation on: each refresh issues the next token and revokes the one used.
+struct Rotate {
+    answer: Value,
+    current: RefreshTokens,
+}
+
+/// The refresh token valid now, and how many rotations came before it.
+#[derive(Clone)]
+pub struct RefreshTokens(Arc<Mutex<(usize, String)>>);
+
+impl RefreshTokens {
+    /// Issue `token` as an admin's new sign-in does; the one in force is revoked.
+    pub fn issue(&self, token: &str) {
+        self.0.lock().unwrap().1 = token.to_string();
+    }
+}
+
+impl Respond for Rotate {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let form: Vec<(String, String)> =
+            serde_urlencoded::from_bytes(&request.body).unwrap_or_default();
+        let sent = form
+            .iter()
+            .find(|(k, _)| k == "refresh_token")
+            .map(|(_, v)| v.as_str());
+        let mut current = self.current.0.lock().unwrap();
+        if sent != Some(current.1.as_str()) {
+            return ResponseTemplate::new(400).set_body_raw(
+                fixture("token_error_refresh_token_revoked.json"),
+                "application/json",
+            );
+        }
+        current.0 += 1;
+        current.1 = format!("5Aep861Rotated{}", current.0);
+        let mut answer = self.answer.clone();
+        answer["refresh_token"] = json!(current.1);
+        ResponseTemplate::new(200).set_body_json(answer)
     }
 }
 
@@ -146,6 +186,41 @@ impl FakeSalesforce {
             taken,
             upserted,
         }
+    }
+
+    /// Take refresh-token grants with rotation on, `first` being the only token valid now.
+    pub async fn rotate_refresh_tokens(&self, first: &str) -> RefreshTokens {
+        let tokens = RefreshTokens(Arc::new(Mutex::new((0, first.to_string()))));
+        let mut answer: Value =
+            serde_json::from_str(&fixture("token_refresh_rotated.json")).unwrap();
+        answer["instance_url"] = json!(self.uri());
+        Mock::given(method("POST"))
+            .and(path("/services/oauth2/token"))
+            .and(body_string_contains("grant_type=refresh_token"))
+            .respond_with(Rotate {
+                answer,
+                current: tokens.clone(),
+            })
+            .with_priority(1)
+            .mount(&self.server)
+            .await;
+        tokens
+    }
+
+    /// The refresh tokens sent in token requests, oldest first.
+    pub async fn refresh_tokens_sent(&self) -> Vec<String> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| {
+                let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&r.body).ok()?;
+                form.into_iter()
+                    .find(|(k, _)| k == "refresh_token")
+                    .map(|(_, v)| v)
+            })
+            .collect()
     }
 
     /// Its base URL, for `login_url`.

@@ -488,6 +488,15 @@ impl TestServer {
             .count()
     }
 
+    /// Stop the service and start it again on the same database, with `extra` as in
+    /// `with_delivery`, as an operator's restart would.
+    pub async fn restart(mut self, extra: &str) -> TestServer {
+        self.running.take().unwrap().stop().await.unwrap();
+        let database = self.database.take().expect("a database");
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
+        Self::start_on(dir, extra, Duration::ZERO, database).await
+    }
+
     pub async fn stop(mut self) {
         self.running.take().unwrap().stop().await.unwrap();
     }

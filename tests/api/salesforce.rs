@@ -1410,3 +1410,66 @@ async fn a_status_renamed_for_the_picklist_is_written_by_its_picklist_value() {
     assert!(written_with(&salesforce.updated_records(), "delivered").is_empty());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_rotated_refresh_token_survives_a_restart() {
+    let salesforce = FakeSalesforce::start().await;
+    salesforce.rotate_refresh_tokens("5Aep861Configured").await;
+    let config = connections(&salesforce).replacen(
+        "auth = \"client_credentials\"\nclient_id = \"3MVG9-test\"\nclient_secret = \"client-secret\"",
+        "auth = \"refresh_token\"\nclient_id = \"3MVG9-test\"\nclient_secret = \"client-secret\"\nrefresh_token = \"5Aep861Configured\"",
+        1,
+    );
+    assert!(config.contains("5Aep861Configured"));
+    let s = TestServer::with_delivery(&config).await;
+    let (status, body) = flow(&s, flow_records(71..72)).await;
+    assert_eq!(status, 202, "{body}");
+    salesforce
+        .wait_for(|records| written_with(records, "delivered").len() == 1)
+        .await;
+
+    // The config still names the token Salesforce revoked when it issued the next.
+    let s = s.restart(&config).await;
+    let (status, body) = flow(&s, flow_records(72..73)).await;
+    assert_eq!(status, 202, "{body}");
+    salesforce
+        .wait_for(|records| written_with(records, "delivered").len() == 2)
+        .await;
+    assert_eq!(
+        salesforce.refresh_tokens_sent().await,
+        ["5Aep861Configured", "5Aep861Rotated1"],
+        "the restart signs in with the kept token, not the revoked one"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_refresh_token_in_the_config_wins_over_the_kept_one() {
+    let salesforce = FakeSalesforce::start().await;
+    let tokens = salesforce.rotate_refresh_tokens("5Aep861Configured").await;
+    let refresh = |token: &str| {
+        connections(&salesforce).replacen(
+            "auth = \"client_credentials\"\nclient_id = \"3MVG9-test\"\nclient_secret = \"client-secret\"",
+            &format!("auth = \"refresh_token\"\nclient_id = \"3MVG9-test\"\nclient_secret = \"client-secret\"\nrefresh_token = \"{token}\""),
+            1,
+        )
+    };
+    let s = TestServer::with_delivery(&refresh("5Aep861Configured")).await;
+    flow(&s, flow_records(73..74)).await;
+    salesforce
+        .wait_for(|records| written_with(records, "delivered").len() == 1)
+        .await;
+
+    // The admin signs in again and pastes the token that gives: the kept one is not used.
+    tokens.issue("5Aep861Pasted");
+    let s = s.restart(&refresh("5Aep861Pasted")).await;
+    flow(&s, flow_records(74..75)).await;
+    salesforce
+        .wait_for(|records| written_with(records, "delivered").len() == 2)
+        .await;
+    assert_eq!(
+        salesforce.refresh_tokens_sent().await,
+        ["5Aep861Configured", "5Aep861Pasted"]
+    );
+    s.stop().await;
+}

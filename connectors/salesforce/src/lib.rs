@@ -20,8 +20,8 @@ pub mod secret;
 pub use flow::{FlowRecord, FlowRequest, FlowRequestError, FlowResponse, FlowResult};
 pub use ids::{same_entity, IdError, OrgId, RecordId};
 pub use oauth::{
-    is_generic_login, jwt_audience, AccessToken, Grant, OAuthErrorCode, TokenError, TokenSource,
-    PRODUCTION_LOGIN, SANDBOX_LOGIN,
+    is_generic_login, jwt_audience, AccessToken, Grant, OAuthErrorCode, RefreshTokenKeeper,
+    TokenError, TokenSource, PRODUCTION_LOGIN, SANDBOX_LOGIN,
 };
 pub use outbound::{
     Notification, OutboundError, OutboundMessage, RefusedNotification, SObjectRecord,

@@ -28,6 +28,17 @@ const JWT_LIFETIME_SECS: i64 = 150;
 
 const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
+/// Where the refresh token in force is kept, so a restart, or another instance sharing the
+/// grant, signs in with the one Salesforce last issued: with rotation on, each refresh revokes
+/// the token it used.
+#[async_trait::async_trait]
+pub trait RefreshTokenKeeper: Send + Sync + 'static {
+    /// Keep `token`, just issued; called before the access token it came with is handed out.
+    async fn keep(&self, token: &Secret);
+    /// The token kept last, if any.
+    async fn kept(&self) -> Option<Secret>;
+}
+
 /// An RSA private key for signing JWT bearer assertions (RS256).
 #[derive(Clone)]
 pub struct SigningKey(EncodingKey);
@@ -381,6 +392,7 @@ pub struct TokenSource {
     timeout: Duration,
     /// Mints finished so far; a caller that waited through a failed one gets its error.
     finished_mints: AtomicU64,
+    keeper: Option<Arc<dyn RefreshTokenKeeper>>,
     state: Mutex<State>,
 }
 
@@ -407,6 +419,7 @@ impl TokenSource {
             login_url: login_url.trim_end_matches('/').to_owned(),
             timeout: DEFAULT_TIMEOUT,
             finished_mints: AtomicU64::new(0),
+            keeper: None,
             state: Mutex::new(State {
                 grant,
                 current: None,
@@ -418,6 +431,13 @@ impl TokenSource {
     /// Sets the time allowed for one token request.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Keeps every rotated refresh token with `keeper`, and signs in with its token when
+    /// Salesforce refuses the one in force as revoked (another instance rotated it).
+    pub fn with_keeper(mut self, keeper: Arc<dyn RefreshTokenKeeper>) -> Self {
+        self.keeper = Some(keeper);
         self
     }
 
@@ -473,6 +493,33 @@ impl TokenSource {
     }
 
     async fn mint(&self, grant: &mut Grant) -> Result<AccessToken, TokenError> {
+        let error = match self.request(grant).await {
+            Ok(token) => return Ok(token),
+            Err(error) => error,
+        };
+        let revoked = matches!(
+            &error,
+            TokenError::OAuth {
+                code: OAuthErrorCode::InvalidGrant,
+                ..
+            }
+        );
+        let (Grant::RefreshToken { refresh_token, .. }, Some(keeper), true) =
+            (&mut *grant, &self.keeper, revoked)
+        else {
+            return Err(error);
+        };
+        match keeper.kept().await {
+            Some(kept) if kept != *refresh_token => {
+                tracing::info!("signing in with the refresh token kept since this one was issued");
+                *refresh_token = kept;
+                self.request(grant).await
+            }
+            _ => Err(error),
+        }
+    }
+
+    async fn request(&self, grant: &mut Grant) -> Result<AccessToken, TokenError> {
         let form = self.form(grant)?;
         let response = self
             .http
@@ -501,8 +548,13 @@ impl TokenSource {
         }
         let (token, rotated) = parse_token_response(&body)?;
         if let (Grant::RefreshToken { refresh_token, .. }, Some(rotated)) = (grant, rotated) {
-            tracing::info!("Salesforce rotated the refresh token");
-            *refresh_token = rotated;
+            if rotated != *refresh_token {
+                tracing::info!("Salesforce rotated the refresh token");
+                if let Some(keeper) = &self.keeper {
+                    keeper.keep(&rotated).await;
+                }
+                *refresh_token = rotated;
+            }
         }
         tracing::debug!(instance_url = %token.instance_url, "minted a Salesforce access token");
         Ok(token)
@@ -792,6 +844,111 @@ mod tests {
         source.invalidate(&first).await;
         let second = source.token().await.unwrap();
         assert_ne!(first.access_token, second.access_token);
+    }
+
+    /// Keeps tokens in memory, as the service keeps them in its store.
+    #[derive(Default)]
+    struct Kept(std::sync::Mutex<Vec<String>>);
+
+    #[async_trait::async_trait]
+    impl RefreshTokenKeeper for Kept {
+        async fn keep(&self, token: &Secret) {
+            self.0.lock().unwrap().push(token.expose().to_owned());
+        }
+        async fn kept(&self) -> Option<Secret> {
+            self.0
+                .lock()
+                .unwrap()
+                .last()
+                .map(|t| Secret::new(t.as_str()))
+        }
+    }
+
+    /// Salesforce's answer to a refresh token it revoked.
+    fn revoked() -> ResponseTemplate {
+        ResponseTemplate::new(400).set_body_raw(
+            fixture("token_error_refresh_token_revoked.json"),
+            "application/json",
+        )
+    }
+
+    #[tokio::test]
+    async fn a_rotated_refresh_token_is_kept_before_its_access_token_is_used() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(json("token_refresh_rotated.json"))
+            .mount(&server)
+            .await;
+        let kept = Arc::new(Kept::default());
+        let source = TokenSource::new(
+            &server.uri(),
+            Grant::refresh_token("3MVG9", None, "5Aep861Original"),
+        )
+        .with_keeper(kept.clone());
+        let first = source.token().await.unwrap();
+        assert_eq!(
+            *kept.0.lock().unwrap(),
+            ["5Aep861RotatedRefreshTokenForTestsOnly"]
+        );
+        // The same token again is no rotation: nothing more to keep.
+        source.invalidate(&first).await;
+        source.token().await.unwrap();
+        assert_eq!(kept.0.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_token_revoked_by_another_instances_rotation_gives_way_to_the_kept_one() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(body_string_contains("refresh_token=5Aep861Original"))
+            .respond_with(revoked())
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(body_string_contains("refresh_token=5Aep861ByTheOtherOne"))
+            .respond_with(json("token_client_credentials.json"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let kept = Arc::new(Kept::default());
+        kept.keep(&Secret::new("5Aep861ByTheOtherOne")).await;
+        let source = TokenSource::new(
+            &server.uri(),
+            Grant::refresh_token("3MVG9", None, "5Aep861Original"),
+        )
+        .with_keeper(kept);
+        source.token().await.unwrap();
+        assert_eq!(
+            source.refresh_token().await.unwrap().expose(),
+            "5Aep861ByTheOtherOne"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_revoked_refresh_token_with_nothing_newer_kept_fails_as_refused() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(revoked())
+            .expect(1)
+            .mount(&server)
+            .await;
+        let kept = Arc::new(Kept::default());
+        kept.keep(&Secret::new("5Aep861Original")).await;
+        let source = TokenSource::new(
+            &server.uri(),
+            Grant::refresh_token("3MVG9", None, "5Aep861Original"),
+        )
+        .with_keeper(kept);
+        let error = source.token().await.unwrap_err();
+        assert!(matches!(
+            error,
+            TokenError::OAuth {
+                code: OAuthErrorCode::InvalidGrant,
+                ..
+            }
+        ));
+        assert!(!error.is_transient());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,10 +1,10 @@
 //! `KeyStore` on PostgreSQL: API key hashes and the server secret.
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::PostgresStore;
-use crate::store::{decode::millis, KeyStore, StoreResult};
+use crate::store::{decode::millis, KeptRefreshToken, KeyStore, StoreResult};
 
 #[async_trait]
 impl KeyStore for PostgresStore {
@@ -47,5 +47,39 @@ impl KeyStore for PostgresStore {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    async fn keep_refresh_token(
+        &self,
+        connection: &str,
+        token: &KeptRefreshToken,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO kept_refresh_tokens (connection, config_fingerprint, sealed, kept_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (connection) DO UPDATE SET \
+             config_fingerprint = excluded.config_fingerprint, sealed = excluded.sealed, \
+             kept_at = excluded.kept_at",
+        )
+        .bind(connection)
+        .bind(&token.config_fingerprint)
+        .bind(&token.sealed)
+        .bind(millis(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn kept_refresh_token(&self, connection: &str) -> StoreResult<Option<KeptRefreshToken>> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT config_fingerprint, sealed FROM kept_refresh_tokens WHERE connection = $1",
+        )
+        .bind(connection)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(config_fingerprint, sealed)| KeptRefreshToken {
+            config_fingerprint,
+            sealed,
+        }))
     }
 }

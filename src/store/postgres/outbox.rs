@@ -99,6 +99,15 @@ impl OutboxStore for PostgresStore {
         Ok(taken.is_some())
     }
 
+    async fn writeback_release(&self, connection: &str, owner: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM writeback_leases WHERE connection = $1 AND owner = $2")
+            .bind(connection)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn remember_own_writes(
         &self,
         connection: &str,

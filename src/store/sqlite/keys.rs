@@ -1,11 +1,11 @@
 //! `KeyStore` on SQLite: API key hashes and the server secret.
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rusqlite::params;
 
 use super::SqliteStore;
-use crate::store::{decode::millis, KeyStore, StoreResult};
+use crate::store::{decode::millis, KeptRefreshToken, KeyStore, StoreResult};
 
 #[async_trait]
 impl KeyStore for SqliteStore {
@@ -51,5 +51,39 @@ impl KeyStore for SqliteStore {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
             .fetch_one(&self.read)
             .await?)
+    }
+
+    async fn keep_refresh_token(
+        &self,
+        connection: &str,
+        token: &KeptRefreshToken,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let (connection, token) = (connection.to_string(), token.clone());
+        self.writer
+            .run_statement(move |conn| {
+                conn.execute(
+                    "INSERT INTO kept_refresh_tokens (connection, config_fingerprint, sealed, kept_at) \
+                     VALUES (?, ?, ?, ?) ON CONFLICT (connection) DO UPDATE SET \
+                     config_fingerprint = excluded.config_fingerprint, sealed = excluded.sealed, \
+                     kept_at = excluded.kept_at",
+                    params![connection, token.config_fingerprint, token.sealed, millis(at)],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn kept_refresh_token(&self, connection: &str) -> StoreResult<Option<KeptRefreshToken>> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT config_fingerprint, sealed FROM kept_refresh_tokens WHERE connection = ?",
+        )
+        .bind(connection)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(|(config_fingerprint, sealed)| KeptRefreshToken {
+            config_fingerprint,
+            sealed,
+        }))
     }
 }

@@ -112,6 +112,19 @@ impl OutboxStore for SqliteStore {
             .await
     }
 
+    async fn writeback_release(&self, connection: &str, owner: &str) -> StoreResult<()> {
+        let (connection, owner) = (connection.to_string(), owner.to_string());
+        self.writer
+            .run_statement(move |conn| {
+                conn.execute(
+                    "DELETE FROM writeback_leases WHERE connection = ? AND owner = ?",
+                    params![connection, owner],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn remember_own_writes(
         &self,
         connection: &str,
