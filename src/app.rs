@@ -19,7 +19,8 @@ use crate::{
     otp::CodeKey,
     providers::{self, Events, Provider},
     store::{self, Hygiene, Store},
-    telemetry, writeback,
+    telemetry,
+    writeback::{self, warnings::SetupWarnings},
 };
 
 /// How long idempotency keys are kept: the API promises at least 24 h, and Salesforce redelivers
@@ -139,8 +140,17 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         Some(secret) => secret.expose().to_string(),
         None => store.secret().await?,
     };
+    let setup_warnings = SetupWarnings::default();
     workers.extend(
-        writeback::connections::start(&config, &store, &clock, &secret, &workers_stop).await?,
+        writeback::connections::start(
+            &config,
+            &store,
+            &clock,
+            &secret,
+            &setup_warnings,
+            &workers_stop,
+        )
+        .await?,
     );
 
     let default_from = SenderId::parse(config.default_sender())
@@ -187,6 +197,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         provider: provider.clone(),
         clicks,
         links,
+        setup_warnings,
     });
     workers.extend(inbound::reconcile::start(&state, &workers_stop)?);
     let app = api::router(state);

@@ -55,6 +55,8 @@ pub struct Shared {
     pub clicks: crate::links::ClickRecorder,
     /// Where short links lead.
     pub links: crate::links::LinkResolver,
+    /// What the CRM connections' setup checks found, shown by `/readyz`.
+    pub setup_warnings: crate::writeback::warnings::SetupWarnings,
 }
 
 impl AppState {

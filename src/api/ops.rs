@@ -35,7 +35,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, 
             format!("not ready: the provider cannot send: {reason}"),
         )
     })?;
-    let warnings = state.provider.warnings();
+    let mut warnings = state.provider.warnings();
+    warnings.extend(state.setup_warnings.all());
     if warnings.is_empty() {
         Ok(Json(json!({"status": "ready"})))
     } else {

@@ -12,6 +12,7 @@ use super::{
     kintone::{KintoneFields, KintoneSink},
     refresh_tokens::StoredRefreshTokens,
     salesforce::{MessageLog, SalesforceSink, StatusFields},
+    warnings::SetupWarnings,
     Sink, Timing, Worker,
 };
 use crate::{
@@ -20,15 +21,21 @@ use crate::{
     store::Store,
 };
 
+/// How often a Salesforce connection's setup is checked again while it has problems.
+const SETUP_RECHECK: Duration = Duration::from_secs(10 * 60);
+
 /// Start a worker for every CRM connection in `config`, until `shutdown`; `server_secret` seals
-/// the refresh tokens Salesforce rotates.
+/// the refresh tokens Salesforce rotates, and each Salesforce connection's setup check reports
+/// to `warnings`.
 pub async fn start(
     config: &Config,
     store: &Arc<dyn Store>,
     clock: &Arc<dyn Clock>,
     server_secret: &str,
+    warnings: &SetupWarnings,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let mut checks = Vec::new();
     let timing = Timing {
         interval: Duration::from_millis(config.writeback.interval_ms),
         settle: Duration::from_millis(config.writeback.settle_ms),
@@ -55,9 +62,17 @@ pub async fn start(
         let sink = salesforce_sink(connection, &name, keeper)
             .await
             .with_context(|| format!("salesforce connection {:?}", connection.name))?;
-        let sink = match connection.dry_run {
+        let sink: Arc<dyn Sink> = match connection.dry_run {
             true => dry(&name, Box::new(sink)),
-            false => Arc::new(sink),
+            false => {
+                let sink = Arc::new(sink);
+                let check = check_setup(sink.clone(), name.clone(), warnings.clone());
+                let stop = shutdown.clone();
+                checks.push(tokio::spawn(async move {
+                    stop.run_until_cancelled_owned(check).await;
+                }));
+                sink
+            }
         };
         sinks.push((name, sink, connection.writeback_calls_per_minute));
     }
@@ -71,14 +86,29 @@ pub async fn start(
         };
         sinks.push((name, sink, connection.writeback_calls_per_minute));
     }
-    Ok(sinks
-        .into_iter()
-        .map(|(name, sink, per_minute)| {
-            let worker = Worker::new(store.clone(), sink, name, timing, clock.clone())
-                .with_calls_per_minute(per_minute);
-            tokio::spawn(worker.run(shutdown.clone()))
-        })
-        .collect())
+    let workers = sinks.into_iter().map(|(name, sink, per_minute)| {
+        let worker = Worker::new(store.clone(), sink, name, timing, clock.clone())
+            .with_calls_per_minute(per_minute);
+        tokio::spawn(worker.run(shutdown.clone()))
+    });
+    Ok(workers.chain(checks).collect())
+}
+
+/// Check a Salesforce connection's setup against its org at start, and again every
+/// `SETUP_RECHECK` until nothing is wrong, so `/readyz` clears once the admin fixed it.
+async fn check_setup(sink: Arc<SalesforceSink>, connection: String, warnings: SetupWarnings) {
+    loop {
+        let problems = sink.setup_problems().await;
+        for problem in &problems {
+            tracing::warn!(%connection, %problem, "Salesforce setup problem");
+        }
+        let fine = problems.is_empty();
+        warnings.set(&connection, problems);
+        if fine {
+            return;
+        }
+        tokio::time::sleep(SETUP_RECHECK).await;
+    }
 }
 
 /// The sink of one `[[kintone]]` connection: its API token and the fields it writes.

@@ -17,6 +17,7 @@ pub mod plan;
 pub mod refresh_tokens;
 pub mod salesforce;
 pub mod sink;
+pub mod warnings;
 
 use std::{
     sync::{Arc, Mutex},

@@ -1,13 +1,20 @@
 //! The Salesforce sink: each record's update becomes one record of an sObject Collections
 //! update (200 records a call), with the fields its sObject's mapping names.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
 use serde_json::Value;
-use tsunagi_salesforce::rest::{
-    chunks, collection_body, upsert_path, ErrorClass, RecordResult, RestClient, RestError, SObject,
-    MAX_COLLECTION_CHUNKS,
+use tsunagi_salesforce::{
+    rest::{
+        chunks, collection_body, upsert_path, ErrorClass, RecordResult, RestClient, RestError,
+        SObject, MAX_COLLECTION_CHUNKS,
+    },
+    SObjectDescribe,
 };
 
 use super::{
@@ -18,8 +25,11 @@ use crate::domain::{ids::MessageId, state::JobState};
 
 /// The most records one sObject Collections call takes.
 const COLLECTION_LIMIT: usize = 200;
-/// Text fields default to 255 characters; a longer detail would refuse the whole record.
+/// Text fields default to 255 characters; a longer detail would refuse the whole record. Used
+/// until the object's describe gives the field's own length.
 const DETAIL_CHARS: usize = 255;
+/// How long after a failed describe it is asked again.
+const DESCRIBE_RETRY: Duration = Duration::from_secs(5 * 60);
 /// How long the queue is held when the org's daily API allowance is spent.
 const DAILY_LIMIT_PAUSE: Duration = Duration::from_secs(15 * 60);
 /// How long the queue is held when every record of a call is refused for a reason the admin
@@ -77,6 +87,15 @@ pub struct SalesforceSink {
     fields: BTreeMap<String, StatusFields>,
     /// Per sObject API name, for the mappings that keep a message log.
     logs: BTreeMap<String, MessageLog>,
+    /// Each object's describe, read once, for its fields' lengths.
+    described: Mutex<Described>,
+}
+
+/// The describes read so far, and when a describe last failed.
+#[derive(Default)]
+struct Described {
+    known: BTreeMap<String, Arc<SObjectDescribe>>,
+    failed: BTreeMap<String, Instant>,
 }
 
 impl SalesforceSink {
@@ -92,7 +111,98 @@ impl SalesforceSink {
             client,
             fields,
             logs: BTreeMap::new(),
+            described: Mutex::new(Described::default()),
         }
+    }
+
+    /// The describe of `object`, read once (again after `DESCRIBE_RETRY` when it failed).
+    async fn describe(&self, object: &str) -> Option<Arc<SObjectDescribe>> {
+        {
+            let described = self.described.lock().expect("describes");
+            if let Some(known) = described.known.get(object) {
+                return Some(known.clone());
+            }
+            if described
+                .failed
+                .get(object)
+                .is_some_and(|at| at.elapsed() < DESCRIBE_RETRY)
+            {
+                return None;
+            }
+        }
+        let result = self.client.describe(object).await;
+        let mut described = self.described.lock().expect("describes");
+        match result {
+            Ok(found) => {
+                let found = Arc::new(found);
+                described.known.insert(object.to_string(), found.clone());
+                Some(found)
+            }
+            Err(error) => {
+                tracing::warn!(connection = %self.connection, %object, %error, "describe failed: texts are cut to 255 characters meanwhile");
+                described.failed.insert(object.to_string(), Instant::now());
+                None
+            }
+        }
+    }
+
+    /// Read the describes of the mapped objects `updates` write (records and message logs).
+    async fn describe_written(&self, updates: &[RecordUpdate]) {
+        let objects: BTreeSet<&str> = updates
+            .iter()
+            .filter_map(|u| u.record.split_once('/').map(|(object, _)| object))
+            .filter(|object| self.fields.contains_key(*object))
+            .flat_map(|object| {
+                let log = self.logs.get(object).map(|log| log.object.as_str());
+                std::iter::once(object).chain(log)
+            })
+            .collect();
+        for object in objects {
+            self.describe(object).await;
+        }
+    }
+
+    /// `text` cut to `object.field`'s length as described; to `fallback` characters while the
+    /// object is not described (`None`: whole).
+    fn fit(&self, object: &str, field: &str, text: &str, fallback: Option<usize>) -> String {
+        let described = self.described.lock().expect("describes");
+        match described.known.get(object).and_then(|d| d.field(field)) {
+            Some(field) => field.fit(text).to_string(),
+            None => match fallback {
+                Some(chars) => text.chars().take(chars).collect(),
+                None => text.to_string(),
+            },
+        }
+    }
+
+    /// A reason for `object.field`, cut to its length, or null to clear the field.
+    fn detail(&self, object: &str, field: &str, reason: Option<&str>) -> Value {
+        reason
+            .map(|d| Value::from(self.fit(object, field, d, Some(DETAIL_CHARS))))
+            .unwrap_or(Value::Null)
+    }
+
+    /// What is wrong with the org's setup for this connection's mappings, read from each
+    /// object's describe, read anew; a describe that fails is a problem too.
+    pub async fn setup_problems(&self) -> Vec<String> {
+        *self.described.lock().expect("describes") = Described::default();
+        let mut out = Vec::new();
+        for (object, fields) in &self.fields {
+            match self.describe(object).await {
+                Some(described) => out.extend(setup::problems(object, fields, &described)),
+                None => out.push(format!("{object} could not be described (see the log)")),
+            }
+        }
+        for log in self.logs.values() {
+            match self.describe(&log.object).await {
+                Some(described) => out.extend(setup::log_problems(log, &described)),
+                None => out.push(format!(
+                    "{} could not be described (see the log)",
+                    log.object
+                )),
+            }
+        }
+        out
     }
 
     /// Also upsert a log record per message for the sObjects `logs` names.
@@ -121,7 +231,10 @@ impl SalesforceSink {
                     .set(&log.record_field, id)
                     .set(&log.status_field, change.status.as_str());
                 if let Some(field) = &log.detail_field {
-                    record = record.set(field, detail(change.detail.as_deref()));
+                    record = record.set(
+                        field,
+                        self.detail(&log.object, field, change.detail.as_deref()),
+                    );
                 }
                 out.entry(log)
                     .or_default()
@@ -167,10 +280,16 @@ impl SalesforceSink {
         if let Some(status) = &update.status {
             record = record
                 .set(&fields.status, fields.status_value(status.status))
-                .set(&fields.detail, detail(status.detail.as_deref()));
+                .set(
+                    &fields.detail,
+                    self.detail(object, &fields.detail, status.detail.as_deref()),
+                );
         }
         if let Some(reply) = update.replies.last() {
-            record = record.set(&fields.reply, reply.body.as_str());
+            record = record.set(
+                &fields.reply,
+                self.fit(object, &fields.reply, &reply.body, None),
+            );
         }
         if let (Some(field), Some(consent)) = (&fields.opt_out, &update.consent) {
             record = record.set(field, consent.opted_out);
@@ -298,13 +417,6 @@ fn planned(path: &str, records: &[SObject]) -> Result<Value, String> {
     serde_json::from_slice(&body).map_err(|e| format!("{path}: {e}"))
 }
 
-/// A reason cut to a text field's length, or null to clear the field.
-fn detail(reason: Option<&str>) -> Value {
-    reason
-        .map(|d| Value::from(d.chars().take(DETAIL_CHARS).collect::<String>()))
-        .unwrap_or(Value::Null)
-}
-
 /// What a refused call means for the queue.
 fn sink_error(e: RestError) -> SinkError {
     let reason = e.to_string();
@@ -374,6 +486,7 @@ impl Sink for SalesforceSink {
     }
 
     async fn write(&self, updates: &[RecordUpdate]) -> Result<Vec<Outcome>, SinkError> {
+        self.describe_written(updates).await;
         let (sent, records, mut outcomes) = self.records(updates);
         for call in calls_of(&records) {
             let sent = &sent[call.clone()];
@@ -413,5 +526,6 @@ impl Sink for SalesforceSink {
     }
 }
 
+mod setup;
 #[cfg(test)]
 mod tests;

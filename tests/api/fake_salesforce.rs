@@ -25,9 +25,68 @@ pub fn fixture(name: &str) -> String {
 /// Records taken, oldest first, each with when.
 type Taken = Arc<Mutex<Vec<(chrono::DateTime<chrono::Utc>, Value)>>>;
 
-/// Answers a collections update with one success per record, in order, as Salesforce does,
-/// and keeps the records it took.
-struct TakeEvery(Taken);
+/// Describes of the org's objects, by API name; an object not here is not found.
+type Described = Arc<Mutex<std::collections::BTreeMap<String, Value>>>;
+
+/// Answers a collections update with one result per record, in order, as Salesforce does, and
+/// keeps the records it took. A record of a described object is refused as Salesforce refuses
+/// it: a text over its field's length, or a value a restricted picklist does not hold.
+struct TakeEvery(Taken, Described);
+
+/// Why Salesforce refuses `record` by its object's describe, as the error it answers.
+fn refusal(record: &Value, described: &Described) -> Option<Value> {
+    let object = record["attributes"]["type"].as_str()?;
+    let described = described.lock().unwrap();
+    let fields = described.get(object)?["fields"].as_array()?.clone();
+    let values = record.as_object()?;
+    for (name, value) in values
+        .iter()
+        .filter(|(k, _)| *k != "attributes" && *k != "id")
+    {
+        let Some(field) = fields.iter().find(|f| {
+            f["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        }) else {
+            return Some(
+                json!({"statusCode": "INVALID_FIELD", "message": format!("No such column '{name}' on sobject of type {object}"), "fields": [name]}),
+            );
+        };
+        let label = field["label"].as_str().unwrap_or(name);
+        let Some(text) = value.as_str() else { continue };
+        let length = field["length"].as_u64().unwrap_or(0) as usize;
+        if length > 0 && text.encode_utf16().count() > length {
+            return Some(
+                json!({"statusCode": "STRING_TOO_LONG", "message": format!("{label}: data value too large: {text} (max length={length})"), "fields": [name]}),
+            );
+        }
+        let takes = field["picklistValues"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|v| v["active"] == true && v["value"] == text));
+        if field["restrictedPicklist"] == true && !takes {
+            return Some(
+                json!({"statusCode": "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", "message": format!("{label}: bad value for restricted picklist field: {text}"), "fields": [name]}),
+            );
+        }
+    }
+    None
+}
+
+/// Answers an object's describe, or 404 as for an object that does not exist.
+struct Describe(Described);
+
+impl Respond for Describe {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let object = request.url.path().rsplit('/').nth(1).unwrap_or_default();
+        match self.0.lock().unwrap().get(object) {
+            Some(described) => ResponseTemplate::new(200).set_body_json(described),
+            None => ResponseTemplate::new(404).set_body_json(json!([{
+                "errorCode": "NOT_FOUND",
+                "message": "The requested resource does not exist"
+            }])),
+        }
+    }
+}
 
 /// The `aud` of the JWT bearer assertion in a token request, if it carries one.
 pub fn jwt_audience(request: &Request) -> Option<String> {
@@ -128,20 +187,18 @@ impl Respond for TakeEvery {
                 "errorCode": "INVALID_OPERATION"
             }]));
         }
-        if let Some(records) = body["records"].as_array() {
-            let now = chrono::Utc::now();
-            let mut taken = self.0.lock().unwrap();
-            taken.extend(records.iter().map(|r| (now, r.clone())));
-        }
-        let results: Vec<Value> = body["records"]
-            .as_array()
-            .map(|records| {
-                records
-                    .iter()
-                    .map(|r| json!({"id": r["id"], "success": true, "errors": []}))
-                    .collect()
+        let records = body["records"].as_array().cloned().unwrap_or_default();
+        let now = chrono::Utc::now();
+        let results: Vec<Value> = records
+            .iter()
+            .map(|r| match refusal(r, &self.1) {
+                Some(error) => json!({"id": r["id"], "success": false, "errors": [error]}),
+                None => {
+                    self.0.lock().unwrap().push((now, r.clone()));
+                    json!({"id": r["id"], "success": true, "errors": []})
+                }
             })
-            .unwrap_or_default();
+            .collect();
         ResponseTemplate::new(200)
             .set_body_json(results)
             .insert_header("Sforce-Limit-Info", "api-usage=18/5000")
@@ -153,6 +210,7 @@ pub struct FakeSalesforce {
     pub server: MockServer,
     taken: Taken,
     upserted: Taken,
+    described: Described,
 }
 
 impl FakeSalesforce {
@@ -168,9 +226,17 @@ impl FakeSalesforce {
             .mount(&server)
             .await;
         let taken = Arc::new(Mutex::new(Vec::new()));
+        let described = Described::default();
         Mock::given(method("PATCH"))
             .and(path(COLLECTIONS))
-            .respond_with(TakeEvery(taken.clone()))
+            .respond_with(TakeEvery(taken.clone(), described.clone()))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path_regex(
+                "^/services/data/v67.0/sobjects/[A-Za-z0-9_]+/describe$",
+            ))
+            .respond_with(Describe(described.clone()))
             .mount(&server)
             .await;
         let upserted = Arc::new(Mutex::new(Vec::new()));
@@ -178,14 +244,24 @@ impl FakeSalesforce {
             .and(path_regex(format!(
                 "^{COLLECTIONS}/[A-Za-z0-9_]+/[A-Za-z0-9_]+$"
             )))
-            .respond_with(TakeEvery(upserted.clone()))
+            .respond_with(TakeEvery(upserted.clone(), described.clone()))
             .mount(&server)
             .await;
         FakeSalesforce {
             server,
             taken,
             upserted,
+            described,
         }
+    }
+
+    /// Describe `object` with the recorded describe `fixture_name`, and refuse what it refuses.
+    pub fn describe(&self, object: &str, fixture_name: &str) {
+        let described: Value = serde_json::from_str(&fixture(fixture_name)).unwrap();
+        self.described
+            .lock()
+            .unwrap()
+            .insert(object.to_string(), described);
     }
 
     /// Take refresh-token grants with rotation on, `first` being the only token valid now.
@@ -288,14 +364,16 @@ impl FakeSalesforce {
             .collect()
     }
 
-    /// How many tokens it minted.
-    pub async fn token_requests(&self) -> usize {
+    /// How many tokens it was asked for with `grant_type` (each connection has its own).
+    pub async fn token_requests(&self, grant_type: &str) -> usize {
+        let grant = format!("grant_type={grant_type}");
         self.server
             .received_requests()
             .await
             .unwrap_or_default()
             .iter()
             .filter(|r| r.url.path() == "/services/oauth2/token")
+            .filter(|r| String::from_utf8_lossy(&r.body).contains(&grant))
             .count()
     }
 
@@ -314,14 +392,14 @@ impl FakeSalesforce {
             .await;
     }
 
-    /// How many REST calls (not token requests) it received.
+    /// How many REST writes (not token requests, not describes) it received.
     pub async fn rest_calls(&self) -> usize {
         self.server
             .received_requests()
             .await
             .unwrap_or_default()
             .iter()
-            .filter(|r| r.url.path().starts_with("/services/data/"))
+            .filter(|r| r.url.path().starts_with("/services/data/") && r.method.as_str() != "GET")
             .count()
     }
 

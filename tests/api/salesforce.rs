@@ -809,7 +809,7 @@ async fn an_expired_session_is_reminted_once_and_the_write_back_goes_through() {
         .wait_for(|records| written_with(records, "delivered").len() == 1)
         .await;
     assert_eq!(
-        salesforce.token_requests().await,
+        salesforce.token_requests("client_credentials").await,
         2,
         "one token, one re-mint"
     );
@@ -1470,6 +1470,102 @@ async fn a_new_refresh_token_in_the_config_wins_over_the_kept_one() {
     assert_eq!(
         salesforce.refresh_tokens_sent().await,
         ["5Aep861Configured", "5Aep861Pasted"]
+    );
+    s.stop().await;
+}
+
+/// Every status value, renamed to the values of the recorded describe's picklist.
+const PICKLIST_VALUES: &str = r#"status_values = { queued = "受付", scheduled = "受付", sending = "送信中", sent = "送信済", delivered = "配信済", undelivered = "不達", failed = "送信不可", canceled = "送信不可", rejected = "送信不可" }
+"#;
+
+/// The warnings `/readyz` shows once they name `connection`, waiting up to 5 s for the start
+/// check.
+async fn setup_warnings(s: &TestServer, connection: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let body: Value = s.get("/readyz").await.json().await.unwrap();
+        let warnings: Vec<String> = body["warnings"]
+            .as_array()
+            .map(|w| {
+                w.iter()
+                    .filter_map(|w| w.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let found = warnings.iter().any(|w| w.starts_with(connection));
+        if found || std::time::Instant::now() > deadline {
+            return warnings;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_status_picklist_without_the_values_written_is_named_in_readyz_at_start() {
+    let salesforce = FakeSalesforce::start().await;
+    salesforce.describe("Contact", "describe_contact.json");
+    let config = connections(&salesforce).replacen(
+        "opt_out_field = \"SMS_Opt_Out__c\"\n",
+        "opt_out_field = \"SMS_Opt_Out__c\"\nstatus_values = { delivered = \"配信済\", failed = \"送信失敗\" }\n",
+        1,
+    );
+    let s = TestServer::with_delivery(&config).await;
+    let warnings = setup_warnings(&s, "salesforce:dev").await;
+    assert!(
+        warnings.contains(&"salesforce:dev: Contact.SMS_Status__c is a restricted picklist without the values tsunagi writes: queued, scheduled, sending, sent, undelivered, 送信失敗, canceled, rejected (add them as active values, or name its own values in status_values)".to_string()),
+        "{warnings:?}"
+    );
+    // The other connection's object does not exist in this org.
+    assert!(
+        warnings.contains(
+            &"salesforce:acme: tsg__Appointment__c could not be described (see the log)"
+                .to_string()
+        ),
+        "{warnings:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_reply_longer_than_its_field_is_cut_to_the_described_length_and_written() {
+    let salesforce = FakeSalesforce::start().await;
+    salesforce.describe("Contact", "describe_contact.json");
+    let config = connections(&salesforce).replacen(
+        "opt_out_field = \"SMS_Opt_Out__c\"\n",
+        &format!("opt_out_field = \"SMS_Opt_Out__c\"\n{PICKLIST_VALUES}"),
+        1,
+    );
+    let s = TestServer::with_delivery(&config).await;
+    let (_, body) = flow(&s, flow_records(81..82)).await;
+    let id = body["results"][0]["message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.wait_for(&id, |st| st == "delivered").await;
+    let long = "ご連絡ありがとうございます。".repeat(30);
+    let (status, reply) = s
+        .call(
+            "/v1/sandbox/reply",
+            json!({"from": "090-1000-0081", "to": "TSUNAGI", "body": long}),
+        )
+        .await;
+    assert_eq!(status, 201, "{reply}");
+    // The recorded describe makes SMS_Last_Reply__c a 255-character text area.
+    let records = salesforce
+        .wait_for(|records| records.iter().any(|r| r["SMS_Last_Reply__c"].is_string()))
+        .await;
+    let written = records
+        .iter()
+        .find_map(|r| r["SMS_Last_Reply__c"].as_str())
+        .unwrap();
+    assert_eq!(written.chars().count(), 255);
+    assert!(long.starts_with(written));
+    assert!(written_with(&records, "配信済").contains(&contact_id(81)));
+    // Both connections were checked at start; the other one's object is not in this org.
+    let warnings = setup_warnings(&s, "salesforce:acme").await;
+    assert!(
+        !warnings.iter().any(|w| w.starts_with("salesforce:dev")),
+        "{warnings:?}"
     );
     s.stop().await;
 }

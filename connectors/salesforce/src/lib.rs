@@ -6,9 +6,11 @@
 //! - [`flow`]: the JSON a Flow HTTP callout or External Services action exchanges.
 //! - [`oauth`]: server-to-server grants and a single-flight [`TokenSource`].
 //! - [`rest`]: sObject Collections writes through [`RestClient`], with typed error classes.
+//! - [`describe`]: an sObject's fields, lengths and picklist values, for writing what fits.
 //!
 //! Secrets (tokens, session ids, client secrets, keys) are wrapped so that `Debug` never shows them.
 
+pub mod describe;
 pub mod flow;
 mod http;
 pub mod ids;
@@ -17,6 +19,7 @@ pub mod outbound;
 pub mod rest;
 pub mod secret;
 
+pub use describe::{FieldDescribe, SObjectDescribe};
 pub use flow::{FlowRecord, FlowRequest, FlowRequestError, FlowResponse, FlowResult};
 pub use ids::{same_entity, IdError, OrgId, RecordId};
 pub use oauth::{

@@ -10,6 +10,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use crate::describe::{SObjectDescribe, MAX_DESCRIBE_BYTES};
 use crate::http::{describe, read_capped, BodyError};
 use crate::oauth::{AccessToken, TokenError, TokenSource};
 
@@ -501,6 +502,17 @@ impl RestClient {
         self.collection(Method::PATCH, path, records).await
     }
 
+    /// The describe of `object` (`GET sobjects/{object}/describe`): its fields' types, lengths,
+    /// write access and picklist values. One API call; answers run to megabytes, so cache them.
+    pub async fn describe(&self, object: &str) -> Result<SObjectDescribe, RestError> {
+        let path = format!("sobjects/{}/describe", api_name(object)?);
+        let reader = self
+            .clone()
+            .with_max_response_bytes(self.max_response_bytes.max(MAX_DESCRIBE_BYTES));
+        let reply = reader.send(Method::GET, &path, Vec::new()).await?;
+        serde_json::from_slice(&reply.body).map_err(|e| RestError::InvalidResponse(e.to_string()))
+    }
+
     async fn collection(
         &self,
         method: Method,
@@ -848,6 +860,25 @@ mod tests {
                 Some(RestError::InvalidApiVersion(bad.to_owned()))
             );
         }
+    }
+
+    #[tokio::test]
+    async fn describe_reads_an_objects_fields_with_one_get() {
+        let server = server_with_tokens().await;
+        Mock::given(method("GET"))
+            .and(path("/services/data/v67.0/sobjects/Contact/describe"))
+            .and(header("authorization", FIRST_TOKEN))
+            .respond_with(json(200, "describe_contact.json"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let described = client(&server).describe("Contact").await.unwrap();
+        assert_eq!(described.field("SMS_Status_Detail__c").unwrap().length, 100);
+        assert!(matches!(
+            client(&server).describe("Contact/x").await,
+            Err(RestError::InvalidName(_))
+        ));
+        server.verify().await;
     }
 
     #[tokio::test]
