@@ -27,7 +27,7 @@ use axum::{
 
 use crate::{
     config::Config,
-    inbound::{external_services, kintone, salesforce, twilio},
+    inbound::{external_services, kintone, record_action, salesforce, twilio},
     messaging::Admission,
     providers::{Events, Provider},
     store::Store,
@@ -97,6 +97,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/usage", get(usage::usage))
         .route("/v1/reports/delivery", get(reports::delivery))
         .route("/v1/writebacks", get(writebacks::list))
+        .route(
+            "/v1/salesforce/{name}/records",
+            post(record_action::send_for_record),
+        )
         .route(
             "/v1/numbers/{list}/{number}",
             get(numbers::show).delete(numbers::remove),

@@ -14,7 +14,7 @@ use utoipa::{
 use super::{
     links, messages, numbers, opt_outs, otp, problem, reports, sandbox, usage, writebacks,
 };
-use crate::inbound::{kintone, salesforce, twilio};
+use crate::inbound::{kintone, record_action, salesforce, twilio};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -44,6 +44,7 @@ use crate::inbound::{kintone, salesforce, twilio};
         sandbox::reply,
         salesforce::outbound_message,
         salesforce::flow,
+        record_action::send_for_record,
         kintone::webhook,
         twilio::status,
         twilio::sms,

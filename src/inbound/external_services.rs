@@ -32,21 +32,33 @@ struct Action {
     operation_id: &'static str,
     /// A path parameter shown under a clearer name (old, new): Flow shows it as an input.
     renamed_parameter: Option<(&'static str, &'static str)>,
+    /// Whether the path's `{name}` is the document's connection, filled in rather than asked.
+    of_connection: bool,
 }
 
-/// Send an SMS, send an OTP, check an OTP: every action is a POST.
-const ACTIONS: [Action; 3] = [
+/// Send an SMS, send one for a record, send an OTP, check an OTP: every action is a POST.
+const ACTIONS: [Action; 4] = [
     Action {
         path: "/v1/messages",
         api_operation: "createMessage",
         operation_id: "sendSms",
         renamed_parameter: None,
+        of_connection: false,
+    },
+    // A record's status, replies and clicks are written back to it, as an Outbound Message's.
+    Action {
+        path: "/v1/salesforce/{name}/records",
+        api_operation: "sendForRecord",
+        operation_id: "sendSmsForRecord",
+        renamed_parameter: None,
+        of_connection: true,
     },
     Action {
         path: "/v1/otp",
         api_operation: "startOtp",
         operation_id: "sendOtp",
         renamed_parameter: None,
+        of_connection: false,
     },
     // The route that answers 200 for every verdict, so a Screen Flow branches on `valid`.
     Action {
@@ -54,6 +66,7 @@ const ACTIONS: [Action; 3] = [
         api_operation: "verifyOtp",
         operation_id: "checkOtp",
         renamed_parameter: Some(("id", "verification_id")),
+        of_connection: false,
     },
 ];
 
@@ -107,6 +120,9 @@ pub fn document(name: &str, public_base_url: &str) -> Value {
         if let Some((old, new)) = action.renamed_parameter {
             path = path.replace(&format!("{{{old}}}"), &format!("{{{new}}}"));
         }
+        if action.of_connection {
+            path = path.replace("{name}", name);
+        }
         paths.insert(
             path,
             json!({ "post": rewrite_operation(operation, action, components) }),
@@ -151,9 +167,12 @@ fn rewrite_operation(operation: &Value, action: &Action, components: &Map<String
     if let Some(parameters) = operation["parameters"].as_array() {
         let parameters: Vec<Value> = parameters
             .iter()
+            .filter(|p| !(action.of_connection && p["name"] == "name"))
             .map(|p| rewrite_parameter(p, action, components))
             .collect();
-        out.insert("parameters".into(), parameters.into());
+        if !parameters.is_empty() {
+            out.insert("parameters".into(), parameters.into());
+        }
     }
     if let Some(schema) = json_schema(&operation["requestBody"]["content"]) {
         let body = json!({

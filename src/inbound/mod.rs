@@ -6,6 +6,7 @@
 pub mod external_services;
 pub mod kintone;
 pub mod reconcile;
+pub mod record_action;
 pub mod salesforce;
 pub mod twilio;
 

@@ -72,7 +72,7 @@ pub enum SoapFault {
 }
 
 /// The connection as sources name it: `salesforce:NAME`.
-fn connection_label(connection: &SalesforceConfig) -> String {
+pub(super) fn connection_label(connection: &SalesforceConfig) -> String {
     format!("salesforce:{}", connection.name)
 }
 
@@ -321,7 +321,7 @@ async fn take_refused(
 /// The result for one Flow record. A record whose id or sObject name is malformed is refused
 /// alone and not stored: there is no record to write back to. Only a store that stopped
 /// answering is an error.
-async fn take_flow_record(
+pub(super) async fn take_flow_record(
     state: &AppState,
     connection: &SalesforceConfig,
     label: &str,
@@ -483,29 +483,31 @@ impl PartialSchema for FlowResults {
             "type": "object",
             "required": ["results"],
             "properties": {
-                "results": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["id", "status"],
-                        "properties": {
-                            "id": {"type": "string", "description": "The record id as sent"},
-                            "message_id": {"type": "string", "description": "The stored message, queued or rejected"},
-                            "status": {"type": "string", "description": "queued, scheduled, rejected or unavailable"},
-                            "error": {
-                                "type": "object",
-                                "required": ["code", "message"],
-                                "properties": {
-                                    "code": {"type": "string", "description": "The refusal's stable code"},
-                                    "message": {"type": "string", "description": "Why, for the admin"}
-                                }
-                            }
-                        }
-                    }
-                }
+                "results": {"type": "array", "items": result_schema()}
             }
         }))
     }
+}
+
+/// One record's result (the connector crate's `FlowResult`), as a JSON Schema.
+pub(super) fn result_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["id", "status"],
+        "properties": {
+            "id": {"type": "string", "description": "The record id as sent"},
+            "message_id": {"type": "string", "description": "The stored message, queued or rejected"},
+            "status": {"type": "string", "description": "queued, scheduled, rejected or unavailable"},
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "description": "The refusal's stable code"},
+                    "message": {"type": "string", "description": "Why, for the admin"}
+                }
+            }
+        }
+    })
 }
 
 impl ToSchema for FlowResults {
@@ -514,6 +516,6 @@ impl ToSchema for FlowResults {
     }
 }
 
-fn schema(value: Value) -> RefOr<Schema> {
+pub(super) fn schema(value: Value) -> RefOr<Schema> {
     RefOr::T(serde_json::from_value(value).expect("a valid schema"))
 }

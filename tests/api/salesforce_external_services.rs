@@ -75,6 +75,11 @@ fn conforms(value: &Value, schema: &Value) -> Result<(), String> {
             }
         }
     }
+    if let (Some(items), Some(values)) = (schema.get("items"), value.as_array()) {
+        for (i, v) in values.iter().enumerate() {
+            conforms(v, items).map_err(|e| format!("[{i}]: {e}"))?;
+        }
+    }
     Ok(())
 }
 
@@ -203,7 +208,11 @@ fn the_document_keeps_every_rule_external_services_sets() {
         }
     }
     ids.sort();
-    assert_eq!(ids, ["checkOtp", "sendOtp", "sendSms"]);
+    assert_eq!(ids, ["checkOtp", "sendOtp", "sendSms", "sendSmsForRecord"]);
+    // The connection is the document's: a Flow is not asked for it.
+    let (path, record) = operation(&doc, "sendSmsForRecord");
+    assert_eq!(path, "/v1/salesforce/prod/records");
+    assert!(record.get("parameters").is_none(), "{record}");
     assert_eq!(
         operation(&doc, "checkOtp").0,
         "/v1/otp/{verification_id}/verify"
@@ -334,5 +343,87 @@ async fn send_and_check_otp_bodies_built_from_the_document_are_accepted() {
         (409, &json!("otp_already_used")),
         "{problem}"
     );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_record_action_built_from_the_document_sends_and_its_status_is_written_back() {
+    let (s, salesforce) = server().await;
+    let doc = document("dev", BASE_URL);
+    let schema = request_schema(&doc, "sendSmsForRecord");
+    let pairs = &schema["properties"]["merge_fields"];
+    assert_eq!(pairs["type"], "array");
+    assert_eq!(pairs["items"]["required"], json!(["name"]));
+    let body: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/tests/fixtures/salesforce/external_services_record_action.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    conforms(&body, schema).unwrap();
+    let (path, _) = operation(&doc, "sendSmsForRecord");
+    // The record has no phone in the pairs: the Flow passes it.
+    let mut body = body;
+    body["phone"] = json!("090-1234-5678");
+    let (status, result) = s.call(path, body).await;
+    assert_eq!(status, 202, "{result}");
+    conforms(&result, success_schema(&doc, "sendSmsForRecord", "202")).unwrap();
+    assert_eq!(result["status"], "queued");
+    assert_eq!(
+        s.text_of("09012345678", &result["message_id"]).await,
+        "山田様 ご予約は2026-12-24です"
+    );
+    let records = salesforce
+        .wait_for(|records| {
+            records
+                .iter()
+                .any(|r| r["id"] == "0035j00000Pq7RsAAJ" && r["SMS_Status__c"] == "delivered")
+        })
+        .await;
+    assert!(records.iter().all(|r| r["attributes"]["type"] == "Contact"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_record_action_with_a_bad_id_name_or_connection_is_refused_naming_it() {
+    let (s, _salesforce) = server().await;
+    let good = json!({"record_id": "0035j00000Pq7RsAAJ", "sobject": "Contact", "phone": "090-1234-5678",
+        "merge_fields": [{"name": "LastName", "value": "山田"}, {"name": "Appointment_Date__c", "value": "2026-12-24"}]});
+    let mut cases = Vec::new();
+    let mut bad_id = good.clone();
+    bad_id["record_id"] = json!("not-an-id");
+    cases.push((bad_id, "record_id"));
+    let mut bad_object = good.clone();
+    bad_object["sobject"] = json!("Contact/x");
+    cases.push((bad_object, "sobject"));
+    let mut twice = good.clone();
+    twice["merge_fields"][1]["name"] = json!("LastName");
+    cases.push((twice, "merge_fields[1].name"));
+    for (body, field) in cases {
+        let (status, problem) = s.call("/v1/salesforce/dev/records", body).await;
+        assert_eq!(
+            (status, &problem["code"], &problem["field"]),
+            (422, &json!("invalid_request"), &json!(field)),
+            "{problem}"
+        );
+    }
+    let (status, problem) = s.call("/v1/salesforce/nope/records", good.clone()).await;
+    assert_eq!(
+        (status, &problem["code"]),
+        (404, &json!("not_found")),
+        "{problem}"
+    );
+    // Without the API key, nothing is taken.
+    let r = s
+        .client
+        .post(format!("{}/v1/salesforce/dev/records", s.base))
+        .json(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(s.stored_messages().await, 0);
     s.stop().await;
 }

@@ -147,6 +147,137 @@ impl FlowRequest {
     }
 }
 
+/// Most merge values one record action carries.
+pub const MAX_MERGE_FIELDS: usize = 100;
+
+/// One record as an External Services action sends it. A Flow cannot build a free-form map, so
+/// the merge values come as a list of name/value pairs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordAction {
+    /// The record's 15- or 18-character id.
+    pub record_id: String,
+    /// The record's object API name.
+    pub sobject: String,
+    /// Phone number to use instead of the mapping's phone field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// The template's merge values; `Account.Name` reaches a relationship field.
+    #[serde(default, deserialize_with = "null_as_none")]
+    pub merge_fields: Vec<MergeField>,
+    /// Template to use instead of the mapping's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+}
+
+/// One merge value: a field's API name (or relationship path) and its value as text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergeField {
+    /// `LastName`, or `Account.Name` through a relationship.
+    pub name: String,
+    /// The value; `null` (an empty Flow variable) for none.
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// Why a record action's merge values cannot make a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordActionError {
+    /// More pairs than one action may carry.
+    #[error("{count} merge fields, more than the {limit} one action may carry")]
+    TooManyMergeFields {
+        /// Pairs sent.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A name that is not an API name or a dotted path of them.
+    #[error("merge_fields[{index}].name {name:?} is not a field API name or relationship path")]
+    BadName {
+        /// The pair's position.
+        index: usize,
+        /// The name sent.
+        name: String,
+    },
+    /// A name given twice, or given both as a value and as a relationship.
+    #[error("merge_fields[{index}].name {name:?} is given twice")]
+    Duplicate {
+        /// The later pair's position.
+        index: usize,
+        /// The name sent.
+        name: String,
+    },
+}
+
+impl RecordActionError {
+    /// The request field the error is about.
+    pub fn field(&self) -> String {
+        match self {
+            Self::TooManyMergeFields { .. } => "merge_fields".into(),
+            Self::BadName { index, .. } | Self::Duplicate { index, .. } => {
+                format!("merge_fields[{index}].name")
+            }
+        }
+    }
+}
+
+impl RecordAction {
+    /// The action as a Flow record: the pairs become its fields, a dotted name nesting as
+    /// Salesforce serializes a relationship (`Account.Name` → `{"Account": {"Name": …}}`).
+    pub fn into_flow_record(self) -> Result<FlowRecord, RecordActionError> {
+        if self.merge_fields.len() > MAX_MERGE_FIELDS {
+            return Err(RecordActionError::TooManyMergeFields {
+                count: self.merge_fields.len(),
+                limit: MAX_MERGE_FIELDS,
+            });
+        }
+        let mut fields = serde_json::Map::new();
+        for (index, pair) in self.merge_fields.iter().enumerate() {
+            let path: Vec<&str> = pair.name.split('.').collect();
+            let valid = path.iter().all(|part| {
+                !part.is_empty()
+                    && part.len() <= 80
+                    && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            });
+            if !valid || path.len() > 5 {
+                return Err(RecordActionError::BadName {
+                    index,
+                    name: pair.name.clone(),
+                });
+            }
+            let duplicate = || RecordActionError::Duplicate {
+                index,
+                name: pair.name.clone(),
+            };
+            let (last, parents) = path.split_last().expect("split gives one part at least");
+            let mut node = &mut fields;
+            for part in parents {
+                let child = node
+                    .entry(part.to_string())
+                    .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                node = child.as_object_mut().ok_or_else(duplicate)?;
+            }
+            if node.contains_key(*last) {
+                return Err(duplicate());
+            }
+            let value = pair.value.clone().map_or(Value::Null, Value::String);
+            node.insert(last.to_string(), value);
+        }
+        Ok(FlowRecord {
+            id: self.record_id,
+            sobject: self.sobject,
+            phone: self.phone,
+            fields: fields.into_iter().collect(),
+            template: self.template,
+        })
+    }
+}
+
+fn null_as_none<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Vec<T>, D::Error> {
+    Ok(Option::deserialize(deserializer)?.unwrap_or_default())
+}
+
 fn null_as_empty<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<BTreeMap<String, Value>, D::Error> {
@@ -211,6 +342,64 @@ mod tests {
                 .unwrap();
         assert!(request.records[0].fields.is_empty());
         assert!(request.records[0].record_id().is_err());
+    }
+
+    fn action(pairs: &[(&str, Option<&str>)]) -> RecordAction {
+        RecordAction {
+            record_id: "0035j00000Pq7RsAAJ".into(),
+            sobject: "Contact".into(),
+            phone: None,
+            merge_fields: pairs
+                .iter()
+                .map(|(name, value)| MergeField {
+                    name: name.to_string(),
+                    value: value.map(str::to_string),
+                })
+                .collect(),
+            template: None,
+        }
+    }
+
+    #[test]
+    fn a_record_actions_pairs_become_fields_with_relationships_nested() {
+        let raw = fixture("external_services_record_action.json");
+        let parsed: RecordAction = serde_json::from_slice(&raw).unwrap();
+        let record = parsed.into_flow_record().unwrap();
+        assert_eq!(record.id, "0035j00000Pq7RsAAJ");
+        assert_eq!(record.fields["LastName"], "山田");
+        assert_eq!(record.fields["Account"]["Name"], "株式会社つなぎ");
+        assert_eq!(record.fields["Account"]["Owner"]["LastName"], "佐藤");
+        assert_eq!(record.fields["Notes__c"], Value::Null);
+    }
+
+    #[test]
+    fn a_bad_or_repeated_merge_field_name_is_refused_naming_its_position() {
+        let bad = action(&[("LastName", Some("a")), ("Last Name", Some("b"))]);
+        let error = bad.into_flow_record().unwrap_err();
+        assert_eq!(error.field(), "merge_fields[1].name");
+        for pairs in [
+            [("LastName", Some("a")), ("LastName", Some("b"))],
+            [("Account", Some("a")), ("Account.Name", Some("b"))],
+            [("Account.Name", Some("a")), ("Account", Some("b"))],
+        ] {
+            let error = action(&pairs).into_flow_record().unwrap_err();
+            assert!(
+                matches!(error, RecordActionError::Duplicate { index: 1, .. }),
+                "{pairs:?}: {error:?}"
+            );
+        }
+        let many: Vec<(String, Option<&str>)> =
+            (0..101).map(|i| (format!("F{i}__c"), None)).collect();
+        let many: Vec<(&str, Option<&str>)> = many.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        assert_eq!(
+            action(&many).into_flow_record().unwrap_err().field(),
+            "merge_fields"
+        );
+        let empty: RecordAction = serde_json::from_str(
+            r#"{"record_id":"0035j00000Pq7RsAAJ","sobject":"Contact","merge_fields":null}"#,
+        )
+        .unwrap();
+        assert!(empty.into_flow_record().unwrap().fields.is_empty());
     }
 
     #[test]

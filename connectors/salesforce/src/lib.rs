@@ -20,7 +20,10 @@ pub mod rest;
 pub mod secret;
 
 pub use describe::{FieldDescribe, SObjectDescribe};
-pub use flow::{FlowRecord, FlowRequest, FlowRequestError, FlowResponse, FlowResult};
+pub use flow::{
+    FlowRecord, FlowRequest, FlowRequestError, FlowResponse, FlowResult, MergeField, RecordAction,
+    RecordActionError,
+};
 pub use ids::{same_entity, IdError, OrgId, RecordId};
 pub use oauth::{
     is_generic_login, jwt_audience, AccessToken, Grant, OAuthErrorCode, RefreshTokenKeeper,
