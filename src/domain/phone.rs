@@ -184,6 +184,44 @@ impl PhoneNumber {
         }
     }
 
+    /// The ways a person commonly writes this number in a CRM field, for finding the records
+    /// that hold it with an exact-match query: national and international, with hyphens,
+    /// spaces or nothing between the groups, and (for Japanese numbers) in full-width digits.
+    pub fn written_forms(&self) -> Vec<String> {
+        let mut forms = vec![self.e164.clone()];
+        let Ok(number) = phonenumber::parse(None, &self.e164) else {
+            return forms;
+        };
+        let format = |mode| phonenumber::format(&number).mode(mode).to_string();
+        let international = format(phonenumber::Mode::International);
+        forms.push(international.clone());
+        forms.push(international.replace('-', " "));
+        forms.push(international.replacen(' ', "-", 1));
+        forms.push(self.e164.trim_start_matches('+').to_string());
+        if self.is_japanese() {
+            let national = format(phonenumber::Mode::National);
+            let digits: String = national.chars().filter(char::is_ascii_digit).collect();
+            let wide = |text: &str| -> String {
+                text.chars()
+                    .map(|c| match c {
+                        '0'..='9' => char::from_u32(c as u32 - '0' as u32 + '０' as u32)
+                            .expect("a full-width digit"),
+                        '-' => '－',
+                        other => other,
+                    })
+                    .collect()
+            };
+            forms.push(wide(&national));
+            forms.push(wide(&digits));
+            forms.push(national.replace('-', " "));
+            forms.push(national);
+            forms.push(digits);
+        }
+        let mut seen = std::collections::HashSet::new();
+        forms.retain(|form| seen.insert(form.clone()));
+        forms
+    }
+
     /// The national significant number: the digits after the calling code.
     fn national(&self) -> &str {
         let digits = self.e164.trim_start_matches('+');
@@ -450,6 +488,36 @@ impl fmt::Display for SenderId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_number_is_written_in_the_forms_people_type_and_each_reads_back_as_it() {
+        let mobile = PhoneNumber::parse("090-1234-5678").unwrap();
+        let forms = mobile.written_forms();
+        for form in [
+            "09012345678",
+            "090-1234-5678",
+            "090 1234 5678",
+            "+819012345678",
+            "+81 90-1234-5678",
+            "+81 90 1234 5678",
+            "+81-90-1234-5678",
+            "819012345678",
+            "０９０－１２３４－５６７８",
+            "０９０１２３４５６７８",
+        ] {
+            assert!(forms.contains(&form.to_string()), "{form} in {forms:?}");
+        }
+        for form in &forms {
+            assert_eq!(PhoneNumber::parse(form).unwrap(), mobile, "{form}");
+        }
+        let tokyo = PhoneNumber::parse("03-1234-5678").unwrap().written_forms();
+        assert!(tokyo.contains(&"03-1234-5678".to_string()), "{tokyo:?}");
+        let us = PhoneNumber::parse("+1 650-253-0000")
+            .unwrap()
+            .written_forms();
+        assert!(us.contains(&"+16502530000".to_string()));
+        assert!(!us.iter().any(|f| f.starts_with('0')), "{us:?}");
+    }
 
     #[test]
     fn e164_matches_the_crates_own_e164_formatter() {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{decode::millis, StoreResult};
-use crate::domain::{ids::MessageId, source::Source, state::JobState};
+use crate::domain::{ids::MessageId, phone::PhoneNumber, source::Source, state::JobState};
 
 /// What an outbox entry reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,12 +97,21 @@ impl NewOutboxEntry {
 }
 
 impl NewOutboxEntry {
-    /// The entry for a reply to a message of `source` that opted out (or back in), if that
-    /// source feeds the outbox.
-    pub fn consent(source: &Source, opted_out: bool, at: DateTime<Utc>) -> Option<Self> {
+    /// The entry for a reply from `number` to a message of `source` that opted out (or back
+    /// in), if that source feeds the outbox; the number finds the CRM's other records holding it.
+    pub fn consent(
+        source: &Source,
+        number: &PhoneNumber,
+        opted_out: bool,
+        at: DateTime<Utc>,
+    ) -> Option<Self> {
         source.feeds_outbox().then(|| NewOutboxEntry {
             kind: OutboxKind::Consent,
-            payload: serde_json::json!({"opted_out": opted_out, "at": millis(at)}),
+            payload: serde_json::json!({
+                "opted_out": opted_out,
+                "number": number.e164(),
+                "at": millis(at),
+            }),
             at,
         })
     }

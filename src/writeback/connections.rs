@@ -187,6 +187,7 @@ async fn salesforce_sink(
         .iter()
         .map(|m| {
             let fields = StatusFields {
+                phone: m.phone_field.clone(),
                 status_values: m.status_values.clone(),
                 status: m.status_field.clone(),
                 detail: m.status_detail_field.clone(),

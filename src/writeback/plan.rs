@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, time::Duration};
 use chrono::{DateTime, Utc};
 
 use crate::{
-    domain::{ids::MessageId, state::JobState},
+    domain::{ids::MessageId, phone::PhoneNumber, state::JobState},
     store::{OutboxEntry, OutboxKind},
 };
 
@@ -44,6 +44,8 @@ pub struct ConsentChange {
     pub message_id: MessageId,
     /// Opted out after it.
     pub opted_out: bool,
+    /// The handset's number; `None` in entries written before it was kept.
+    pub number: Option<PhoneNumber>,
     /// When.
     pub at: DateTime<Utc>,
 }
@@ -214,6 +216,7 @@ impl Folded {
                 self.consent = Some(ConsentChange {
                     message_id: entry.message_id,
                     opted_out,
+                    number: p["number"].as_str().map(PhoneNumber::from_e164_trusted),
                     at,
                 });
                 // Written with the replies: never held back.

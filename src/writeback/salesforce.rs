@@ -21,7 +21,7 @@ use super::{
     dry_run::{messages_of, CallPlan, PlannedCall},
     Outcome, RecordUpdate, Sink, SinkError,
 };
-use crate::domain::{ids::MessageId, state::JobState};
+use crate::domain::{ids::MessageId, phone::PhoneNumber, state::JobState};
 
 /// The most records one sObject Collections call takes.
 const COLLECTION_LIMIT: usize = 200;
@@ -39,6 +39,9 @@ const MISCONFIGURED_PAUSE: Duration = Duration::from_secs(5 * 60);
 /// Where a mapping writes on its records.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusFields {
+    /// The phone field its records are messaged at: an opt-out reaches every record holding
+    /// the number in it.
+    pub phone: String,
     /// The message's state: queued, sent, delivered, undelivered, failed, rejected.
     pub status: String,
     /// Why, or empty once a later state needs no reason.
@@ -340,6 +343,78 @@ impl SalesforceSink {
     }
 }
 
+impl SalesforceSink {
+    /// Write each consent change written this round on the mapping's other records holding the
+    /// same number. A transient failure leaves the change's update to be written again (it sets
+    /// the same values); a lasting one is logged, the records it answered keep theirs.
+    async fn spread_consent(&self, updates: &[RecordUpdate], outcomes: &mut [Outcome]) {
+        let mut by_object: BTreeMap<&str, (opt_out_spread::Changes, Vec<usize>)> = BTreeMap::new();
+        for (i, update) in updates.iter().enumerate() {
+            let (Some((object, id)), Some(consent)) =
+                (update.record.split_once('/'), &update.consent)
+            else {
+                continue;
+            };
+            let (Some(number), Some(fields)) = (&consent.number, self.fields.get(object)) else {
+                continue;
+            };
+            if fields.opt_out.is_none() || outcomes[i] != Outcome::Written {
+                continue;
+            }
+            let (changes, indices) = by_object.entry(object).or_default();
+            changes.written.push(id.to_string());
+            changes.by_number.insert(
+                number.e164().to_string(),
+                (number.clone(), consent.opted_out),
+            );
+            indices.push(i);
+        }
+        for (object, (changes, indices)) in by_object {
+            if let Err(error) = self.spread(object, &changes).await {
+                let transient =
+                    matches!(error.class(), ErrorClass::Retryable | ErrorClass::Session);
+                tracing::warn!(connection = %self.connection, %object, %error, transient, "opt-out not written on the other records holding the number");
+                if transient {
+                    indices.iter().for_each(|i| outcomes[*i] = Outcome::Retry);
+                }
+            }
+        }
+    }
+
+    async fn spread(
+        &self,
+        object: &str,
+        changes: &opt_out_spread::Changes,
+    ) -> Result<(), RestError> {
+        let fields = &self.fields[object];
+        let opt_out = fields
+            .opt_out
+            .as_deref()
+            .expect("only mappings with an opt-out field");
+        let numbers: Vec<&PhoneNumber> = changes.by_number.values().map(|(n, _)| n).collect();
+        let mut found = Vec::new();
+        for chunk in numbers.chunks(opt_out_spread::NUMBERS_PER_QUERY) {
+            let soql = opt_out_spread::query(object, &fields.phone, chunk)?;
+            found.extend(
+                self.client
+                    .query(&soql, opt_out_spread::MAX_RECORDS)
+                    .await?,
+            );
+        }
+        let records = opt_out_spread::updates(object, &fields.phone, opt_out, changes, &found);
+        for chunk in records.chunks(COLLECTION_LIMIT) {
+            let response = self.client.update(chunk).await?;
+            let refused = response.results.iter().filter(|r| !r.success).count();
+            metrics::counter!("tsunagi_writeback_opt_out_records_total", "connection" => self.connection.clone())
+                .increment((chunk.len() - refused) as u64);
+            if refused > 0 {
+                tracing::warn!(connection = %self.connection, %object, refused, "other records holding an opted-out number refused the change");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The calls grouped `records` take: as many as make no call over `MAX_COLLECTION_CHUNKS`.
 fn calls_of(records: &[SObject]) -> Vec<std::ops::Range<usize>> {
     let mut calls = Vec::new();
@@ -486,6 +561,15 @@ impl Sink for SalesforceSink {
     }
 
     async fn write(&self, updates: &[RecordUpdate]) -> Result<Vec<Outcome>, SinkError> {
+        let mut outcomes = self.write_records(updates).await?;
+        self.spread_consent(updates, &mut outcomes).await;
+        Ok(outcomes)
+    }
+}
+
+impl SalesforceSink {
+    /// The records' own update and their message logs.
+    async fn write_records(&self, updates: &[RecordUpdate]) -> Result<Vec<Outcome>, SinkError> {
         self.describe_written(updates).await;
         let (sent, records, mut outcomes) = self.records(updates);
         for call in calls_of(&records) {
@@ -526,6 +610,7 @@ impl Sink for SalesforceSink {
     }
 }
 
+mod opt_out_spread;
 mod setup;
 #[cfg(test)]
 mod tests;

@@ -72,6 +72,91 @@ fn refusal(record: &Value, described: &Described) -> Option<Value> {
     None
 }
 
+/// Records in the org, each with `attributes.type`, `Id` and its fields, for queries.
+type OrgRecords = Arc<Mutex<Vec<Value>>>;
+
+/// Answers the one shape of SOQL tsunagi sends, `SELECT Id, F FROM O WHERE F IN ('…', …)
+/// LIMIT n`, from the org's records, comparing values exactly as Salesforce does; any other
+/// query is refused as malformed.
+struct Query(OrgRecords);
+
+/// The string literals of a SOQL `IN (…)` list, unescaped.
+fn literals(list: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut chars = list.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ' ' || *c == ',') {
+            chars.next();
+        }
+        match chars.next() {
+            None => return Some(out),
+            Some('\'') => {}
+            Some(_) => return None,
+        }
+        let mut literal = String::new();
+        loop {
+            match chars.next()? {
+                '\\' => literal.push(match chars.next()? {
+                    'n' => '\n',
+                    c => c,
+                }),
+                '\'' => break,
+                c => literal.push(c),
+            }
+        }
+        out.push(literal);
+    }
+}
+
+impl Respond for Query {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let soql = request
+            .url
+            .query_pairs()
+            .find(|(k, _)| k == "q")
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default();
+        let parsed = (|| {
+            let rest = soql.strip_prefix("SELECT Id, ")?;
+            let (field, rest) = rest.split_once(" FROM ")?;
+            let (object, rest) = rest.split_once(" WHERE ")?;
+            let rest = rest.strip_prefix(&format!("{field} IN ("))?;
+            let (list, limit) = rest.rsplit_once(") LIMIT ")?;
+            Some((
+                field.to_string(),
+                object.to_string(),
+                literals(list)?,
+                limit.parse::<usize>().ok()?,
+            ))
+        })();
+        let Some((field, object, values, limit)) = parsed else {
+            return ResponseTemplate::new(400).set_body_json(json!([{
+                "message": format!("unexpected token in {soql}"),
+                "errorCode": "MALFORMED_QUERY"
+            }]));
+        };
+        let records: Vec<Value> = self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r["attributes"]["type"] == object.as_str())
+            .filter(|r| {
+                r[&field]
+                    .as_str()
+                    .is_some_and(|v| values.iter().any(|x| x == v))
+            })
+            .take(limit)
+            .map(
+                |r| json!({"attributes": r["attributes"], "Id": r["Id"], field.clone(): r[&field]}),
+            )
+            .collect();
+        ResponseTemplate::new(200).set_body_json(json!({
+            "totalSize": records.len(), "done": true, "records": records
+        }))
+    }
+}
+
 /// Answers an object's describe, or 404 as for an object that does not exist.
 struct Describe(Described);
 
@@ -211,6 +296,7 @@ pub struct FakeSalesforce {
     taken: Taken,
     upserted: Taken,
     described: Described,
+    records: OrgRecords,
 }
 
 impl FakeSalesforce {
@@ -247,11 +333,30 @@ impl FakeSalesforce {
             .respond_with(TakeEvery(upserted.clone(), described.clone()))
             .mount(&server)
             .await;
+        let records = OrgRecords::default();
+        Mock::given(method("GET"))
+            .and(path("/services/data/v67.0/query"))
+            .respond_with(Query(records.clone()))
+            .mount(&server)
+            .await;
         FakeSalesforce {
             server,
             taken,
             upserted,
             described,
+            records,
+        }
+    }
+
+    /// Put records in the org for queries to find: each `{"Id": …, field: value, …}` of `object`.
+    pub fn add_records(&self, object: &str, records: Vec<Value>) {
+        let mut org = self.records.lock().unwrap();
+        for mut record in records {
+            record["attributes"] = json!({
+                "type": object,
+                "url": format!("/services/data/v67.0/sobjects/{object}/{}", record["Id"].as_str().unwrap_or_default()),
+            });
+            org.push(record);
         }
     }
 

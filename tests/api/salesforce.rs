@@ -1569,3 +1569,62 @@ async fn a_reply_longer_than_its_field_is_cut_to_the_described_length_and_writte
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_stop_sets_the_opt_out_field_on_every_record_holding_the_number() {
+    let (s, salesforce) = server().await;
+    // The same handset on two more Contacts, written as people write it; another number on one.
+    salesforce.add_records(
+        "Contact",
+        vec![
+            json!({"Id": contact_id(92), "MobilePhone": "+81 90-1000-0091"}),
+            json!({"Id": contact_id(93), "MobilePhone": "０９０１０００００９１"}),
+            json!({"Id": contact_id(94), "MobilePhone": "090-1000-0094"}),
+        ],
+    );
+    let (_, body) = flow(&s, flow_records(91..92)).await;
+    let id = body["results"][0]["message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.wait_for(&id, |st| st == "delivered").await;
+    let (status, reply) = s
+        .call(
+            "/v1/sandbox/reply",
+            json!({"from": "090-1000-0091", "to": "TSUNAGI", "body": "停止"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{reply}");
+    let opted_out = |records: &[Value]| -> std::collections::BTreeSet<String> {
+        records
+            .iter()
+            .filter(|r| r["SMS_Opt_Out__c"] == true)
+            .filter_map(|r| r["id"].as_str().map(str::to_string))
+            .collect()
+    };
+    let records = salesforce
+        .wait_for(|records| opted_out(records).len() == 3)
+        .await;
+    assert_eq!(
+        opted_out(&records),
+        [contact_id(91), contact_id(92), contact_id(93)]
+            .into_iter()
+            .collect()
+    );
+    // Back in: START clears it everywhere too.
+    let (status, _) = s
+        .call(
+            "/v1/sandbox/reply",
+            json!({"from": "090-1000-0091", "to": "TSUNAGI", "body": "START"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let cleared = |records: &[Value]| -> usize {
+        records
+            .iter()
+            .filter(|r| r["SMS_Opt_Out__c"] == false)
+            .count()
+    };
+    salesforce.wait_for(|records| cleared(records) == 3).await;
+    s.stop().await;
+}

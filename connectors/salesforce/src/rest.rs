@@ -513,6 +513,43 @@ impl RestClient {
         serde_json::from_slice(&reply.body).map_err(|e| RestError::InvalidResponse(e.to_string()))
     }
 
+    /// The records a SOQL query finds (`GET query?q=`), each as its fields by API name (with
+    /// `attributes`), following `nextRecordsUrl` until `max_records` are read.
+    pub async fn query(
+        &self,
+        soql: &str,
+        max_records: usize,
+    ) -> Result<Vec<Map<String, Value>>, RestError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Page {
+            records: Vec<Map<String, Value>>,
+            #[serde(default)]
+            next_records_url: Option<String>,
+        }
+        let query = serde_urlencoded::to_string([("q", soql)])
+            .map_err(|e| RestError::Encode(e.to_string()))?;
+        let mut path = format!("query?{query}");
+        let mut records = Vec::new();
+        loop {
+            let reply = self.send(Method::GET, &path, Vec::new()).await?;
+            let page: Page = serde_json::from_slice(&reply.body)
+                .map_err(|e| RestError::InvalidResponse(e.to_string()))?;
+            records.extend(page.records);
+            let root = self.api_path("");
+            let next = page
+                .next_records_url
+                .as_deref()
+                .and_then(|url| url.strip_prefix(root.as_str()));
+            match next {
+                Some(next) if records.len() < max_records => path = next.to_owned(),
+                _ => break,
+            }
+        }
+        records.truncate(max_records);
+        Ok(records)
+    }
+
     async fn collection(
         &self,
         method: Method,
@@ -623,6 +660,30 @@ pub fn collection_body(records: &[SObject]) -> Result<Vec<u8>, RestError> {
         records,
     })
     .map_err(|e| RestError::Encode(e.to_string()))
+}
+
+/// `value` as a SOQL string literal: quoted, with backslashes, quotes and line breaks escaped.
+pub fn soql_literal(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// `name` if it is an object or field API name, for building SOQL from configured names.
+pub fn soql_name(name: &str) -> Result<&str, RestError> {
+    api_name(name)
 }
 
 /// The path, relative to the version root, of an upsert of `object` on `external_id_field`.
@@ -860,6 +921,53 @@ mod tests {
                 Some(RestError::InvalidApiVersion(bad.to_owned()))
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_query_follows_next_records_url_up_to_the_cap() {
+        let server = server_with_tokens().await;
+        let soql = "SELECT Id, MobilePhone FROM Contact WHERE MobilePhone IN ('090-1234-5678')";
+        Mock::given(method("GET"))
+            .and(path("/services/data/v67.0/query"))
+            .and(wiremock::matchers::query_param("q", soql))
+            .respond_with(json(200, "query_contacts_by_phone.json"))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/services/data/v67.0/query/01gD0000002HU6KIAW-2"))
+            .respond_with(json(200, "query_contacts_by_phone_next.json"))
+            .mount(&server)
+            .await;
+        let records = client(&server).query(soql, 100).await.unwrap();
+        let ids: Vec<&str> = records.iter().map(|r| r["Id"].as_str().unwrap()).collect();
+        assert_eq!(
+            ids,
+            [
+                "0035j00000Pq7RsAAJ",
+                "0035j00000Pq7RtAAJ",
+                "0035j00000Pq7RuAAJ"
+            ]
+        );
+        assert_eq!(records[2]["MobilePhone"], "０９０１２３４５６７８");
+        // The cap stops before the next page is asked for.
+        assert_eq!(client(&server).query(soql, 2).await.unwrap().len(), 2);
+        let pages = server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path().contains("/query"))
+            .count();
+        assert_eq!(pages, 3);
+    }
+
+    #[test]
+    fn soql_literals_escape_what_would_end_or_bend_them() {
+        assert_eq!(soql_literal("090-1234-5678"), "'090-1234-5678'");
+        assert_eq!(soql_literal(r"O'Brien\"), r"'O\'Brien\\'");
+        assert_eq!(soql_literal("a\nb"), "'a\\nb'");
+        assert!(soql_name("MobilePhone").is_ok());
+        assert!(soql_name("Phone) OR (Id").is_err());
     }
 
     #[tokio::test]

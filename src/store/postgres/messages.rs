@@ -404,8 +404,9 @@ pub(super) async fn record_reply(
             if let Some(entry) = NewOutboxEntry::reply(&source, &reply.body, reply.at) {
                 outbox::add(&mut *conn, id, &source, entry).await?;
             }
-            let entry =
-                consent.and_then(|c| NewOutboxEntry::consent(&source, c.opted_out(), reply.at));
+            let entry = consent.and_then(|c| {
+                NewOutboxEntry::consent(&source, &reply.from, c.opted_out(), reply.at)
+            });
             if let Some(entry) = entry {
                 outbox::add(&mut *conn, id, &source, entry).await?;
             }

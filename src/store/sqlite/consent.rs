@@ -99,7 +99,7 @@ fn settle(
             .optional()?;
         if let Some((name, record)) = source {
             let source = decode::source(&name, record.as_deref())?;
-            if let Some(entry) = NewOutboxEntry::consent(&source, true, at) {
+            if let Some(entry) = NewOutboxEntry::consent(&source, &review.number, true, at) {
                 outbox::add(conn, id.as_str(), &source, entry)?;
             }
         }

@@ -381,8 +381,9 @@ pub(super) fn record_reply(
             if let Some(entry) = NewOutboxEntry::reply(&source, &reply.body, reply.at) {
                 outbox::add(conn, id, &source, entry)?;
             }
-            let entry =
-                consent.and_then(|c| NewOutboxEntry::consent(&source, c.opted_out(), reply.at));
+            let entry = consent.and_then(|c| {
+                NewOutboxEntry::consent(&source, &reply.from, c.opted_out(), reply.at)
+            });
             if let Some(entry) = entry {
                 outbox::add(conn, id, &source, entry)?;
             }

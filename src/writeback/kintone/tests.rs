@@ -194,6 +194,7 @@ async fn an_opt_out_checks_the_first_option_of_the_check_box_and_an_opt_in_clear
     .await;
     let consent = |opted_out| {
         Some(ConsentChange {
+            number: None,
             message_id: MessageId::new(),
             opted_out,
             at: at(),
@@ -260,6 +261,7 @@ async fn an_unreadable_form_answer_holds_the_opt_out_until_the_form_can_be_read(
     .await;
     let mut out = update("12/7", JobState::Delivered, &[]);
     out.consent = Some(ConsentChange {
+        number: None,
         message_id: MessageId::new(),
         opted_out: true,
         at: at(),
@@ -508,6 +510,7 @@ async fn a_dry_run_plans_the_writes_without_a_revision_and_reads_nothing() {
     let s = setup().await;
     let mut answered = update("12/7", JobState::Delivered, &["はい"]);
     answered.consent = Some(ConsentChange {
+        number: None,
         message_id: MessageId::new(),
         opted_out: true,
         at: at(),

@@ -82,6 +82,7 @@ mod tests {
 
     fn fields(status_values: &[(&str, &str)]) -> StatusFields {
         StatusFields {
+            phone: "MobilePhone".into(),
             status: "SMS_Status__c".into(),
             detail: "SMS_Status_Detail__c".into(),
             reply: "SMS_Last_Reply__c".into(),

@@ -46,6 +46,7 @@ fn sink(server: &MockServer) -> SalesforceSink {
         .with_api_version("67.0")
         .unwrap();
     let fields = StatusFields {
+        phone: "MobilePhone".into(),
         status_values: BTreeMap::new(),
         status: "SMS_Status__c".into(),
         detail: "SMS_Status_Detail__c".into(),
@@ -58,6 +59,17 @@ fn sink(server: &MockServer) -> SalesforceSink {
         client,
         BTreeMap::from([("Contact".to_string(), fields)]),
     )
+}
+
+/// Salesforce takes the one record of a call, Contact …RsAAJ.
+async fn takes_one(server: &MockServer) {
+    Mock::given(method("PATCH"))
+        .and(path(COLLECTIONS))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"id": "0035j00000Pq7RsAAJ", "success": true, "errors": []}
+        ])))
+        .mount(server)
+        .await;
 }
 
 /// Salesforce takes both records of a call.
@@ -204,6 +216,7 @@ async fn an_opt_out_and_an_opt_in_set_and_clear_the_checkbox() {
         .await;
     let consent = |opted_out| {
         Some(ConsentChange {
+            number: None,
             message_id: MessageId::new(),
             opted_out,
             at: at(),
@@ -303,6 +316,7 @@ async fn a_dry_run_plans_the_very_body_the_write_sends_and_asks_for_no_token() {
         Some("Twilio undelivered, error 30003"),
     );
     contact.consent = Some(ConsentChange {
+        number: None,
         message_id: MessageId::new(),
         opted_out: true,
         at: at(),
@@ -319,13 +333,7 @@ async fn a_dry_run_plans_the_very_body_the_write_sends_and_asks_for_no_token() {
     );
     assert_eq!(calls[0].message_ids, contact.messages());
 
-    Mock::given(method("PATCH"))
-        .and(path(COLLECTIONS))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
-            {"id": "0035j00000Pq7RsAAJ", "success": true, "errors": []}
-        ])))
-        .mount(&server)
-        .await;
+    takes_one(&server).await;
     sink(&server).write(&[contact]).await.unwrap();
     let sent = server
         .received_requests()
@@ -427,4 +435,48 @@ async fn a_renamed_status_value_is_written_as_the_picklist_names_it() {
         [json!("配信済"), json!("failed")],
         "a state not renamed keeps its name"
     );
+}
+
+/// An opt-out from 090-1234-5678 answering a message of Contact …RsAAJ.
+fn opted_out_record() -> RecordUpdate {
+    let mut contact = update("Contact/0035j00000Pq7RsAAJ", JobState::Delivered, None);
+    contact.consent = Some(ConsentChange {
+        number: Some(crate::domain::phone::PhoneNumber::parse("090-1234-5678").unwrap()),
+        message_id: MessageId::new(),
+        opted_out: true,
+        at: at(),
+    });
+    contact
+}
+
+#[tokio::test]
+async fn an_opt_out_spread_that_salesforce_cannot_answer_now_leaves_its_update_to_retry() {
+    let server = salesforce().await;
+    takes_both(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/services/data/v67.0/query"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    let plain = update("Contact/0035j00000Pq7RtAAJ", JobState::Delivered, None);
+    let outcomes = sink(&server)
+        .write(&[opted_out_record(), plain.clone()])
+        .await
+        .unwrap();
+    assert_eq!(outcomes, [Outcome::Retry, Outcome::Written]);
+
+    // A query Salesforce refuses for good (a phone field it cannot filter) is not retried.
+    let server = salesforce().await;
+    takes_one(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/services/data/v67.0/query"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!([{
+            "message": "field 'MobilePhone' can not be filtered in a query call",
+            "errorCode": "INVALID_FIELD"
+        }])))
+        .mount(&server)
+        .await;
+    let outcomes = sink(&server).write(&[opted_out_record()]).await.unwrap();
+    assert_eq!(outcomes, [Outcome::Written]);
 }
