@@ -118,8 +118,9 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
     if let Some(wrap) = options.wrap_provider {
         provider = wrap(provider);
     }
-    let events =
-        Events::new(store.clone(), clock.clone()).with_keywords(config.opt_outs.keywords());
+    let events = Events::new(store.clone(), clock.clone())
+        .with_keywords(config.opt_outs.keywords())
+        .with_connection_keywords(config.connection_keywords());
     let mut workers = provider.start(events.clone(), workers_stop.clone());
     workers.push(events.start(workers_stop.clone()));
     let dispatcher = Dispatcher::new(

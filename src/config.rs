@@ -114,6 +114,26 @@ impl OptOutsConfig {
     }
 }
 
+impl Config {
+    /// The rules replies to each CRM connection's messages are read by, where the connection
+    /// sets its own, by source name (`salesforce:prod`).
+    pub fn connection_keywords(&self) -> std::collections::HashMap<String, Keywords> {
+        let own = |kind: &str, name: &str, ambiguous: Option<bool>| {
+            ambiguous
+                .map(|ambiguous_opt_out| (format!("{kind}:{name}"), Keywords { ambiguous_opt_out }))
+        };
+        let salesforce = self
+            .salesforce
+            .iter()
+            .filter_map(|c| own("salesforce", &c.name, c.ambiguous_words_opt_out));
+        let kintone = self
+            .kintone
+            .iter()
+            .filter_map(|c| own("kintone", &c.name, c.ambiguous_words_opt_out));
+        salesforce.chain(kintone).collect()
+    }
+}
+
 /// `[providers]`: one section per real provider; the one `delivery.provider` names is required.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(default)]

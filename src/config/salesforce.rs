@@ -62,6 +62,11 @@ pub struct SalesforceConfig {
     /// makes far fewer, since part batches wait longer the more of it the last minute used.
     #[serde(default = "default_salesforce_calls_per_minute")]
     pub writeback_calls_per_minute: u32,
+    /// Whether a reply of just CANCEL or 解除 to this connection's messages opts out; unset, as
+    /// `[opt_outs] ambiguous_words_opt_out` says. Set false where its messages ask people to
+    /// reply with them (to cancel a booking): they then reach the record as replies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ambiguous_words_opt_out: Option<bool>,
 }
 
 fn default_salesforce_calls_per_minute() -> u32 {

@@ -6,7 +6,7 @@
 //! Such receipts are kept in the store and tried again (soon at first, then less often) until
 //! they match, for a week; none is dropped on arrival.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
@@ -19,6 +19,7 @@ use crate::{
         consent::{Consent, Keywords, Reading},
         ids::MessageId,
         phone::SenderId,
+        source::Source,
     },
     store::{
         InboundPart, JoinedParts, KeptReceipt, NewReply, PartOutcome, PartReceipt, PartsKey,
@@ -44,6 +45,7 @@ pub struct Events {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     keywords: Keywords,
+    connection_keywords: Arc<HashMap<String, Keywords>>,
 }
 
 impl Events {
@@ -53,12 +55,22 @@ impl Events {
             store,
             clock,
             keywords: Keywords::default(),
+            connection_keywords: Arc::default(),
         }
     }
 
     /// The same, reading replies by `keywords`.
     pub fn with_keywords(self, keywords: Keywords) -> Self {
         Self { keywords, ..self }
+    }
+
+    /// Read replies to a CRM connection's messages by its own rules, by source name
+    /// (`salesforce:prod`), where it has them.
+    pub fn with_connection_keywords(self, keywords: HashMap<String, Keywords>) -> Self {
+        Self {
+            connection_keywords: Arc::new(keywords),
+            ..self
+        }
     }
 
     /// Apply delivery receipts in one commit; one for no known message is kept and tried again.
@@ -101,8 +113,28 @@ impl Events {
     /// sender it answered in the same commit, and a request to stop inside a sentence is held
     /// for review.
     pub async fn inbound(&self, reply: NewReply) -> StoreResult<ReplyRecord> {
-        let reading = self.keywords.read(&reply.body);
+        let reading = self.reading(&reply).await?;
         self.inbound_read(reply, reading).await
+    }
+
+    /// How a reply reads: by the rules of the CRM connection whose message it answers, where
+    /// that connection has its own and they read it otherwise (CANCEL, 解除); only then is the
+    /// conversation looked up.
+    async fn reading(&self, reply: &NewReply) -> StoreResult<Reading> {
+        let reading = self.keywords.read(&reply.body);
+        let flipped = Keywords {
+            ambiguous_opt_out: !self.keywords.ambiguous_opt_out,
+        };
+        if self.connection_keywords.is_empty() || flipped.read(&reply.body) == reading {
+            return Ok(reading);
+        }
+        let sender = canonical_sender(&reply.to);
+        let source = self.store.conversation_source(&reply.from, &sender).await?;
+        let keywords = match &source {
+            Some(Source::Crm { connection, .. }) => self.connection_keywords.get(connection),
+            _ => None,
+        };
+        Ok(keywords.unwrap_or(&self.keywords).read(&reply.body))
     }
 
     /// Record a reply as `inbound` does, read as its provider says (Twilio's `OptOutType`

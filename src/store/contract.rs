@@ -47,6 +47,7 @@ macro_rules! contract_tests {
             only_a_scheduled_message_can_be_canceled,
             purged_idempotency_keys_can_be_used_again,
             a_reply_is_linked_to_the_latest_message_of_the_conversation,
+            a_conversations_source_is_its_latest_messages,
             a_stop_reply_opts_the_number_out_of_its_sender_until_it_opts_back_in,
             a_reply_delivered_twice_under_one_provider_id_is_stored_once,
             an_opt_out_for_every_sender_refuses_them_all_and_lists_newest_first,
@@ -620,6 +621,40 @@ pub async fn a_reply_is_linked_to_the_latest_message_of_the_conversation(store: 
         .await
         .unwrap();
     assert_eq!(stray.message_id, None);
+}
+
+/// The conversation a reply would answer is the latest message from the sender to the number.
+pub async fn a_conversations_source_is_its_latest_messages(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    assert_eq!(
+        s.conversation_source(&number(5678), "TSUNAGI")
+            .await
+            .unwrap(),
+        None
+    );
+    accept(s, &message(Source::Api)).await;
+    accept(s, &message(crm())).await;
+    assert_eq!(
+        s.conversation_source(&number(5678), "TSUNAGI")
+            .await
+            .unwrap(),
+        Some(crm())
+    );
+    accept(s, &message(Source::Api)).await;
+    assert_eq!(
+        s.conversation_source(&number(5678), "TSUNAGI")
+            .await
+            .unwrap(),
+        Some(Source::Api)
+    );
+    assert_eq!(
+        s.conversation_source(&number(1), "TSUNAGI").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.conversation_source(&number(5678), "OTHER").await.unwrap(),
+        None
+    );
 }
 
 // The queue.

@@ -271,4 +271,11 @@ pub trait MessageStore: Send + Sync + 'static {
         reply: NewReply,
         consent: Option<Consent>,
     ) -> StoreResult<ReplyRecord>;
+    /// The source of the latest message to `number` from `sender`: what a reply from that
+    /// number to that sender answers.
+    async fn conversation_source(
+        &self,
+        number: &PhoneNumber,
+        sender: &str,
+    ) -> StoreResult<Option<Source>>;
 }

@@ -1628,3 +1628,42 @@ async fn a_stop_sets_the_opt_out_field_on_every_record_holding_the_number() {
     salesforce.wait_for(|records| cleared(records) == 3).await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_cancel_reply_is_a_plain_reply_for_a_connection_that_says_so_and_an_opt_out_elsewhere() {
+    let salesforce = FakeSalesforce::start().await;
+    let config = connections(&salesforce).replacen(
+        "client_secret = \"client-secret\"\n",
+        "client_secret = \"client-secret\"\nambiguous_words_opt_out = false\n",
+        1,
+    );
+    let s = TestServer::with_delivery(&config).await;
+    let id = {
+        let (_, body) = flow(&s, flow_records(96..97)).await;
+        body["results"][0]["message_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    s.wait_for(&id, |st| st == "delivered").await;
+    let cancel = json!({"from": "090-1000-0096", "to": "TSUNAGI", "body": "解除"});
+    let (status, _) = s.call("/v1/sandbox/reply", cancel.clone()).await;
+    assert_eq!(status, 201);
+    // The appointment flow reads it: it reaches the record, and the number may still be sent to.
+    salesforce
+        .wait_for(|records| records.iter().any(|r| r["SMS_Last_Reply__c"] == "解除"))
+        .await;
+    assert!(s.opt_outs_of("09010000096").await.is_empty());
+
+    // The same word answering a message sent over the API opts the number out, as [opt_outs] says.
+    let (status, sent) = s
+        .send(json!({"to": "090-1000-0096", "body": "セールのお知らせ"}))
+        .await;
+    assert_eq!(status, 202, "{sent}");
+    s.wait_for(sent["id"].as_str().unwrap(), |st| st == "delivered")
+        .await;
+    let (status, _) = s.call("/v1/sandbox/reply", cancel).await;
+    assert_eq!(status, 201);
+    assert_eq!(s.opt_outs_of("09010000096").await.len(), 1);
+    s.stop().await;
+}

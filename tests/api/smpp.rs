@@ -322,6 +322,29 @@ async fn a_long_reply_whose_parts_reach_two_instances_is_joined_once() {
 }
 
 #[tokio::test]
+async fn a_long_reply_in_data_sm_parts_joined_by_sar_tlvs_is_stored_once_whole() {
+    let fake = smsc(Receipts::Tlv).await;
+    let (s, id) = conversation(&fake).await;
+    let ucs2 = |text: &str| -> Vec<u8> { text.encode_utf16().flat_map(u16::to_be_bytes).collect() };
+    let (first, second) = ("明日の予約ですが、", "配信停止をお願いします");
+    let parts = vec![ucs2(first), ucs2(second)];
+    let sent = fake.inject_mo_sar(
+        Carriage::DataSm,
+        ("819012345678", "81312345678"),
+        8,
+        0x1234,
+        parts,
+    );
+    assert!(sent);
+    let m = with_replies(&s, &id, 1).await;
+    let whole = format!("{first}{second}");
+    assert_eq!(reply_bodies(&m), [whole.as_str()], "{m}");
+    eventually("both parts answered", || fake.data_sm_resp_count() == 2).await;
+    assert_eq!(fake.data_sm_refusal_count(), 0);
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn replies_in_message_payload_by_deliver_sm_or_data_sm_are_stored_on_the_message() {
     let fake = smsc(Receipts::Tlv).await;
     let (s, id) = conversation(&fake).await;

@@ -132,7 +132,8 @@ async fn inbound(events: &Events, delivery: &Delivery) -> CommandStatus {
             }
         }
     } else {
-        (None, user_data)
+        // Without a UDH, parts of a long message are joined by the SAR TLVs, if any.
+        (delivery.sar, user_data)
     };
     let data_coding = delivery.data_coding;
     let at = events.now();

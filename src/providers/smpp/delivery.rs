@@ -10,6 +10,7 @@ use rusmpp::{
     Command, CommandStatus,
 };
 
+use super::udh::Concat;
 use crate::domain::phone::PhoneNumber;
 
 /// The PDU a delivery came in, which decides the PDU that answers it.
@@ -110,6 +111,8 @@ pub(super) struct Delivery {
     pub receipted_message_id: Option<String>,
     /// The `message_state` TLV.
     pub message_state: Option<MessageState>,
+    /// Where the SAR TLVs place it in a long message (those that join parts without a UDH).
+    pub sar: Option<Concat>,
 }
 
 impl Delivery {
@@ -129,7 +132,9 @@ impl Delivery {
             payload: short_message.to_vec(),
             receipted_message_id: None,
             message_state: None,
+            sar: None,
         };
+        let (mut reference, mut total, mut seq) = (None, None, None);
         for tlv in tlvs {
             match tlv.value() {
                 Some(TlvValue::ReceiptedMessageId(id)) => {
@@ -139,8 +144,14 @@ impl Delivery {
                 Some(TlvValue::MessagePayload(p)) if short_message.is_empty() => {
                     delivery.payload = p.value.as_ref().to_vec()
                 }
+                Some(TlvValue::SarMsgRefNum(r)) => reference = Some(*r),
+                Some(TlvValue::SarTotalSegments(t)) => total = Some(*t),
+                Some(TlvValue::SarSegmentSeqnum(n)) => seq = Some(*n),
                 _ => {}
             }
+        }
+        if let (Some(reference), Some(total), Some(seq)) = (reference, total, seq) {
+            delivery.sar = Concat::new(reference, total, seq);
         }
         delivery
     }
@@ -211,6 +222,34 @@ mod tests {
         };
         assert_eq!(with_text(b"").payload, b"in the payload");
         assert_eq!(with_text(b"short").payload, b"short");
+    }
+
+    #[test]
+    fn sar_tlvs_place_a_part_and_impossible_ones_place_none() {
+        let with_sar = |reference: u16, total: u8, seq: u8| {
+            let mut parts = DataSm::default().into_parts();
+            parts.tlvs = [
+                TlvValue::MessagePayload(payload(b"part")),
+                TlvValue::SarMsgRefNum(reference),
+                TlvValue::SarTotalSegments(total),
+                TlvValue::SarSegmentSeqnum(seq),
+            ]
+            .into_iter()
+            .map(Tlv::from)
+            .collect();
+            Delivery::from(DataSm::from_parts(parts)).sar
+        };
+        assert_eq!(
+            with_sar(0x1234, 3, 2),
+            Some(Concat {
+                reference: 0x1234,
+                total: 3,
+                seq: 2
+            })
+        );
+        assert_eq!(with_sar(1, 2, 3), None, "a place beyond the parts");
+        assert_eq!(with_sar(1, 0, 0), None, "no parts");
+        assert_eq!(Delivery::from(DataSm::default()).sar, None);
     }
 
     #[test]

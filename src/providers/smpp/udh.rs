@@ -17,6 +17,19 @@ pub(super) struct Concat {
     pub seq: u8,
 }
 
+impl Concat {
+    /// Part `seq` of `total`, or `None` when the numbers cannot be a part's (no parts, a place
+    /// beyond them).
+    pub fn new(reference: u16, total: u8, seq: u8) -> Option<Concat> {
+        let valid = total > 0 && (1..=total).contains(&seq);
+        valid.then_some(Concat {
+            reference,
+            total,
+            seq,
+        })
+    }
+}
+
 /// Split a payload that starts with a UDH into its concatenation element (if any) and the text
 /// bytes after the header; `None` when the header's lengths do not fit the payload.
 pub(super) fn split(short_message: &[u8]) -> Option<(Option<Concat>, &[u8])> {
@@ -33,13 +46,7 @@ pub(super) fn split(short_message: &[u8]) -> Option<(Option<Concat>, &[u8])> {
             _ => None,
         };
         if let Some((reference, total, seq)) = concat {
-            let valid = total > 0 && (1..=total).contains(&seq);
-            let concat = valid.then_some(Concat {
-                reference,
-                total,
-                seq,
-            });
-            return Some((concat, payload));
+            return Some((Concat::new(reference, total, seq), payload));
         }
         elements = &rest[elen..];
     }

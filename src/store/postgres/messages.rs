@@ -13,6 +13,8 @@ use crate::{
     domain::{
         idempotency::{judge_key, KeyUse},
         ids::MessageId,
+        phone::PhoneNumber,
+        source::Source,
         state::JobState,
     },
     numbers::hygiene::Hygiene,
@@ -348,6 +350,23 @@ impl MessageStore for PostgresStore {
         let (stored, _) = record_reply(&mut tx, reply, consent).await?;
         tx.commit().await?;
         Ok(stored)
+    }
+
+    async fn conversation_source(
+        &self,
+        number: &PhoneNumber,
+        sender: &str,
+    ) -> StoreResult<Option<Source>> {
+        let row: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT source, source_record FROM messages
+             WHERE to_number = $1 AND sender = $2 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(number.e164())
+        .bind(sender)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(name, record)| decode::source(&name, record.as_deref()))
+            .transpose()
     }
 }
 

@@ -13,6 +13,8 @@ use crate::{
     domain::{
         idempotency::{judge_key, KeyUse},
         ids::MessageId,
+        phone::PhoneNumber,
+        source::Source,
         state::JobState,
     },
     numbers::hygiene::Hygiene,
@@ -321,6 +323,23 @@ impl MessageStore for SqliteStore {
         self.writer
             .run(move |conn| Ok(record_reply(conn, reply, consent)?.0))
             .await
+    }
+
+    async fn conversation_source(
+        &self,
+        number: &PhoneNumber,
+        sender: &str,
+    ) -> StoreResult<Option<Source>> {
+        let row: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT source, source_record FROM messages
+             WHERE to_number = ? AND sender = ? ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(number.e164())
+        .bind(sender)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|(name, record)| decode::source(&name, record.as_deref()))
+            .transpose()
     }
 }
 

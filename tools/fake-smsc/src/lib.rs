@@ -550,6 +550,29 @@ impl FakeSmsc {
         self.shared.send_deliver(0, pdu)
     }
 
+    /// Send a long mobile-originated message as `carriage` says, cut into `parts` of user data
+    /// joined by SAR TLVs (`sar_msg_ref_num`, `sar_total_segments`, `sar_segment_seqnum`)
+    /// rather than a UDH, as SMSCs that deliver by `data_sm` do; `false` if no bind can receive.
+    pub fn inject_mo_sar(
+        &self,
+        carriage: Carriage,
+        (from, to): (&str, &str),
+        data_coding: u8,
+        reference: u16,
+        parts: Vec<Vec<u8>>,
+    ) -> bool {
+        let total = parts.len() as u8;
+        parts.into_iter().enumerate().all(|(i, part)| {
+            let tlvs = vec![
+                TlvValue::SarMsgRefNum(reference),
+                TlvValue::SarTotalSegments(total),
+                TlvValue::SarSegmentSeqnum(i as u8 + 1),
+            ];
+            let pdu = delivery(carriage, (from, to), (0, data_coding), part, tlvs);
+            self.shared.send_deliver(0, pdu)
+        })
+    }
+
     /// Tell the ESME that the handset `from` is reachable again (`alert_notification`, as after
     /// a `set_dpf`), on a connection that can receive; `false` if there is none.
     pub fn send_alert_notification(&self, from: &str, esme_addr: &str) -> bool {
