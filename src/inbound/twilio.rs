@@ -32,7 +32,7 @@ use crate::{
         ids::MessageId,
         phone::PhoneNumber,
     },
-    store::{NewReply, Receipt, ReceiptStatus, StoreError},
+    store::{NewReply, Receipt, ReceiptOutcome, ReceiptStatus, StoreError},
 };
 
 /// Largest callback body: Twilio's forms are a few hundred bytes, a 1,600-character body
@@ -298,8 +298,9 @@ pub async fn status(
             return Ok(StatusCode::NO_CONTENT);
         }
     };
-    if let Some(ours) = named_message(&uri) {
-        noticed_second_sid(&state, &ours, sid).await;
+    let ours = named_message(&uri);
+    if let Some(ours) = &ours {
+        noticed_second_sid(&state, ours, sid).await;
     }
     let receipt = Receipt {
         message_id: None,
@@ -307,11 +308,29 @@ pub async fn status(
         status: receipt_status,
         detail,
     };
-    state
+    let outcomes = state
         .events
-        .receipts(vec![receipt])
+        .receipts(vec![receipt.clone()])
         .await
         .map_err(CallbackError::from)?;
+    // No message has the sid: a send that timed out may have reached Twilio after all. Its
+    // message, waiting to be sent again on this route, is then sent, with this sid.
+    if let (Some(ours), [ReceiptOutcome::Unknown]) = (&ours, outcomes.as_slice()) {
+        let settled = state
+            .events
+            .settle_doubt(ours, sid)
+            .await
+            .map_err(CallbackError::from)?;
+        if settled {
+            tracing::info!(message_id = %ours, sid, "a send in doubt had reached Twilio: recorded as sent, not sent again");
+            metrics::counter!("tsunagi_twilio_doubts_settled_total").increment(1);
+            state
+                .events
+                .receipts(vec![receipt])
+                .await
+                .map_err(CallbackError::from)?;
+        }
+    }
     tracing::info!(sid, status, error_code, "Twilio receipt recorded");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -90,6 +90,18 @@ impl Events {
         Ok(outcomes)
     }
 
+    /// Record as sent, with `provider_message_id`, a message waiting to be sent again after a
+    /// send in doubt, once the provider names it (a callback): it is then not sent twice.
+    pub async fn settle_doubt(
+        &self,
+        message_id: &MessageId,
+        provider_message_id: &str,
+    ) -> StoreResult<bool> {
+        self.store
+            .settle_doubt(message_id, provider_message_id, self.now())
+            .await
+    }
+
     /// Record the provider's ids for every part of a message sent in several, in order (a
     /// message sent whole needs none: its part receipt finds it by its provider id).
     pub async fn parts_sent(

@@ -55,6 +55,7 @@ macro_rules! contract_tests {
             a_leased_job_is_not_claimed_again_while_its_worker_renews,
             an_expired_lease_is_claimed_by_another_worker,
             a_send_in_doubt_is_claimed_again_with_its_route_and_progress,
+            a_send_in_doubt_the_provider_names_is_settled_as_sent_once,
             claims_take_due_jobs_oldest_first_up_to_the_limit,
             a_claimed_job_carries_its_messages_expiry,
             a_scheduled_job_waits_for_its_time,
@@ -743,6 +744,46 @@ pub async fn a_send_in_doubt_is_claimed_again_with_its_route_and_progress(store:
     store.transition(sent, at).await.unwrap().unwrap();
     let read = store.message(&m.id).await.unwrap().unwrap();
     assert_eq!(read.status, JobState::Sent);
+}
+
+/// A message waiting in doubt is settled as sent when the provider names it: it leaves the
+/// queue with the provider's id; one not in doubt, or settled already, is left alone.
+pub async fn a_send_in_doubt_the_provider_names_is_settled_as_sent_once(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let (doubt, plain) = (message(Source::Api), message(Source::Api));
+    accept(s, &doubt).await;
+    accept(s, &plain).await;
+    let at = now();
+    let lease = StdDuration::from_secs(60);
+    assert_eq!(s.claim("w", 2, lease, at).await.unwrap().len(), 2);
+    let later = at + Duration::seconds(30);
+    let in_doubt = Transition {
+        route: Some("twilio".into()),
+        retry_at: Some(later),
+        ..to(&doubt.id, JobState::Queued)
+    };
+    s.transition(in_doubt, at).await.unwrap().unwrap();
+    let retry = Transition {
+        retry_at: Some(later),
+        ..to(&plain.id, JobState::Queued)
+    };
+    s.transition(retry, at).await.unwrap().unwrap();
+
+    assert!(!s.settle_doubt(&plain.id, "SM-plain", at).await.unwrap());
+    assert!(s.settle_doubt(&doubt.id, "SM-1", at).await.unwrap());
+    assert!(
+        !s.settle_doubt(&doubt.id, "SM-2", at).await.unwrap(),
+        "once"
+    );
+    let read = s.message(&doubt.id).await.unwrap().unwrap();
+    assert_eq!(
+        (read.status, read.provider_message_id.as_deref()),
+        (JobState::Sent, Some("SM-1"))
+    );
+    // Only the plain retry is still due.
+    let due = s.claim("w", 10, lease, later).await.unwrap();
+    let ids: Vec<_> = due.iter().map(|j| &j.message_id).collect();
+    assert_eq!(ids, [&plain.id]);
 }
 
 pub async fn an_expired_lease_is_claimed_by_another_worker(store: Arc<dyn Store>) {

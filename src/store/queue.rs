@@ -63,6 +63,52 @@ pub struct Transition {
     pub progress: Option<String>,
 }
 
+/// Which rows a transition may change: those in its target's `allowed_from` states, or (to
+/// settle a send in doubt) only a queued message held to a route with no provider id yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guard {
+    /// The target state's `allowed_from`.
+    States,
+    /// A queued message in doubt: `route` set, `provider_message_id` not.
+    InDoubt,
+}
+
+impl Guard {
+    /// The states the message may be in.
+    pub fn from(self, t: &Transition) -> &'static [JobState] {
+        match self {
+            Guard::States => t.to.allowed_from(),
+            Guard::InDoubt => &[JobState::Queued],
+        }
+    }
+
+    /// The further condition on the row, as SQL both backends take.
+    pub fn condition(self) -> &'static str {
+        match self {
+            Guard::States => "",
+            Guard::InDoubt => " AND route IS NOT NULL AND provider_message_id IS NULL",
+        }
+    }
+}
+
+/// The transition that settles a send in doubt the provider had after all.
+pub fn settled_doubt(message_id: &MessageId, provider_message_id: &str) -> Transition {
+    Transition {
+        message_id: message_id.clone(),
+        to: JobState::Sent,
+        detail: Some(
+            "the send in doubt had reached the provider (its callback named this message): \
+             not sent again"
+                .into(),
+        ),
+        provider_message_id: Some(provider_message_id.to_string()),
+        retry_at: None,
+        refund_attempt: false,
+        route: None,
+        progress: None,
+    }
+}
+
 impl Transition {
     /// A send's outcome carrying what only the send knows (the route, the provider's id), which
     /// is kept even when a receipt for the message was recorded first.
@@ -175,6 +221,15 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> StoreResult<u64>;
     /// Record a state change if the message's state allows it; `None` when it did not apply.
     async fn transition(&self, t: Transition, now: DateTime<Utc>) -> StoreResult<Option<Applied>>;
+    /// Record as `sent`, with `provider_message_id`, a message waiting to be sent again after
+    /// a send in doubt, when the provider says it had it after all (a callback naming the
+    /// message); `false` when the message is not waiting in doubt (sent, claimed again).
+    async fn settle_doubt(
+        &self,
+        message_id: &MessageId,
+        provider_message_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
     /// Jobs waiting or in flight.
     async fn queue_depth(&self) -> StoreResult<i64>;
     /// Apply providers' delivery receipts, in one commit, each as a guarded transition of the

@@ -73,8 +73,13 @@ async fn service(fake: &MockServer) -> TestServer {
 
 /// A service sending through the fake Twilio at `fake`, `extra` keys in its Twilio section.
 async fn service_with(fake: &MockServer, extra: &str) -> TestServer {
+    service_delivering(fake, "", extra).await
+}
+
+/// `service_with`, with `delivery` keys in `[delivery]` too.
+async fn service_delivering(fake: &MockServer, delivery: &str, extra: &str) -> TestServer {
     TestServer::with_delivery(&format!(
-        r#"provider = "twilio"
+        r#"{delivery}provider = "twilio"
 [providers.twilio]
 account_sid = "{ACCOUNT_SID}"
 auth_token = "{AUTH_TOKEN}"
@@ -474,6 +479,29 @@ password = "secret"
             .contains("in doubt, retrying on route twilio only"),
         "{m}"
     );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_send_in_doubt_that_twilios_callback_names_is_delivered_and_not_sent_again() {
+    let fake = MockServer::start().await;
+    // Twilio takes it, but answers past the service's timeout_ms (2 s).
+    let silent = created().set_delay(Duration::from_millis(2500));
+    let at = answer_first_then(&fake, silent, created()).await;
+    let retry_later = "retry_base_ms = 60000\nretry_max_ms = 60000\n";
+    let s = service_delivering(&fake, retry_later, "").await;
+    let id = accepted(&s, "hello").await;
+    wait_for_detail(&s, &id, "in doubt").await;
+    // Twilio's callback for the sid it gave, to the URL the send named the message in.
+    let route = format!("{STATUS}?message_id={id}");
+    let r = signed(&s, &route, &fixture("status_callback_delivered.form")).await;
+    assert_eq!(r.status(), 204);
+    let m = s.wait_for(&id, |st| st == "delivered").await;
+    assert!(m["events"].to_string().contains("not sent again"), "{m}");
+    // Past the retry's time, nothing more goes to Twilio.
+    s.advance(120);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(at.lock().unwrap().len(), 1, "sent twice");
     s.stop().await;
 }
 

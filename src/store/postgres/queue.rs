@@ -17,6 +17,7 @@ use crate::{
     domain::{ids::MessageId, state::JobState},
     store::{
         decode::{self, millis},
+        queue::{settled_doubt, Guard},
         Applied, ClaimedJob, NewOutboxEntry, QueueStore, Receipt, ReceiptOutcome, StoreResult,
         Transition, IN_DOUBT,
     },
@@ -81,11 +82,21 @@ pub(super) async fn apply_transition(
     t: &Transition,
     now: DateTime<Utc>,
 ) -> StoreResult<Option<Applied>> {
-    let from: Vec<String> =
-        t.to.allowed_from()
-            .iter()
-            .map(|s| s.as_str().to_string())
-            .collect();
+    apply_guarded(conn, t, Guard::States, now).await
+}
+
+/// `apply_transition` on the rows `guard` lets it change.
+async fn apply_guarded(
+    conn: &mut PgConnection,
+    t: &Transition,
+    guard: Guard,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<Applied>> {
+    let from: Vec<String> = guard
+        .from(t)
+        .iter()
+        .map(|s| s.as_str().to_string())
+        .collect();
     if from.is_empty() {
         return Ok(None);
     }
@@ -110,8 +121,9 @@ pub(super) async fn apply_transition(
                 provider_message_id = COALESCE($4, provider_message_id),
                 route = COALESCE($8, route),
                 send_progress = CASE WHEN $9 THEN NULL ELSE COALESCE($10, send_progress) END, {job}
-         WHERE id = $6 AND status = ANY($7)
-         RETURNING created_at, source, source_record, route"
+         WHERE id = $6 AND status = ANY($7){}
+         RETURNING created_at, source, source_record, route",
+        guard.condition()
     );
     let changed: Option<(i64, String, Option<String>, Option<String>)> = sqlx::query_as(&sql)
         .bind(t.to.as_str())
@@ -252,6 +264,19 @@ impl QueueStore for PostgresStore {
         let applied = apply_transition(&mut tx, &t, now).await?;
         tx.commit().await?;
         Ok(applied)
+    }
+
+    async fn settle_doubt(
+        &self,
+        message_id: &MessageId,
+        provider_message_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let t = settled_doubt(message_id, provider_message_id);
+        let mut tx = self.pool.begin().await?;
+        let applied = apply_guarded(&mut tx, &t, Guard::InDoubt, now).await?;
+        tx.commit().await?;
+        Ok(applied.is_some())
     }
 
     async fn queue_depth(&self) -> StoreResult<i64> {

@@ -11,9 +11,10 @@ use tokio::sync::watch;
 
 use super::{outbox, SqliteStore};
 use crate::{
-    domain::state::JobState,
+    domain::{ids::MessageId, state::JobState},
     store::{
         decode::{self, millis},
+        queue::{settled_doubt, Guard},
         Applied, ClaimedJob, NewOutboxEntry, QueueStore, Receipt, ReceiptOutcome, StoreResult,
         Transition, IN_DOUBT,
     },
@@ -72,7 +73,17 @@ pub(super) fn apply_transition(
     t: &Transition,
     now: DateTime<Utc>,
 ) -> StoreResult<Option<Applied>> {
-    let from = t.to.allowed_from();
+    apply_guarded(conn, t, Guard::States, now)
+}
+
+/// `apply_transition` on the rows `guard` lets it change.
+fn apply_guarded(
+    conn: &Connection,
+    t: &Transition,
+    guard: Guard,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<Applied>> {
+    let from = guard.from(t);
     if from.is_empty() {
         return Ok(None);
     }
@@ -100,8 +111,9 @@ pub(super) fn apply_transition(
                 provider_message_id = COALESCE(?, provider_message_id),
                 route = COALESCE(?, route),
                 send_progress = CASE WHEN ? THEN NULL ELSE COALESCE(?, send_progress) END, {job}
-         WHERE id = ? AND ({from_any})
-         RETURNING created_at, source, source_record, route"
+         WHERE id = ? AND ({from_any}){}
+         RETURNING created_at, source, source_record, route",
+        guard.condition()
     );
     let mut values: Vec<rusqlite::types::Value> = vec![
         t.to.as_str().to_string().into(),
@@ -296,6 +308,18 @@ impl QueueStore for SqliteStore {
     async fn transition(&self, t: Transition, now: DateTime<Utc>) -> StoreResult<Option<Applied>> {
         self.writer
             .run(move |conn| apply_transition(conn, &t, now))
+            .await
+    }
+
+    async fn settle_doubt(
+        &self,
+        message_id: &MessageId,
+        provider_message_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let t = settled_doubt(message_id, provider_message_id);
+        self.writer
+            .run(move |conn| Ok(apply_guarded(conn, &t, Guard::InDoubt, now)?.is_some()))
             .await
     }
 
