@@ -1643,6 +1643,9 @@ pub async fn part_receipts_answer_with_every_part_of_their_message(store: Arc<dy
         .parts_sent(&m.id, ids(&["p1", "p2", "p3"]))
         .await
         .unwrap();
+    // Sent in more parts than its one segment (a coding the route needed): it counts three.
+    let read = store.message(&m.id).await.unwrap().unwrap();
+    assert_eq!(read.segments, 3);
     let part = |id: &str, status, detail: Option<&str>| PartReceipt {
         part_id: id.into(),
         status,

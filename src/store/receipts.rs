@@ -70,7 +70,8 @@ pub struct KeptReceipt {
 /// Parts and kept receipts. Every method commits before it returns.
 #[async_trait]
 pub trait ReceiptStore: Send + Sync + 'static {
-    /// Record the provider ids of every part of a message, in order.
+    /// Record the provider ids of every part of a message, in order; a message sent in more
+    /// parts than its `segments` said (a coding the route needed) counts, and bills, them all.
     async fn parts_sent(&self, message_id: &MessageId, part_ids: Vec<String>) -> StoreResult<()>;
     /// Record part receipts (the newest part with each id); each answers with its message's parts.
     async fn part_receipts(&self, receipts: Vec<PartReceipt>) -> StoreResult<Vec<PartOutcome>>;

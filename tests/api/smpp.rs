@@ -961,6 +961,14 @@ async fn an_ia5_account_sends_ascii_as_data_coding_1_and_a_body_with_e_acute_as_
     assert_eq!(parts.len(), 2);
     assert!(parts.iter().all(|p| p.data_coding == 0x08));
     assert_eq!(fake.texts_to("819077774567"), [accented]);
+    // It counts, and bills, the two parts it went in, not GSM-7's one segment.
+    let m: Value = s
+        .get(&format!("/v1/messages/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["segments"], 2, "{m}");
     s.stop().await;
 }
 

@@ -85,6 +85,11 @@ impl ReceiptStore for PostgresStore {
         .bind(&parts)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("UPDATE messages SET segments = $1 WHERE id = $2 AND segments < $1")
+            .bind(part_ids.len() as i64)
+            .bind(message_id.as_str())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -68,6 +68,10 @@ impl ReceiptStore for SqliteStore {
                 for (part, id) in part_ids.iter().enumerate() {
                     insert.execute(params![id, message_id, part as i64])?;
                 }
+                conn.prepare_cached(
+                    "UPDATE messages SET segments = ?1 WHERE id = ?2 AND segments < ?1",
+                )?
+                .execute(params![part_ids.len() as i64, message_id])?;
                 Ok(())
             })
             .await
