@@ -205,20 +205,10 @@ pub(crate) async fn take_record(
 ) -> Result<KintoneAnswer, InboundError> {
     let label = format!("kintone:{}", connection.name);
     let record_key = format!("{}/{id}", connection.app);
+    let store = |e| InboundError::Unavailable(AdmitError::Store(e));
     // Our own write-back is made not to fire webhooks, but kintone has fired them for it: a
     // revision our write gave the record is an echo, and must not send again.
     if let Some(revision) = revision {
-        let store = |e| InboundError::Unavailable(AdmitError::Store(e));
-        // The record's revision now, so write-back can write at it without reading it first.
-        state
-            .store
-            .remember_revisions(
-                &label,
-                vec![(record_key.clone(), revision)],
-                state.events.now(),
-            )
-            .await
-            .map_err(store)?;
         let own = state
             .store
             .is_own_write(&label, &record_key, revision)
@@ -231,6 +221,18 @@ pub(crate) async fn take_record(
             ));
         }
     }
+    // The record's revision now, so write-back can write at it without reading it first: kept
+    // beside the submission, so both go in one group commit rather than one after the other.
+    let seen = revision.map(|revision| vec![(record_key.clone(), revision)]);
+    let remember = async {
+        match seen {
+            Some(seen) => {
+                let now = state.events.now();
+                state.store.remember_revisions(&label, seen, now).await
+            }
+            None => Ok(()),
+        }
+    };
     // Without a revision (never seen from kintone) the request itself is the key.
     let key = match revision {
         Some(revision) => revision_key(connection.app, id, revision),
@@ -254,7 +256,10 @@ pub(crate) async fn take_record(
         }),
     };
     let submission = connection.mapping().submission(mapped);
-    let outcome = match state.admission.submit_record(submission).await {
+    let (remembered, outcome) =
+        tokio::join!(remember, state.admission.submit_record(submission));
+    remembered.map_err(store)?;
+    let outcome = match outcome {
         Err(AdmitError::Refused(Refusal::IdempotencyKeyReused)) => Ok(RecordOutcome::Replayed),
         other => other,
     };
