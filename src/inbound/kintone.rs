@@ -256,8 +256,7 @@ pub(crate) async fn take_record(
         }),
     };
     let submission = connection.mapping().submission(mapped);
-    let (remembered, outcome) =
-        tokio::join!(remember, state.admission.submit_record(submission));
+    let (remembered, outcome) = tokio::join!(remember, state.admission.submit_record(submission));
     remembered.map_err(store)?;
     let outcome = match outcome {
         Err(AdmitError::Refused(Refusal::IdempotencyKeyReused)) => Ok(RecordOutcome::Replayed),
