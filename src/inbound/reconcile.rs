@@ -1,21 +1,59 @@
 //! Reconciliation for kintone, because kintone drops webhooks: at most 60 a minute per domain are
 //! sent (the rest are dropped), none for CSV imports or multi-record updates, and a failed one is
 //! not retried. Every `poll_interval_seconds` a poller per connection asks for the records waiting
-//! in `trigger_status` that tsunagi has not answered yet (the status field still empty), a page
-//! of 100 at a time on `$id`, and takes each exactly as a webhook would: the dedupe key is the
-//! record revision, so a record a webhook already brought, or brings late, is sent once.
+//! in `trigger_status` that tsunagi has not answered yet (the status field still empty) and that
+//! changed since the connection's polling started, a page of 100 at a time on `$id`, and takes
+//! each exactly as a webhook would: the dedupe key is the record revision, so a record a webhook
+//! already brought, or brings late, is sent once.
+//!
+//! The form (each field's type, the system fields' codes) is read once and kept for
+//! `FORM_KEPT`: an empty status field is asked for by its type, and records are bounded by the
+//! app's 更新日時 field. A poll kintone refuses shows in `/readyz` warnings and `/metrics`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use chrono::{DateTime, DurationRound, Utc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tsunagi_kintone::{Auth, Client};
+use tsunagi_kintone::{Auth, Client, Form};
 
 use super::kintone::{take_record, KintoneResult};
 use crate::{api::AppState, config::KintoneConfig};
 
 /// Records asked for per call.
 const PAGE: usize = 100;
+/// How long the form is kept before it is read again.
+const FORM_KEPT: Duration = Duration::from_secs(10 * 60);
+
+/// One connection's poller: its client, the form it read, and where polling started.
+pub struct Poller {
+    client: Client,
+    form: Option<(Form, Instant)>,
+    started: Option<DateTime<Utc>>,
+}
+
+impl Poller {
+    /// A poller asking kintone through `client`.
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            form: None,
+            started: None,
+        }
+    }
+
+    /// The app's form, read again once it is older than `FORM_KEPT`.
+    async fn form(&mut self, app: u64) -> anyhow::Result<&Form> {
+        let stale = self
+            .form
+            .as_ref()
+            .is_none_or(|(_, read)| read.elapsed() >= FORM_KEPT);
+        if stale {
+            self.form = Some((self.client.form(app).await?, Instant::now()));
+        }
+        Ok(&self.form.as_ref().expect("just read").0)
+    }
+}
 
 /// Start a poller for every kintone connection that sends on a status, until `shutdown`.
 pub fn start(
@@ -28,14 +66,21 @@ pub fn start(
             continue;
         }
         let auth = Auth::api_token(connection.api_token.expose().to_string());
-        let client = Client::new(&connection.base_url, auth)?;
+        let mut poller = Poller::new(Client::new(&connection.base_url, auth)?);
         let (state, shutdown) = (state.clone(), shutdown.clone());
         pollers.push(tokio::spawn(async move {
             let connection = &state.config.kintone[index];
+            let label = format!("kintone:{}", connection.name);
             let every = Duration::from_secs(connection.poll_interval_seconds);
             loop {
-                if let Err(e) = poll(&state, connection, &client).await {
-                    tracing::warn!(connection = %connection.name, error = %e, "kintone reconciliation failed; trying at the next poll");
+                match poll(&state, connection, &mut poller).await {
+                    Ok(_) => state.setup_warnings.set(&label, Vec::new()),
+                    Err(e) => {
+                        tracing::warn!(connection = %connection.name, error = %e, "kintone reconciliation failed; trying at the next poll");
+                        metrics::counter!("tsunagi_kintone_poll_failures_total", "connection" => label.clone()).increment(1);
+                        let problem = format!("catch-up poll failed, records whose webhook was lost wait: {e}");
+                        state.setup_warnings.set(&label, vec![problem]);
+                    }
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -47,29 +92,49 @@ pub fn start(
     Ok(pollers)
 }
 
-/// One look: every unanswered record in the trigger status, taken once. Returns how many were
-/// sent now (the others were refused, already taken, or echoes).
+/// One look: every unanswered record in the trigger status changed since polling started, taken
+/// once. Returns how many were sent now (the others were refused, already taken, or echoes).
 pub async fn poll(
     state: &AppState,
     connection: &KintoneConfig,
-    client: &Client,
+    poller: &mut Poller,
 ) -> anyhow::Result<usize> {
     let Some(status) = connection.polled_status() else {
         return Ok(0);
     };
-    let Some(status_code) = client.status_field_code(connection.app).await? else {
+    let label = format!("kintone:{}", connection.name);
+    let started = match poller.started {
+        Some(started) => started,
+        None => {
+            let now = state.events.now();
+            let started = state.store.poll_start_mark(&label, now).await?;
+            *poller.started.insert(started)
+        }
+    };
+    let form = poller.form(connection.app).await?;
+    let Some(status_code) = form.code_of("STATUS").map(str::to_string) else {
         tracing::warn!(connection = %connection.name, "the app has no process management; nothing to reconcile");
         return Ok(0);
+    };
+    let empty = form.empty_condition(&connection.status_field);
+    let since = match form.code_of("UPDATED_TIME") {
+        Some(code) => format!(" and {code} >= \"{}\"", changed_since(started)),
+        None => {
+            tracing::warn!(connection = %connection.name, "the form has no 更新日時 (UPDATED_TIME) field; records older than the connection may be sent");
+            String::new()
+        }
     };
     let mut after = 0;
     let mut sent = 0;
     loop {
         let query = format!(
-            "{status_code} in (\"{}\") and {} = \"\" and $id > {after} order by $id asc limit {PAGE}",
+            "{status_code} in (\"{}\") and {empty}{since} and $id > {after} order by $id asc limit {PAGE}",
             quote(status),
-            connection.status_field
         );
-        let records = client.get_records(connection.app, &query, &[]).await?;
+        let records = poller
+            .client
+            .get_records(connection.app, &query, &[])
+            .await?;
         for record in &records {
             let Some(id) = record.id() else { continue };
             after = after.max(id);
@@ -90,6 +155,15 @@ pub async fn poll(
     Ok(sent)
 }
 
+/// The 更新日時 bound for records changed since `started`: its minute, as kintone keeps times
+/// to the minute, so a record changed in the minute polling started is not missed.
+fn changed_since(started: DateTime<Utc>) -> String {
+    let minute = started
+        .duration_trunc(chrono::Duration::minutes(1))
+        .unwrap_or(started);
+    minute.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
 /// `text` inside a kintone query's double quotes.
 fn quote(text: &str) -> String {
     text.replace('\\', "\\\\").replace('"', "\\\"")
@@ -102,5 +176,13 @@ mod tests {
     #[test]
     fn quotes_and_backslashes_are_escaped_in_a_query_string() {
         assert_eq!(quote(r#"送信 "待ち" \ 1"#), r#"送信 \"待ち\" \\ 1"#);
+    }
+
+    #[test]
+    fn records_are_bounded_by_the_minute_polling_started() {
+        let started = DateTime::parse_from_rfc3339("2026-12-08T00:45:37.120Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(changed_since(started), "2026-12-08T00:45:00Z");
     }
 }

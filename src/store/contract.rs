@@ -91,6 +91,7 @@ macro_rules! contract_tests {
             outbox_entries_are_read_per_connection,
             one_owner_at_a_time_holds_a_connections_writeback_lease,
             a_released_writeback_lease_is_taken_at_once,
+            a_poll_start_mark_is_kept_from_the_first_ask,
             a_refused_writeback_is_shown_on_its_message,
             dry_run_calls_are_listed_newest_first_per_connection_and_kept_a_week,
             own_writes_are_recognised_per_connection_record_and_revision_for_a_week,
@@ -2306,6 +2307,25 @@ pub async fn one_owner_at_a_time_holds_a_connections_writeback_lease(store: Arc<
         )
         .await
         .unwrap());
+}
+
+/// A connection's poll start mark is made once and kept, per connection.
+pub async fn a_poll_start_mark_is_kept_from_the_first_ask(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let first = now();
+    let later = first + Duration::hours(1);
+    assert_eq!(
+        s.poll_start_mark("kintone:sales", first).await.unwrap(),
+        first
+    );
+    assert_eq!(
+        s.poll_start_mark("kintone:sales", later).await.unwrap(),
+        first
+    );
+    assert_eq!(
+        s.poll_start_mark("kintone:other", later).await.unwrap(),
+        later
+    );
 }
 
 /// A released lease is free for another owner at once; only its owner releases it.

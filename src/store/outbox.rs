@@ -163,6 +163,13 @@ pub trait OutboxStore: Send + Sync + 'static {
         until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
+    /// When catch-up polling of `connection` started: `now` the first time it is asked, the
+    /// same ever after (also for another instance sharing the store).
+    async fn poll_start_mark(
+        &self,
+        connection: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<DateTime<Utc>>;
     /// Give up `owner`'s lease on a connection's write-back (a stopping instance), so another
     /// takes it at once instead of when it runs out.
     async fn writeback_release(&self, connection: &str, owner: &str) -> StoreResult<()>;

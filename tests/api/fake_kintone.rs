@@ -24,8 +24,11 @@ pub struct Records {
     pub updated_at: Vec<chrono::DateTime<chrono::Utc>>,
     /// Comments posted, oldest first, as `(id, text)`.
     pub comments: Vec<(u64, String)>,
-    /// Records waiting in the trigger status, by id, as `GET records.json` shows them.
+    /// Records waiting in the trigger status, by id, as `GET records.json` shows them; one
+    /// without a 更新日時 changed just now.
     pub waiting: BTreeMap<u64, Value>,
+    /// The type of the `sms_status` field in the form; `SINGLE_LINE_TEXT` unless set.
+    pub status_type: Option<&'static str>,
 }
 
 impl Records {
@@ -49,11 +52,20 @@ impl Records {
             .any(|(written, r)| *written == id && r["sms_status"]["value"] != "")
     }
 
-    /// The waiting records past `after` that tsunagi has not answered, up to 100, by `$id`.
-    fn unanswered(&self, after: u64) -> Vec<Value> {
+    /// The waiting records past `after`, changed at or after `since`, that tsunagi has not
+    /// answered, up to 100, by `$id`.
+    fn unanswered(&self, after: u64, since: Option<&str>) -> Vec<Value> {
         self.waiting
             .range(after + 1..)
             .filter(|(id, _)| !self.answered(**id))
+            .filter(|(_, record)| {
+                // kintone keeps 更新日時 to the minute, as `YYYY-MM-DDTHH:MM:00Z`: text order is time order.
+                let changed = record["更新日時"]["value"].as_str();
+                match (since, changed) {
+                    (Some(since), Some(changed)) => changed >= since,
+                    _ => true,
+                }
+            })
             .take(100)
             .map(|(id, record)| {
                 let mut record = record.clone();
@@ -83,7 +95,24 @@ impl Respond for Read {
                 .next()
                 .and_then(|n| n.parse().ok())
                 .unwrap_or_default();
-            let found = self.0.lock().unwrap().unanswered(after);
+            let records = self.0.lock().unwrap();
+            let choice = matches!(records.status_type, Some("DROP_DOWN" | "RADIO_BUTTON"));
+            if choice && query.contains("sms_status = \"\"") {
+                // kintone takes only `in` and `not in` on a choice field.
+                return ResponseTemplate::new(400).set_body_raw(
+                    std::fs::read(concat!(
+                        env!("CARGO_MANIFEST_DIR"),
+                        "/tests/fixtures/kintone/error_query_operator.json"
+                    ))
+                    .unwrap(),
+                    "application/json",
+                );
+            }
+            let since = query
+                .split_once("更新日時 >= \"")
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map(|(since, _)| since.to_string());
+            let found = records.unanswered(after, since.as_deref());
             return ResponseTemplate::new(200)
                 .set_body_json(json!({"records": found, "totalCount": null}));
         }
@@ -174,6 +203,28 @@ impl Respond for Bulk {
     }
 }
 
+/// The form: process management, the system 更新日時 and the SMS status field of its type.
+struct FormFields(Arc<Mutex<Records>>);
+
+impl Respond for FormFields {
+    fn respond(&self, _request: &Request) -> ResponseTemplate {
+        let status_type = self
+            .0
+            .lock()
+            .unwrap()
+            .status_type
+            .unwrap_or("SINGLE_LINE_TEXT");
+        ResponseTemplate::new(200).set_body_json(json!({
+            "properties": {
+                "ステータス": {"type": "STATUS", "code": "ステータス", "label": "ステータス", "enabled": true},
+                "更新日時": {"type": "UPDATED_TIME", "code": "更新日時", "label": "更新日時", "noLabel": false},
+                "sms_status": {"type": status_type, "code": "sms_status", "label": "SMS状態", "noLabel": false}
+            },
+            "revision": "5"
+        }))
+    }
+}
+
 /// The fake domain.
 pub struct FakeKintone {
     pub server: MockServer,
@@ -197,12 +248,7 @@ impl FakeKintone {
             .await;
         Mock::given(method("GET"))
             .and(path("/k/v1/app/form/fields.json"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "properties": {
-                    "ステータス": {"type": "STATUS", "code": "ステータス", "label": "ステータス", "enabled": true}
-                },
-                "revision": "5"
-            })))
+            .respond_with(FormFields(records.clone()))
             .mount(&server)
             .await;
         Mock::given(method("POST"))

@@ -661,3 +661,148 @@ async fn at_rest_a_delivered_status_is_on_the_kintone_record_within_3_s_of_the_d
     assert!(lag < 3_000, "the record showed delivered {lag} ms after it");
     s.stop().await;
 }
+
+/// The config of `writing_to`, polling every second.
+fn polling(kintone: &FakeKintone) -> String {
+    writing_to(kintone).replacen(
+        "trigger_status = \"SMS送信\"",
+        "trigger_status = \"SMS送信\"\npoll_interval_seconds = 1",
+        1,
+    )
+}
+
+/// Wait up to 10 s until `count` messages are stored; how many there are.
+async fn stored_up_to(s: &TestServer, count: usize) -> usize {
+    for _ in 0..100 {
+        if all_messages(s).await.len() >= count {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    all_messages(s).await.len()
+}
+
+#[tokio::test]
+async fn a_drop_down_status_field_is_polled_with_in_and_its_waiting_records_are_sent() {
+    let kintone = FakeKintone::start().await;
+    {
+        let mut records = kintone.records.lock().unwrap();
+        records.status_type = Some("DROP_DOWN");
+        for id in 1..=3 {
+            records
+                .waiting
+                .insert(id, moved_to_trigger(id)["record"].clone());
+        }
+    }
+    let s = TestServer::with_delivery(&polling(&kintone)).await;
+    assert_eq!(
+        stored_up_to(&s, 3).await,
+        3,
+        "kintone refused the poll's query"
+    );
+    let polls: Vec<String> = kintone
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| {
+            r.url
+                .query_pairs()
+                .find(|(k, _)| k == "query")
+                .map(|(_, q)| q.to_string())
+        })
+        .filter(|q| q.contains("$id > "))
+        .collect();
+    assert!(polls[0].contains("sms_status in (\"\")"), "{polls:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_started_over_records_already_waiting_sends_nothing_until_one_changes() {
+    let kintone = FakeKintone::start().await;
+    {
+        let mut records = kintone.records.lock().unwrap();
+        for id in 1..=300 {
+            let mut record = moved_to_trigger(id)["record"].clone();
+            // In the trigger status since long before the connection was made.
+            record["更新日時"] = json!({"type": "UPDATED_TIME", "value": "2026-01-05T09:30:00Z"});
+            records.waiting.insert(id, record);
+            records.revisions.insert(id, 6);
+        }
+    }
+    let s = TestServer::with_delivery(&polling(&kintone)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(all_messages(&s).await.len(), 0, "old records were sent");
+    // Someone moves record 7 into the trigger status again, now.
+    {
+        let mut records = kintone.records.lock().unwrap();
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:00Z").to_string();
+        records.waiting.get_mut(&7).unwrap()["更新日時"]["value"] = json!(now);
+        records.revisions.insert(7, 8);
+    }
+    assert_eq!(stored_up_to(&s, 1).await, 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let messages = all_messages(&s).await;
+    assert_eq!(messages.len(), 1, "only the changed record");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_poll_kintone_refuses_is_a_readyz_warning_and_a_metric_until_polls_work_again() {
+    let kintone = FakeKintone::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path("/k/v1/records.json"))
+        .and(wiremock::matchers::query_param_contains("query", "$id > "))
+        .respond_with(
+            wiremock::ResponseTemplate::new(400)
+                .set_body_json(fixture("error_query_operator.json")),
+        )
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&kintone.server)
+        .await;
+    let s = TestServer::with_delivery(&polling(&kintone)).await;
+    // Only this connection's: the other one's kintone (a closed port) fails its polls too.
+    let warnings = |body: &Value| -> Vec<String> {
+        body["warnings"]
+            .as_array()
+            .map(|w| {
+                w.iter()
+                    .filter_map(|w| w.as_str().map(str::to_string))
+                    .filter(|w| w.starts_with("kintone:sales"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        let body: Value = s.get("/readyz").await.json().await.unwrap();
+        seen = warnings(&body);
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        seen.iter().any(
+            |w| w.starts_with("kintone:sales: catch-up poll failed") && w.contains("GAIA_IQ11")
+        ),
+        "{seen:?}"
+    );
+    assert!(s
+        .metrics()
+        .await
+        .contains("tsunagi_kintone_poll_failures_total{connection=\"kintone:sales\"}"));
+    // The third poll works: the warning goes.
+    for _ in 0..60 {
+        let body: Value = s.get("/readyz").await.json().await.unwrap();
+        seen = warnings(&body);
+        if seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(seen.is_empty(), "{seen:?}");
+    s.stop().await;
+}

@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::{classify, ErrorClass, KintoneError};
 use crate::field::{number_text, Record};
+use crate::form::Form;
 use crate::http::{describe, read_capped, BodyError};
 use crate::secret::Secret;
 
@@ -417,6 +418,15 @@ impl Client {
         let body = self.call(Method::GET, "record.json", &query, None).await?;
         let reply: Reply = decode(&body)?;
         Ok(reply.record)
+    }
+
+    /// The app's form: every field's type by code (`GET app/form/fields.json`).
+    pub async fn form(&self, app: u64) -> Result<Form, ClientError> {
+        let query = [("app", app.to_string())];
+        let body = self
+            .call(Method::GET, "app/form/fields.json", &query, None)
+            .await?;
+        decode(&body)
     }
 
     /// The code of the app's process-management STATUS field (`GET app/form/fields.json`), or

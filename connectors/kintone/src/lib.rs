@@ -5,6 +5,7 @@
 //! - [`field`]: typed field values, an explicit empty state, rendering as text in a time zone.
 //! - [`client`]: REST calls (`record.json`, `records.json`, comments, `bulkRequest.json`) with
 //!   API tokens or OAuth, guest spaces, bounded time and size.
+//! - [`form`]: an app's fields by type, and how to ask for an empty one.
 //! - [`error`]: kintone error bodies, validation field maps, and error classes.
 //!
 //! Tokens are wrapped in [`Secret`] so that `Debug` never shows them.
@@ -12,6 +13,7 @@
 pub mod client;
 pub mod error;
 pub mod field;
+pub mod form;
 mod http;
 pub mod secret;
 pub mod webhook;
@@ -19,6 +21,7 @@ pub mod webhook;
 pub use client::{Auth, BulkMethod, BulkRequest, Client, ClientError, RecordUpdate, UpdatedRecord};
 pub use error::{ErrorClass, KintoneError};
 pub use field::{Decimal, Entity, FieldType, FieldValue, FileInfo, Record, RecordError, Row};
+pub use form::Form;
 pub use secret::Secret;
 pub use webhook::{Event, Webhook, WebhookError};
 
@@ -53,6 +56,8 @@ pub(crate) mod test_support {
         "error_validation.json",
         "error_too_many_requests.json",
         "form_fields_opt_out_check_box.json",
+        "form_fields_drop_down_status.json",
+        "error_query_operator.json",
         // Notes on how these files are shaped.
         "README.md",
     ];

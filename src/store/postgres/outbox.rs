@@ -10,7 +10,7 @@ use super::PostgresStore;
 use crate::{
     domain::{ids::MessageId, source::Source},
     store::{
-        decode::millis,
+        decode::{self, millis},
         rows::{self, OUTBOX_COLUMNS},
         NewOutboxEntry, OutboxEntry, OutboxStore, StoreResult, OWN_WRITES_KEPT,
     },
@@ -97,6 +97,26 @@ impl OutboxStore for PostgresStore {
         .fetch_optional(&self.pool)
         .await?;
         Ok(taken.is_some())
+    }
+
+    async fn poll_start_mark(
+        &self,
+        connection: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<DateTime<Utc>> {
+        sqlx::query(
+            "INSERT INTO poll_marks (connection, started_at) VALUES ($1, $2)
+             ON CONFLICT (connection) DO NOTHING",
+        )
+        .bind(connection)
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await?;
+        let at: i64 = sqlx::query_scalar("SELECT started_at FROM poll_marks WHERE connection = $1")
+            .bind(connection)
+            .fetch_one(&self.pool)
+            .await?;
+        decode::time(at)
     }
 
     async fn writeback_release(&self, connection: &str, owner: &str) -> StoreResult<()> {

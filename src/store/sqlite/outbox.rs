@@ -10,7 +10,7 @@ use super::SqliteStore;
 use crate::{
     domain::{ids::MessageId, source::Source},
     store::{
-        decode::millis,
+        decode::{self, millis},
         rows::{self, OUTBOX_COLUMNS},
         NewOutboxEntry, OutboxEntry, OutboxStore, StoreResult, OWN_WRITES_KEPT,
     },
@@ -110,6 +110,29 @@ impl OutboxStore for SqliteStore {
                     .is_some())
             })
             .await
+    }
+
+    async fn poll_start_mark(
+        &self,
+        connection: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<DateTime<Utc>> {
+        let connection = connection.to_string();
+        let at: i64 = self
+            .writer
+            .run(move |conn| {
+                conn.execute(
+                    "INSERT OR IGNORE INTO poll_marks (connection, started_at) VALUES (?, ?)",
+                    params![connection, millis(now)],
+                )?;
+                Ok(conn.query_row(
+                    "SELECT started_at FROM poll_marks WHERE connection = ?",
+                    params![connection],
+                    |r| r.get(0),
+                )?)
+            })
+            .await?;
+        decode::time(at)
     }
 
     async fn writeback_release(&self, connection: &str, owner: &str) -> StoreResult<()> {
