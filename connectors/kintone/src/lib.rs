@@ -42,7 +42,7 @@ pub(crate) mod test_support {
     }
 
     /// Every fixture the tests read; a new file must be added here and to a test.
-    pub const FIXTURES: [&str; 14] = [
+    pub const FIXTURES: [&str; 16] = [
         "webhook_add_record.json",
         "webhook_update_record.json",
         "webhook_update_status_japanese.json",
