@@ -6,6 +6,9 @@
 //! each exactly as a webhook would: the dedupe key is the record revision, so a record a webhook
 //! already brought, or brings late, is sent once.
 //!
+//! With several instances on one store, one polls each connection at a time: it holds the
+//! connection's poll lease (beside the write-back leases), renewed every poll.
+//!
 //! The form (each field's type, the system fields' codes) is read once and kept for
 //! `FORM_KEPT`: an empty status field is asked for by its type, and records are bounded by the
 //! app's 更新日時 field. A poll kintone refuses shows in `/readyz` warnings and `/metrics`.
@@ -22,6 +25,14 @@ use crate::{api::AppState, config::KintoneConfig};
 
 /// Records asked for per call.
 const PAGE: usize = 100;
+/// How much longer than two poll intervals a poll lease runs, so a slow poll keeps it.
+const LEASE_SLACK: Duration = Duration::from_secs(10);
+
+/// The key of a connection's poll lease, beside its write-back lease (`kintone:sales`).
+fn poll_lease(label: &str) -> String {
+    format!("{label}#poll")
+}
+
 /// How long the form is kept before it is read again.
 const FORM_KEPT: Duration = Duration::from_secs(10 * 60);
 
@@ -72,7 +83,22 @@ pub fn start(
             let connection = &state.config.kintone[index];
             let label = format!("kintone:{}", connection.name);
             let every = Duration::from_secs(connection.poll_interval_seconds);
+            let lease = poll_lease(&label);
+            let owner = format!("poller-{}", ulid::Ulid::new());
             loop {
+                let now = state.events.now();
+                let until = now + chrono::Duration::from_std(every * 2 + LEASE_SLACK).unwrap_or_default();
+                let held = state.store.writeback_lease(&lease, &owner, until, now).await;
+                if !matches!(held, Ok(true)) {
+                    if let Err(e) = held {
+                        tracing::warn!(connection = %connection.name, error = %e, "poll lease not taken; trying at the next poll");
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                    continue;
+                }
                 match poll(&state, connection, &mut poller).await {
                     Ok(_) => state.setup_warnings.set(&label, Vec::new()),
                     Err(e) => {
@@ -83,9 +109,13 @@ pub fn start(
                     }
                 }
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(every) => {}
                 }
+            }
+            // Another instance takes the polling over at once.
+            if let Err(e) = state.store.writeback_release(&lease, &owner).await {
+                tracing::warn!(connection = %connection.name, error = %e, "poll lease not released");
             }
         }));
     }

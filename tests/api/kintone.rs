@@ -806,3 +806,44 @@ async fn a_poll_kintone_refuses_is_a_readyz_warning_and_a_metric_until_polls_wor
     assert!(seen.is_empty(), "{seen:?}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn two_instances_poll_one_connection_one_at_a_time_and_the_second_takes_over_at_a_stop() {
+    let kintone = FakeKintone::start().await;
+    let config = polling(&kintone);
+    // Instances share a queue on PostgreSQL only.
+    let Some(a) = TestServer::on_postgres_with(&config).await else {
+        return;
+    };
+    let b = a.another_instance(&config).await;
+    // First pages of polls of the `sales` app, by the time they came.
+    let first_pages = || async {
+        kintone
+            .server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r.url
+                    .query_pairs()
+                    .any(|(k, q)| k == "query" && q.contains("$id > 0 "))
+            })
+            .count()
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let before = first_pages().await;
+    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+    let polls = first_pages().await - before;
+    // One instance polling every second: three, perhaps four; both would make six or more.
+    assert!((2..=4).contains(&polls), "{polls} polls in 3 s");
+    // The holder stops: the other polls from its next round.
+    a.stop().await;
+    let before = first_pages().await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(
+        first_pages().await > before,
+        "nobody polls after the holder stopped"
+    );
+    b.stop().await;
+}
