@@ -189,6 +189,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
     let (clicks, recorder) = ClickRecorder::start(store.clone(), workers_stop.clone());
     let links = LinkResolver::new(store.clone());
     workers.push(recorder);
+    let poll_nudges = inbound::reconcile::PollNudges::for_config(&config);
     let state = api::AppState::new(api::Shared {
         store,
         keys: auth::KeyRing::new(config.api.keys.iter().map(Secret::expose)),
@@ -199,6 +200,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         clicks,
         links,
         setup_warnings,
+        poll_nudges,
     });
     workers.extend(inbound::reconcile::start(&state, &workers_stop)?);
     let app = api::router(state);

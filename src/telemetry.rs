@@ -106,6 +106,17 @@ pub fn inbound_record(connection: &str, outcome: &'static str) {
     .increment(1);
 }
 
+/// A hook counting a kintone connection's requests by API path, in
+/// `tsunagi_kintone_api_calls_total{connection, api}`: kintone allows 10,000 a day per app.
+pub fn kintone_calls(connection: &str) -> tsunagi_kintone::CallHook {
+    let connection = connection.to_string();
+    tsunagi_kintone::CallHook::new(move |api| {
+        let api = api.trim_end_matches(".json").to_string();
+        metrics::counter!("tsunagi_kintone_api_calls_total", "connection" => connection.clone(), "api" => api)
+            .increment(1);
+    })
+}
+
 /// An OTP was sent.
 pub fn otp_sent() {
     metrics::counter!("tsunagi_otp_sends_total").increment(1);

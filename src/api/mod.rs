@@ -57,6 +57,8 @@ pub struct Shared {
     pub links: crate::links::LinkResolver,
     /// What the CRM connections' setup checks found, shown by `/readyz`.
     pub setup_warnings: crate::writeback::warnings::SetupWarnings,
+    /// What wakes each kintone connection's poller when its webhooks come.
+    pub poll_nudges: crate::inbound::reconcile::PollNudges,
 }
 
 impl AppState {

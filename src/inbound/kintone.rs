@@ -172,6 +172,10 @@ pub async fn webhook(
         }
         .into());
     }
+    // A busy app: its poller looks again at its interval, for webhooks kintone dropped.
+    state
+        .poll_nudges
+        .nudge(&format!("kintone:{}", connection.name));
     Ok(Json(take(&state, connection, &webhook).await?))
 }
 

@@ -13,18 +13,69 @@
 //! `FORM_KEPT`: an empty status field is asked for by its type, and records are bounded by the
 //! app's 更新日時 field. A poll kintone refuses shows in `/readyz` warnings and `/metrics`.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, DurationRound, Utc};
-use tokio::task::JoinHandle;
+use tokio::{sync::Notify, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tsunagi_kintone::{Auth, Client, Form};
 
 use super::kintone::{take_record, KintoneResult};
-use crate::{api::AppState, config::KintoneConfig};
+use crate::{
+    api::AppState,
+    config::{Config, KintoneConfig},
+};
 
 /// Records asked for per call.
 const PAGE: usize = 100;
+/// The longest wait between two polls of an idle app: with the form read again at each, an
+/// idle app costs 2 calls in 10 minutes, 288 a day of the 10,000 kintone allows.
+const IDLE_WAIT: Duration = Duration::from_secs(10 * 60);
+
+/// The wait before the next poll: `every` after a poll that sent (or a webhook, which wakes the
+/// poller), otherwise twice the last wait, up to `IDLE_WAIT` (or `every`, if that is longer).
+fn next_wait(last: Duration, sent: usize, every: Duration) -> Duration {
+    if sent > 0 {
+        every
+    } else {
+        (last * 2).min(IDLE_WAIT.max(every))
+    }
+}
+
+/// Per polled kintone connection, what wakes its poller: a webhook says the app is busy, and
+/// webhooks past kintone's 60 a minute are dropped, so polls come at `poll_interval_seconds`
+/// again.
+#[derive(Clone, Default, Debug)]
+pub struct PollNudges(Arc<HashMap<String, Arc<Notify>>>);
+
+impl PollNudges {
+    /// One for every polled connection of `config`.
+    pub fn for_config(config: &Config) -> Self {
+        let nudges = config
+            .kintone
+            .iter()
+            .filter(|c| c.polled_status().is_some())
+            .map(|c| (format!("kintone:{}", c.name), Arc::new(Notify::new())))
+            .collect();
+        Self(Arc::new(nudges))
+    }
+
+    /// Wake `connection`'s poller (`kintone:sales`), if it has one.
+    pub fn nudge(&self, connection: &str) {
+        if let Some(nudge) = self.0.get(connection) {
+            nudge.notify_one();
+        }
+    }
+
+    fn of(&self, connection: &str) -> Arc<Notify> {
+        self.0.get(connection).cloned().unwrap_or_default()
+    }
+}
+
 /// How much longer than two poll intervals a poll lease runs, so a slow poll keeps it.
 const LEASE_SLACK: Duration = Duration::from_secs(10);
 
@@ -77,17 +128,22 @@ pub fn start(
             continue;
         }
         let auth = Auth::api_token(connection.api_token.expose().to_string());
-        let mut poller = Poller::new(Client::new(&connection.base_url, auth)?);
+        let label = format!("kintone:{}", connection.name);
+        let client = Client::new(&connection.base_url, auth)?
+            .with_call_hook(crate::telemetry::kintone_calls(&label));
+        let mut poller = Poller::new(client);
         let (state, shutdown) = (state.clone(), shutdown.clone());
         pollers.push(tokio::spawn(async move {
             let connection = &state.config.kintone[index];
-            let label = format!("kintone:{}", connection.name);
             let every = Duration::from_secs(connection.poll_interval_seconds);
             let lease = poll_lease(&label);
             let owner = format!("poller-{}", ulid::Ulid::new());
+            let nudged = state.poll_nudges.of(&label);
+            let mut wait = every;
             loop {
                 let now = state.events.now();
-                let until = now + chrono::Duration::from_std(every * 2 + LEASE_SLACK).unwrap_or_default();
+                let held_for = IDLE_WAIT.max(every) * 2 + LEASE_SLACK;
+                let until = now + chrono::Duration::from_std(held_for).unwrap_or_default();
                 let held = state.store.writeback_lease(&lease, &owner, until, now).await;
                 if !matches!(held, Ok(true)) {
                     if let Err(e) = held {
@@ -100,8 +156,12 @@ pub fn start(
                     continue;
                 }
                 match poll(&state, connection, &mut poller).await {
-                    Ok(_) => state.setup_warnings.set(&label, Vec::new()),
+                    Ok(sent) => {
+                        state.setup_warnings.set(&label, Vec::new());
+                        wait = next_wait(wait, sent, every);
+                    }
                     Err(e) => {
+                        wait = every;
                         tracing::warn!(connection = %connection.name, error = %e, "kintone reconciliation failed; trying at the next poll");
                         metrics::counter!("tsunagi_kintone_poll_failures_total", "connection" => label.clone()).increment(1);
                         let problem = format!("catch-up poll failed, records whose webhook was lost wait: {e}");
@@ -110,7 +170,14 @@ pub fn start(
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(every) => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = nudged.notified() => {
+                        wait = every;
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(every) => {}
+                        }
+                    }
                 }
             }
             // Another instance takes the polling over at once.
@@ -206,6 +273,32 @@ mod tests {
     #[test]
     fn quotes_and_backslashes_are_escaped_in_a_query_string() {
         assert_eq!(quote(r#"送信 "待ち" \ 1"#), r#"送信 \"待ち\" \\ 1"#);
+    }
+
+    #[test]
+    fn an_idle_app_costs_at_most_300_calls_a_day_and_a_busy_one_is_polled_at_its_interval() {
+        let every = Duration::from_secs(60);
+        let (mut wait, mut elapsed, mut calls) = (every, Duration::ZERO, 0);
+        let mut form_read = None::<Duration>;
+        let day = Duration::from_secs(86_400);
+        while elapsed < day {
+            // A poll: its page, and the form when the kept one is 10 minutes old.
+            calls += 1;
+            if form_read.is_none_or(|read| elapsed - read >= FORM_KEPT) {
+                calls += 1;
+                form_read = Some(elapsed);
+            }
+            wait = next_wait(wait, 0, every);
+            elapsed += wait;
+        }
+        assert!(calls <= 300, "{calls} calls a day");
+        assert_eq!(next_wait(IDLE_WAIT, 3, every), every, "a poll that sent");
+        let hourly = Duration::from_secs(3600);
+        assert_eq!(
+            next_wait(hourly, 0, hourly),
+            hourly,
+            "never beyond a longer interval"
+        );
     }
 
     #[test]

@@ -118,7 +118,8 @@ fn kintone_sink(
     store: &Arc<dyn Store>,
 ) -> anyhow::Result<KintoneSink> {
     let auth = tsunagi_kintone::Auth::api_token(c.api_token.expose().to_string());
-    let client = tsunagi_kintone::Client::new(&c.base_url, auth)?;
+    let client = tsunagi_kintone::Client::new(&c.base_url, auth)?
+        .with_call_hook(crate::telemetry::kintone_calls(name));
     let fields = KintoneFields {
         status: c.status_field.clone(),
         detail: c.status_detail_field.clone(),

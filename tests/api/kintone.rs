@@ -831,12 +831,10 @@ async fn two_instances_poll_one_connection_one_at_a_time_and_the_second_takes_ov
             })
             .count()
     };
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let before = first_pages().await;
-    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
-    let polls = first_pages().await - before;
-    // One instance polling every second: three, perhaps four; both would make six or more.
-    assert!((2..=4).contains(&polls), "{polls} polls in 3 s");
+    tokio::time::sleep(std::time::Duration::from_millis(4000)).await;
+    let polls = first_pages().await;
+    // One poller of an idle app polls at 0, 1 and 3 s (its waits double); two would poll twice that.
+    assert!((1..=3).contains(&polls), "{polls} polls in 4 s");
     // The holder stops: the other polls from its next round.
     a.stop().await;
     let before = first_pages().await;
@@ -846,4 +844,40 @@ async fn two_instances_poll_one_connection_one_at_a_time_and_the_second_takes_ov
         "nobody polls after the holder stopped"
     );
     b.stop().await;
+}
+
+#[tokio::test]
+async fn a_webhook_wakes_an_idle_poller_to_catch_up_the_webhooks_kintone_dropped() {
+    let kintone = FakeKintone::start().await;
+    let s = TestServer::with_delivery(&polling(&kintone)).await;
+    // Idle: the poller's waits grow; it polls at 0, 1, 3, 7 and next at 15 s.
+    tokio::time::sleep(std::time::Duration::from_millis(7500)).await;
+    // A burst: kintone delivers the webhook of record 1 and drops those of records 2 to 6.
+    {
+        let mut records = kintone.records.lock().unwrap();
+        for id in 2..=6 {
+            records
+                .waiting
+                .insert(id, moved_to_trigger(id)["record"].clone());
+        }
+    }
+    let (status, answer) = deliver(&s, &moved_to_trigger(1)).await;
+    assert_eq!(status, 200, "{answer}");
+    let started = std::time::Instant::now();
+    assert_eq!(stored_up_to(&s, 6).await, 6);
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(4000),
+        "caught up after {:?}, not at the poll interval",
+        started.elapsed()
+    );
+    let metrics = s.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tsunagi_kintone_api_calls_total")
+                && l.contains("api=\"records\"")
+                && l.contains("connection=\"kintone:sales\"")),
+        "kintone calls are not counted"
+    );
+    s.stop().await;
 }

@@ -18,7 +18,9 @@ mod http;
 pub mod secret;
 pub mod webhook;
 
-pub use client::{Auth, BulkMethod, BulkRequest, Client, ClientError, RecordUpdate, UpdatedRecord};
+pub use client::{
+    Auth, BulkMethod, BulkRequest, CallHook, Client, ClientError, RecordUpdate, UpdatedRecord,
+};
 pub use error::{ErrorClass, KintoneError};
 pub use field::{Decimal, Entity, FieldType, FieldValue, FileInfo, Record, RecordError, Row};
 pub use form::Form;
