@@ -235,6 +235,12 @@ pub async fn poll(
         for record in &records {
             let Some(id) = record.id() else { continue };
             after = after.max(id);
+            // One send per time the record enters the trigger status: an edit before its last
+            // message reached it (or while write-back cannot) is no new trigger.
+            let key = format!("{}/{id}", connection.app);
+            if state.store.unwritten_message_for(&label, &key).await? {
+                continue;
+            }
             let answer = take_record(state, connection, record, id, record.revision(), "poll")
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;

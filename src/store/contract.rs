@@ -92,6 +92,7 @@ macro_rules! contract_tests {
             one_owner_at_a_time_holds_a_connections_writeback_lease,
             a_released_writeback_lease_is_taken_at_once,
             a_poll_start_mark_is_kept_from_the_first_ask,
+            a_records_message_is_unwritten_until_written_back,
             a_refused_writeback_is_shown_on_its_message,
             dry_run_calls_are_listed_newest_first_per_connection_and_kept_a_week,
             own_writes_are_recognised_per_connection_record_and_revision_for_a_week,
@@ -2305,6 +2306,39 @@ pub async fn one_owner_at_a_time_holds_a_connections_writeback_lease(store: Arc<
             expired + Duration::seconds(30),
             expired
         )
+        .await
+        .unwrap());
+}
+
+/// A CRM record has an unwritten message from its message's acceptance until a write-back of it.
+pub async fn a_records_message_is_unwritten_until_written_back(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let record = "003xx000004TmiQAAS";
+    assert!(!s
+        .unwritten_message_for("salesforce:prod", record)
+        .await
+        .unwrap());
+    let m = message(crm());
+    sent(s, &m).await;
+    assert!(s
+        .unwritten_message_for("salesforce:prod", record)
+        .await
+        .unwrap());
+    assert!(!s
+        .unwritten_message_for("salesforce:other", record)
+        .await
+        .unwrap());
+    assert!(!s
+        .unwritten_message_for("salesforce:prod", "003xx000004TmiRAAS")
+        .await
+        .unwrap());
+    let entries = s.outbox_pending("salesforce:prod", 10).await.unwrap();
+    assert!(!entries.is_empty());
+    s.outbox_written(entries.iter().map(|e| e.id).collect(), now())
+        .await
+        .unwrap();
+    assert!(!s
+        .unwritten_message_for("salesforce:prod", record)
         .await
         .unwrap());
 }

@@ -163,6 +163,8 @@ pub trait OutboxStore: Send + Sync + 'static {
         until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
+    /// Whether a message of `connection` for `record` has not been written back to it yet.
+    async fn unwritten_message_for(&self, connection: &str, record: &str) -> StoreResult<bool>;
     /// When catch-up polling of `connection` started: `now` the first time it is asked, the
     /// same ever after (also for another instance sharing the store).
     async fn poll_start_mark(

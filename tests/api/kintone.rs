@@ -881,3 +881,34 @@ async fn a_webhook_wakes_an_idle_poller_to_catch_up_the_webhooks_kintone_dropped
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn an_edit_between_a_send_and_its_write_back_sends_nothing_more() {
+    let kintone = FakeKintone::start().await;
+    // kintone takes no write-back for now: the record's status field stays empty.
+    wiremock::Mock::given(wiremock::matchers::method("PUT"))
+        .and(wiremock::matchers::path("/k/v1/records.json"))
+        .respond_with(wiremock::ResponseTemplate::new(503))
+        .with_priority(1)
+        .mount(&kintone.server)
+        .await;
+    let s = TestServer::with_delivery(&polling(&kintone)).await;
+    let (status, answer) = deliver(&s, &moved_to_trigger(7)).await;
+    assert_eq!(
+        (status, &answer["result"]),
+        (200, &json!("queued")),
+        "{answer}"
+    );
+    // Someone edits the record (a note, a typo): revision 7, still in the trigger status and
+    // with no SMS status, where the poller sees it.
+    {
+        let mut records = kintone.records.lock().unwrap();
+        records
+            .waiting
+            .insert(7, moved_to_trigger(7)["record"].clone());
+        records.revisions.insert(7, 7);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(all_messages(&s).await.len(), 1, "the edit sent again");
+    s.stop().await;
+}

@@ -99,6 +99,18 @@ impl OutboxStore for PostgresStore {
         Ok(taken.is_some())
     }
 
+    async fn unwritten_message_for(&self, connection: &str, record: &str) -> StoreResult<bool> {
+        Ok(sqlx::query(
+            "SELECT 1 FROM messages WHERE source = $1 AND source_record = $2
+             AND written_back_at IS NULL LIMIT 1",
+        )
+        .bind(connection)
+        .bind(record)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
+    }
+
     async fn poll_start_mark(
         &self,
         connection: &str,

@@ -112,6 +112,18 @@ impl OutboxStore for SqliteStore {
             .await
     }
 
+    async fn unwritten_message_for(&self, connection: &str, record: &str) -> StoreResult<bool> {
+        Ok(sqlx::query(
+            "SELECT 1 FROM messages WHERE source = ? AND source_record = ?
+             AND written_back_at IS NULL LIMIT 1",
+        )
+        .bind(connection)
+        .bind(record)
+        .fetch_optional(&self.read)
+        .await?
+        .is_some())
+    }
+
     async fn poll_start_mark(
         &self,
         connection: &str,
