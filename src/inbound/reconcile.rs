@@ -79,6 +79,12 @@ impl PollNudges {
 /// How much longer than two poll intervals a poll lease runs, so a slow poll keeps it.
 const LEASE_SLACK: Duration = Duration::from_secs(10);
 
+/// When a poll lease taken at `now` ends: after the wait ahead, one interval more for the poll
+/// itself, and some slack.
+fn lease_end(now: DateTime<Utc>, wait: Duration, every: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(wait + every + LEASE_SLACK).unwrap_or_default()
+}
+
 /// The key of a connection's poll lease, beside its write-back lease (`kintone:sales`).
 fn poll_lease(label: &str) -> String {
     format!("{label}#poll")
@@ -142,9 +148,7 @@ pub fn start(
             let mut wait = every;
             loop {
                 let now = state.events.now();
-                let held_for = IDLE_WAIT.max(every) * 2 + LEASE_SLACK;
-                let until = now + chrono::Duration::from_std(held_for).unwrap_or_default();
-                let held = state.store.writeback_lease(&lease, &owner, until, now).await;
+                let held = state.store.writeback_lease(&lease, &owner, lease_end(now, every, every), now).await;
                 if !matches!(held, Ok(true)) {
                     if let Err(e) = held {
                         tracing::warn!(connection = %connection.name, error = %e, "poll lease not taken; trying at the next poll");
@@ -167,6 +171,11 @@ pub fn start(
                         let problem = format!("catch-up poll failed, records whose webhook was lost wait: {e}");
                         state.setup_warnings.set(&label, vec![problem]);
                     }
+                }
+                // Held through the wait ahead, no longer: a poller that dies is replaced soon after.
+                let now = state.events.now();
+                if let Err(e) = state.store.writeback_lease(&lease, &owner, lease_end(now, wait, every), now).await {
+                    tracing::warn!(connection = %connection.name, error = %e, "poll lease not renewed");
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
