@@ -69,6 +69,24 @@ fill_wait_ms = 0
     )
 }
 
+/// `connections`, with `keys` (lines ending in a newline) added to the `dev` Contact mapping.
+fn dev_mapping_with(salesforce: &FakeSalesforce, keys: &str) -> String {
+    let opt_out = "opt_out_field = \"SMS_Opt_Out__c\"\n";
+    connections(salesforce).replacen(opt_out, &format!("{opt_out}{keys}"), 1)
+}
+
+/// `connections`, with the `dev` connection signing in with refresh token `token`.
+fn dev_refreshing(salesforce: &FakeSalesforce, token: &str) -> String {
+    let secret = "client_secret = \"client-secret\"\n";
+    connections(salesforce)
+        .replacen(
+            "auth = \"client_credentials\"",
+            "auth = \"refresh_token\"",
+            1,
+        )
+        .replacen(secret, &format!("{secret}refresh_token = \"{token}\"\n"), 1)
+}
+
 /// A test server with the two connections, and the fake org they write back to.
 pub async fn server() -> (TestServer, FakeSalesforce) {
     let salesforce = FakeSalesforce::start().await;
@@ -920,13 +938,12 @@ async fn a_click_on_a_short_link_lands_in_the_click_field_of_the_record() {
 #[tokio::test]
 async fn a_message_log_record_is_upserted_per_message_on_its_external_id() {
     let salesforce = FakeSalesforce::start().await;
-    let config = connections(&salesforce).replacen(
-        "opt_out_field = \"SMS_Opt_Out__c\"\n",
-        "opt_out_field = \"SMS_Opt_Out__c\"\n\n[salesforce.mappings.message_log]\n\
+    let config = dev_mapping_with(
+        &salesforce,
+        "\n[salesforce.mappings.message_log]\n\
          object = \"SMS_Message__c\"\nexternal_id_field = \"Message_Id__c\"\n\
          record_field = \"Contact__c\"\nstatus_field = \"Status__c\"\n\
          detail_field = \"Detail__c\"\n",
-        1,
     );
     let s = TestServer::with_delivery(&config).await;
     let (status, body) = flow(&s, flow_records(3..5)).await;
@@ -1185,11 +1202,7 @@ async fn contacts_and_leads_interleaved_are_written_back_grouped_by_type_in_at_m
     let lead = "\n[[salesforce.mappings]]\nsobject = \"Lead\"\nphone_field = \"MobilePhone\"\n\
         template = \"{{LastName}}様\"\nstatus_field = \"SMS_Status__c\"\n\
         status_detail_field = \"SMS_Status_Detail__c\"\nreply_field = \"SMS_Last_Reply__c\"\n";
-    let config = connections(&salesforce).replacen(
-        "opt_out_field = \"SMS_Opt_Out__c\"\n",
-        &format!("opt_out_field = \"SMS_Opt_Out__c\"\n{lead}"),
-        1,
-    );
+    let config = dev_mapping_with(&salesforce, lead);
     let s = TestServer::with_delivery(&config).await;
     let mut records = flow_records(0..250);
     for (n, record) in records["records"]
@@ -1396,11 +1409,7 @@ async fn field_security_refusing_every_record_holds_the_queue_and_loses_no_statu
 #[tokio::test]
 async fn a_status_renamed_for_the_picklist_is_written_by_its_picklist_value() {
     let salesforce = FakeSalesforce::start().await;
-    let config = connections(&salesforce).replacen(
-        "opt_out_field = \"SMS_Opt_Out__c\"\n",
-        "opt_out_field = \"SMS_Opt_Out__c\"\nstatus_values = { delivered = \"配信済\" }\n",
-        1,
-    );
+    let config = dev_mapping_with(&salesforce, "status_values = { delivered = \"配信済\" }\n");
     let s = TestServer::with_delivery(&config).await;
     let (status, body) = flow(&s, flow_records(61..62)).await;
     assert_eq!(status, 202, "{body}");
@@ -1415,11 +1424,7 @@ async fn a_status_renamed_for_the_picklist_is_written_by_its_picklist_value() {
 async fn a_rotated_refresh_token_survives_a_restart() {
     let salesforce = FakeSalesforce::start().await;
     salesforce.rotate_refresh_tokens("5Aep861Configured").await;
-    let config = connections(&salesforce).replacen(
-        "auth = \"client_credentials\"\nclient_id = \"3MVG9-test\"\nclient_secret = \"client-secret\"",
-        "auth = \"refresh_token\"\nclient_id = \"3MVG9-test\"\nclient_secret = \"client-secret\"\nrefresh_token = \"5Aep861Configured\"",
-        1,
-    );
+    let config = dev_refreshing(&salesforce, "5Aep861Configured");
     assert!(config.contains("5Aep861Configured"));
     let s = TestServer::with_delivery(&config).await;
     let (status, body) = flow(&s, flow_records(71..72)).await;
@@ -1447,13 +1452,7 @@ async fn a_rotated_refresh_token_survives_a_restart() {
 async fn a_new_refresh_token_in_the_config_wins_over_the_kept_one() {
     let salesforce = FakeSalesforce::start().await;
     let tokens = salesforce.rotate_refresh_tokens("5Aep861Configured").await;
-    let refresh = |token: &str| {
-        connections(&salesforce).replacen(
-            "auth = \"client_credentials\"\nclient_id = \"3MVG9-test\"\nclient_secret = \"client-secret\"",
-            &format!("auth = \"refresh_token\"\nclient_id = \"3MVG9-test\"\nclient_secret = \"client-secret\"\nrefresh_token = \"{token}\""),
-            1,
-        )
-    };
+    let refresh = |token: &str| dev_refreshing(&salesforce, token);
     let s = TestServer::with_delivery(&refresh("5Aep861Configured")).await;
     flow(&s, flow_records(73..74)).await;
     salesforce
@@ -1504,10 +1503,9 @@ async fn setup_warnings(s: &TestServer, connection: &str) -> Vec<String> {
 async fn a_status_picklist_without_the_values_written_is_named_in_readyz_at_start() {
     let salesforce = FakeSalesforce::start().await;
     salesforce.describe("Contact", "describe_contact.json");
-    let config = connections(&salesforce).replacen(
-        "opt_out_field = \"SMS_Opt_Out__c\"\n",
-        "opt_out_field = \"SMS_Opt_Out__c\"\nstatus_values = { delivered = \"配信済\", failed = \"送信失敗\" }\n",
-        1,
+    let config = dev_mapping_with(
+        &salesforce,
+        "status_values = { delivered = \"配信済\", failed = \"送信失敗\" }\n",
     );
     let s = TestServer::with_delivery(&config).await;
     let warnings = setup_warnings(&s, "salesforce:dev").await;
@@ -1530,11 +1528,7 @@ async fn a_status_picklist_without_the_values_written_is_named_in_readyz_at_star
 async fn a_reply_longer_than_its_field_is_cut_to_the_described_length_and_written() {
     let salesforce = FakeSalesforce::start().await;
     salesforce.describe("Contact", "describe_contact.json");
-    let config = connections(&salesforce).replacen(
-        "opt_out_field = \"SMS_Opt_Out__c\"\n",
-        &format!("opt_out_field = \"SMS_Opt_Out__c\"\n{PICKLIST_VALUES}"),
-        1,
-    );
+    let config = dev_mapping_with(&salesforce, PICKLIST_VALUES);
     let s = TestServer::with_delivery(&config).await;
     let (_, body) = flow(&s, flow_records(81..82)).await;
     let id = body["results"][0]["message_id"]
@@ -1632,9 +1626,10 @@ async fn a_stop_sets_the_opt_out_field_on_every_record_holding_the_number() {
 #[tokio::test]
 async fn a_cancel_reply_is_a_plain_reply_for_a_connection_that_says_so_and_an_opt_out_elsewhere() {
     let salesforce = FakeSalesforce::start().await;
+    let secret = "client_secret = \"client-secret\"\n";
     let config = connections(&salesforce).replacen(
-        "client_secret = \"client-secret\"\n",
-        "client_secret = \"client-secret\"\nambiguous_words_opt_out = false\n",
+        secret,
+        &format!("{secret}ambiguous_words_opt_out = false\n"),
         1,
     );
     let s = TestServer::with_delivery(&config).await;

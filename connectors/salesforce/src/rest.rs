@@ -961,6 +961,24 @@ mod tests {
         assert_eq!(pages, 3);
     }
 
+    #[tokio::test]
+    async fn an_unreadable_describe_or_query_answer_is_an_invalid_response() {
+        let server = server_with_tokens().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("<html>maintenance</html>"))
+            .mount(&server)
+            .await;
+        let client = client(&server);
+        assert!(matches!(
+            client.describe("Contact").await,
+            Err(RestError::InvalidResponse(_))
+        ));
+        assert!(matches!(
+            client.query("SELECT Id FROM Contact", 10).await,
+            Err(RestError::InvalidResponse(_))
+        ));
+    }
+
     #[test]
     fn soql_literals_escape_what_would_end_or_bend_them() {
         assert_eq!(soql_literal("090-1234-5678"), "'090-1234-5678'");
