@@ -194,7 +194,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         store,
         keys: auth::KeyRing::new(config.api.keys.iter().map(Secret::expose)),
         config,
-        admission,
+        admission: Arc::new(admission),
         events,
         provider: provider.clone(),
         clicks,
@@ -202,7 +202,18 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         setup_warnings,
         poll_nudges,
     });
-    workers.extend(inbound::reconcile::start(&state, &workers_stop)?);
+    let poller_parts = inbound::reconcile::PollerParts {
+        intake: inbound::kintone_intake::KintoneIntake::of(&state),
+        store: state.store.clone(),
+        events: state.events.clone(),
+        warnings: state.setup_warnings.clone(),
+        nudges: state.poll_nudges.clone(),
+    };
+    workers.extend(inbound::reconcile::start(
+        &state.config.kintone,
+        &poller_parts,
+        &workers_stop,
+    )?);
     let app = api::router(state);
     let stop = http_stop.clone();
     let server = tokio::spawn(async move {

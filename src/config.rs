@@ -1133,6 +1133,27 @@ fn connection_name_problem<'a>(
     }
 }
 
+/// What is wrong with each entry of a `status_values` table, by its key path
+/// (`status_values.deliverd`): a state tsunagi does not write, or a value not 1-255 characters.
+fn status_values_problems(
+    values: &std::collections::BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    values
+        .iter()
+        .filter_map(|(state, value)| {
+            let message = if state.parse::<crate::domain::state::JobState>().is_err() {
+                "is not a state tsunagi writes (queued, scheduled, sending, sent, delivered, \
+                 undelivered, failed, canceled, rejected)"
+            } else if value.trim().is_empty() || value.chars().count() > 255 {
+                "must be 1 to 255 characters"
+            } else {
+                return None;
+            };
+            Some((format!("status_values.{state}"), message.to_string()))
+        })
+        .collect()
+}
+
 /// What is wrong with a connection's `time_zone`, if anything.
 fn time_zone_problem(zone: &str) -> Option<String> {
     zone.parse::<chrono_tz::Tz>()

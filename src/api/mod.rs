@@ -46,7 +46,7 @@ pub struct Shared {
     /// Known API keys.
     pub keys: auth::KeyRing,
     /// The one admission path for messages and codes.
-    pub admission: Admission,
+    pub admission: Arc<Admission>,
     /// Where receipts and inbound messages are recorded (the sandbox's simulated replies too).
     pub events: Events,
     /// The provider that sends, asked by `/readyz` whether it can.

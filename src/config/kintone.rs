@@ -1,14 +1,20 @@
 //! `[[kintone]]` connections: one kintone app each, its webhook URL and its SMS fields.
 
+use std::collections::BTreeMap;
+
 use chrono_tz::Tz;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    connection_name_problem, is_http_url, time_zone_problem, Problem, Secret,
-    MIN_INBOUND_TOKEN_CHARS,
+    connection_name_problem, is_http_url, status_values_problems, time_zone_problem, Problem,
+    Secret, MIN_INBOUND_TOKEN_CHARS,
 };
-use crate::{domain::template::Rules, mapping::Mapping, messaging};
+use crate::{
+    domain::template::Rules,
+    mapping::{kintone_rules::Trigger, Mapping},
+    messaging,
+};
 
 /// One kintone app: where its webhooks come in, which events send an SMS, and the fields
 /// tsunagi reads and writes back.
@@ -53,8 +59,8 @@ pub struct KintoneConfig {
     #[serde(default)]
     pub transactional: bool,
     /// Seconds between looks for records in `trigger_status` that no webhook brought (kintone
-    /// drops webhooks past 60 a minute and sends none for imports); 0 turns the poller off. It
-    /// runs only where UPDATE_STATUS sends.
+    /// drops webhooks past 60 a minute and sends none for imports), and for records added
+    /// whose ADD_RECORD webhook was lost; 0 turns the poller off, as does `dry_run`.
     #[serde(default = "default_poll_interval")]
     pub poll_interval_seconds: u64,
     /// Write-back makes no call: the calls it would make are kept, with their exact bodies, and
@@ -72,6 +78,35 @@ pub struct KintoneConfig {
     /// reply with them (to cancel a booking): they then reach the record as replies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ambiguous_words_opt_out: Option<bool>,
+    /// The guest space the app is in, if it is in one: every call goes to
+    /// `/k/guest/{id}/v1/…`.
+    pub guest_space_id: Option<u64>,
+    /// The user of the domain's Basic authentication, where it is switched on (with
+    /// `basic_auth_password`): sent as `Authorization: Basic` beside the API token.
+    pub basic_auth_user: Option<String>,
+    /// That user's password.
+    pub basic_auth_password: Option<Secret>,
+    /// For a domain with secure access: the client certificate cybozu issued, a PKCS#12 file
+    /// (`.p12`/`.pfx`, with `client_certificate_password`) or a PEM file holding the
+    /// certificate and its private key. `base_url` is then the `{sub}.s.cybozu.com` host.
+    pub client_certificate: Option<String>,
+    /// The PKCS#12 file's password.
+    pub client_certificate_password: Option<Secret>,
+    /// A check box (e.g. 「SMS送信」): a record sends only while one of its options is checked,
+    /// and the write-back of its message's first state clears it, so UPDATE_RECORD can send
+    /// without sending on every edit.
+    pub trigger_field: Option<String>,
+    /// The value written to `status_field` for a state, where the field names it otherwise
+    /// (`{ delivered = "配信済", undelivered = "不達" }`); other states are written by their
+    /// own names. A drop-down or radio button must have each as an option (checked at start).
+    #[serde(default)]
+    pub status_values: BTreeMap<String, String>,
+    /// The option of `opt_out_field` that means opted out (`配信停止`); unset, any checked
+    /// option does.
+    pub opt_out_option: Option<String>,
+    /// A process-management action run on the record once its message is delivered (its name
+    /// in the app administrator's language, e.g. `完了にする`).
+    pub action_on_delivered: Option<String>,
 }
 
 fn default_kintone_calls_per_minute() -> u32 {
@@ -138,13 +173,37 @@ impl KintoneConfig {
     /// The status the reconciliation poller looks for, when it runs.
     pub fn polled_status(&self) -> Option<&str> {
         let polls = self.poll_interval_seconds > 0
+            && !self.dry_run
             && self.trigger_events.contains(&KintoneEvent::UpdateStatus);
         self.trigger_status.as_deref().filter(|_| polls)
+    }
+
+    /// Whether the reconciliation poller runs: for a status trigger, a trigger check box, or new
+    /// records, whichever the connection sends on; never for a dry run, which calls nothing.
+    pub fn polls(&self) -> bool {
+        self.poll_interval_seconds > 0
+            && !self.dry_run
+            && (self.polled_status().is_some()
+                || self.trigger_field.is_some()
+                || self.trigger_events.contains(&KintoneEvent::AddRecord))
+    }
+
+    /// The value written to the status field for `state` (`delivered`).
+    pub fn status_value<'a>(&'a self, state: &'a str) -> &'a str {
+        self.status_values.get(state).map_or(state, String::as_str)
     }
 
     /// Whether webhooks of this `type` may send.
     pub fn triggers_on(&self, type_name: &str) -> bool {
         self.trigger_events.iter().any(|e| e.as_str() == type_name)
+    }
+
+    /// What makes a record send beside the trigger events.
+    pub fn trigger(&self) -> Trigger<'_> {
+        Trigger {
+            status: self.trigger_status.as_deref(),
+            field: self.trigger_field.as_deref(),
+        }
     }
 
     /// How the app's records become messages.
@@ -153,6 +212,7 @@ impl KintoneConfig {
             phone_field: &self.phone_field,
             template: &self.template,
             opt_out_field: self.opt_out_field.as_deref(),
+            opt_out_option: self.opt_out_option.as_deref(),
             transactional: self.transactional,
         }
     }
@@ -237,6 +297,7 @@ pub(super) fn validate(connections: &[KintoneConfig], problems: &mut Vec<Problem
             ("reply_field", Some(&c.reply_field)),
             ("opt_out_field", c.opt_out_field.as_ref()),
             ("click_field", c.click_field.as_ref()),
+            ("trigger_field", c.trigger_field.as_ref()),
         ];
         for (key, value) in fields {
             if let Some(code) = value.filter(|code| !is_field_code(code)) {
@@ -246,7 +307,79 @@ pub(super) fn validate(connections: &[KintoneConfig], problems: &mut Vec<Problem
         if let Err(refusal) = messaging::compile(&c.template, &Rules::default()) {
             problem("template", refusal.to_string());
         }
+        for (key, message) in status_values_problems(&c.status_values) {
+            problem(&key, message);
+        }
+        locked_down_problems(c, &mut problem);
+        let blank = |value: &Option<String>| value.as_ref().is_some_and(|v| v.trim().is_empty());
+        if blank(&c.opt_out_option) {
+            problem("opt_out_option", "must not be empty".into());
+        } else if c.opt_out_option.is_some() && c.opt_out_field.is_none() {
+            problem(
+                "opt_out_option",
+                "names an option of opt_out_field, which is not set".into(),
+            );
+        }
+        if blank(&c.action_on_delivered) {
+            problem("action_on_delivered", "must not be empty".into());
+        }
     }
+}
+
+/// The problems of a connection's guest space, Basic authentication and client certificate.
+fn locked_down_problems(c: &KintoneConfig, problem: &mut impl FnMut(&str, String)) {
+    if c.guest_space_id == Some(0) {
+        problem(
+            "guest_space_id",
+            "must be the guest space's id, 1 or more".into(),
+        );
+    }
+    match (&c.basic_auth_user, &c.basic_auth_password) {
+        (Some(user), _) if user.is_empty() || user.contains(':') => problem(
+            "basic_auth_user",
+            "must be a user name, not empty and without `:`".into(),
+        ),
+        (Some(_), None) => problem(
+            "basic_auth_password",
+            "is required with basic_auth_user".into(),
+        ),
+        (None, Some(_)) => problem(
+            "basic_auth_user",
+            "is required with basic_auth_password".into(),
+        ),
+        _ => {}
+    }
+    match &c.client_certificate {
+        Some(path) if path.trim().is_empty() => {
+            problem("client_certificate", "must be a file path".into())
+        }
+        Some(_) if !is_secure_access_host(&c.base_url) => problem(
+            "base_url",
+            "with a client certificate must be the secure access host, \
+             https://{subdomain}.s.cybozu.com"
+                .into(),
+        ),
+        None if c.client_certificate_password.is_some() => problem(
+            "client_certificate_password",
+            "is the password of client_certificate, which is not set".into(),
+        ),
+        _ => {}
+    }
+}
+
+/// Whether `base_url` can take a client certificate: cybozu's secure access hosts have `.s.`
+/// before the domain (`example.s.cybozu.com`); another host (a local test server) is left be.
+fn is_secure_access_host(base_url: &str) -> bool {
+    let host = base_url
+        .split("://")
+        .nth(1)
+        .unwrap_or(base_url)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default();
+    ["cybozu.com", "kintone.com", "cybozu.cn"]
+        .iter()
+        .all(|domain| !host.ends_with(domain) || host.ends_with(&format!(".s.{domain}")))
 }
 
 /// A kintone field code: 1-128 characters, letters (Japanese too), digits, `_`, `・`, `$` and

@@ -179,6 +179,7 @@ impl SalesforceConfig {
                 phone_field: &m.phone_field,
                 template: &m.template,
                 opt_out_field: m.opt_out_field.as_deref(),
+                opt_out_option: None,
                 transactional: m.transactional,
             })
     }
@@ -322,20 +323,8 @@ fn validate_mapping(
     if let Err(refusal) = messaging::compile(&m.template, &Rules::default()) {
         problem("template", refusal.to_string());
     }
-    for (state, value) in &m.status_values {
-        if state.parse::<crate::domain::state::JobState>().is_err() {
-            problem(
-                &format!("status_values.{state}"),
-                "is not a state tsunagi writes (queued, scheduled, sending, sent, delivered, \
-                 undelivered, failed, canceled, rejected)"
-                    .into(),
-            );
-        } else if value.trim().is_empty() || value.chars().count() > 255 {
-            problem(
-                &format!("status_values.{state}"),
-                "must be 1 to 255 characters".into(),
-            );
-        }
+    for (key, message) in super::status_values_problems(&m.status_values) {
+        problem(&key, message);
     }
 }
 

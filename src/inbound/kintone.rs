@@ -4,10 +4,9 @@
 //!
 //! kintone waits a few seconds for the answer and never delivers a webhook again, so the
 //! answer comes as soon as the one commit is done. Only the connection's `trigger_events`
-//! send; UPDATE_STATUS only when the record's STATUS field, found by its type (its key is a
-//! display name in the admin's language), holds `trigger_status`. A record is taken once per
-//! revision: a redelivered webhook, or a second webhook for the same revision (two webhooks
-//! pointing here), stores nothing more.
+//! send, as `mapping::kintone_rules` says; a record is taken once per revision, so a
+//! redelivered webhook, or a second webhook for the same revision (two webhooks pointing here),
+//! stores nothing more.
 
 use std::borrow::Cow;
 
@@ -16,18 +15,18 @@ use axum::{
     extract::{rejection::BytesRejection, Path, State},
     Json,
 };
-use serde::Serialize;
 use serde_json::json;
 use tsunagi_kintone::{
     webhook::{self, WebhookError},
-    Event, Webhook,
+    Webhook,
 };
 use utoipa::{
     openapi::{RefOr, Schema},
     PartialSchema, ToSchema,
 };
 
-use super::{authenticate, body, outcome_label, InboundError, InboundPath};
+pub use super::kintone_intake::{KintoneAnswer, KintoneRefusal, KintoneResult};
+use super::{authenticate, body, kintone_intake::KintoneIntake, InboundError, InboundPath};
 use crate::{
     api::{
         problem::{ApiError, Problem},
@@ -35,98 +34,11 @@ use crate::{
     },
     capture::{capture, Payload},
     config::KintoneConfig,
-    domain::source::Source,
-    mapping::Record,
-    messaging::{AdmitError, Dedupe, RecordOutcome, Refusal},
-    telemetry,
+    mapping::kintone_rules::{not_sending, Arrival},
 };
 
 /// Largest webhook body: kintone sends at most 1 MB, plus room for escaping.
 pub const WEBHOOK_LIMIT: usize = webhook::MAX_WEBHOOK_BYTES;
-
-/// What became of a webhook.
-#[derive(Debug, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum KintoneResult {
-    /// Stored for delivery.
-    Queued,
-    /// Refused by a rule and stored as a `rejected` message, written back with its reason.
-    Rejected,
-    /// The event sends nothing (not a trigger, another status, no record).
-    Ignored,
-    /// This webhook, or another for the same record revision, was taken before.
-    Duplicate,
-}
-
-/// Why a record was rejected.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct KintoneRefusal {
-    /// The refusal's stable code, e.g. `number_type_not_allowed`.
-    pub code: String,
-    /// Why, naming the field.
-    pub message: String,
-}
-
-/// The answer to a webhook (kintone shows it in the app's webhook log).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct KintoneAnswer {
-    /// What became of it.
-    pub result: KintoneResult,
-    /// The stored message, queued or rejected.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message_id: Option<String>,
-    /// Why nothing was sent, when ignored or a duplicate.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Why the record was rejected.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<KintoneRefusal>,
-}
-
-impl KintoneAnswer {
-    fn because(result: KintoneResult, reason: String) -> Self {
-        Self {
-            result,
-            message_id: None,
-            reason: Some(reason),
-            error: None,
-        }
-    }
-}
-
-/// The dedupe key of a record's state: kintone gives every edit and status action a new
-/// revision, so one revision sends at most once whichever webhook brings it.
-pub fn revision_key(app: u64, record_id: u64, revision: u64) -> String {
-    format!("{app}/{record_id}/{revision}")
-}
-
-/// Why a webhook of an event that can send does not.
-fn not_sending(connection: &KintoneConfig, webhook: &Webhook) -> Option<String> {
-    let event = webhook.type_name();
-    if webhook.record().is_none() {
-        return Some(format!(
-            "{event} carries no record to message; nothing is sent"
-        ));
-    }
-    if !connection.triggers_on(event) {
-        return Some(format!(
-            "{event} is not in this connection's trigger_events; nothing is sent"
-        ));
-    }
-    if !matches!(webhook.event, Event::UpdateStatus(_)) {
-        return None;
-    }
-    let wanted = connection.trigger_status.as_deref();
-    match webhook.status() {
-        None => Some(
-            "the record has no STATUS field (process management is off); nothing is sent".into(),
-        ),
-        Some(status) if Some(status) != wanted => Some(format!(
-            "the status {status:?} is not the trigger_status; nothing is sent"
-        )),
-        Some(_) => None,
-    }
-}
 
 /// Take an app webhook: authenticate, parse, check the app, then store its record as a
 /// message before answering.
@@ -185,7 +97,11 @@ async fn take(
     connection: &KintoneConfig,
     webhook: &Webhook,
 ) -> Result<KintoneAnswer, InboundError> {
-    if let Some(reason) = not_sending(connection, webhook) {
+    let arrival = Arrival::Webhook {
+        event: webhook.type_name(),
+        triggers: connection.triggers_on(webhook.type_name()),
+    };
+    if let Some(reason) = not_sending(connection.trigger(), arrival, webhook.record()) {
         return Ok(KintoneAnswer::because(KintoneResult::Ignored, reason));
     }
     let (Some(record), Some(id)) = (webhook.record(), webhook.record_id()) else {
@@ -194,100 +110,10 @@ async fn take(
         ));
     };
     let request = format!("webhook/{}", webhook.id);
-    take_record(state, connection, record, id, webhook.revision(), &request).await
-}
-
-/// Submit record `id` of the connection's app, as webhook or poll `request` brought it at
-/// `revision`: once per revision, whichever brought it first.
-pub(crate) async fn take_record(
-    state: &AppState,
-    connection: &KintoneConfig,
-    record: &tsunagi_kintone::Record,
-    id: u64,
-    revision: Option<u64>,
-    request: &str,
-) -> Result<KintoneAnswer, InboundError> {
-    let label = format!("kintone:{}", connection.name);
-    let record_key = format!("{}/{id}", connection.app);
-    let store = |e| InboundError::Unavailable(AdmitError::Store(e));
-    // Our own write-back is made not to fire webhooks, but kintone has fired them for it: a
-    // revision our write gave the record is an echo, and must not send again.
-    if let Some(revision) = revision {
-        let own = state
-            .store
-            .is_own_write(&label, &record_key, revision)
-            .await
-            .map_err(store)?;
-        if own {
-            return Ok(KintoneAnswer::because(
-                KintoneResult::Ignored,
-                "an echo of tsunagi's own write-back to this record".into(),
-            ));
-        }
-    }
-    // The record's revision now, so write-back can write at it without reading it first: kept
-    // beside the submission, so both go in one group commit rather than one after the other.
-    let seen = revision.map(|revision| vec![(record_key.clone(), revision)]);
-    let remember = async {
-        match seen {
-            Some(seen) => {
-                let now = state.events.now();
-                state.store.remember_revisions(&label, seen, now).await
-            }
-            None => Ok(()),
-        }
-    };
-    // Without a revision (never seen from kintone) the request itself is the key.
-    let key = match revision {
-        Some(revision) => revision_key(connection.app, id, revision),
-        None => request.to_string(),
-    };
-    let mapped = Record {
-        source: Source::Crm {
-            connection: label.clone(),
-            record: record_key,
-        },
-        fields: record,
-        time_zone: connection.zone(),
-        phone: None,
-        template: None,
-        // The same webhook again replays; another webhook, or the poller, for the same
-        // revision finds the key used by another request.
-        dedupe: Some(Dedupe {
-            scope: label.clone(),
-            key,
-            request_hash: request.to_string(),
-        }),
-    };
-    let submission = connection.mapping().submission(mapped);
-    let (remembered, outcome) = tokio::join!(remember, state.admission.submit_record(submission));
-    remembered.map_err(store)?;
-    let outcome = match outcome {
-        Err(AdmitError::Refused(Refusal::IdempotencyKeyReused)) => Ok(RecordOutcome::Replayed),
-        other => other,
-    };
-    telemetry::inbound_record(&label, outcome_label(outcome.as_ref()));
-    Ok(match outcome.map_err(InboundError::Unavailable)? {
-        RecordOutcome::Accepted { id, .. } => KintoneAnswer {
-            result: KintoneResult::Queued,
-            message_id: Some(id.to_string()),
-            reason: None,
-            error: None,
-        },
-        RecordOutcome::Rejected { id, refusal } => KintoneAnswer {
-            result: KintoneResult::Rejected,
-            message_id: Some(id.to_string()),
-            reason: None,
-            error: Some(KintoneRefusal {
-                code: refusal.code().to_string(),
-                message: refusal.to_string(),
-            }),
-        },
-        RecordOutcome::Replayed => KintoneAnswer::because(
-            KintoneResult::Duplicate,
-            "this record revision was taken before; nothing more is sent".into(),
-        ),
-    })
+    KintoneIntake::of(state)
+        .take(connection, record, id, webhook.revision(), &request)
+        .await
+        .map_err(InboundError::Unavailable)
 }
 
 /// The webhook body in the OpenAPI document (the connector crate parses it).

@@ -5,6 +5,7 @@
 
 pub mod external_services;
 pub mod kintone;
+pub mod kintone_intake;
 pub mod reconcile;
 pub mod record_action;
 pub mod salesforce;

@@ -1,9 +1,12 @@
 //! Reconciliation for kintone, because kintone drops webhooks: at most 60 a minute per domain are
 //! sent (the rest are dropped), none for CSV imports or multi-record updates, and a failed one is
-//! not retried. Every `poll_interval_seconds` a poller per connection asks for the records waiting
-//! in `trigger_status` that tsunagi has not answered yet (the status field still empty) and that
-//! changed since the connection's polling started, a page of 100 at a time on `$id`, and takes
-//! each exactly as a webhook would: the dedupe key is the record revision, so a record a webhook
+//! not retried. Every `poll_interval_seconds` a poller per connection asks for the records
+//! tsunagi has not answered yet (the status field still empty, or the `trigger_field` check box
+//! still checked): those in `trigger_status` (or, without a status trigger, with the check box
+//! checked) that changed since the connection's polling started, and, where ADD_RECORD sends,
+//! those added after the newest record seen (an `$id` mark that starts at the newest record
+//! when polling starts). Pages of 100 on `$id`; each record goes through the same rules and the
+//! same intake as a webhook's: the dedupe key is the record revision, so a record a webhook
 //! already brought, or brings late, is sent once.
 //!
 //! With several instances on one store, one polls each connection at a time: it holds the
@@ -22,12 +25,15 @@ use std::{
 use chrono::{DateTime, DurationRound, Utc};
 use tokio::{sync::Notify, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
-use tsunagi_kintone::{Auth, Client, Form};
+use tsunagi_kintone::{form::quote, Client, Form};
 
-use super::kintone::{take_record, KintoneResult};
+use super::kintone_intake::{KintoneIntake, KintoneResult};
 use crate::{
-    api::AppState,
     config::{Config, KintoneConfig},
+    mapping::kintone_rules::{already_answered, not_sending, record_key, Arrival},
+    providers::Events,
+    store::Store,
+    writeback::{connections::kintone_client, warnings::SetupWarnings},
 };
 
 /// Records asked for per call.
@@ -58,7 +64,7 @@ impl PollNudges {
         let nudges = config
             .kintone
             .iter()
-            .filter(|c| c.polled_status().is_some())
+            .filter(|c| c.polls())
             .map(|c| (format!("kintone:{}", c.name), Arc::new(Notify::new())))
             .collect();
         Self(Arc::new(nudges))
@@ -123,106 +129,139 @@ impl Poller {
     }
 }
 
-/// Start a poller for every kintone connection that sends on a status, until `shutdown`.
+/// What the pollers work with: the intake records go to, the store (leases, marks), where
+/// their failures show, and what wakes them. No HTTP state.
+#[derive(Clone)]
+pub struct PollerParts {
+    /// Where found records are taken in, as webhooks' are.
+    pub intake: KintoneIntake,
+    /// Leases, marks and unwritten messages.
+    pub store: Arc<dyn Store>,
+    /// The clock.
+    pub events: Events,
+    /// Where a refused poll shows (`/readyz`).
+    pub warnings: SetupWarnings,
+    /// What wakes a poller when its webhooks come.
+    pub nudges: PollNudges,
+}
+
+/// Start a poller for every kintone connection that polls, until `shutdown`.
 pub fn start(
-    state: &AppState,
+    connections: &[KintoneConfig],
+    parts: &PollerParts,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut pollers = Vec::new();
-    for (index, connection) in state.config.kintone.iter().enumerate() {
-        if connection.polled_status().is_none() {
-            continue;
-        }
-        let auth = Auth::api_token(connection.api_token.expose().to_string());
+    for connection in connections.iter().filter(|c| c.polls()) {
         let label = format!("kintone:{}", connection.name);
-        let client = Client::new(&connection.base_url, auth)?
-            .with_call_hook(crate::telemetry::kintone_calls(&label));
-        let mut poller = Poller::new(client);
-        let (state, shutdown) = (state.clone(), shutdown.clone());
-        pollers.push(tokio::spawn(async move {
-            let connection = &state.config.kintone[index];
-            let every = Duration::from_secs(connection.poll_interval_seconds);
-            let lease = poll_lease(&label);
-            let owner = format!("poller-{}", ulid::Ulid::new());
-            let nudged = state.poll_nudges.of(&label);
-            let mut wait = every;
-            loop {
-                let now = state.events.now();
-                let held = state.store.writeback_lease(&lease, &owner, lease_end(now, every, every), now).await;
-                if !matches!(held, Ok(true)) {
-                    if let Err(e) = held {
-                        tracing::warn!(connection = %connection.name, error = %e, "poll lease not taken; trying at the next poll");
-                    }
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(every) => {}
-                    }
-                    continue;
-                }
-                match poll(&state, connection, &mut poller).await {
-                    Ok(sent) => {
-                        state.setup_warnings.set(&label, Vec::new());
-                        wait = next_wait(wait, sent, every);
-                    }
-                    Err(e) => {
-                        wait = every;
-                        tracing::warn!(connection = %connection.name, error = %e, "kintone reconciliation failed; trying at the next poll");
-                        metrics::counter!("tsunagi_kintone_poll_failures_total", "connection" => label.clone()).increment(1);
-                        let problem = format!("catch-up poll failed, records whose webhook was lost wait: {e}");
-                        state.setup_warnings.set(&label, vec![problem]);
-                    }
-                }
-                // Held through the wait ahead, no longer: a poller that dies is replaced soon after.
-                let now = state.events.now();
-                if let Err(e) = state.store.writeback_lease(&lease, &owner, lease_end(now, wait, every), now).await {
-                    tracing::warn!(connection = %connection.name, error = %e, "poll lease not renewed");
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = nudged.notified() => {
-                        wait = every;
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            _ = tokio::time::sleep(every) => {}
-                        }
-                    }
-                }
-            }
-            // Another instance takes the polling over at once.
-            if let Err(e) = state.store.writeback_release(&lease, &owner).await {
-                tracing::warn!(connection = %connection.name, error = %e, "poll lease not released");
-            }
-        }));
+        let client =
+            kintone_client(connection)?.with_call_hook(crate::telemetry::kintone_calls(&label));
+        let poller = Poller::new(client);
+        let (parts, shutdown) = (parts.clone(), shutdown.clone());
+        let connection = connection.clone();
+        pollers.push(tokio::spawn(run(connection, poller, parts, shutdown)));
     }
     Ok(pollers)
 }
 
-/// One look: every unanswered record in the trigger status changed since polling started, taken
-/// once. Returns how many were sent now (the others were refused, already taken, or echoes).
+/// Poll one connection while this instance holds its poll lease, until `shutdown`.
+async fn run(
+    connection: KintoneConfig,
+    mut poller: Poller,
+    parts: PollerParts,
+    shutdown: CancellationToken,
+) {
+    let label = format!("kintone:{}", connection.name);
+    let every = Duration::from_secs(connection.poll_interval_seconds);
+    let lease = poll_lease(&label);
+    let owner = format!("poller-{}", ulid::Ulid::new());
+    let nudged = parts.nudges.of(&label);
+    let mut wait = every;
+    loop {
+        let now = parts.events.now();
+        let held = parts
+            .store
+            .writeback_lease(&lease, &owner, lease_end(now, every, every), now)
+            .await;
+        if !matches!(held, Ok(true)) {
+            if let Err(e) = held {
+                tracing::warn!(connection = %connection.name, error = %e, "poll lease not taken; trying at the next poll");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            continue;
+        }
+        match poll(&parts, &connection, &mut poller).await {
+            Ok(sent) => {
+                parts.warnings.set(&lease, Vec::new());
+                wait = next_wait(wait, sent, every);
+            }
+            Err(e) => {
+                wait = every;
+                tracing::warn!(connection = %connection.name, error = %e, "kintone reconciliation failed; trying at the next poll");
+                metrics::counter!("tsunagi_kintone_poll_failures_total", "connection" => label.clone()).increment(1);
+                let problem =
+                    format!("catch-up poll failed, records whose webhook was lost wait: {e}");
+                parts.warnings.set(&lease, vec![problem]);
+            }
+        }
+        // Held through the wait ahead, no longer: a poller that dies is replaced soon after.
+        let now = parts.events.now();
+        if let Err(e) = parts
+            .store
+            .writeback_lease(&lease, &owner, lease_end(now, wait, every), now)
+            .await
+        {
+            tracing::warn!(connection = %connection.name, error = %e, "poll lease not renewed");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(wait) => {}
+            _ = nudged.notified() => {
+                wait = every;
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        }
+    }
+    // Another instance takes the polling over at once.
+    if let Err(e) = parts.store.writeback_release(&lease, &owner).await {
+        tracing::warn!(connection = %connection.name, error = %e, "poll lease not released");
+    }
+}
+
+/// One look for each way the connection sends: records in the trigger status (or with the
+/// trigger check box checked) changed since polling started, and records added since the
+/// newest one seen, each unanswered and taken once. Returns how many were sent now (the
+/// others were refused, already taken, or echoes).
 pub async fn poll(
-    state: &AppState,
+    parts: &PollerParts,
     connection: &KintoneConfig,
     poller: &mut Poller,
 ) -> anyhow::Result<usize> {
-    let Some(status) = connection.polled_status() else {
-        return Ok(0);
-    };
     let label = format!("kintone:{}", connection.name);
     let started = match poller.started {
         Some(started) => started,
         None => {
-            let now = state.events.now();
-            let started = state.store.poll_start_mark(&label, now).await?;
+            let now = parts.events.now();
+            let started = parts.store.poll_start_mark(&label, now).await?;
             *poller.started.insert(started)
         }
     };
-    let form = poller.form(connection.app).await?;
-    let Some(status_code) = form.code_of("STATUS").map(str::to_string) else {
-        tracing::warn!(connection = %connection.name, "the app has no process management; nothing to reconcile");
-        return Ok(0);
+    let form = poller.form(connection.app).await?.clone();
+    let unanswered = match &connection.trigger_field {
+        // The check box is the mark: tsunagi clears it when it answers.
+        Some(field) => form.checked_condition(field).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the trigger_field {field} is no check box with options in the app's form"
+            )
+        })?,
+        None => form.empty_condition(&connection.status_field),
     };
-    let empty = form.empty_condition(&connection.status_field);
     let since = match form.code_of("UPDATED_TIME") {
         Some(code) => format!(" and {code} >= \"{}\"", changed_since(started)),
         None => {
@@ -230,13 +269,66 @@ pub async fn poll(
             String::new()
         }
     };
-    let mut after = 0;
+    let mut sent = 0;
+    let changed = match (connection.polled_status(), form.code_of("STATUS")) {
+        (Some(status), Some(code)) => Some((
+            format!("{code} in (\"{}\") and {unanswered}{since}", quote(status)),
+            true,
+        )),
+        (Some(_), None) => {
+            tracing::warn!(connection = %connection.name, "the app has no process management; no status to reconcile");
+            None
+        }
+        (None, _) if connection.trigger_field.is_some() && connection.poll_interval_seconds > 0 => {
+            Some((format!("{unanswered}{since}"), false))
+        }
+        (None, _) => None,
+    };
+    if let Some((condition, status_trigger)) = changed {
+        sent += take_all(parts, connection, poller, &condition, 0, status_trigger)
+            .await?
+            .0;
+    }
+    if connection.triggers_on("ADD_RECORD") {
+        let after = match parts.store.poll_id_mark(&label).await? {
+            Some(mark) => mark,
+            // Records added before the connection polled are not sent: start at the newest.
+            None => newest_id(poller, connection.app).await?,
+        };
+        let (added, last) = take_all(parts, connection, poller, &unanswered, after, false).await?;
+        sent += added;
+        let now = parts.events.now();
+        parts.store.raise_poll_id_mark(&label, last, now).await?;
+    }
+    if sent > 0 {
+        tracing::info!(connection = %connection.name, sent, "records no webhook brought were sent");
+    }
+    Ok(sent)
+}
+
+/// The id of the app's newest record, or 0 when it has none.
+async fn newest_id(poller: &Poller, app: u64) -> anyhow::Result<u64> {
+    let newest = poller
+        .client
+        .get_records(app, "order by $id desc limit 1", &["$id"])
+        .await?;
+    Ok(newest.first().and_then(|r| r.id()).unwrap_or(0))
+}
+
+/// Take every record matching `condition` with an id above `after`, a page at a time; returns
+/// how many were sent and the highest id seen (`after` if none).
+async fn take_all(
+    parts: &PollerParts,
+    connection: &KintoneConfig,
+    poller: &Poller,
+    condition: &str,
+    mut after: u64,
+    status_trigger: bool,
+) -> anyhow::Result<(usize, u64)> {
+    let label = format!("kintone:{}", connection.name);
     let mut sent = 0;
     loop {
-        let query = format!(
-            "{status_code} in (\"{}\") and {empty}{since} and $id > {after} order by $id asc limit {PAGE}",
-            quote(status),
-        );
+        let query = format!("{condition} and $id > {after} order by $id asc limit {PAGE}");
         let records = poller
             .client
             .get_records(connection.app, &query, &[])
@@ -244,27 +336,31 @@ pub async fn poll(
         for record in &records {
             let Some(id) = record.id() else { continue };
             after = after.max(id);
-            // One send per time the record enters the trigger status: an edit before its last
-            // message reached it (or while write-back cannot) is no new trigger.
-            let key = format!("{}/{id}", connection.app);
-            if state.store.unwritten_message_for(&label, &key).await? {
+            let arrival = Arrival::Poll { status_trigger };
+            if not_sending(connection.trigger(), arrival, Some(record)).is_some() {
                 continue;
             }
-            let answer = take_record(state, connection, record, id, record.revision(), "poll")
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // One send per time the record enters the trigger status: an edit before its last
+            // message reached it (or while write-back cannot) is no new trigger.
+            let unwritten = parts
+                .store
+                .unwritten_message_for(&label, &record_key(connection.app, id))
+                .await?;
+            if already_answered(false, unwritten).is_some() {
+                continue;
+            }
+            let answer = parts
+                .intake
+                .take(connection, record, id, record.revision(), "poll")
+                .await?;
             if answer.result == KintoneResult::Queued {
                 sent += 1;
             }
         }
         if records.len() < PAGE {
-            break;
+            return Ok((sent, after));
         }
     }
-    if sent > 0 {
-        tracing::info!(connection = %connection.name, sent, "records no webhook brought were sent");
-    }
-    Ok(sent)
 }
 
 /// The 更新日時 bound for records changed since `started`: its minute, as kintone keeps times
@@ -276,19 +372,9 @@ fn changed_since(started: DateTime<Utc>) -> String {
     minute.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// `text` inside a kintone query's double quotes.
-fn quote(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('"', "\\\"")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quotes_and_backslashes_are_escaped_in_a_query_string() {
-        assert_eq!(quote(r#"送信 "待ち" \ 1"#), r#"送信 \"待ち\" \\ 1"#);
-    }
 
     #[test]
     fn an_idle_app_costs_at_most_300_calls_a_day_and_a_busy_one_is_polled_at_its_interval() {

@@ -17,13 +17,18 @@ impl Fields for Record {
         self.render(code, &chrono_tz::UTC)
     }
 
-    /// A check box (or multi-select) with any option checked: kintone has no boolean field.
-    fn is_checked(&self, code: &str) -> bool {
-        matches!(
-            self.get(code),
-            Some(FieldValue::CheckBox(options) | FieldValue::MultiSelect(options))
-                if !options.is_empty()
-        )
+    /// A check box (or multi-select) with `option` checked, or any: kintone has no boolean
+    /// field.
+    fn is_checked(&self, code: &str, option: Option<&str>) -> bool {
+        match self.get(code) {
+            Some(FieldValue::CheckBox(checked) | FieldValue::MultiSelect(checked)) => {
+                match option {
+                    Some(option) => checked.iter().any(|c| c == option),
+                    None => !checked.is_empty(),
+                }
+            }
+            _ => false,
+        }
     }
 
     fn vars(&self, zone: Tz) -> BTreeMap<String, Value> {
@@ -78,15 +83,22 @@ mod tests {
     }
 
     #[test]
-    fn an_opt_out_is_any_checked_option() {
+    fn an_opt_out_is_any_checked_option_or_the_named_one() {
         let r = record(json!({
             "配信停止": {"type": "CHECK_BOX", "value": ["停止"]},
+            "SMS配信": {"type": "CHECK_BOX", "value": ["受け取る"]},
             "未選択": {"type": "CHECK_BOX", "value": []},
             "文字": {"type": "SINGLE_LINE_TEXT", "value": "true"},
         }));
-        assert!(r.is_checked("配信停止"));
-        assert!(!r.is_checked("未選択"));
-        assert!(!r.is_checked("文字"), "only check boxes say checked");
-        assert!(!r.is_checked("none"));
+        assert!(r.is_checked("配信停止", None));
+        assert!(!r.is_checked("未選択", None));
+        assert!(!r.is_checked("文字", None), "only check boxes say checked");
+        assert!(!r.is_checked("none", None));
+        assert!(r.is_checked("SMS配信", None));
+        assert!(
+            !r.is_checked("SMS配信", Some("配信停止")),
+            "受け取る is no opt-out"
+        );
+        assert!(r.is_checked("配信停止", Some("停止")));
     }
 }

@@ -3,6 +3,7 @@
 //! each CRM's field values read through [`Fields`].
 
 mod kintone;
+pub mod kintone_rules;
 mod value;
 
 use std::{collections::BTreeMap, fmt};
@@ -21,8 +22,9 @@ use crate::{
 pub trait Fields: fmt::Debug + Sync {
     /// The field's value as text, for a phone number; `None` when absent or empty.
     fn text(&self, name: &str) -> Option<String>;
-    /// Whether the field says "checked" (an opt-out).
-    fn is_checked(&self, name: &str) -> bool;
+    /// Whether the field says "checked" (an opt-out): where it has options (a kintone check
+    /// box), `option` is checked, or any when `None`.
+    fn is_checked(&self, name: &str, option: Option<&str>) -> bool;
     /// Every non-empty field as a merge value, as a person reads it, times shown in `zone`.
     fn vars(&self, zone: Tz) -> BTreeMap<String, Value>;
 }
@@ -33,7 +35,8 @@ impl Fields for BTreeMap<String, Value> {
         self.get(name).and_then(scalar_text)
     }
 
-    fn is_checked(&self, name: &str) -> bool {
+    /// A Salesforce checkbox is one boolean: `option` does not apply.
+    fn is_checked(&self, name: &str, _option: Option<&str>) -> bool {
         self.get(name).is_some_and(is_checked)
     }
 
@@ -87,6 +90,8 @@ pub struct Mapping<'a> {
     pub template: &'a str,
     /// A checkbox field that, when checked, says the record opted out of SMS.
     pub opt_out_field: Option<&'a str>,
+    /// The option of `opt_out_field` that says so, where it has options; any when `None`.
+    pub opt_out_option: Option<&'a str>,
     /// Its messages are not advertising (see `[opt_outs] exempt_transactional`).
     pub transactional: bool,
 }
@@ -123,7 +128,7 @@ impl Mapping<'_> {
         let vars = record.fields.vars(record.time_zone);
         let opted_out = self
             .opt_out_field
-            .filter(|field| record.fields.is_checked(field))
+            .filter(|field| record.fields.is_checked(field, self.opt_out_option))
             .map(|field| format!("the record has opted out of SMS ({field} is checked)"));
         Submission {
             source: record.source,
@@ -173,6 +178,7 @@ mod tests {
     use super::*;
 
     const MAPPING: Mapping<'static> = Mapping {
+        opt_out_option: None,
         phone_field: "MobilePhone",
         template: "{{LastName}}様 {{Appointment__c}}",
         opt_out_field: Some("SMS_Opt_Out__c"),

@@ -92,6 +92,7 @@ macro_rules! contract_tests {
             one_owner_at_a_time_holds_a_connections_writeback_lease,
             a_released_writeback_lease_is_taken_at_once,
             a_poll_start_mark_is_kept_from_the_first_ask,
+            a_poll_id_mark_only_rises,
             a_records_message_is_unwritten_until_written_back,
             a_refused_writeback_is_shown_on_its_message,
             dry_run_calls_are_listed_newest_first_per_connection_and_kept_a_week,
@@ -2360,6 +2361,32 @@ pub async fn a_poll_start_mark_is_kept_from_the_first_ask(store: Arc<dyn Store>)
         s.poll_start_mark("kintone:other", later).await.unwrap(),
         later
     );
+}
+
+/// A connection's record id mark starts unset and only rises, per connection.
+pub async fn a_poll_id_mark_only_rises(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let at = now();
+    assert_eq!(s.poll_id_mark("kintone:sales").await.unwrap(), None);
+    s.poll_start_mark("kintone:sales", at).await.unwrap();
+    assert_eq!(s.poll_id_mark("kintone:sales").await.unwrap(), None);
+    s.raise_poll_id_mark("kintone:sales", 300, at)
+        .await
+        .unwrap();
+    s.raise_poll_id_mark("kintone:sales", 120, at)
+        .await
+        .unwrap();
+    assert_eq!(s.poll_id_mark("kintone:sales").await.unwrap(), Some(300));
+    s.raise_poll_id_mark("kintone:other", 7, at).await.unwrap();
+    assert_eq!(s.poll_id_mark("kintone:other").await.unwrap(), Some(7));
+    assert_eq!(
+        s.poll_start_mark("kintone:other", at + Duration::hours(1))
+            .await
+            .unwrap(),
+        at,
+        "raising the id mark starts polling"
+    );
+    assert_eq!(s.poll_id_mark("kintone:sales").await.unwrap(), Some(300));
 }
 
 /// A released lease is free for another owner at once; only its owner releases it.

@@ -165,6 +165,17 @@ pub trait OutboxStore: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// Whether a message of `connection` for `record` has not been written back to it yet.
     async fn unwritten_message_for(&self, connection: &str, record: &str) -> StoreResult<bool>;
+    /// The highest record id the new-record catch-up of `connection` has looked at, once it
+    /// started.
+    async fn poll_id_mark(&self, connection: &str) -> StoreResult<Option<u64>>;
+    /// Raise `connection`'s record id mark to `id` (a lower `id` leaves it), starting its
+    /// polling at `now` if it had not started.
+    async fn raise_poll_id_mark(
+        &self,
+        connection: &str,
+        id: u64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
     /// When catch-up polling of `connection` started: `now` the first time it is asked, the
     /// same ever after (also for another instance sharing the store).
     async fn poll_start_mark(

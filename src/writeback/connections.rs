@@ -111,15 +111,41 @@ async fn check_setup(sink: Arc<SalesforceSink>, connection: String, warnings: Se
     }
 }
 
+/// A REST client for a `[[kintone]]` connection's app: its API token, guest space, the
+/// domain's Basic authentication and client certificate.
+pub fn kintone_client(c: &KintoneConfig) -> anyhow::Result<tsunagi_kintone::Client> {
+    let auth = tsunagi_kintone::Auth::api_token(c.api_token.expose().to_string());
+    let mut http = reqwest::Client::builder();
+    if let Some(path) = &c.client_certificate {
+        let bytes = std::fs::read(path).with_context(|| {
+            format!(
+                "kintone connection {}: client_certificate {path:?} cannot be read",
+                c.name
+            )
+        })?;
+        let password = c.client_certificate_password.as_ref().map(Secret::expose);
+        let identity = tsunagi_kintone::client_identity(&bytes, password).with_context(|| {
+            format!("kintone connection {}: client_certificate {path:?}", c.name)
+        })?;
+        http = http.identity(identity);
+    }
+    let mut client = tsunagi_kintone::Client::with_client(http.build()?, &c.base_url, auth)?;
+    if let Some(space) = c.guest_space_id {
+        client = client.with_guest_space(space);
+    }
+    if let (Some(user), Some(password)) = (&c.basic_auth_user, &c.basic_auth_password) {
+        client = client.with_basic_auth(user, password.expose())?;
+    }
+    Ok(client)
+}
+
 /// The sink of one `[[kintone]]` connection: its API token and the fields it writes.
 fn kintone_sink(
     c: &KintoneConfig,
     name: &str,
     store: &Arc<dyn Store>,
 ) -> anyhow::Result<KintoneSink> {
-    let auth = tsunagi_kintone::Auth::api_token(c.api_token.expose().to_string());
-    let client = tsunagi_kintone::Client::new(&c.base_url, auth)?
-        .with_call_hook(crate::telemetry::kintone_calls(name));
+    let client = kintone_client(c)?.with_call_hook(crate::telemetry::kintone_calls(name));
     let fields = KintoneFields {
         status: c.status_field.clone(),
         detail: c.status_detail_field.clone(),

@@ -5,21 +5,34 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-/// Setup problems per connection, shared between the checks and `/readyz`.
+/// Setup problems per connection, shared between the checks and `/readyz`. A connection may
+/// have several checks, each keyed `connection#check` (`kintone:sales#poll`), shown together.
 #[derive(Clone, Default, Debug)]
 pub struct SetupWarnings(Arc<RwLock<BTreeMap<String, Vec<String>>>>);
 
+/// The connection a warning key names.
+fn connection_of(key: &str) -> &str {
+    key.split_once('#')
+        .map_or(key, |(connection, _)| connection)
+}
+
 impl SetupWarnings {
-    /// Replace what `connection`'s last check found.
-    pub fn set(&self, connection: &str, problems: Vec<String>) {
-        metrics::gauge!("tsunagi_crm_setup_problems", "connection" => connection.to_string())
-            .set(problems.len() as f64);
+    /// Replace what the check `key` (a connection, or `connection#check`) last found.
+    pub fn set(&self, key: &str, problems: Vec<String>) {
         let mut all = self.0.write().expect("setup warnings");
         if problems.is_empty() {
-            all.remove(connection);
+            all.remove(key);
         } else {
-            all.insert(connection.to_string(), problems);
+            all.insert(key.to_string(), problems);
         }
+        let connection = connection_of(key);
+        let count: usize = all
+            .iter()
+            .filter(|(k, _)| connection_of(k) == connection)
+            .map(|(_, problems)| problems.len())
+            .sum();
+        metrics::gauge!("tsunagi_crm_setup_problems", "connection" => connection.to_string())
+            .set(count as f64);
     }
 
     /// Every problem found, each naming its connection.
@@ -28,7 +41,8 @@ impl SetupWarnings {
             .read()
             .expect("setup warnings")
             .iter()
-            .flat_map(|(connection, problems)| {
+            .flat_map(|(key, problems)| {
+                let connection = connection_of(key);
                 problems.iter().map(move |p| format!("{connection}: {p}"))
             })
             .collect()
@@ -50,5 +64,10 @@ mod tests {
         );
         warnings.set("salesforce:dev", Vec::new());
         assert!(warnings.all().is_empty());
+        warnings.set("kintone:sales", vec!["a".into()]);
+        warnings.set("kintone:sales#poll", vec!["b".into()]);
+        assert_eq!(warnings.all(), ["kintone:sales: a", "kintone:sales: b"]);
+        warnings.set("kintone:sales#poll", Vec::new());
+        assert_eq!(warnings.all(), ["kintone:sales: a"]);
     }
 }

@@ -27,8 +27,12 @@ pub struct Records {
     /// Records waiting in the trigger status, by id, as `GET records.json` shows them; one
     /// without a 更新日時 changed just now.
     pub waiting: BTreeMap<u64, Value>,
+    /// Records in another status (added, say), by id, as `GET records.json` shows them.
+    pub added: BTreeMap<u64, Value>,
     /// The type of the `sms_status` field in the form; `SINGLE_LINE_TEXT` unless set.
     pub status_type: Option<&'static str>,
+    /// The options of a `SMS送信` check box in the form, when it has one.
+    pub trigger_options: Option<Vec<&'static str>>,
 }
 
 impl Records {
@@ -52,12 +56,40 @@ impl Records {
             .any(|(written, r)| *written == id && r["sms_status"]["value"] != "")
     }
 
-    /// The waiting records past `after`, changed at or after `since`, that tsunagi has not
-    /// answered, up to 100, by `$id`.
-    fn unanswered(&self, after: u64, since: Option<&str>) -> Vec<Value> {
-        self.waiting
-            .range(after + 1..)
-            .filter(|(id, _)| !self.answered(**id))
+    /// Whether record `id` has its `SMS送信` check box checked: as it was made, unless an update
+    /// set it since.
+    pub fn trigger_checked(&self, id: u64, record: &Value) -> bool {
+        let written = self
+            .updates
+            .iter()
+            .rev()
+            .find(|(written, r)| *written == id && r.get("SMS送信").is_some());
+        let value = match written {
+            Some((_, r)) => &r["SMS送信"]["value"],
+            None => &record["SMS送信"]["value"],
+        };
+        value.as_array().is_some_and(|checked| !checked.is_empty())
+    }
+
+    /// The records past `after` (only those in the trigger status when `in_status`), changed
+    /// at or after `since`, that tsunagi has not answered (by `SMS送信` still checked when
+    /// `by_check_box`, else by no status written), up to 100, by `$id`.
+    fn unanswered(
+        &self,
+        after: u64,
+        since: Option<&str>,
+        in_status: bool,
+        by_check_box: bool,
+    ) -> Vec<Value> {
+        let mut pool = self.waiting.clone();
+        if !in_status {
+            pool.extend(self.added.clone());
+        }
+        pool.range(after + 1..)
+            .filter(|(id, record)| match by_check_box {
+                true => self.trigger_checked(**id, record),
+                false => !self.answered(**id),
+            })
             .filter(|(_, record)| {
                 // kintone keeps 更新日時 to the minute, as `YYYY-MM-DDTHH:MM:00Z`: text order is time order.
                 let changed = record["更新日時"]["value"].as_str();
@@ -88,6 +120,16 @@ impl Respond for Read {
             .find(|(k, _)| k == "query")
             .map(|(_, v)| v.to_string())
             .unwrap_or_default();
+        if query.starts_with("order by $id desc limit 1") {
+            let records = self.0.lock().unwrap();
+            let newest = (records.waiting.keys().chain(records.added.keys()))
+                .chain(records.revisions.keys())
+                .max()
+                .map(|id| json!({"$id": {"type": "__ID__", "value": id.to_string()}}));
+            let found: Vec<Value> = newest.into_iter().collect();
+            return ResponseTemplate::new(200)
+                .set_body_json(json!({"records": found, "totalCount": null}));
+        }
         if let Some((_, after)) = query.split_once("$id > ") {
             // The reconciliation poll: waiting records, a page on `$id`.
             let after: u64 = after
@@ -112,7 +154,9 @@ impl Respond for Read {
                 .split_once("更新日時 >= \"")
                 .and_then(|(_, rest)| rest.split_once('"'))
                 .map(|(since, _)| since.to_string());
-            let found = records.unanswered(after, since.as_deref());
+            let in_status = query.contains("ステータス in (");
+            let by_check_box = query.contains("SMS送信 in (");
+            let found = records.unanswered(after, since.as_deref(), in_status, by_check_box);
             return ResponseTemplate::new(200)
                 .set_body_json(json!({"records": found, "totalCount": null}));
         }
@@ -208,20 +252,22 @@ struct FormFields(Arc<Mutex<Records>>);
 
 impl Respond for FormFields {
     fn respond(&self, _request: &Request) -> ResponseTemplate {
-        let status_type = self
-            .0
-            .lock()
-            .unwrap()
-            .status_type
-            .unwrap_or("SINGLE_LINE_TEXT");
-        ResponseTemplate::new(200).set_body_json(json!({
-            "properties": {
-                "ステータス": {"type": "STATUS", "code": "ステータス", "label": "ステータス", "enabled": true},
-                "更新日時": {"type": "UPDATED_TIME", "code": "更新日時", "label": "更新日時", "noLabel": false},
-                "sms_status": {"type": status_type, "code": "sms_status", "label": "SMS状態", "noLabel": false}
-            },
-            "revision": "5"
-        }))
+        let records = self.0.lock().unwrap();
+        let status_type = records.status_type.unwrap_or("SINGLE_LINE_TEXT");
+        let mut properties = json!({
+            "ステータス": {"type": "STATUS", "code": "ステータス", "label": "ステータス", "enabled": true},
+            "更新日時": {"type": "UPDATED_TIME", "code": "更新日時", "label": "更新日時", "noLabel": false},
+            "sms_status": {"type": status_type, "code": "sms_status", "label": "SMS状態", "noLabel": false}
+        });
+        if let Some(options) = &records.trigger_options {
+            let options: serde_json::Map<String, Value> = options
+                .iter()
+                .enumerate()
+                .map(|(i, o)| (o.to_string(), json!({"label": o, "index": i.to_string()})))
+                .collect();
+            properties["SMS送信"] = json!({"type": "CHECK_BOX", "code": "SMS送信", "label": "SMS送信", "options": options, "defaultValue": []});
+        }
+        ResponseTemplate::new(200).set_body_json(json!({"properties": properties, "revision": "5"}))
     }
 }
 

@@ -15,6 +15,7 @@ pub mod error;
 pub mod field;
 pub mod form;
 mod http;
+pub mod identity;
 pub mod secret;
 pub mod webhook;
 
@@ -24,6 +25,7 @@ pub use client::{
 pub use error::{ErrorClass, KintoneError};
 pub use field::{Decimal, Entity, FieldType, FieldValue, FileInfo, Record, RecordError, Row};
 pub use form::Form;
+pub use identity::client_identity;
 pub use secret::Secret;
 pub use webhook::{Event, Webhook, WebhookError};
 

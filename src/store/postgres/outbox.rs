@@ -111,6 +111,34 @@ impl OutboxStore for PostgresStore {
         .is_some())
     }
 
+    async fn poll_id_mark(&self, connection: &str) -> StoreResult<Option<u64>> {
+        let id: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT last_id FROM poll_marks WHERE connection = $1")
+                .bind(connection)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(id.flatten().map(|id| id as u64))
+    }
+
+    async fn raise_poll_id_mark(
+        &self,
+        connection: &str,
+        id: u64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO poll_marks (connection, started_at, last_id) VALUES ($1, $2, $3)
+             ON CONFLICT (connection) DO UPDATE
+             SET last_id = GREATEST(COALESCE(poll_marks.last_id, 0), EXCLUDED.last_id)",
+        )
+        .bind(connection)
+        .bind(millis(now))
+        .bind(id as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn poll_start_mark(
         &self,
         connection: &str,

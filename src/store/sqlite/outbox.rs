@@ -124,6 +124,35 @@ impl OutboxStore for SqliteStore {
         .is_some())
     }
 
+    async fn poll_id_mark(&self, connection: &str) -> StoreResult<Option<u64>> {
+        let id: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT last_id FROM poll_marks WHERE connection = ?")
+                .bind(connection)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(id.flatten().map(|id| id as u64))
+    }
+
+    async fn raise_poll_id_mark(
+        &self,
+        connection: &str,
+        id: u64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let connection = connection.to_string();
+        self.writer
+            .run(move |conn| {
+                conn.execute(
+                    "INSERT INTO poll_marks (connection, started_at, last_id) VALUES (?, ?, ?)
+                     ON CONFLICT (connection) DO UPDATE
+                     SET last_id = max(coalesce(last_id, 0), excluded.last_id)",
+                    params![connection, millis(now), id as i64],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn poll_start_mark(
         &self,
         connection: &str,
