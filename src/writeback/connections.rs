@@ -66,7 +66,15 @@ pub async fn start(
             true => dry(&name, Box::new(sink)),
             false => {
                 let sink = Arc::new(sink);
-                let check = check_setup(sink.clone(), name.clone(), warnings.clone());
+                let checked = sink.clone();
+                let check = check_setup(
+                    move || {
+                        let sink = checked.clone();
+                        async move { sink.setup_problems().await }
+                    },
+                    name.clone(),
+                    warnings.clone(),
+                );
                 let stop = shutdown.clone();
                 checks.push(tokio::spawn(async move {
                     stop.run_until_cancelled_owned(check).await;
@@ -80,9 +88,25 @@ pub async fn start(
         let name = format!("kintone:{}", connection.name);
         let sink = kintone_sink(connection, &name, store)
             .with_context(|| format!("kintone connection {:?}", connection.name))?;
-        let sink = match connection.dry_run {
+        let sink: Arc<dyn Sink> = match connection.dry_run {
             true => dry(&name, Box::new(sink)),
-            false => Arc::new(sink),
+            false => {
+                let sink = Arc::new(sink);
+                let checked = sink.clone();
+                let check = check_setup(
+                    move || {
+                        let sink = checked.clone();
+                        async move { sink.setup_problems().await }
+                    },
+                    name.clone(),
+                    warnings.clone(),
+                );
+                let stop = shutdown.clone();
+                checks.push(tokio::spawn(async move {
+                    stop.run_until_cancelled_owned(check).await;
+                }));
+                sink
+            }
         };
         sinks.push((name, sink, connection.writeback_calls_per_minute));
     }
@@ -94,13 +118,17 @@ pub async fn start(
     Ok(workers.chain(checks).collect())
 }
 
-/// Check a Salesforce connection's setup against its org at start, and again every
+/// Check a CRM connection's setup against its org or app at start, and again every
 /// `SETUP_RECHECK` until nothing is wrong, so `/readyz` clears once the admin fixed it.
-async fn check_setup(sink: Arc<SalesforceSink>, connection: String, warnings: SetupWarnings) {
+async fn check_setup<F, Fut>(check: F, connection: String, warnings: SetupWarnings)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Vec<String>>,
+{
     loop {
-        let problems = sink.setup_problems().await;
+        let problems = check().await;
         for problem in &problems {
-            tracing::warn!(%connection, %problem, "Salesforce setup problem");
+            tracing::warn!(%connection, %problem, "CRM setup problem");
         }
         let fine = problems.is_empty();
         warnings.set(&connection, problems);
@@ -152,6 +180,10 @@ fn kintone_sink(
         reply: c.reply_field.clone(),
         opt_out: c.opt_out_field.clone(),
         click: c.click_field.clone(),
+        trigger: c.trigger_field.clone(),
+        status_values: c.status_values.clone(),
+        opt_out_option: c.opt_out_option.clone(),
+        action_on_delivered: c.action_on_delivered.clone(),
     };
     Ok(KintoneSink::new(name, client, c.app, fields, store.clone()))
 }

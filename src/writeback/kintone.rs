@@ -43,6 +43,21 @@ pub struct KintoneFields {
     pub opt_out: Option<String>,
     /// A date and time field set to when a person first clicked a short link.
     pub click: Option<String>,
+    /// A check box that asked for the send: cleared with a message's first state.
+    pub trigger: Option<String>,
+    /// The value written for a state, where the connection names it otherwise.
+    pub status_values: BTreeMap<String, String>,
+    /// The option of `opt_out` an opt-out checks; the form's first option when `None`.
+    pub opt_out_option: Option<String>,
+    /// A process-management action run on a record once its message is delivered.
+    pub action_on_delivered: Option<String>,
+}
+
+impl KintoneFields {
+    /// The value written to the status field for `state`.
+    fn status_value<'a>(&'a self, state: &'a str) -> &'a str {
+        self.status_values.get(state).map_or(state, String::as_str)
+    }
 }
 
 /// Writes a kintone connection's updates through the REST API.
@@ -85,6 +100,9 @@ impl KintoneSink {
         let Some(field) = &self.fields.opt_out else {
             return Ok(None);
         };
+        if let Some(option) = &self.fields.opt_out_option {
+            return Ok(Some(option.clone()));
+        }
         let mut kept = self.opt_out_option.lock().await;
         if let Some((read_at, option)) = kept.as_ref() {
             if read_at.elapsed() < OPTION_KEPT {
@@ -169,10 +187,15 @@ impl KintoneSink {
             record = record.with_revision(revision);
         }
         if let Some(status) = &update.status {
-            record = record.set(&self.fields.status, status.status.as_str()).set(
+            let value = self.fields.status_value(status.status.as_str());
+            record = record.set(&self.fields.status, value).set(
                 &self.fields.detail,
                 status.detail.clone().unwrap_or_default(),
             );
+        }
+        if let (Some(field), true) = (&self.fields.trigger, update.opens) {
+            // Answered: the check box is left for the next time someone wants a send.
+            record = record.set(field, serde_json::json!([]));
         }
         if let Some(reply) = update.replies.last() {
             record = record.set(&self.fields.reply, reply.body.as_str());
@@ -311,6 +334,63 @@ impl KintoneSink {
         Ok(())
     }
 
+    /// Run `action_on_delivered` on each record whose delivered state was just written. The
+    /// fields are written either way: an action kintone refuses (the record is in a status
+    /// without it) is logged and counted, not retried; a call that did not happen is retried
+    /// with the round.
+    async fn run_action_on_delivered(
+        &self,
+        updates: &[Update],
+        ids: &BTreeMap<usize, u64>,
+        outcomes: &[Option<Outcome>],
+    ) -> Result<(), SinkError> {
+        let Some(action) = &self.fields.action_on_delivered else {
+            return Ok(());
+        };
+        let delivered: Vec<u64> = ids
+            .iter()
+            .filter(|(i, _)| outcomes[**i] == Some(Outcome::Written))
+            .filter(|(i, _)| {
+                updates[**i]
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.status == crate::domain::state::JobState::Delivered)
+            })
+            .map(|(_, id)| *id)
+            .collect();
+        for chunk in delivered.chunks(RECORDS_PER_CALL) {
+            match self.client.run_action(self.app, action, chunk).await {
+                Ok(moved) => {
+                    let own: Vec<(String, u64)> = moved
+                        .iter()
+                        .map(|w| (format!("{}/{}", self.app, w.id), w.revision))
+                        .collect();
+                    self.remember(own.clone()).await?;
+                    self.store
+                        .remember_revisions(&self.connection, own, chrono::Utc::now())
+                        .await
+                        .map_err(store_error)?;
+                }
+                Err(e) if e.class() == ErrorClass::Final => {
+                    metrics::counter!("tsunagi_kintone_action_failures_total", "connection" => self.connection.clone())
+                        .increment(chunk.len() as u64);
+                    tracing::warn!(connection = %self.connection, records = chunk.len(), error = %e, "action_on_delivered refused by kintone");
+                }
+                Err(e) => return Err(sink_error(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The problems of the app's form for what this connection writes: a missing or mistyped
+    /// field, and every status value a drop-down or radio button lacks.
+    pub async fn setup_problems(&self) -> Vec<String> {
+        match self.client.form(self.app).await {
+            Ok(form) => setup::problems(&form, &self.fields),
+            Err(e) => vec![format!("the app's form could not be read: {e}")],
+        }
+    }
+
     /// A comment request per reply of the written updates, with the index of its update; a
     /// reply kintone would refuse as a comment fails its update.
     fn comments(
@@ -438,6 +518,8 @@ impl Sink for KintoneSink {
         let ids = self.ids(updates, &mut outcomes);
         let todo = ids.iter().map(|(i, id)| (*i, *id)).collect();
         self.write_fields(updates, todo, &mut outcomes).await?;
+        self.run_action_on_delivered(updates, &ids, &outcomes)
+            .await?;
         self.post_replies(updates, &ids, &mut outcomes).await;
         Ok(outcomes
             .into_iter()
@@ -498,5 +580,6 @@ impl CallPlan for KintoneSink {
     }
 }
 
+mod setup;
 #[cfg(test)]
 mod tests;

@@ -77,6 +77,9 @@ pub struct RecordUpdate {
     pub click: Option<ClickChange>,
     /// The outbox entries this update covers, acknowledged once it is written.
     pub entries: Vec<i64>,
+    /// It carries a message's first state (the message was just taken): a trigger check box
+    /// that asked for it is cleared with it.
+    pub opens: bool,
 }
 
 impl RecordUpdate {
@@ -163,6 +166,7 @@ struct Folded {
     consent: Option<ConsentChange>,
     click: Option<ClickChange>,
     unreadable: Vec<i64>,
+    opens: bool,
 }
 
 impl Folded {
@@ -191,6 +195,11 @@ impl Folded {
                 {
                     self.status = Some(change.clone());
                 }
+                // A message's first entry is its first move (to sending) or its refusal.
+                self.opens |= matches!(
+                    change.status,
+                    JobState::Queued | JobState::Scheduled | JobState::Sending | JobState::Rejected
+                );
                 self.latest.insert(change.message_id.clone(), change);
                 self.status_entries.push(entry.id);
                 true
@@ -260,7 +269,9 @@ impl Folded {
             None => Vec::new(),
         };
         let news = !self.replies.is_empty() || self.consent.is_some() || self.click.is_some();
+        let opens = self.opens && ready.is_some();
         (ready.is_some() || news).then_some(RecordUpdate {
+            opens,
             record,
             status: ready,
             messages,

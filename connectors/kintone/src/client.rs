@@ -586,6 +586,35 @@ impl Client {
         Ok(written)
     }
 
+    /// `PUT records/status.json`: run the process-management `action` (its name in the token's
+    /// language) on up to 100 records, unchecked by revision; returns their new revisions. Like
+    /// `records.json`, this multi-record API sends no webhook.
+    pub async fn run_action(
+        &self,
+        app: u64,
+        action: &str,
+        ids: &[u64],
+    ) -> Result<Vec<UpdatedRecord>, ClientError> {
+        if ids.len() > MAX_UPDATE_RECORDS {
+            return Err(ClientError::TooManyRecords {
+                count: ids.len(),
+                limit: MAX_UPDATE_RECORDS,
+            });
+        }
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let records: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"id": id, "action": action}))
+            .collect();
+        let payload = json!({"app": app, "records": records});
+        let body = self
+            .call(Method::PUT, "records/status.json", &[], Some(&payload))
+            .await?;
+        parse_updated(&decode(&body)?)
+    }
+
     /// `POST record/comment.json`; returns the new comment's id.
     pub async fn add_comment(
         &self,

@@ -65,6 +65,7 @@ fn update(record: &str, status: JobState, replies: &[&str]) -> Update {
             })
             .collect(),
         entries: vec![1],
+        opens: false,
     }
 }
 
@@ -93,6 +94,10 @@ impl Setup {
             reply: "sms_reply".into(),
             opt_out: Some("sms_opt_out".into()),
             click: Some("sms_clicked_at".into()),
+            trigger: None,
+            status_values: Default::default(),
+            opt_out_option: None,
+            action_on_delivered: None,
         };
         KintoneSink::new(CONNECTION, client, 12, fields, self.store.clone())
     }

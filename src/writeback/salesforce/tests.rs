@@ -90,6 +90,7 @@ fn at() -> DateTime<Utc> {
 
 fn update(record: &str, status: JobState, detail: Option<&str>) -> RecordUpdate {
     RecordUpdate {
+        opens: false,
         record: record.into(),
         status: Some(StatusChange {
             message_id: MessageId::new(),
