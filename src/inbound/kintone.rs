@@ -45,7 +45,7 @@ use crate::{
 pub const WEBHOOK_LIMIT: usize = webhook::MAX_WEBHOOK_BYTES;
 
 /// What became of a webhook.
-#[derive(Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KintoneResult {
     /// Stored for delivery.
@@ -59,7 +59,7 @@ pub enum KintoneResult {
 }
 
 /// Why a record was rejected.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
 pub struct KintoneRefusal {
     /// The refusal's stable code, e.g. `number_type_not_allowed`.
     pub code: String,
@@ -68,7 +68,7 @@ pub struct KintoneRefusal {
 }
 
 /// The answer to a webhook (kintone shows it in the app's webhook log).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
 pub struct KintoneAnswer {
     /// What became of it.
     pub result: KintoneResult,
@@ -176,7 +176,9 @@ pub async fn webhook(
     state
         .poll_nudges
         .nudge(&format!("kintone:{}", connection.name));
-    Ok(Json(take(&state, connection, &webhook).await?))
+    let answer = take(&state, connection, &webhook).await?;
+    super::kintone_notifications::record(&state, connection, &webhook, &answer).await;
+    Ok(Json(answer))
 }
 
 /// Submit the webhook's record, unless its event sends nothing.
