@@ -131,7 +131,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         clock.clone(),
     );
     workers.push(tokio::spawn(dispatcher.run(workers_stop.clone())));
-    workers.push(tokio::spawn(purge_idempotency(
+    workers.push(tokio::spawn(purge_expired(
         store.clone(),
         clock.clone(),
         workers_stop.clone(),
@@ -233,15 +233,23 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
     })
 }
 
-async fn purge_idempotency(store: Arc<dyn Store>, clock: Arc<dyn Clock>, stop: CancellationToken) {
+/// Hourly, forget what is kept for a while only: idempotency keys, and the answers kintone
+/// notifications were given.
+async fn purge_expired(store: Arc<dyn Store>, clock: Arc<dyn Clock>, stop: CancellationToken) {
     loop {
-        match store
-            .purge_idempotency(clock.now() - IDEMPOTENCY_RETENTION)
-            .await
-        {
+        let now = clock.now();
+        match store.purge_idempotency(now - IDEMPOTENCY_RETENTION).await {
             Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency keys removed"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "idempotency keys not purged"),
+        }
+        match store
+            .purge_notifications(now - store::NOTIFICATIONS_KEPT)
+            .await
+        {
+            Ok(n) if n > 0 => tracing::info!(purged = n, "expired kintone notifications removed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "kintone notifications not purged"),
         }
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -27,7 +27,9 @@ use axum::{
 
 use crate::{
     config::Config,
-    inbound::{external_services, kintone, record_action, salesforce, twilio},
+    inbound::{
+        external_services, kintone, kintone_notifications, record_action, salesforce, twilio,
+    },
     messaging::Admission,
     providers::{Events, Provider},
     store::Store,
@@ -102,6 +104,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/salesforce/{name}/records",
             post(record_action::send_for_record),
+        )
+        .route(
+            "/v1/inbound/kintone/{name}/notifications/{id}",
+            get(kintone_notifications::show),
         )
         .route(
             "/v1/numbers/{list}/{number}",

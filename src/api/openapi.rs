@@ -14,7 +14,7 @@ use utoipa::{
 use super::{
     links, messages, numbers, opt_outs, otp, problem, reports, sandbox, usage, writebacks,
 };
-use crate::inbound::{kintone, record_action, salesforce, twilio};
+use crate::inbound::{kintone, kintone_notifications, record_action, salesforce, twilio};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -46,6 +46,7 @@ use crate::inbound::{kintone, record_action, salesforce, twilio};
         salesforce::flow,
         record_action::send_for_record,
         kintone::webhook,
+        kintone_notifications::show,
         twilio::status,
         twilio::sms,
         writebacks::list,
@@ -60,7 +61,7 @@ use crate::inbound::{kintone, record_action, salesforce, twilio};
         (name = "links", description = "Short links the handsets follow; no API key"),
         (name = "sandbox", description = "Simulated handsets of the sandbox provider"),
         (name = "writebacks", description = "What dry-run write-back would have written to CRM records"),
-        (name = "inbound", description = "CRMs and Twilio calling in; the secret is in the path or the signature, not an API key"),
+        (name = "inbound", description = "CRMs and Twilio calling in; the secret is in the path or the signature, not an API key. Looking up what a kintone notification was answered takes an API key"),
     )
 )]
 struct ApiDoc;

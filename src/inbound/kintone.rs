@@ -88,7 +88,9 @@ pub async fn webhook(
     state
         .poll_nudges
         .nudge(&format!("kintone:{}", connection.name));
-    Ok(Json(take(&state, connection, &webhook).await?))
+    let answer = take(&state, connection, &webhook).await?;
+    super::kintone_notifications::record(&state, connection, &webhook, &answer).await;
+    Ok(Json(answer))
 }
 
 /// Submit the webhook's record, unless its event sends nothing.

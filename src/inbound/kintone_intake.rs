@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::outcome_label;
@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// What became of a webhook.
-#[derive(Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KintoneResult {
     /// Stored for delivery.
@@ -35,7 +35,7 @@ pub enum KintoneResult {
 }
 
 /// Why a record was rejected.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct KintoneRefusal {
     /// The refusal's stable code, e.g. `number_type_not_allowed`.
     pub code: String,
@@ -43,8 +43,9 @@ pub struct KintoneRefusal {
     pub message: String,
 }
 
-/// The answer to a webhook (kintone shows it in the app's webhook log).
-#[derive(Debug, Serialize, ToSchema)]
+/// The answer to a webhook, kept for a lookup by its notification id (kintone's webhook log
+/// shows only success or failure).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct KintoneAnswer {
     /// What became of it.
     pub result: KintoneResult,

@@ -1,11 +1,13 @@
 //! CRMs calling in, one file per source: authenticate the sender, parse with the connector
 //! crate, hand typed records to `mapping` and submit them through the one admission path.
 //! Nothing else: no rule lives here. Beside them, `external_services` serves the document a
-//! CRM imports to call the API itself.
+//! CRM imports to call the API itself, and `kintone_notifications` shows what each kintone
+//! webhook was answered.
 
 pub mod external_services;
 pub mod kintone;
 pub mod kintone_intake;
+pub mod kintone_notifications;
 pub mod reconcile;
 pub mod record_action;
 pub mod salesforce;

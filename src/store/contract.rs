@@ -96,6 +96,8 @@ macro_rules! contract_tests {
             a_records_message_is_unwritten_until_written_back,
             a_refused_writeback_is_shown_on_its_message,
             dry_run_calls_are_listed_newest_first_per_connection_and_kept_a_week,
+            a_kintone_notification_keeps_its_first_answer_per_connection,
+            kintone_notifications_are_purged_after_30_days,
             own_writes_are_recognised_per_connection_record_and_revision_for_a_week,
             the_latest_known_revision_of_a_record_is_kept_per_connection,
             a_rejected_record_reads_back_with_its_reason_and_feeds_the_outbox,
@@ -2558,6 +2560,95 @@ pub async fn dry_run_calls_are_listed_newest_first_per_connection_and_kept_a_wee
     let kept = s.writebacks(all(None, 10, None)).await.unwrap();
     assert_eq!(kept.len(), 1, "a week's calls are forgotten");
     assert_eq!(kept[0].call, call("kintone:sales", 4, later));
+}
+
+// Answered kintone notifications.
+
+fn notification(
+    connection: &str,
+    id: &str,
+    at: DateTime<Utc>,
+    answer: serde_json::Value,
+) -> KintoneNotification {
+    KintoneNotification {
+        connection: connection.into(),
+        notification_id: id.into(),
+        received_at: at,
+        event: "ADD_RECORD".into(),
+        record_id: Some("7".into()),
+        answer,
+    }
+}
+
+/// A notification reads back as it was recorded, under its own connection only; the same id
+/// again keeps the first answer.
+pub async fn a_kintone_notification_keeps_its_first_answer_per_connection(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let at = now();
+    let id = "1f0c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f";
+    let queued = serde_json::json!({"result": "queued", "message_id": "msg_1"});
+    let first = notification("kintone:sales", id, at, queued);
+    s.record_notification(first.clone()).await.unwrap();
+    let duplicate = serde_json::json!({"result": "duplicate", "reason": "taken before"});
+    let again = KintoneNotification {
+        record_id: None,
+        ..notification("kintone:sales", id, at + Duration::seconds(1), duplicate)
+    };
+    s.record_notification(again).await.unwrap();
+    assert_eq!(
+        s.notification("kintone:sales", id).await.unwrap(),
+        Some(first),
+        "the first answer is kept"
+    );
+    assert_eq!(s.notification("kintone:us", id).await.unwrap(), None);
+    assert_eq!(
+        s.notification("kintone:sales", "other").await.unwrap(),
+        None
+    );
+    let ignored = KintoneNotification {
+        event: "DELETE_RECORD".into(),
+        record_id: None,
+        ..notification(
+            "kintone:us",
+            id,
+            at,
+            serde_json::json!({"result": "ignored", "reason": "carries no record"}),
+        )
+    };
+    s.record_notification(ignored.clone()).await.unwrap();
+    assert_eq!(
+        s.notification("kintone:us", id).await.unwrap(),
+        Some(ignored)
+    );
+}
+
+/// Notifications received before the purge's cut-off are forgotten, later ones kept.
+pub async fn kintone_notifications_are_purged_after_30_days(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let now = now();
+    let answer = serde_json::json!({"result": "ignored", "reason": "not a trigger"});
+    let old = notification(
+        "kintone:sales",
+        "old",
+        now - NOTIFICATIONS_KEPT,
+        answer.clone(),
+    );
+    let recent = notification(
+        "kintone:sales",
+        "recent",
+        now - NOTIFICATIONS_KEPT + Duration::seconds(1),
+        answer,
+    );
+    s.record_notification(old).await.unwrap();
+    s.record_notification(recent.clone()).await.unwrap();
+    let cut = now - NOTIFICATIONS_KEPT + Duration::milliseconds(1);
+    assert_eq!(s.purge_notifications(cut).await.unwrap(), 1);
+    assert_eq!(s.notification("kintone:sales", "old").await.unwrap(), None);
+    assert_eq!(
+        s.notification("kintone:sales", "recent").await.unwrap(),
+        Some(recent)
+    );
+    assert_eq!(s.purge_notifications(cut).await.unwrap(), 0);
 }
 
 // Rejected CRM records.

@@ -10,6 +10,7 @@ mod error;
 mod health;
 mod inbound_parts;
 mod keys;
+mod kintone_notifications;
 mod links;
 mod lists;
 mod messages;
@@ -33,6 +34,9 @@ pub use error::{StoreError, StoreResult};
 pub use health::HealthStore;
 pub use inbound_parts::{InboundPart, InboundPartStore, JoinedParts, PartsKey};
 pub use keys::{KeptRefreshToken, KeyStore};
+pub use kintone_notifications::{
+    KintoneNotification, KintoneNotificationStore, NOTIFICATIONS_KEPT,
+};
 pub use links::{ClickSummary, LinkStore, LinkTarget, NewClick, NewLink};
 pub use lists::{ListKey, ListStore, ListedNumber, NumberList};
 pub use messages::{
@@ -81,6 +85,7 @@ pub trait Store:
     + ReportStore
     + WritebackLogStore
     + InboundPartStore
+    + KintoneNotificationStore
 {
 }
 
@@ -99,6 +104,7 @@ impl<T> Store for T where
         + ReportStore
         + WritebackLogStore
         + InboundPartStore
+        + KintoneNotificationStore
 {
 }
 

@@ -356,6 +356,97 @@ async fn an_oversized_or_malformed_body_is_refused() {
     s.stop().await;
 }
 
+/// `GET /v1/inbound/kintone/{name}/notifications/{id}` with the test's API key.
+async fn notification(s: &TestServer, name: &str, id: &str) -> (u16, Value) {
+    let r = s
+        .get(&format!("/v1/inbound/kintone/{name}/notifications/{id}"))
+        .await;
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_queued_webhook_is_looked_up_by_its_notification_id_with_its_message_id() {
+    let s = server().await;
+    let webhook = booking("webhook_add_record.json");
+    let (_, answer) = deliver(&s, &webhook).await;
+    assert_eq!(answer["result"], "queued", "{answer}");
+    let id = "01J9ZQ4K7T3W8XGQ2V5N6M1B0C";
+    let (status, found) = notification(&s, "sales", id).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["notification_id"], id);
+    assert_eq!(found["event"], "ADD_RECORD");
+    assert_eq!(found["record_id"], "7");
+    assert_eq!(found["result"], "queued");
+    assert_eq!(found["message_id"], answer["message_id"]);
+    assert!(
+        found.get("reason").is_none() && found.get("error").is_none(),
+        "{found}"
+    );
+    let at = found["received_at"].as_str().unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
+    // The same notification again is answered `duplicate`; the lookup keeps the first answer.
+    assert_eq!(deliver(&s, &webhook).await.1["result"], "duplicate");
+    assert_eq!(notification(&s, "sales", id).await.1, found);
+    let (status, problem) = notification(&s, "us", id).await;
+    assert_eq!((status, &problem["code"]), (404, &json!("not_found")));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_ignored_event_is_looked_up_with_the_reason_it_sent_nothing() {
+    let s = server().await;
+    let (_, answer) = deliver(&s, &fixture("webhook_update_record.json")).await;
+    assert_eq!(answer["result"], "ignored", "{answer}");
+    let (status, found) = notification(&s, "sales", "01J9ZQ8R2D4F6H8K0M2P4R6T8V").await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["event"], "UPDATE_RECORD");
+    assert_eq!(found["result"], "ignored");
+    assert_eq!(found["reason"], answer["reason"]);
+    assert!(found.get("message_id").is_none(), "{found}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_notification_or_connection_is_not_found_and_an_overlong_id_is_refused() {
+    let s = server().await;
+    let (status, problem) = notification(&s, "sales", "01J9ZQ4K7T3W8XGQ2V5N6M1B0C").await;
+    assert_eq!((status, &problem["code"]), (404, &json!("not_found")));
+    assert!(
+        problem["detail"].as_str().unwrap().contains("notification"),
+        "{problem}"
+    );
+    let (status, problem) = notification(&s, "nobody", "01J9ZQ4K7T3W8XGQ2V5N6M1B0C").await;
+    assert_eq!((status, &problem["code"]), (404, &json!("not_found")));
+    assert!(
+        problem["detail"].as_str().unwrap().contains("nobody"),
+        "{problem}"
+    );
+    let (status, problem) = notification(&s, "sales", &"a".repeat(129)).await;
+    assert_eq!((status, &problem["code"]), (422, &json!("invalid_request")));
+    assert_eq!(problem["field"], "id");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn looking_up_a_notification_without_an_api_key_is_unauthorized() {
+    let s = server().await;
+    assert_eq!(
+        deliver(&s, &booking("webhook_add_record.json")).await.0,
+        200
+    );
+    let url = format!(
+        "{}/v1/inbound/kintone/sales/notifications/01J9ZQ4K7T3W8XGQ2V5N6M1B0C",
+        s.base
+    );
+    let none = s.client.get(&url).send().await.unwrap();
+    assert_eq!(none.status().as_u16(), 401);
+    let wrong = s.client.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let problem: Value = wrong.json().await.unwrap();
+    assert_eq!(problem["code"], "unauthorized");
+    s.stop().await;
+}
+
 /// `sales` writing back to a local fake kintone, with UPDATE_RECORD a trigger too (as an app
 /// that also has an update webhook would be), rounds every 100 ms.
 fn writing_to(kintone: &FakeKintone) -> String {

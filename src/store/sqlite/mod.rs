@@ -5,6 +5,7 @@
 mod consent;
 mod inbound_parts;
 mod keys;
+mod kintone_notifications;
 mod links;
 mod lists;
 mod messages;
