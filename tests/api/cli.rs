@@ -150,7 +150,12 @@ async fn first_start_without_keys_prints_one_key_once_and_keys_create_adds_more(
 fn documented_configs() -> Vec<(String, String)> {
     let root = env!("CARGO_MANIFEST_DIR");
     let mut configs = Vec::new();
-    for doc in ["README.md", "docs/salesforce.md", "docs/kintone.md"] {
+    for doc in [
+        "README.md",
+        "docs/salesforce.md",
+        "docs/kintone.md",
+        "docs/kintone.ja.md",
+    ] {
         let text = std::fs::read_to_string(format!("{root}/{doc}")).unwrap();
         for (i, block) in text.split("```toml\n").skip(1).enumerate() {
             let toml = block.split("```").next().unwrap();
