@@ -33,6 +33,8 @@ pub struct Records {
     pub status_type: Option<&'static str>,
     /// The options of a `SMS送信` check box in the form, when it has one.
     pub trigger_options: Option<Vec<&'static str>>,
+    /// Process-management actions run, oldest first, as `(id, action)`.
+    pub actions: Vec<(u64, String)>,
 }
 
 impl Records {
@@ -247,6 +249,27 @@ impl Respond for Bulk {
     }
 }
 
+/// `PUT records/status.json`: each record takes the action, and 2 on its revision as kintone
+/// gives a status action.
+struct Action(Arc<Mutex<Records>>);
+
+impl Respond for Action {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let mut records = self.0.lock().unwrap();
+        let mut moved = Vec::new();
+        for r in body["records"].as_array().cloned().unwrap_or_default() {
+            let id = r["id"].as_u64().unwrap_or_default();
+            let action = r["action"].as_str().unwrap_or_default().to_string();
+            records.actions.push((id, action));
+            let revision = records.revisions.entry(id).or_insert(1);
+            *revision += 2;
+            moved.push(json!({"id": id.to_string(), "revision": revision.to_string()}));
+        }
+        ResponseTemplate::new(200).set_body_json(json!({ "records": moved }))
+    }
+}
+
 /// The form: process management, the system 更新日時 and the SMS status field of its type.
 struct FormFields(Arc<Mutex<Records>>);
 
@@ -254,18 +277,39 @@ impl Respond for FormFields {
     fn respond(&self, _request: &Request) -> ResponseTemplate {
         let records = self.0.lock().unwrap();
         let status_type = records.status_type.unwrap_or("SINGLE_LINE_TEXT");
-        let mut properties = json!({
-            "ステータス": {"type": "STATUS", "code": "ステータス", "label": "ステータス", "enabled": true},
-            "更新日時": {"type": "UPDATED_TIME", "code": "更新日時", "label": "更新日時", "noLabel": false},
-            "sms_status": {"type": status_type, "code": "sms_status", "label": "SMS状態", "noLabel": false}
-        });
-        if let Some(options) = &records.trigger_options {
-            let options: serde_json::Map<String, Value> = options
+        let choice = |options: &[&str]| -> Value {
+            options
                 .iter()
                 .enumerate()
                 .map(|(i, o)| (o.to_string(), json!({"label": o, "index": i.to_string()})))
-                .collect();
-            properties["SMS送信"] = json!({"type": "CHECK_BOX", "code": "SMS送信", "label": "SMS送信", "options": options, "defaultValue": []});
+                .collect::<serde_json::Map<String, Value>>()
+                .into()
+        };
+        let mut properties = json!({
+            "ステータス": {"type": "STATUS", "code": "ステータス", "label": "ステータス", "enabled": true},
+            "更新日時": {"type": "UPDATED_TIME", "code": "更新日時", "label": "更新日時", "noLabel": false},
+            "sms_status": {"type": status_type, "code": "sms_status", "label": "SMS状態", "noLabel": false},
+            "sms_status_detail": {"type": "SINGLE_LINE_TEXT", "code": "sms_status_detail", "label": "SMS詳細"},
+            "sms_reply": {"type": "MULTI_LINE_TEXT", "code": "sms_reply", "label": "SMS返信"},
+            "配信停止": {"type": "CHECK_BOX", "code": "配信停止", "label": "配信停止", "options": choice(&["停止"])}
+        });
+        if status_type != "SINGLE_LINE_TEXT" {
+            // A choice field offering tsunagi's own (English) state names.
+            let states = [
+                "queued",
+                "scheduled",
+                "sending",
+                "sent",
+                "delivered",
+                "undelivered",
+                "failed",
+                "canceled",
+                "rejected",
+            ];
+            properties["sms_status"]["options"] = choice(&states);
+        }
+        if let Some(options) = &records.trigger_options {
+            properties["SMS送信"] = json!({"type": "CHECK_BOX", "code": "SMS送信", "label": "SMS送信", "options": choice(options), "defaultValue": []});
         }
         ResponseTemplate::new(200).set_body_json(json!({"properties": properties, "revision": "5"}))
     }
@@ -280,25 +324,36 @@ pub struct FakeKintone {
 impl FakeKintone {
     /// Start one that reads revisions, takes updates and comments.
     pub async fn start() -> FakeKintone {
+        Self::start_at("/k/v1/").await
+    }
+
+    /// Start one whose APIs are under `root` (`/k/guest/5/v1/` for an app in a guest space).
+    pub async fn start_at(root: &str) -> FakeKintone {
         let server = MockServer::start().await;
         let records = Arc::new(Mutex::new(Records::default()));
+        let path = |api: &str| path(format!("{root}{api}"));
+        Mock::given(method("PUT"))
+            .and(path("records/status.json"))
+            .respond_with(Action(records.clone()))
+            .mount(&server)
+            .await;
         Mock::given(method("GET"))
-            .and(path("/k/v1/records.json"))
+            .and(path("records.json"))
             .respond_with(Read(records.clone()))
             .mount(&server)
             .await;
         Mock::given(method("PUT"))
-            .and(path("/k/v1/records.json"))
+            .and(path("records.json"))
             .respond_with(Write(records.clone()))
             .mount(&server)
             .await;
         Mock::given(method("GET"))
-            .and(path("/k/v1/app/form/fields.json"))
+            .and(path("app/form/fields.json"))
             .respond_with(FormFields(records.clone()))
             .mount(&server)
             .await;
         Mock::given(method("POST"))
-            .and(path("/k/v1/bulkRequest.json"))
+            .and(path("bulkRequest.json"))
             .respond_with(Bulk(records.clone()))
             .mount(&server)
             .await;

@@ -916,9 +916,9 @@ async fn two_instances_poll_one_connection_one_at_a_time_and_the_second_takes_ov
             .unwrap()
             .iter()
             .filter(|r| {
-                r.url
-                    .query_pairs()
-                    .any(|(k, q)| k == "query" && q.contains("$id > 0 "))
+                r.url.query_pairs().any(|(k, q)| {
+                    k == "query" && q.contains("ステータス in") && q.contains("$id > 0 ")
+                })
             })
             .count()
     };
@@ -1001,5 +1001,233 @@ async fn an_edit_between_a_send_and_its_write_back_sends_nothing_more() {
     }
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     assert_eq!(all_messages(&s).await.len(), 1, "the edit sent again");
+    s.stop().await;
+}
+
+/// A connection of `kintone` that sends on UPDATE_RECORD only while 「SMS送信」 is checked.
+fn on_check_box(kintone: &FakeKintone) -> String {
+    writing_to(kintone).replacen(
+        "trigger_status = \"SMS送信\"",
+        "trigger_status = \"SMS送信\"\ntrigger_field = \"SMS送信\"",
+        1,
+    )
+}
+
+/// The UPDATE_RECORD webhook of record 7 at `revision`, its 「SMS送信」 check box as given.
+fn edited(revision: u64, checked: &[&str]) -> Value {
+    let mut webhook = booking("webhook_update_record.json");
+    webhook["id"] = json!(format!("01J9ZQEDIT{revision:016}"));
+    set_field(&mut webhook, "$revision", json!(revision.to_string()));
+    webhook["record"]["SMS送信"] = json!({"type": "CHECK_BOX", "value": checked});
+    webhook
+}
+
+#[tokio::test]
+async fn a_trigger_field_sends_once_and_is_cleared_with_the_first_write_back() {
+    let kintone = FakeKintone::start().await;
+    kintone.records.lock().unwrap().trigger_options = Some(vec!["送信する"]);
+    let s = TestServer::with_delivery(&on_check_box(&kintone)).await;
+    // An edit with the box unchecked is no request to send.
+    let (_, answer) = deliver(&s, &edited(4, &[])).await;
+    assert_eq!(answer["result"], "ignored", "{answer}");
+    assert!(
+        answer["reason"].as_str().unwrap().contains("SMS送信"),
+        "{answer}"
+    );
+    let (_, answer) = deliver(&s, &edited(5, &["送信する"])).await;
+    assert_eq!(answer["result"], "queued", "{answer}");
+    kintone
+        .wait_for(|r| {
+            r.updates
+                .iter()
+                .any(|(id, record)| *id == 7 && record["SMS送信"]["value"] == json!([]))
+        })
+        .await;
+    {
+        let records = kintone.records.lock().unwrap();
+        let cleared = records
+            .updates
+            .iter()
+            .find(|(_, record)| record.get("SMS送信").is_some())
+            .unwrap();
+        assert_ne!(
+            cleared.1["sms_status"]["value"], "",
+            "cleared with a status: {cleared:?}"
+        );
+    }
+    // Someone edits the record again, the box now clear: nothing more is sent.
+    let revision = kintone.records.lock().unwrap().revisions[&7] + 1;
+    let (_, answer) = deliver(&s, &edited(revision, &[])).await;
+    assert_eq!(answer["result"], "ignored", "{answer}");
+    assert_eq!(s.stored_messages().await, 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn japanese_status_values_are_written_and_a_drop_down_lacking_one_is_a_readyz_warning() {
+    let kintone = FakeKintone::start().await;
+    kintone.records.lock().unwrap().status_type = Some("DROP_DOWN");
+    let config = writing_to(&kintone).replacen(
+        "status_field = \"sms_status\"",
+        "status_field = \"sms_status\"\nstatus_values = { sent = \"送信済\", delivered = \"配信済\" }",
+        1,
+    );
+    let s = TestServer::with_delivery(&config).await;
+    let (_, answer) = deliver(&s, &booking("webhook_add_record.json")).await;
+    assert_eq!(answer["result"], "queued", "{answer}");
+    kintone
+        .wait_for(|r| {
+            r.updates
+                .iter()
+                .any(|(id, record)| *id == 7 && record["sms_status"]["value"] == "配信済")
+        })
+        .await;
+    // The fake's drop-down has no options at all: every value written is missing from it.
+    let mut warning = String::new();
+    for _ in 0..50 {
+        let body: Value = s.get("/readyz").await.json().await.unwrap();
+        if let Some(w) = body["warnings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .find(|w| w.starts_with("kintone:sales: the status field"))
+        {
+            warning = w.to_string();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        warning.contains("配信済") && warning.contains("送信済"),
+        "{warning:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_opt_out_option_refuses_only_a_record_with_that_option_checked() {
+    let config = CONNECTIONS.replacen(
+        "opt_out_field = \"配信停止\"",
+        "opt_out_field = \"配信停止\"\nopt_out_option = \"停止\"",
+        1,
+    );
+    let s = TestServer::with_delivery(&config).await;
+    let mut receives = booking("webhook_add_record.json");
+    receives["record"]["配信停止"] = json!({"type": "CHECK_BOX", "value": ["受け取る"]});
+    let (_, answer) = deliver(&s, &receives).await;
+    assert_eq!(answer["result"], "queued", "{answer}");
+    let mut stopped = booking("webhook_add_record.json");
+    stopped["id"] = json!("01J9ZQ4K7T3W8XGQ2V5N6STOP1");
+    set_field(&mut stopped, "$revision", json!("9"));
+    stopped["record"]["配信停止"] = json!({"type": "CHECK_BOX", "value": ["受け取る", "停止"]});
+    let (_, answer) = deliver(&s, &stopped).await;
+    assert_eq!(answer["result"], "rejected", "{answer}");
+    assert_eq!(answer["error"]["code"], "number_blocked");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn add_record_webhooks_kintone_dropped_past_60_are_caught_up_and_older_records_never_sent() {
+    let kintone = FakeKintone::start().await;
+    {
+        // Records added before the connection started.
+        let mut records = kintone.records.lock().unwrap();
+        for id in 1..=5 {
+            records.added.insert(id, new_record(id)["record"].clone());
+        }
+    }
+    let s = TestServer::with_delivery(&polling(&kintone)).await;
+    // The poller marks the newest record at its first poll.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    {
+        let mut records = kintone.records.lock().unwrap();
+        for id in 6..=105 {
+            records.added.insert(id, new_record(id)["record"].clone());
+        }
+    }
+    // kintone delivers the first 60 webhooks of the minute and drops the rest.
+    for id in 6..=65 {
+        // The poller may have found the record first: its webhook is then a duplicate.
+        let (_, answer) = deliver(&s, &new_record(id)).await;
+        assert!(
+            ["queued", "duplicate"].contains(&answer["result"].as_str().unwrap()),
+            "{answer}"
+        );
+    }
+    assert_eq!(stored_up_to(&s, 100).await, 100);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let messages = all_messages(&s).await;
+    assert_eq!(messages.len(), 100, "one message per new record");
+    let mut numbers: Vec<String> = messages
+        .iter()
+        .map(|m| m["to"].as_str().unwrap().to_string())
+        .collect();
+    numbers.sort();
+    numbers.dedup();
+    assert_eq!(numbers.len(), 100, "none sent twice");
+    assert!(
+        !numbers
+            .iter()
+            .any(|n| n.ends_with("20000001") || n.ends_with("20000005")),
+        "an older record was sent"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_guest_space_app_behind_basic_auth_gets_its_write_back_with_both_headers() {
+    let kintone = FakeKintone::start_at("/k/guest/5/v1/").await;
+    let config = writing_to(&kintone).replacen(
+        "api_token = \"kintone-api-token\"",
+        "api_token = \"kintone-api-token\"\nguest_space_id = 5\nbasic_auth_user = \"gate\"\nbasic_auth_password = \"gate-pass\"",
+        1,
+    );
+    let s = TestServer::with_delivery(&config).await;
+    let (_, answer) = deliver(&s, &booking("webhook_add_record.json")).await;
+    assert_eq!(answer["result"], "queued", "{answer}");
+    kintone
+        .wait_for(|r| {
+            r.updates
+                .iter()
+                .any(|(id, record)| *id == 7 && record["sms_status"]["value"] == "delivered")
+        })
+        .await;
+    let requests = kintone.server.received_requests().await.unwrap();
+    assert!(!requests.is_empty());
+    // "gate:gate-pass" in base64.
+    for r in &requests {
+        assert!(r.url.path().starts_with("/k/guest/5/v1/"), "{}", r.url);
+        assert_eq!(
+            r.headers["x-cybozu-api-token"], "kintone-api-token",
+            "{}",
+            r.url
+        );
+        assert_eq!(
+            r.headers["authorization"], "Basic Z2F0ZTpnYXRlLXBhc3M=",
+            "{}",
+            r.url
+        );
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_action_on_delivered_moves_the_record_once_its_message_is_delivered() {
+    let kintone = FakeKintone::start().await;
+    let config = writing_to(&kintone).replacen(
+        "status_field = \"sms_status\"",
+        "status_field = \"sms_status\"\naction_on_delivered = \"完了にする\"",
+        1,
+    );
+    let s = TestServer::with_delivery(&config).await;
+    let (_, answer) = deliver(&s, &booking("webhook_add_record.json")).await;
+    assert_eq!(answer["result"], "queued", "{answer}");
+    kintone.wait_for(|r| !r.actions.is_empty()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let records = kintone.records.lock().unwrap();
+    assert_eq!(records.actions, [(7, "完了にする".to_string())], "once");
+    assert!(records.answered(7));
+    drop(records);
     s.stop().await;
 }
