@@ -1225,9 +1225,10 @@ async fn an_action_on_delivered_moves_the_record_once_its_message_is_delivered()
     assert_eq!(answer["result"], "queued", "{answer}");
     kintone.wait_for(|r| !r.actions.is_empty()).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let records = kintone.records.lock().unwrap();
-    assert_eq!(records.actions, [(7, "完了にする".to_string())], "once");
-    assert!(records.answered(7));
-    drop(records);
+    {
+        let records = kintone.records.lock().unwrap();
+        assert_eq!(records.actions, [(7, "完了にする".to_string())], "once");
+        assert!(records.answered(7));
+    }
     s.stop().await;
 }
