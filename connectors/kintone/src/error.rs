@@ -25,8 +25,22 @@ pub const VALIDATION: &str = "CB_VA01";
 /// Too many concurrent requests (recorded with HTTP 429).
 pub const TOO_MANY_CONCURRENT: &str = "GAIA_TO04";
 
-/// Codes that mean "later": concurrency and rate limits.
-const RETRYABLE_CODES: [&str; 2] = [TOO_MANY_CONCURRENT, "GAIA_TM12"];
+/// The domain's open cursors are at their limit (10, each living up to 10 minutes; answered
+/// with 429): a cursor limit, not a rate limit, reached by whatever else uses the domain.
+pub const TOO_MANY_CURSORS: &str = "GAIA_TM12";
+
+/// HTTP status kintone gives an application error: its `code` says whether to retry, where
+/// another 5xx is the service being unavailable.
+pub const APPLICATION_ERROR: u16 = 520;
+
+/// Codes that mean "later": the concurrency limit, the cursor limit (cursors expire), and a
+/// database lock kintone could not take ("try again after a while").
+const RETRYABLE_CODES: [&str; 4] = [
+    TOO_MANY_CONCURRENT,
+    TOO_MANY_CURSORS,
+    "GAIA_RE18",
+    "GAIA_DA02",
+];
 
 /// An error body as kintone sends it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -132,7 +146,13 @@ pub(crate) fn classify(status: u16, error: Option<&KintoneError>) -> ErrorClass 
     let code = error.map(|e| e.code.as_str()).unwrap_or_default();
     if code == REVISION_CONFLICT || status == 409 {
         ErrorClass::Conflict
-    } else if status == 429 || RETRYABLE_CODES.contains(&code) || (500..=599).contains(&status) {
+    } else if status == 429 || RETRYABLE_CODES.contains(&code) {
+        ErrorClass::Retryable
+    } else if status == APPLICATION_ERROR && !code.is_empty() {
+        // An application error with any other code (an input kintone refuses) fails alike
+        // however often it is sent.
+        ErrorClass::Final
+    } else if (500..=599).contains(&status) {
         ErrorClass::Retryable
     } else {
         ErrorClass::Final
@@ -143,6 +163,46 @@ pub(crate) fn classify(status: u16, error: Option<&KintoneError>) -> ErrorClass 
 mod tests {
     use super::*;
     use crate::test_support::fixture;
+
+    fn error(code: &str) -> KintoneError {
+        KintoneError {
+            code: code.into(),
+            id: "1505999166-897850006".into(),
+            message: "m".into(),
+            errors: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_520_is_judged_by_its_code_and_the_cursor_limit_is_retried_later() {
+        assert_eq!(classify(520, Some(&error("GAIA_IL23"))), ErrorClass::Final);
+        assert_eq!(
+            classify(520, Some(&error("GAIA_RE18"))),
+            ErrorClass::Retryable
+        );
+        assert_eq!(
+            classify(520, Some(&error("GAIA_DA02"))),
+            ErrorClass::Retryable
+        );
+        assert_eq!(
+            classify(520, None),
+            ErrorClass::Retryable,
+            "no kintone body"
+        );
+        assert_eq!(
+            classify(503, Some(&error("GAIA_XX01"))),
+            ErrorClass::Retryable
+        );
+        assert_eq!(
+            classify(429, Some(&error(TOO_MANY_CURSORS))),
+            ErrorClass::Retryable
+        );
+        assert_eq!(
+            classify(400, Some(&error(TOO_MANY_CURSORS))),
+            ErrorClass::Retryable
+        );
+        assert_eq!(classify(400, Some(&error(VALIDATION))), ErrorClass::Final);
+    }
 
     #[test]
     fn validation_keys_of_every_recorded_form_name_their_field() {
