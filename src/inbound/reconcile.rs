@@ -234,10 +234,10 @@ async fn run(
     }
 }
 
-/// One look for each way the connection sends: records in the trigger status (or with the
-/// trigger check box checked) changed since polling started, and records added since the
-/// newest one seen, each unanswered and taken once. Returns how many were sent now (the
-/// others were refused, already taken, or echoes).
+/// One look for every way the connection sends, in one query: records in the trigger status
+/// (or with the trigger check box checked) changed since polling started, or added after the
+/// newest one seen; each unanswered and taken once. Returns how many were sent now (the others
+/// were refused, already taken, or echoes).
 pub async fn poll(
     parts: &PollerParts,
     connection: &KintoneConfig,
@@ -253,57 +253,108 @@ pub async fn poll(
         }
     };
     let form = poller.form(connection.app).await?.clone();
-    let unanswered = match &connection.trigger_field {
-        // The check box is the mark: tsunagi clears it when it answers.
-        Some(field) => form.checked_condition(field).ok_or_else(|| {
-            anyhow::anyhow!(
-                "the trigger_field {field} is no check box with options in the app's form"
-            )
-        })?,
-        None => form.empty_condition(&connection.status_field),
-    };
-    let since = match form.code_of("UPDATED_TIME") {
-        Some(code) => format!(" and {code} >= \"{}\"", changed_since(started)),
-        None => {
-            tracing::warn!(connection = %connection.name, "the form has no 更新日時 (UPDATED_TIME) field; records older than the connection may be sent");
-            String::new()
-        }
-    };
-    let mut sent = 0;
-    let changed = match (connection.polled_status(), form.code_of("STATUS")) {
-        (Some(status), Some(code)) => Some((
-            format!("{code} in (\"{}\") and {unanswered}{since}", quote(status)),
-            true,
-        )),
-        (Some(_), None) => {
-            tracing::warn!(connection = %connection.name, "the app has no process management; no status to reconcile");
-            None
-        }
-        (None, _) if connection.trigger_field.is_some() && connection.poll_interval_seconds > 0 => {
-            Some((format!("{unanswered}{since}"), false))
-        }
-        (None, _) => None,
-    };
-    if let Some((condition, status_trigger)) = changed {
-        sent += take_all(parts, connection, poller, &condition, 0, status_trigger)
-            .await?
-            .0;
-    }
-    if connection.triggers_on("ADD_RECORD") {
-        let after = match parts.store.poll_id_mark(&label).await? {
+    let added_after = match connection.triggers_on("ADD_RECORD") {
+        true => Some(match parts.store.poll_id_mark(&label).await? {
             Some(mark) => mark,
             // Records added before the connection polled are not sent: start at the newest.
             None => newest_id(poller, connection.app).await?,
-        };
-        let (added, last) = take_all(parts, connection, poller, &unanswered, after, false).await?;
-        sent += added;
+        }),
+        false => None,
+    };
+    let Some(look) = Look::new(connection, &form, started, added_after)? else {
+        return Ok(0);
+    };
+    let (sent, last) = take_all(parts, connection, poller, &look).await?;
+    if let Some(mark) = added_after {
         let now = parts.events.now();
-        parts.store.raise_poll_id_mark(&label, last, now).await?;
+        parts
+            .store
+            .raise_poll_id_mark(&label, last.max(mark), now)
+            .await?;
     }
     if sent > 0 {
         tracing::info!(connection = %connection.name, sent, "records no webhook brought were sent");
     }
     Ok(sent)
+}
+
+/// What one poll asks kintone for.
+#[derive(Debug, PartialEq, Eq)]
+struct Look {
+    /// The query's condition, without the paging.
+    condition: String,
+    /// Whether a record must be in the trigger status, unless it is a new one.
+    status_trigger: bool,
+    /// Records with a higher id are new ones (where ADD_RECORD sends).
+    added_after: Option<u64>,
+}
+
+impl Look {
+    /// The look for `connection` with the app's `form`, polling since `started`; `None` when
+    /// there is nothing to look for.
+    fn new(
+        connection: &KintoneConfig,
+        form: &Form,
+        started: DateTime<Utc>,
+        added_after: Option<u64>,
+    ) -> anyhow::Result<Option<Self>> {
+        let unanswered = match &connection.trigger_field {
+            // The check box is the mark: tsunagi clears it when it answers.
+            Some(field) => form.checked_condition(field).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the trigger_field {field} is no check box with options in the app's form"
+                )
+            })?,
+            None => form.empty_condition(&connection.status_field),
+        };
+        let since = match form.code_of("UPDATED_TIME") {
+            Some(code) => Some(format!("{code} >= \"{}\"", changed_since(started))),
+            None => {
+                tracing::warn!(connection = %connection.name, "the form has no 更新日時 (UPDATED_TIME) field; records older than the connection may be sent");
+                None
+            }
+        };
+        let mut branches: Vec<Option<String>> = Vec::new();
+        let mut status_trigger = false;
+        match (connection.polled_status(), form.code_of("STATUS")) {
+            (Some(status), Some(code)) => {
+                let status = format!("{code} in (\"{}\")", quote(status));
+                branches.push(Some(match &since {
+                    Some(since) => format!("{status} and {since}"),
+                    None => status,
+                }));
+                status_trigger = true;
+            }
+            (Some(_), None) => {
+                tracing::warn!(connection = %connection.name, "the app has no process management; no status to reconcile");
+            }
+            (None, _) if connection.trigger_field.is_some() => branches.push(since),
+            (None, _) => {}
+        }
+        if let Some(mark) = added_after {
+            branches.push(Some(format!("$id > {mark}")));
+        }
+        if branches.is_empty() {
+            return Ok(None);
+        }
+        // A branch without a bound (no 更新日時 in the form) takes every record.
+        let bounded: Option<Vec<String>> = branches.into_iter().collect();
+        let condition = match bounded {
+            Some(branches) if branches.len() == 1 => format!("{unanswered} and {}", branches[0]),
+            Some(branches) => format!("{unanswered} and ({})", branches.join(" or ")),
+            None => unanswered,
+        };
+        Ok(Some(Self {
+            condition,
+            status_trigger,
+            added_after,
+        }))
+    }
+
+    /// Whether record `id` must be in the trigger status to send.
+    fn needs_status(&self, id: u64) -> bool {
+        self.status_trigger && self.added_after.is_none_or(|mark| id <= mark)
+    }
 }
 
 /// The id of the app's newest record, or 0 when it has none.
@@ -315,20 +366,21 @@ async fn newest_id(poller: &Poller, app: u64) -> anyhow::Result<u64> {
     Ok(newest.first().and_then(|r| r.id()).unwrap_or(0))
 }
 
-/// Take every record matching `condition` with an id above `after`, a page at a time; returns
-/// how many were sent and the highest id seen (`after` if none).
+/// Take every record the look finds, a page at a time; returns how many were sent and the
+/// highest id seen (0 if none).
 async fn take_all(
     parts: &PollerParts,
     connection: &KintoneConfig,
     poller: &Poller,
-    condition: &str,
-    mut after: u64,
-    status_trigger: bool,
+    look: &Look,
 ) -> anyhow::Result<(usize, u64)> {
     let label = format!("kintone:{}", connection.name);
-    let mut sent = 0;
+    let (mut sent, mut after) = (0, 0);
     loop {
-        let query = format!("{condition} and $id > {after} order by $id asc limit {PAGE}");
+        let query = format!(
+            "{} and $id > {after} order by $id asc limit {PAGE}",
+            look.condition
+        );
         let records = poller
             .client
             .get_records(connection.app, &query, &[])
@@ -336,7 +388,9 @@ async fn take_all(
         for record in &records {
             let Some(id) = record.id() else { continue };
             after = after.max(id);
-            let arrival = Arrival::Poll { status_trigger };
+            let arrival = Arrival::Poll {
+                status_trigger: look.needs_status(id),
+            };
             if not_sending(connection.trigger(), arrival, Some(record)).is_some() {
                 continue;
             }
@@ -400,6 +454,68 @@ mod tests {
             hourly,
             "never beyond a longer interval"
         );
+    }
+
+    fn connection(extra: &str) -> KintoneConfig {
+        let text = format!(
+            "[[kintone]]\nname = \"sales\"\nbase_url = \"https://example.cybozu.com\"\napp = 12\n\
+             api_token = \"t\"\ninbound_token = \"0123456789abcdef\"\nphone_field = \"電話番号\"\n\
+             template = \"x\"\nstatus_field = \"sms_status\"\nstatus_detail_field = \"d\"\n\
+             reply_field = \"r\"\n{extra}"
+        );
+        Config::parse(&text, |_| None).unwrap().kintone.remove(0)
+    }
+
+    fn form() -> Form {
+        serde_json::from_value(serde_json::json!({"properties": {
+            "ステータス": {"type": "STATUS", "enabled": true},
+            "更新日時": {"type": "UPDATED_TIME"},
+            "sms_status": {"type": "DROP_DOWN", "options": {"delivered": {"index": "0"}}},
+            "SMS送信": {"type": "CHECK_BOX", "options": {"送信する": {"index": "0"}}}
+        }}))
+        .unwrap()
+    }
+
+    fn started() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-08T00:45:37Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn one_query_asks_for_the_trigger_status_and_for_new_records_together() {
+        let c = connection(
+            "trigger_events = [\"ADD_RECORD\", \"UPDATE_STATUS\"]\ntrigger_status = \"SMS送信\"\n",
+        );
+        let look = Look::new(&c, &form(), started(), Some(300))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            look.condition,
+            "sms_status in (\"\") and (ステータス in (\"SMS送信\") and 更新日時 >= \"2026-12-08T00:45:00Z\" or $id > 300)"
+        );
+        assert!(
+            look.needs_status(300) && !look.needs_status(301),
+            "a new record needs no status"
+        );
+    }
+
+    #[test]
+    fn a_trigger_check_box_is_asked_for_instead_of_an_empty_status() {
+        let c = connection("trigger_events = [\"UPDATE_RECORD\"]\ntrigger_field = \"SMS送信\"\n");
+        let look = Look::new(&c, &form(), started(), None).unwrap().unwrap();
+        assert_eq!(
+            look.condition,
+            "SMS送信 in (\"送信する\") and 更新日時 >= \"2026-12-08T00:45:00Z\""
+        );
+        assert!(!look.needs_status(1));
+        let only_new = connection("");
+        let look = Look::new(&only_new, &form(), started(), Some(7))
+            .unwrap()
+            .unwrap();
+        assert_eq!(look.condition, "sms_status in (\"\") and $id > 7");
+        let nothing = connection("trigger_events = [\"UPDATE_RECORD\"]\n");
+        assert_eq!(Look::new(&nothing, &form(), started(), None).unwrap(), None);
     }
 
     #[test]

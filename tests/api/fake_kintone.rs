@@ -73,32 +73,28 @@ impl Records {
         value.as_array().is_some_and(|checked| !checked.is_empty())
     }
 
-    /// The records past `after` (only those in the trigger status when `in_status`), changed
-    /// at or after `since`, that tsunagi has not answered (by `SMS送信` still checked when
-    /// `by_check_box`, else by no status written), up to 100, by `$id`.
-    fn unanswered(
-        &self,
-        after: u64,
-        since: Option<&str>,
-        in_status: bool,
-        by_check_box: bool,
-    ) -> Vec<Value> {
+    /// The records past `after` the poll's `look` finds that tsunagi has not answered (by
+    /// `SMS送信` still checked when it asks so, else by no status written), up to 100, by `$id`.
+    fn unanswered(&self, after: u64, look: &Look) -> Vec<Value> {
         let mut pool = self.waiting.clone();
-        if !in_status {
-            pool.extend(self.added.clone());
-        }
+        pool.extend(self.added.clone());
+        // kintone keeps 更新日時 to the minute, as `YYYY-MM-DDTHH:MM:00Z`: text order is time order.
+        let changed_since =
+            |record: &Value| match (&look.since, record["更新日時"]["value"].as_str()) {
+                (Some(since), Some(changed)) => changed >= since.as_str(),
+                _ => true,
+            };
         pool.range(after + 1..)
-            .filter(|(id, record)| match by_check_box {
+            .filter(|(id, record)| match look.by_check_box {
                 true => self.trigger_checked(**id, record),
                 false => !self.answered(**id),
             })
-            .filter(|(_, record)| {
-                // kintone keeps 更新日時 to the minute, as `YYYY-MM-DDTHH:MM:00Z`: text order is time order.
-                let changed = record["更新日時"]["value"].as_str();
-                match (since, changed) {
-                    (Some(since), Some(changed)) => changed >= since,
-                    _ => true,
-                }
+            .filter(|(id, record)| {
+                let in_status =
+                    look.in_status && self.waiting.contains_key(id) && changed_since(record);
+                let changed = look.changed && changed_since(record);
+                let added = look.added_after.is_some_and(|mark| **id > mark);
+                in_status || changed || added
             })
             .take(100)
             .map(|(id, record)| {
@@ -109,6 +105,42 @@ impl Records {
                 record
             })
             .collect()
+    }
+}
+
+/// What a poll's query asks for, beside its paging: records in the trigger status, records
+/// changed (with the trigger check box), records added after a mark, each bounded by 更新日時.
+struct Look {
+    in_status: bool,
+    changed: bool,
+    added_after: Option<u64>,
+    since: Option<String>,
+    by_check_box: bool,
+}
+
+impl Look {
+    fn of(query: &str) -> Self {
+        let since = query
+            .split_once("更新日時 >= \"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(since, _)| since.to_string());
+        let in_status = query.contains("ステータス in (");
+        // The paging `$id > ` is the last; an earlier one is the new records' mark.
+        let paging = query.rfind("$id > ").unwrap_or(query.len());
+        let added_after = query[..paging].rfind("$id > ").and_then(|at| {
+            query[at + 6..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        });
+        Look {
+            in_status,
+            changed: !in_status && since.is_some(),
+            added_after,
+            since,
+            by_check_box: query.contains("SMS送信 in ("),
+        }
     }
 }
 
@@ -132,8 +164,8 @@ impl Respond for Read {
             return ResponseTemplate::new(200)
                 .set_body_json(json!({"records": found, "totalCount": null}));
         }
-        if let Some((_, after)) = query.split_once("$id > ") {
-            // The reconciliation poll: waiting records, a page on `$id`.
+        if let Some((_, after)) = query.rsplit_once("$id > ") {
+            // The reconciliation poll: a page on `$id`.
             let after: u64 = after
                 .split_whitespace()
                 .next()
@@ -152,13 +184,7 @@ impl Respond for Read {
                     "application/json",
                 );
             }
-            let since = query
-                .split_once("更新日時 >= \"")
-                .and_then(|(_, rest)| rest.split_once('"'))
-                .map(|(since, _)| since.to_string());
-            let in_status = query.contains("ステータス in (");
-            let by_check_box = query.contains("SMS送信 in (");
-            let found = records.unanswered(after, since.as_deref(), in_status, by_check_box);
+            let found = records.unanswered(after, &Look::of(&query));
             return ResponseTemplate::new(200)
                 .set_body_json(json!({"records": found, "totalCount": null}));
         }
