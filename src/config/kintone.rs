@@ -492,6 +492,38 @@ reply_field = "sms_reply"
     }
 
     #[test]
+    fn locked_down_domains_and_japanese_admins_get_each_key_checked() {
+        let text = format!(
+            "{VALID}guest_space_id = 0\nbasic_auth_user = \"gate\"\nclient_certificate = \"/etc/k.p12\"\n\
+             opt_out_option = \"配信停止\"\nstatus_values = {{ deliverd = \"配信済\" }}\n\
+             trigger_field = \"SMS 送信\"\naction_on_delivered = \" \"\n"
+        );
+        assert_eq!(
+            paths(&text),
+            [
+                "kintone[0].action_on_delivered",
+                "kintone[0].base_url",
+                "kintone[0].basic_auth_password",
+                "kintone[0].guest_space_id",
+                "kintone[0].opt_out_option",
+                "kintone[0].status_values.deliverd",
+                "kintone[0].trigger_field",
+            ]
+        );
+        let fine = format!(
+            "{}guest_space_id = 5\nbasic_auth_user = \"gate\"\nbasic_auth_password = \"p\"\n\
+             client_certificate = \"/etc/k.p12\"\nclient_certificate_password = \"p\"\n\
+             opt_out_field = \"配信\"\nopt_out_option = \"配信停止\"\n\
+             status_values = {{ delivered = \"配信済\" }}\ntrigger_field = \"SMS送信\"\n",
+            VALID.replace("example.cybozu.com", "example.s.cybozu.com")
+        );
+        let c = Config::parse(&fine, no_env).unwrap();
+        assert_eq!(c.kintone[0].status_value("delivered"), "配信済");
+        assert_eq!(c.kintone[0].status_value("sent"), "sent");
+        assert!(!format!("{c:?}").contains("basic_auth_password: Some(\"p\")"));
+    }
+
+    #[test]
     fn names_are_unique() {
         let twice = format!("{VALID}{}", VALID.replace("app = 12", "app = 13"));
         assert_eq!(paths(&twice), ["kintone[1].name"]);
