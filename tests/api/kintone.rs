@@ -1232,3 +1232,38 @@ async fn an_action_on_delivered_moves_the_record_once_its_message_is_delivered()
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_poller_catches_a_checked_trigger_field_whose_webhook_was_lost_and_sends_it_once() {
+    let kintone = FakeKintone::start().await;
+    {
+        let mut records = kintone.records.lock().unwrap();
+        records.trigger_options = Some(vec!["送信する"]);
+        for (id, checked) in [(8, json!(["送信する"])), (9, json!([]))] {
+            let mut record = new_record(id)["record"].clone();
+            record["SMS送信"] = json!({"type": "CHECK_BOX", "value": checked});
+            records.added.insert(id, record);
+        }
+    }
+    let config = on_check_box(&kintone)
+        .replacen(
+            r#"trigger_events = ["ADD_RECORD", "UPDATE_RECORD", "UPDATE_STATUS"]"#,
+            r#"trigger_events = ["UPDATE_RECORD"]"#,
+            1,
+        )
+        .replacen("reply_field", "poll_interval_seconds = 1\nreply_field", 1);
+    let s = TestServer::with_delivery(&config).await;
+    kintone
+        .wait_for(|r| {
+            r.updates
+                .iter()
+                .any(|(id, record)| *id == 8 && record["SMS送信"]["value"] == json!([]))
+        })
+        .await;
+    // Polls go on with the box cleared: nothing more is sent, and record 9 was never asked.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let messages = all_messages(&s).await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(messages[0]["to"].as_str().unwrap().ends_with("0008"), "{messages:?}");
+    s.stop().await;
+}
