@@ -1264,6 +1264,9 @@ async fn the_poller_catches_a_checked_trigger_field_whose_webhook_was_lost_and_s
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let messages = all_messages(&s).await;
     assert_eq!(messages.len(), 1, "{messages:?}");
-    assert!(messages[0]["to"].as_str().unwrap().ends_with("0008"), "{messages:?}");
+    assert!(
+        messages[0]["to"].as_str().unwrap().ends_with("0008"),
+        "{messages:?}"
+    );
     s.stop().await;
 }
