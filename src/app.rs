@@ -41,6 +41,7 @@ pub struct Running {
     workers: Vec<JoinHandle<()>>,
     wake: Arc<Notify>,
     provider: Arc<dyn Provider>,
+    poll_nudges: inbound::reconcile::PollNudges,
 }
 
 /// Wraps the configured provider, e.g. to count its calls in a test.
@@ -64,10 +65,12 @@ impl Default for Options {
 }
 
 impl Running {
-    /// Make the dispatcher and the provider look for due work now (after the clock moved).
+    /// Make the dispatcher, the provider and the kintone pollers look for due work now (after
+    /// the clock moved).
     pub fn nudge(&self) {
         self.wake.notify_one();
         self.provider.nudge();
+        self.poll_nudges.clock_moved();
     }
 
     /// Stop taking requests, finish those in flight, then drain the dispatcher.
@@ -214,6 +217,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         &poller_parts,
         &workers_stop,
     )?);
+    let poll_nudges = state.poll_nudges.clone();
     let app = api::router(state);
     let stop = http_stop.clone();
     let server = tokio::spawn(async move {
@@ -230,6 +234,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         workers,
         wake,
         provider,
+        poll_nudges,
     })
 }
 

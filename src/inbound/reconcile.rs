@@ -16,11 +16,7 @@
 //! `FORM_KEPT`: an empty status field is asked for by its type, and records are bounded by the
 //! app's 更新日時 field. A poll kintone refuses shows in `/readyz` warnings and `/metrics`.
 
-use std::{
-    collections::HashMap,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chrono::{DateTime, DurationRound, Utc};
 use tokio::{sync::Notify, task::JoinHandle};
@@ -55,8 +51,13 @@ fn next_wait(last: Duration, sent: usize, every: Duration) -> Duration {
 /// Per polled kintone connection, what wakes its poller: a webhook says the app is busy, and
 /// webhooks past kintone's 60 a minute are dropped, so polls come at `poll_interval_seconds`
 /// again.
+/// Beside them, one that tells every poller the service clock moved (a test moving time), so
+/// waits measured on that clock end when it says.
 #[derive(Clone, Default, Debug)]
-pub struct PollNudges(Arc<HashMap<String, Arc<Notify>>>);
+pub struct PollNudges {
+    by_connection: Arc<HashMap<String, Arc<Notify>>>,
+    clock_moved: Arc<Notify>,
+}
 
 impl PollNudges {
     /// One for every polled connection of `config`.
@@ -67,18 +68,62 @@ impl PollNudges {
             .filter(|c| c.polls())
             .map(|c| (format!("kintone:{}", c.name), Arc::new(Notify::new())))
             .collect();
-        Self(Arc::new(nudges))
+        Self {
+            by_connection: Arc::new(nudges),
+            clock_moved: Arc::default(),
+        }
     }
 
     /// Wake `connection`'s poller (`kintone:sales`), if it has one.
     pub fn nudge(&self, connection: &str) {
-        if let Some(nudge) = self.0.get(connection) {
+        if let Some(nudge) = self.by_connection.get(connection) {
             nudge.notify_one();
         }
     }
 
+    /// Tell every poller the service clock moved.
+    pub fn clock_moved(&self) {
+        self.clock_moved.notify_waiters();
+    }
+
     fn of(&self, connection: &str) -> Arc<Notify> {
-        self.0.get(connection).cloned().unwrap_or_default()
+        self.by_connection
+            .get(connection)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// What ended a poller's wait.
+#[derive(Debug, PartialEq, Eq)]
+enum Woken {
+    /// The wait is over, on the service clock.
+    Due,
+    /// A webhook came: the app is busy.
+    Nudged,
+    /// The service stops.
+    Stopping,
+}
+
+/// Wait `wait` on the service clock (a webhook nudge ends it early), or until `shutdown`.
+async fn wait_on_clock(
+    parts: &PollerParts,
+    wait: Duration,
+    nudged: &Notify,
+    shutdown: &CancellationToken,
+) -> Woken {
+    let until = parts.events.now() + chrono::Duration::from_std(wait).unwrap_or_default();
+    loop {
+        let left = (until - parts.events.now()).to_std().unwrap_or_default();
+        if left.is_zero() {
+            return Woken::Due;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Woken::Stopping,
+            _ = nudged.notified() => return Woken::Nudged,
+            _ = parts.nudges.clock_moved.notified() => {}
+            _ = tokio::time::sleep(left) => {}
+        }
     }
 }
 
@@ -102,7 +147,7 @@ const FORM_KEPT: Duration = Duration::from_secs(10 * 60);
 /// One connection's poller: its client, the form it read, and where polling started.
 pub struct Poller {
     client: Client,
-    form: Option<(Form, Instant)>,
+    form: Option<(Form, DateTime<Utc>)>,
     started: Option<DateTime<Utc>>,
 }
 
@@ -116,14 +161,15 @@ impl Poller {
         }
     }
 
-    /// The app's form, read again once it is older than `FORM_KEPT`.
-    async fn form(&mut self, app: u64) -> anyhow::Result<&Form> {
+    /// The app's form, read again once it is older than `FORM_KEPT` at `now`.
+    async fn form(&mut self, app: u64, now: DateTime<Utc>) -> anyhow::Result<&Form> {
+        let kept = chrono::Duration::from_std(FORM_KEPT).unwrap_or_default();
         let stale = self
             .form
             .as_ref()
-            .is_none_or(|(_, read)| read.elapsed() >= FORM_KEPT);
+            .is_none_or(|(_, read)| now - *read >= kept);
         if stale {
-            self.form = Some((self.client.form(app).await?, Instant::now()));
+            self.form = Some((self.client.form(app).await?, now));
         }
         Ok(&self.form.as_ref().expect("just read").0)
     }
@@ -187,9 +233,8 @@ async fn run(
             if let Err(e) = held {
                 tracing::warn!(connection = %connection.name, error = %e, "poll lease not taken; trying at the next poll");
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
+            if wait_on_clock(&parts, every, &Notify::new(), &shutdown).await == Woken::Stopping {
+                return;
             }
             continue;
         }
@@ -216,14 +261,15 @@ async fn run(
         {
             tracing::warn!(connection = %connection.name, error = %e, "poll lease not renewed");
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(wait) => {}
-            _ = nudged.notified() => {
+        match wait_on_clock(&parts, wait, &nudged, &shutdown).await {
+            Woken::Stopping => break,
+            Woken::Due => {}
+            // Busy: poll an interval after the webhook, and at the interval from then on.
+            Woken::Nudged => {
                 wait = every;
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(every) => {}
+                if wait_on_clock(&parts, every, &Notify::new(), &shutdown).await == Woken::Stopping
+                {
+                    break;
                 }
             }
         }
@@ -252,7 +298,10 @@ pub async fn poll(
             *poller.started.insert(started)
         }
     };
-    let form = poller.form(connection.app).await?.clone();
+    let form = poller
+        .form(connection.app, parts.events.now())
+        .await?
+        .clone();
     let added_after = match connection.triggers_on("ADD_RECORD") {
         true => Some(match parts.store.poll_id_mark(&label).await? {
             Some(mark) => mark,

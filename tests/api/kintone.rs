@@ -1270,3 +1270,63 @@ async fn the_poller_catches_a_checked_trigger_field_whose_webhook_was_lost_and_s
     );
     s.stop().await;
 }
+
+/// The kintone requests `connection` made, from `tsunagi_kintone_api_calls_total`.
+async fn api_calls(s: &TestServer, connection: &str) -> u64 {
+    let label = format!("connection=\"{connection}\"");
+    s.metrics()
+        .await
+        .lines()
+        .filter(|l| l.starts_with("tsunagi_kintone_api_calls_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[tokio::test]
+async fn an_idle_app_costs_at_most_300_kintone_requests_a_day_on_the_service_clock() {
+    let kintone = FakeKintone::start().await;
+    let config = writing_to(&kintone).replacen(
+        "trigger_status = \"SMS送信\"",
+        "trigger_status = \"SMS送信\"\npoll_interval_seconds = 60",
+        1,
+    );
+    let s = TestServer::with_delivery(&config).await;
+    let polls = || async {
+        kintone
+            .server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.query().is_some_and(|q| q.contains("asc")))
+            .count()
+    };
+    let wait_for_poll = |seen: usize| async move {
+        for _ in 0..40 {
+            if polls().await > seen {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        false
+    };
+    assert!(wait_for_poll(0).await, "the first poll comes at start");
+    let day = 86_400;
+    let mut elapsed = 0;
+    while elapsed < day {
+        let seen = polls().await;
+        s.advance(600);
+        elapsed += 600;
+        // A clock move during a poll is seen at the next wait: nudge it once more.
+        while !wait_for_poll(seen).await {
+            s.advance(1);
+            elapsed += 1;
+        }
+    }
+    let calls = api_calls(&s, "kintone:sales").await;
+    let polled = polls().await as u64;
+    assert!(polled >= 144, "{polled} polls in a day");
+    assert!(calls <= 300, "{calls} kintone requests in an idle day");
+    eprintln!("idle day: {calls} kintone requests, {polled} polls");
+    s.stop().await;
+}
