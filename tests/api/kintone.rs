@@ -706,6 +706,10 @@ async fn a_thousand_delivered_messages_take_ten_writes_of_100_at_the_webhooks_re
         "no revision was read: the webhooks told them"
     );
     assert!(puts <= 12, "{puts} writes for 1,000 delivered messages");
+    eprintln!(
+        "1,000 delivered: {puts} writes, {} kintone requests in all",
+        api_calls(&s, "kintone:sales").await
+    );
     assert!(requests.iter().all(|r| r
         .headers
         .get("X-Cybozu-API-Token")
