@@ -87,7 +87,8 @@ pub async fn start(
     for connection in &config.kintone {
         let name = format!("kintone:{}", connection.name);
         let sink = kintone_sink(connection, &name, store)
-            .with_context(|| format!("kintone connection {:?}", connection.name))?;
+            .with_context(|| format!("kintone connection {:?}", connection.name))?
+            .with_warnings(warnings.clone());
         let sink: Arc<dyn Sink> = match connection.dry_run {
             true => dry(&name, Box::new(sink)),
             false => {

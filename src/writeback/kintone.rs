@@ -18,6 +18,7 @@ use tsunagi_kintone::{
 
 use super::{
     dry_run::{messages_of, CallPlan, PlannedCall},
+    warnings::SetupWarnings,
     Outcome, RecordUpdate as Update, Sink, SinkError,
 };
 use crate::store::Store;
@@ -69,6 +70,8 @@ pub struct KintoneSink {
     store: Arc<dyn Store>,
     /// The opt-out check box's first option as last read from the form, and when.
     opt_out_option: Mutex<Option<(Instant, Option<String>)>>,
+    /// Where a refused `action_on_delivered` shows (`/readyz`).
+    warnings: SetupWarnings,
 }
 
 /// How long the opt-out check box's option is trusted before the form is read again, so an
@@ -92,7 +95,14 @@ impl KintoneSink {
             fields,
             store,
             opt_out_option: Mutex::new(None),
+            warnings: SetupWarnings::default(),
         }
+    }
+
+    /// Show a refused `action_on_delivered` in `warnings` until one runs again.
+    pub fn with_warnings(mut self, warnings: SetupWarnings) -> Self {
+        self.warnings = warnings;
+        self
     }
 
     /// The option an opt-out checks, when the connection has an opt-out check box with options.
@@ -358,9 +368,11 @@ impl KintoneSink {
             })
             .map(|(_, id)| *id)
             .collect();
+        let key = format!("{}#action", self.connection);
         for chunk in delivered.chunks(RECORDS_PER_CALL) {
             match self.client.run_action(self.app, action, chunk).await {
                 Ok(moved) => {
+                    self.warnings.set(&key, Vec::new());
                     let own: Vec<(String, u64)> = moved
                         .iter()
                         .map(|w| (format!("{}/{}", self.app, w.id), w.revision))
@@ -375,6 +387,11 @@ impl KintoneSink {
                     metrics::counter!("tsunagi_kintone_action_failures_total", "connection" => self.connection.clone())
                         .increment(chunk.len() as u64);
                     tracing::warn!(connection = %self.connection, records = chunk.len(), error = %e, "action_on_delivered refused by kintone");
+                    let problem = format!(
+                        "action_on_delivered {action:?} was refused for {} delivered records (is it an action of their status?): {e}",
+                        chunk.len()
+                    );
+                    self.warnings.set(&key, vec![problem]);
                 }
                 Err(e) => return Err(sink_error(e)),
             }

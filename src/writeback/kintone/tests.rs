@@ -87,6 +87,11 @@ async fn setup() -> Setup {
 
 impl Setup {
     fn sink(&self) -> KintoneSink {
+        self.sink_with(|_| {})
+    }
+
+    /// A sink whose fields `adjust` changes first.
+    fn sink_with(&self, adjust: impl FnOnce(&mut KintoneFields)) -> KintoneSink {
         let client = Client::new(&self.server.uri(), Auth::api_token("token-a")).unwrap();
         let fields = KintoneFields {
             status: "sms_status".into(),
@@ -99,6 +104,8 @@ impl Setup {
             opt_out_option: None,
             action_on_delivered: None,
         };
+        let mut fields = fields;
+        adjust(&mut fields);
         KintoneSink::new(CONNECTION, client, 12, fields, self.store.clone())
     }
 
@@ -554,4 +561,43 @@ async fn a_dry_run_plans_the_writes_without_a_revision_and_reads_nothing() {
     );
     assert_eq!(calls[0].message_ids, answered.messages());
     assert!(s.server.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_action_kintone_refuses_keeps_the_written_status_and_shows_in_readyz() {
+    let s = setup().await;
+    s.reads(revisions(&[(7, 4)])).await;
+    s.puts(
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"records": [{"id": "7", "revision": "5"}]})),
+        1,
+    )
+    .await;
+    // An API token runs an action only where the record has no assignee, or Administrator.
+    Mock::given(method("PUT"))
+        .and(path("/k/v1/records/status.json"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "code": "CB_NO02", "id": "1505999166-836316825", "message": "権限がありません。"
+        })))
+        .expect(1)
+        .mount(&s.server)
+        .await;
+    let warnings = SetupWarnings::default();
+    let sink = s
+        .sink_with(|f| f.action_on_delivered = Some("完了にする".into()))
+        .with_warnings(warnings.clone());
+    let updates = [update("12/7", JobState::Delivered, &[])];
+    assert_eq!(sink.write(&updates).await.unwrap(), [Outcome::Written]);
+    let shown = warnings.all();
+    assert!(
+        shown.len() == 1
+            && shown[0].starts_with("kintone:sales: action_on_delivered \"完了にする\""),
+        "{shown:?}"
+    );
+    assert!(shown[0].contains("CB_NO02"), "{shown:?}");
+    let action = &s.bodies("records/status.json").await[0];
+    assert_eq!(
+        action,
+        &json!({"app": 12, "records": [{"id": 7, "action": "完了にする"}]})
+    );
 }
