@@ -253,7 +253,10 @@ async fn checked(
 ) -> Result<(VerificationId, CheckOutcome), ApiError> {
     let id = verification_id(id)?;
     let code = req.code.trim().to_string();
-    if code.is_empty() || code.len() > 10 || !code.bytes().all(|b| b.is_ascii_digit()) {
+    // A code no verification can have (of another length) spends no check: it is a typing
+    // slip, not a guess.
+    let digits = u32::try_from(code.len()).unwrap_or(u32::MAX);
+    if !crate::otp::CODE_LENGTHS.contains(&digits) || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid(
             "code",
             "`code` must be the 6-10 digits from the SMS",

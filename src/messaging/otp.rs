@@ -99,7 +99,7 @@ impl Admission {
         let ttl_seconds = in_range(
             req.ttl_seconds,
             config.ttl_seconds,
-            180..=600,
+            otp::TTL_SECONDS,
             "ttl_seconds",
         )?;
         let from = checks::sender(req.from.as_deref(), &self.default_from, &self.senders)?;

@@ -275,10 +275,19 @@ async fn bad_otp_parameters_are_named() {
         );
     }
     let (v, _) = send_code(&s, "09012345678").await;
-    let (status, p) = check(&s, &v["verification_id"], "12ab56").await;
-    assert_eq!((status, p["field"].as_str()), (422, Some("code")));
+    for malformed in ["12ab56", "12345", "12345678901"] {
+        let (status, p) = check(&s, &v["verification_id"], malformed).await;
+        assert_eq!(
+            (status, p["field"].as_str()),
+            (422, Some("code")),
+            "{malformed}"
+        );
+    }
     let shown = status_of(&s, &v).await;
-    assert_eq!(shown["attempts_left"], 5, "a malformed code is not a check");
+    assert_eq!(
+        shown["attempts_left"], 5,
+        "a malformed code, or one of a length no code has, is not a check"
+    );
     s.stop().await;
 }
 
