@@ -168,6 +168,11 @@ impl PostgresDatabase {
             eprintln!(
                 "skipped: TSUNAGI_TEST_POSTGRES_URL is not set, so no PostgreSQL to test against"
             );
+            // In CI a skip would pass a test that never ran.
+            assert!(
+                std::env::var_os("CI").is_none_or(|ci| ci.is_empty()),
+                "CI is set but TSUNAGI_TEST_POSTGRES_URL is not: the PostgreSQL tests would not run"
+            );
             return None;
         };
         let name = format!(

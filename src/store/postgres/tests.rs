@@ -53,6 +53,11 @@ impl TestDatabase {
     pub(crate) async fn create() -> Option<TestDatabase> {
         let Ok(admin_url) = std::env::var(URL_VAR) else {
             eprintln!("skipped: {URL_VAR} is not set, so no PostgreSQL to test against");
+            // In CI a skip would pass a test that never ran.
+            assert!(
+                std::env::var_os("CI").is_none_or(|ci| ci.is_empty()),
+                "CI is set but TSUNAGI_TEST_POSTGRES_URL is not: the PostgreSQL tests would not run"
+            );
             return None;
         };
         let name = format!(
