@@ -5,7 +5,8 @@
 //! base64(HMAC-SHA1(auth_token, URL + every parameter's name and value, sorted by name)), where
 //! the URL is the one Twilio called, `public_base_url` followed by the request's path and query.
 //! An unsigned or forged call changes nothing. A status callback is answered only once its
-//! receipt is recorded, so a store failure (503) makes Twilio call again.
+//! receipt is recorded, so a store failure (503) makes Twilio call again. What Twilio's words
+//! mean lives in `providers::twilio::vocabulary`.
 
 use axum::{
     body::Bytes,
@@ -27,12 +28,9 @@ use crate::{
     },
     capture::{capture, Payload},
     config::TwilioConfig,
-    domain::{
-        consent::{Consent, Reading},
-        ids::MessageId,
-        phone::PhoneNumber,
-    },
-    store::{NewReply, Receipt, ReceiptOutcome, ReceiptStatus, StoreError},
+    domain::{ids::MessageId, phone::PhoneNumber},
+    providers::twilio::vocabulary,
+    store::{NewReply, Receipt, ReceiptOutcome, StoreError},
 };
 
 /// Largest callback body: Twilio's forms are a few hundred bytes, a 1,600-character body
@@ -136,18 +134,6 @@ pub struct TwilioInboundSms {
     pub opt_out_type: Option<String>,
 }
 
-/// How a reply reads when Twilio classified it: STOP opts out and START back in whatever the
-/// words (Twilio has already blocked or unblocked the number on its side); HELP changes
-/// nothing. Anything else (or nothing) leaves the reading to tsunagi's keywords.
-fn twilio_reading(opt_out_type: Option<&str>) -> Option<Reading> {
-    match opt_out_type?.trim().to_ascii_uppercase().as_str() {
-        "STOP" => Some(Reading::Keyword(Consent::OptOut)),
-        "START" => Some(Reading::Keyword(Consent::OptIn)),
-        "HELP" => Some(Reading::Plain),
-        _ => None,
-    }
-}
-
 /// `X-Twilio-Signature` for a request to `url` with form `params`.
 pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
     STANDARD.encode(mac(auth_token, url, params).finalize().into_bytes())
@@ -232,32 +218,6 @@ fn called_url(public_base_url: &str, uri: &Uri) -> String {
     format!("{}{path_and_query}", public_base_url.trim_end_matches('/'))
 }
 
-/// What an error code means, in a few words, for the codes a sender meets most.
-fn error_meaning(code: &str) -> Option<&'static str> {
-    Some(match code {
-        "30003" => "unreachable destination handset (off or out of coverage)",
-        "30004" => "message blocked by the recipient or the carrier",
-        "30005" => "unknown destination handset (the number does not exist)",
-        "30006" => "landline or unreachable carrier",
-        "30007" => "filtered by the carrier",
-        "30008" => "unknown error",
-        "21610" => "the recipient opted out (replied STOP)",
-        "21614" => "not a mobile number",
-        _ => return None,
-    })
-}
-
-/// The receipt's detail: Twilio's status and its error code with what it means.
-fn receipt_detail(status: &str, error_code: Option<&str>) -> String {
-    match error_code.filter(|c| !c.is_empty()) {
-        Some(code) => match error_meaning(code) {
-            Some(meaning) => format!("Twilio {status}, error {code}: {meaning}"),
-            None => format!("Twilio {status}, error {code}"),
-        },
-        None => format!("Twilio {status}"),
-    }
-}
-
 /// Take a status callback: a final status becomes the message's receipt.
 #[utoipa::path(
     post, path = "/v1/inbound/twilio/status",
@@ -283,20 +243,9 @@ pub async fn status(
         signed_form(&state, &uri, &headers, read, STATUS_CALLBACK).await?;
     let (sid, status) = (form.message_sid.as_str(), form.message_status.as_str());
     let error_code = form.error_code.as_deref();
-    let (receipt_status, detail) = match status {
-        "delivered" => (ReceiptStatus::Delivered, None),
-        "undelivered" => (
-            ReceiptStatus::Undelivered,
-            Some(receipt_detail(status, error_code)),
-        ),
-        "failed" => (
-            ReceiptStatus::Failed,
-            Some(receipt_detail(status, error_code)),
-        ),
-        _ => {
-            tracing::debug!(sid, status, "Twilio status on the way; nothing recorded");
-            return Ok(StatusCode::NO_CONTENT);
-        }
+    let Some((receipt_status, detail)) = vocabulary::receipt_of(status, error_code) else {
+        tracing::debug!(sid, status, "Twilio status on the way; nothing recorded");
+        return Ok(StatusCode::NO_CONTENT);
     };
     let ours = named_message(&uri);
     if let Some(ours) = &ours {
@@ -406,7 +355,7 @@ pub async fn sms(
         // Twilio posts a webhook again when our answer was late: its sid makes that one reply.
         provider_id: Some(form.message_sid.clone()),
     };
-    let stored = match twilio_reading(form.opt_out_type.as_deref()) {
+    let stored = match vocabulary::reading_of(form.opt_out_type.as_deref()) {
         Some(reading) => state.events.inbound_read(reply, reading).await,
         None => state.events.inbound(reply).await,
     }
@@ -449,21 +398,6 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn twilios_opt_out_type_decides_the_reading_and_help_changes_nothing() {
-        assert_eq!(
-            twilio_reading(Some("STOP")),
-            Some(Reading::Keyword(Consent::OptOut))
-        );
-        assert_eq!(
-            twilio_reading(Some("start")),
-            Some(Reading::Keyword(Consent::OptIn))
-        );
-        assert_eq!(twilio_reading(Some("HELP")), Some(Reading::Plain));
-        assert_eq!(twilio_reading(Some("SOMETHING_NEW")), None);
-        assert_eq!(twilio_reading(None), None);
-    }
-
     /// The worked example of Twilio's "Secure webhooks" guide, parameters out of order.
     #[test]
     fn twilios_published_example_signature_matches() {
@@ -499,19 +433,6 @@ mod tests {
             called_url("https://sms.example.com/", &uri),
             "https://sms.example.com/v1/inbound/twilio/status?x=1"
         );
-    }
-
-    #[test]
-    fn a_receipt_detail_names_the_error_code_and_what_it_means() {
-        assert_eq!(
-            receipt_detail("undelivered", Some("30003")),
-            "Twilio undelivered, error 30003: unreachable destination handset (off or out of coverage)"
-        );
-        assert_eq!(
-            receipt_detail("failed", Some("63016")),
-            "Twilio failed, error 63016"
-        );
-        assert_eq!(receipt_detail("failed", None), "Twilio failed");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! only to put them back, and a busy queue would call Twilio once per worker instead of once. Twilio has no idempotency key for sends, so a message
 //! whose worker died mid-send is sent again (`already_sent` stays the default).
 
+pub mod vocabulary;
+
 use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
