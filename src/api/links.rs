@@ -1,4 +1,5 @@
-//! `GET /s/{code}`: a short link. No authentication: the handset's browser follows it.
+//! `GET /s/{code}`: a short link. No authentication: the handset's browser follows it. Where it
+//! goes, and whether it is a click, is `links::follow`'s to say.
 
 use axum::{
     extract::{Path, State},
@@ -7,12 +8,7 @@ use axum::{
 };
 
 use super::AppState;
-use crate::{links::is_preview, store::NewClick};
-
-/// Longest code looked up: longer ones were never made.
-const MAX_CODE_CHARS: usize = 64;
-/// Longest `User-Agent` kept with a click.
-const MAX_USER_AGENT_CHARS: usize = 256;
+use crate::links::{follow, is_code, Follow, Gone};
 
 const GONE_PAGE: &str = "<!doctype html><html lang=\"ja\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>リンクが見つかりません</title></head><body><p>このリンクは無効か、有効期限が切れています。</p><p>This link is not valid or has expired.</p></body></html>";
 
@@ -32,40 +28,28 @@ pub async fn redirect(
     Path(code): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if code.is_empty()
-        || code.len() > MAX_CODE_CHARS
-        || !code.bytes().all(|b| b.is_ascii_alphanumeric())
-    {
-        return gone("unknown");
+    if !is_code(&code) {
+        return gone(Gone::Unknown);
     }
     let target = match state.links.resolve(&code).await {
-        Ok(Some(target)) => target,
-        Ok(None) => return gone("unknown"),
+        Ok(target) => target,
         Err(e) => return super::problem::ApiError::from(e).into_response(),
-    };
-    let now = state.admission.clock.now();
-    if target.expires_at.is_some_and(|at| at <= now) {
-        return gone("expired");
-    }
-    let Ok(location) = HeaderValue::from_str(&target.url) else {
-        return gone("unknown");
     };
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
-    if is_preview(method == Method::HEAD, user_agent) {
-        metrics::counter!("tsunagi_link_redirects_total", "outcome" => "preview").increment(1);
-    } else {
-        metrics::counter!("tsunagi_link_redirects_total", "outcome" => "click").increment(1);
-        state
-            .clicks
-            .record(NewClick {
-                code,
-                message_id: target.message_id,
-                at: now,
-                user_agent: user_agent.map(|a| a.chars().take(MAX_USER_AGENT_CHARS).collect()),
-            })
-            .await;
+    let now = state.admission.clock.now();
+    let (url, click) = match follow(&code, target, now, method == Method::HEAD, user_agent) {
+        Follow::Gone(why) => return gone(why),
+        Follow::To { url, click } => (url, click),
+    };
+    let Ok(location) = HeaderValue::from_str(&url) else {
+        return gone(Gone::Unknown);
+    };
+    let outcome = if click.is_some() { "click" } else { "preview" };
+    metrics::counter!("tsunagi_link_redirects_total", "outcome" => outcome).increment(1);
+    if let Some(click) = click {
+        state.clicks.record(click).await;
     }
     (
         StatusCode::FOUND,
@@ -82,8 +66,8 @@ pub async fn redirect(
 }
 
 /// The 404 page for a code that is unknown or expired.
-fn gone(outcome: &'static str) -> Response {
-    metrics::counter!("tsunagi_link_redirects_total", "outcome" => outcome).increment(1);
+fn gone(why: Gone) -> Response {
+    metrics::counter!("tsunagi_link_redirects_total", "outcome" => why.as_str()).increment(1);
     (
         StatusCode::NOT_FOUND,
         [

@@ -4,6 +4,7 @@
 
 mod bots;
 mod clicks;
+mod follow;
 mod resolver;
 mod rules;
 mod urls;
@@ -11,6 +12,7 @@ mod urls;
 pub use self::{
     bots::is_preview,
     clicks::{ClickRecorder, CLICK_QUEUE},
+    follow::{follow, is_code, Follow, Gone},
     resolver::LinkResolver,
     rules::{DisallowedLink, LinkRules, Rewritten},
     urls::{find_links, FoundLink, LinkForm},
