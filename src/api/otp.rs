@@ -11,15 +11,13 @@ use utoipa::ToSchema;
 
 use super::{
     body::JsonBody,
-    messages::invalid,
     problem::{quoted, ApiError, ErrorCode, Problem},
     AppState,
 };
 use crate::{
     domain::ids::VerificationId,
     messaging::CodeRequest,
-    store::{CheckOutcome, CodeMatcher, VerificationRecord},
-    telemetry,
+    store::{CheckOutcome, VerificationRecord},
 };
 
 /// A code to send.
@@ -245,39 +243,14 @@ pub async fn verify(
     }))
 }
 
-/// One check of `req`'s code against verification `id`, counted as any check is.
+/// One check of `req`'s code against verification `id`, through the admission path.
 async fn checked(
     state: &AppState,
     id: &str,
     req: &CheckOtp,
 ) -> Result<(VerificationId, CheckOutcome), ApiError> {
     let id = verification_id(id)?;
-    let code = req.code.trim().to_string();
-    // A code no verification can have (of another length) spends no check: it is a typing
-    // slip, not a guess.
-    let digits = u32::try_from(code.len()).unwrap_or(u32::MAX);
-    if !crate::otp::CODE_LENGTHS.contains(&digits) || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid(
-            "code",
-            "`code` must be the 6-10 digits from the SMS",
-        ));
-    }
-    let key = state.admission.otp.key.clone();
-    let bound = id.clone();
-    let matches: CodeMatcher = Box::new(move |stored: &[u8]| key.verify(&bound, &code, stored));
-    let outcome = state
-        .store
-        .otp_check(&id, matches, state.admission.clock.now())
-        .await?;
-    telemetry::otp_checked(match &outcome {
-        CheckOutcome::Approved => "approved",
-        CheckOutcome::Incorrect(_) => "incorrect",
-        CheckOutcome::Exhausted => "exhausted",
-        CheckOutcome::Expired => "expired",
-        CheckOutcome::AlreadyUsed => "already_used",
-        CheckOutcome::Canceled => "canceled",
-        CheckOutcome::NotFound => "not_found",
-    });
+    let outcome = state.admission.check_otp(&id, &req.code).await?;
     Ok((id, outcome))
 }
 

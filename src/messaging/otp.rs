@@ -1,5 +1,6 @@
 //! Admitting a one-time password: the message rules, then the code, then the anti-fraud limits
-//! counted in the same commit that stores it.
+//! counted in the same commit that stores it; and checking a code, counted as a check in the
+//! store's one commit.
 
 use std::{net::IpAddr, ops::RangeInclusive};
 
@@ -13,7 +14,7 @@ use crate::{
     },
     otp::{self, CodeKey, SendRequest},
     store::Hygiene,
-    store::{OtpStart, VerificationRecord},
+    store::{CheckOutcome, CodeMatcher, OtpStart, VerificationRecord},
     telemetry,
 };
 
@@ -84,6 +85,43 @@ fn text_refusal(e: TemplateError) -> Refusal {
 }
 
 impl Admission {
+    /// One check of `code` (as typed: surrounding spaces are ignored) against verification
+    /// `id`, counted as any check is. A code no verification can have (not digits, or of a
+    /// length no code has) is refused without spending a check: a typing slip, not a guess.
+    pub async fn check_otp(
+        &self,
+        id: &VerificationId,
+        code: &str,
+    ) -> Result<CheckOutcome, AdmitError> {
+        let code = code.trim().to_string();
+        let digits = u32::try_from(code.len()).unwrap_or(u32::MAX);
+        if !otp::CODE_LENGTHS.contains(&digits) || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Refusal::invalid(
+                "code",
+                format!(
+                    "`code` must be the {}-{} digits from the SMS",
+                    otp::CODE_LENGTHS.start(),
+                    otp::CODE_LENGTHS.end()
+                ),
+            )
+            .into());
+        }
+        let key = self.otp.key.clone();
+        let bound = id.clone();
+        let matches: CodeMatcher = Box::new(move |stored: &[u8]| key.verify(&bound, &code, stored));
+        let outcome = self.store.otp_check(id, matches, self.clock.now()).await?;
+        telemetry::otp_checked(match &outcome {
+            CheckOutcome::Approved => "approved",
+            CheckOutcome::Incorrect(_) => "incorrect",
+            CheckOutcome::Exhausted => "exhausted",
+            CheckOutcome::Expired => "expired",
+            CheckOutcome::AlreadyUsed => "already_used",
+            CheckOutcome::Canceled => "canceled",
+            CheckOutcome::NotFound => "not_found",
+        });
+        Ok(outcome)
+    }
+
     /// Send a code: check the request, make the code and its text, and store the verification
     /// with its SMS in one commit that also counts every limit.
     pub async fn start_otp(&self, req: CodeRequest) -> Result<VerificationRecord, AdmitError> {
