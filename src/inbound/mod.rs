@@ -1,8 +1,9 @@
 //! CRMs calling in, one file per source: authenticate the sender, parse with the connector
 //! crate, hand typed records to `mapping` and submit them through the one admission path.
-//! Nothing else: no rule lives here. Beside them, `external_services` serves the document a
-//! CRM imports to call the API itself, and `kintone_notifications` shows what each kintone
-//! webhook was answered.
+//! Nothing else: no rule lives here (kintone's are in `mapping::kintone_rules`). Beside them,
+//! `kintone_intake` takes a kintone record whoever brought it, `reconcile` polls kintone for
+//! the webhooks it dropped, `external_services` serves the document a CRM imports to call the
+//! API itself, and `kintone_notifications` shows what each kintone webhook was answered.
 
 pub mod external_services;
 pub mod kintone;
