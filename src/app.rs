@@ -171,6 +171,7 @@ pub async fn start_with(config: Config, options: Options) -> anyhow::Result<Runn
         store: store.clone(),
         history,
         wake: wake.clone(),
+        wake_ahead: crate::dispatch::IDLE_POLL,
         policy: config.numbers.policy(),
         default_from,
         senders,

@@ -444,8 +444,8 @@ mod tests {
     use super::*;
     use crate::{
         clock::ShiftedClock,
+        domain::hygiene::Hygiene,
         domain::{ids::MessageId, phone::PhoneNumber, segment::Segmentation, source::Source},
-        numbers::hygiene::Hygiene,
         store::{NewMessage, SqliteStore},
     };
 

@@ -1,6 +1,7 @@
 //! Types everything shares; pure, no I/O.
 
 pub mod consent;
+pub mod hygiene;
 pub mod idempotency;
 pub mod ids;
 pub mod phone;

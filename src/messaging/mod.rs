@@ -134,6 +134,9 @@ pub struct Admission {
     pub history: Arc<dyn NumberHistory>,
     /// Woken when a job is accepted.
     pub wake: Arc<Notify>,
+    /// How far ahead the dispatcher's next look at the queue reaches: a message due later is
+    /// found by that look, so accepting it wakes nothing.
+    pub wake_ahead: std::time::Duration,
     /// Who ordinary messages may go to.
     pub policy: NumberPolicy,
     /// The sender id when a submission names none.
@@ -191,7 +194,7 @@ impl Admission {
         // waking it now would only have it find nothing due.
         let due_soon = message
             .send_at
-            .is_none_or(|at| at <= self.clock.now() + crate::dispatch::IDLE_POLL);
+            .is_none_or(|at| at <= self.clock.now() + self.wake_ahead);
         let span = tracing::info_span!("accept", message_id = %id);
         let accepted = self
             .store

@@ -1,11 +1,10 @@
-//! Number hygiene: the list policy (`hygiene`) and the cancellation-history check
-//! (解約履歴チェック).
+//! Number hygiene: the cancellation-history check (解約履歴チェック); the list policy it sits
+//! beside is `domain::hygiene`.
 //!
 //! Given a number and the date the CRM last confirmed it, answer whether it may have been
 //! cancelled or reassigned since; Japanese carriers reassign numbers days after deactivation.
 
 mod http;
-pub mod hygiene;
 mod local;
 
 use std::sync::Arc;

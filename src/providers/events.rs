@@ -414,8 +414,8 @@ mod tests {
     use super::*;
     use crate::{
         clock::ShiftedClock,
+        domain::hygiene::Hygiene,
         domain::{phone::PhoneNumber, segment::Segmentation, source::Source, state::JobState},
-        numbers::hygiene::Hygiene,
         store::{NewMessage, ReceiptStatus, SqliteStore, Transition},
     };
 

@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::*;
 use crate::{
+    domain::hygiene::Hygiene,
     domain::{
         consent::Consent,
         ids::{ListEntryId, MessageId, VerificationId},
@@ -15,7 +16,6 @@ use crate::{
         source::Source,
         state::JobState,
     },
-    numbers::hygiene::Hygiene,
     otp::{
         check::{CheckOutcome, VerificationState},
         rules::OtpLimits,

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::{ClickSummary, NewLink, StoreResult};
 use crate::{
+    domain::hygiene::Hygiene,
     domain::{
         consent::Consent,
         ids::MessageId,
@@ -13,7 +14,6 @@ use crate::{
         source::Source,
         state::JobState,
     },
-    numbers::hygiene::Hygiene,
 };
 
 /// A validated message ready to be accepted.

@@ -1,6 +1,6 @@
 //! The durable store: a narrow trait per concern, a backend per database. The only place SQL
 //! lives, and no rule lives here: backends read facts in their transaction, the rules in
-//! `otp`, `numbers::hygiene`, `domain` decide, and backends write what they decided.
+//! `otp`, `domain::hygiene`, `domain` decide, and backends write what they decided.
 
 mod consent;
 #[cfg(test)]
@@ -61,7 +61,7 @@ pub use writeback_log::{
 
 // The rules' types the traits speak, so callers find them with the store.
 pub use crate::{
-    numbers::hygiene::Hygiene,
+    domain::hygiene::Hygiene,
     otp::{
         check::{CheckOutcome, VerificationState},
         rules::OtpLimits,

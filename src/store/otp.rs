@@ -6,11 +6,11 @@ use chrono::{DateTime, Utc};
 
 use super::{messages::NewMessage, StoreResult};
 use crate::{
+    domain::hygiene::Hygiene,
     domain::{
         ids::{MessageId, VerificationId},
         phone::PhoneNumber,
     },
-    numbers::hygiene::Hygiene,
     otp::{
         check::{CheckOutcome, VerificationState},
         rules::{OtpLimits, Refusal},

@@ -6,10 +6,10 @@ use chrono::Utc;
 use super::*;
 use crate::{
     clock::SystemClock,
+    domain::hygiene::Hygiene,
     domain::{
         ids::MessageId, phone::PhoneNumber, segment::Segmentation, source::Source, state::JobState,
     },
-    numbers::hygiene::Hygiene,
     store::{NewMessage, SqliteStore, Transition},
 };
 

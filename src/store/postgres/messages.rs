@@ -10,6 +10,7 @@ use super::{listing, outbox, queue::apply_transition, PostgresStore};
 use crate::store::rows::{self, MESSAGE_COLUMNS};
 use crate::{
     domain::consent::Consent,
+    domain::hygiene::Hygiene,
     domain::{
         idempotency::{judge_key, KeyUse},
         ids::MessageId,
@@ -17,7 +18,6 @@ use crate::{
         source::Source,
         state::JobState,
     },
-    numbers::hygiene::Hygiene,
     store::OptOut,
     store::{
         decode::{self, millis},

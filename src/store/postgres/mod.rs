@@ -32,7 +32,7 @@ use sqlx::{
 
 use self::wakeups::Wakeups;
 use super::{Connections, HealthStore, StoreError, StoreResult};
-use crate::{domain::phone::PhoneNumber, numbers::hygiene::Listing};
+use crate::{domain::hygiene::Listing, domain::phone::PhoneNumber};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/postgres");
 

@@ -10,8 +10,8 @@ use sqlx::PgConnection;
 
 use super::{listing, messages, PostgresStore};
 use crate::{
+    domain::hygiene::Hygiene,
     domain::ids::VerificationId,
-    numbers::hygiene::Hygiene,
     otp::{
         check::{judge_check, CheckFacts, CheckOutcome, VerificationState},
         rules::{judge_send, OtpLimits, Paused, SendFacts, Verdict, WindowCount},

@@ -10,6 +10,7 @@ use sqlx::{Connection, PgConnection};
 
 use super::*;
 use crate::{
+    domain::hygiene::Hygiene,
     domain::{
         ids::{MessageId, VerificationId},
         phone::PhoneNumber,
@@ -17,7 +18,6 @@ use crate::{
         source::Source,
         state::JobState,
     },
-    numbers::hygiene::Hygiene,
     otp::{check::CheckOutcome, rules::OtpLimits},
     store::{
         contract::contract_tests, ListStore, MessageStore, NewMessage, NewVerification, OtpStart,

@@ -164,11 +164,11 @@ mod tests {
         clock::SystemClock,
         config::DeliveryConfig,
         dispatch::Dispatcher,
+        domain::hygiene::Hygiene,
         domain::{
             ids::MessageId, phone::PhoneNumber, segment::Segmentation, source::Source,
             state::JobState,
         },
-        numbers::hygiene::Hygiene,
         providers::{OutboundSms, Provider, SendError},
         store::{MessageStore, NewMessage, QueueStore, Transition},
     };

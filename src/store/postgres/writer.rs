@@ -24,11 +24,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::messages::accept_one;
 use crate::{
+    domain::hygiene::{Hygiene, Listing},
     domain::{
         idempotency::{judge_key, KeyUse},
         state::JobState,
     },
-    numbers::hygiene::{Hygiene, Listing},
     store::{
         decode::{self, millis},
         Acceptance, IdempotencyRecord, NewLink, NewMessage, StoreError, StoreResult, EVERY_SENDER,

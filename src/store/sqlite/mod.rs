@@ -32,7 +32,7 @@ use sqlx::{
 
 use self::writer::Writer;
 use super::{Connections, HealthStore, StoreError, StoreResult};
-use crate::{domain::phone::PhoneNumber, numbers::hygiene::Listing};
+use crate::{domain::hygiene::Listing, domain::phone::PhoneNumber};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
 
@@ -180,11 +180,11 @@ mod tests {
 
     use super::*;
     use crate::{
+        domain::hygiene::Hygiene,
         domain::{
             ids::MessageId, phone::PhoneNumber, segment::Segmentation, source::Source,
             state::JobState,
         },
-        numbers::hygiene::Hygiene,
         store::{
             contract::contract_tests, MessageStore, NewMessage, QueueStore, Store, Transition,
         },

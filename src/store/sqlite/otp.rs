@@ -8,8 +8,8 @@ use sqlx::Row;
 
 use super::{listing, messages, SqliteStore};
 use crate::{
+    domain::hygiene::Hygiene,
     domain::ids::VerificationId,
-    numbers::hygiene::Hygiene,
     otp::{
         check::{judge_check, CheckFacts, CheckOutcome, VerificationState},
         rules::{judge_send, OtpLimits, Paused, SendFacts, Verdict, WindowCount},
