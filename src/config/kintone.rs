@@ -10,11 +10,7 @@ use super::{
     connection_name_problem, is_http_url, status_values_problems, time_zone_problem, Problem,
     Secret, MIN_INBOUND_TOKEN_CHARS,
 };
-use crate::{
-    domain::template::Rules,
-    mapping::{kintone_rules::Trigger, Mapping},
-    messaging,
-};
+use crate::{domain::template::Rules, mapping::Mapping, messaging};
 
 /// One kintone app: where its webhooks come in, which events send an SMS, and the fields
 /// tsunagi reads and writes back.
@@ -188,22 +184,9 @@ impl KintoneConfig {
                 || self.trigger_events.contains(&KintoneEvent::AddRecord))
     }
 
-    /// The value written to the status field for `state` (`delivered`).
-    pub fn status_value<'a>(&'a self, state: &'a str) -> &'a str {
-        self.status_values.get(state).map_or(state, String::as_str)
-    }
-
     /// Whether webhooks of this `type` may send.
     pub fn triggers_on(&self, type_name: &str) -> bool {
         self.trigger_events.iter().any(|e| e.as_str() == type_name)
-    }
-
-    /// What makes a record send beside the trigger events.
-    pub fn trigger(&self) -> Trigger<'_> {
-        Trigger {
-            status: self.trigger_status.as_deref(),
-            field: self.trigger_field.as_deref(),
-        }
     }
 
     /// How the app's records become messages.
@@ -395,7 +378,7 @@ fn is_field_code(code: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::KintoneEvent;
-    use crate::config::Config;
+    use crate::{config::Config, domain::state::JobState};
 
     fn no_env(_: &str) -> Option<String> {
         None
@@ -518,8 +501,9 @@ reply_field = "sms_reply"
             VALID.replace("example.cybozu.com", "example.s.cybozu.com")
         );
         let c = Config::parse(&fine, no_env).unwrap();
-        assert_eq!(c.kintone[0].status_value("delivered"), "配信済");
-        assert_eq!(c.kintone[0].status_value("sent"), "sent");
+        let values = &c.kintone[0].status_values;
+        assert_eq!(JobState::Delivered.shown_as(values), "配信済");
+        assert_eq!(JobState::Sent.shown_as(values), "sent");
         assert!(!format!("{c:?}").contains("basic_auth_password: Some(\"p\")"));
     }
 

@@ -1,6 +1,6 @@
 //! The life of a message: its states and which changes between them are allowed.
 
-use std::{fmt, str::FromStr};
+use std::{collections::BTreeMap, fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +41,14 @@ impl JobState {
         JobState::Canceled,
         JobState::Rejected,
     ];
+
+    /// The value a CRM status field gets for this state: its name in `names` (a connection's
+    /// `status_values`), or its own name.
+    pub fn shown_as(self, names: &BTreeMap<String, String>) -> &str {
+        names
+            .get(self.as_str())
+            .map_or(self.as_str(), String::as_str)
+    }
 
     /// The lowercase name used on the wire and in the store.
     pub fn as_str(self) -> &'static str {

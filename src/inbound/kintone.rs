@@ -34,7 +34,7 @@ use crate::{
     },
     capture::{capture, Payload},
     config::KintoneConfig,
-    mapping::kintone_rules::{not_sending, Arrival},
+    mapping::kintone_rules::{not_sending, Arrival, Trigger},
 };
 
 /// Largest webhook body: kintone sends at most 1 MB, plus room for escaping.
@@ -103,7 +103,7 @@ async fn take(
         event: webhook.type_name(),
         triggers: connection.triggers_on(webhook.type_name()),
     };
-    if let Some(reason) = not_sending(connection.trigger(), arrival, webhook.record()) {
+    if let Some(reason) = not_sending(Trigger::of(connection), arrival, webhook.record()) {
         return Ok(KintoneAnswer::because(KintoneResult::Ignored, reason));
     }
     let (Some(record), Some(id)) = (webhook.record(), webhook.record_id()) else {

@@ -26,7 +26,7 @@ use tsunagi_kintone::{form::quote, Client, Form};
 use super::kintone_intake::{KintoneIntake, KintoneResult};
 use crate::{
     config::{Config, KintoneConfig},
-    mapping::kintone_rules::{already_answered, not_sending, record_key, Arrival},
+    mapping::kintone_rules::{already_answered, not_sending, record_key, Arrival, Trigger},
     providers::Events,
     store::Store,
     writeback::{connections::kintone_client, warnings::SetupWarnings},
@@ -440,7 +440,7 @@ async fn take_all(
             let arrival = Arrival::Poll {
                 status_trigger: look.needs_status(id),
             };
-            if not_sending(connection.trigger(), arrival, Some(record)).is_some() {
+            if not_sending(Trigger::of(connection), arrival, Some(record)).is_some() {
                 continue;
             }
             // One send per time the record enters the trigger status: an edit before its last

@@ -3,6 +3,8 @@
 
 use tsunagi_kintone::{FieldValue, Record};
 
+use crate::config::KintoneConfig;
+
 /// What makes a connection's record send, beside its trigger events.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Trigger<'a> {
@@ -10,6 +12,16 @@ pub struct Trigger<'a> {
     pub status: Option<&'a str>,
     /// A check box that must have an option checked.
     pub field: Option<&'a str>,
+}
+
+impl<'a> Trigger<'a> {
+    /// What makes a record of `connection` send.
+    pub fn of(connection: &'a KintoneConfig) -> Self {
+        Self {
+            status: connection.trigger_status.as_deref(),
+            field: connection.trigger_field.as_deref(),
+        }
+    }
 }
 
 /// How a record came in.

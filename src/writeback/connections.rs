@@ -69,12 +69,8 @@ pub async fn start(
             true => dry(&name, Box::new(sink)),
             false => {
                 let sink = Arc::new(sink);
-                let checked = sink.clone();
-                let check = move || {
-                    let sink = checked.clone();
-                    async move { sink.setup_problems().await }
-                };
-                let check = check_setup(check, SETUP_RECHECK, name.clone(), warnings.clone());
+                let check =
+                    check_setup(sink.clone(), SETUP_RECHECK, name.clone(), warnings.clone());
                 let stop = shutdown.clone();
                 checks.push(tokio::spawn(async move {
                     stop.run_until_cancelled_owned(check).await;
@@ -93,13 +89,12 @@ pub async fn start(
             true => dry(&name, Box::new(sink)),
             false => {
                 let sink = Arc::new(sink);
-                let checked = sink.clone();
-                let check = move || {
-                    let sink = checked.clone();
-                    async move { sink.setup_problems().await }
-                };
-                let check =
-                    check_setup(check, KINTONE_SETUP_RECHECK, name.clone(), warnings.clone());
+                let check = check_setup(
+                    sink.clone(),
+                    KINTONE_SETUP_RECHECK,
+                    name.clone(),
+                    warnings.clone(),
+                );
                 let stop = shutdown.clone();
                 checks.push(tokio::spawn(async move {
                     stop.run_until_cancelled_owned(check).await;
@@ -117,19 +112,37 @@ pub async fn start(
     Ok(workers.chain(checks).collect())
 }
 
+/// A sink whose CRM setup can be checked against the org or app it writes to.
+#[async_trait::async_trait]
+trait SetupCheck: Send + Sync + 'static {
+    /// What is wrong, each naming its field; empty when nothing is.
+    async fn problems(&self) -> Vec<String>;
+}
+
+#[async_trait::async_trait]
+impl SetupCheck for SalesforceSink {
+    async fn problems(&self) -> Vec<String> {
+        self.setup_problems().await
+    }
+}
+
+#[async_trait::async_trait]
+impl SetupCheck for KintoneSink {
+    async fn problems(&self) -> Vec<String> {
+        self.setup_problems().await
+    }
+}
+
 /// Check a CRM connection's setup against its org or app at start, and again every `recheck`
 /// until nothing is wrong, so `/readyz` clears once the admin fixed it.
-async fn check_setup<F, Fut>(
-    check: F,
+async fn check_setup(
+    sink: Arc<dyn SetupCheck>,
     recheck: Duration,
     connection: String,
     warnings: SetupWarnings,
-) where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Vec<String>>,
-{
+) {
     loop {
-        let problems = check().await;
+        let problems = sink.problems().await;
         for problem in &problems {
             tracing::warn!(%connection, %problem, "CRM setup problem");
         }
@@ -276,4 +289,42 @@ async fn salesforce_sink(
         })
         .collect();
     Ok(SalesforceSink::new(name, client, fields).with_message_logs(logs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(extra: &str) -> KintoneConfig {
+        let text = format!(
+            "[[kintone]]\nname = \"sales\"\nbase_url = \"https://example.s.cybozu.com\"\napp = 12\n\
+             api_token = \"t\"\ninbound_token = \"0123456789abcdef\"\nphone_field = \"p\"\n\
+             template = \"x\"\nstatus_field = \"s\"\nstatus_detail_field = \"d\"\n\
+             reply_field = \"r\"\n{extra}"
+        );
+        Config::parse(&text, |_| None).unwrap().kintone.remove(0)
+    }
+
+    #[test]
+    fn a_client_certificate_that_cannot_be_read_or_is_none_stops_the_start_naming_the_key() {
+        let missing = connection("client_certificate = \"/nonexistent/kintone.p12\"\n");
+        let e = format!("{:#}", kintone_client(&missing).unwrap_err());
+        assert!(
+            e.contains("client_certificate") && e.contains("cannot be read"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("kintone.p12");
+        std::fs::write(&junk, b"not a certificate").unwrap();
+        let bad = connection(&format!(
+            "client_certificate = \"{}\"\nclient_certificate_password = \"pw\"\n",
+            junk.display()
+        ));
+        let e = format!("{:#}", kintone_client(&bad).unwrap_err());
+        assert!(e.contains("neither PEM nor a PKCS#12"), "{e}");
+        let guest = connection(
+            "guest_space_id = 5\nbasic_auth_user = \"u\"\nbasic_auth_password = \"p\"\n",
+        );
+        assert_eq!(kintone_client(&guest).unwrap().api_root(), "/k/guest/5/v1/");
+    }
 }

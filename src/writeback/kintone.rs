@@ -12,7 +12,7 @@ use std::{
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 use tsunagi_kintone::{
-    client::{BulkRequest, Client, ClientError, RecordUpdate},
+    client::{BulkRequest, Client, ClientError, RecordUpdate, UpdatedRecord},
     error::ErrorClass,
 };
 
@@ -52,13 +52,6 @@ pub struct KintoneFields {
     pub opt_out_option: Option<String>,
     /// A process-management action run on a record once its message is delivered.
     pub action_on_delivered: Option<String>,
-}
-
-impl KintoneFields {
-    /// The value written to the status field for `state`.
-    fn status_value<'a>(&'a self, state: &'a str) -> &'a str {
-        self.status_values.get(state).map_or(state, String::as_str)
-    }
 }
 
 /// Writes a kintone connection's updates through the REST API.
@@ -184,6 +177,20 @@ impl KintoneSink {
             .map_err(store_error)
     }
 
+    /// Note the revisions our write gave these records, as our own writes' (their webhooks are
+    /// echoes) and as the records' latest (the next write needs no read).
+    async fn remember_written(&self, written: &[UpdatedRecord]) -> Result<(), SinkError> {
+        let own: Vec<(String, u64)> = written
+            .iter()
+            .map(|w| (format!("{}/{}", self.app, w.id), w.revision))
+            .collect();
+        self.remember(own.clone()).await?;
+        self.store
+            .remember_revisions(&self.connection, own, chrono::Utc::now())
+            .await
+            .map_err(store_error)
+    }
+
     /// The fields `update` sets, on record `id` at `revision` (any revision when `None`).
     fn record_update(
         &self,
@@ -197,7 +204,7 @@ impl KintoneSink {
             record = record.with_revision(revision);
         }
         if let Some(status) = &update.status {
-            let value = self.fields.status_value(status.status.as_str());
+            let value = status.status.shown_as(&self.fields.status_values);
             record = record.set(&self.fields.status, value).set(
                 &self.fields.detail,
                 status.detail.clone().unwrap_or_default(),
@@ -293,15 +300,7 @@ impl KintoneSink {
             }
             match result {
                 Ok(written) => {
-                    let own: Vec<(String, u64)> = written
-                        .iter()
-                        .map(|w| (format!("{}/{}", self.app, w.id), w.revision))
-                        .collect();
-                    self.remember(own.clone()).await?;
-                    self.store
-                        .remember_revisions(&self.connection, own, chrono::Utc::now())
-                        .await
-                        .map_err(store_error)?;
+                    self.remember_written(&written).await?;
                     for (i, _) in todo.drain(..) {
                         outcomes[i] = Some(Outcome::Written);
                     }
@@ -373,15 +372,7 @@ impl KintoneSink {
             match self.client.run_action(self.app, action, chunk).await {
                 Ok(moved) => {
                     self.warnings.set(&key, Vec::new());
-                    let own: Vec<(String, u64)> = moved
-                        .iter()
-                        .map(|w| (format!("{}/{}", self.app, w.id), w.revision))
-                        .collect();
-                    self.remember(own.clone()).await?;
-                    self.store
-                        .remember_revisions(&self.connection, own, chrono::Utc::now())
-                        .await
-                        .map_err(store_error)?;
+                    self.remember_written(&moved).await?;
                 }
                 Err(e) if e.class() == ErrorClass::Final => {
                     metrics::counter!("tsunagi_kintone_action_failures_total", "connection" => self.connection.clone())

@@ -59,10 +59,7 @@ pub struct StatusFields {
 impl StatusFields {
     /// The value the status field gets for `state`.
     fn status_value(&self, state: JobState) -> String {
-        self.status_values
-            .get(state.as_str())
-            .cloned()
-            .unwrap_or_else(|| state.as_str().to_string())
+        state.shown_as(&self.status_values).to_string()
     }
 }
 

@@ -51,6 +51,14 @@ impl Records {
             .map(|(_, at)| *at)
     }
 
+    /// Whether tsunagi wrote `value` into `field` of record `id`.
+    pub fn wrote(&self, id: u64, field: &str, value: impl Into<Value>) -> bool {
+        let value = value.into();
+        self.updates
+            .iter()
+            .any(|(written, r)| *written == id && r[field]["value"] == value)
+    }
+
     /// Whether tsunagi wrote a status on record `id`.
     pub fn answered(&self, id: u64) -> bool {
         self.updates

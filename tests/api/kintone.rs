@@ -467,11 +467,7 @@ async fn the_status_is_written_back_and_the_echo_of_that_write_sends_nothing() {
     let (_, answer) = deliver(&s, &booking("webhook_add_record.json")).await;
     assert_eq!(answer["result"], "queued", "{answer}");
     kintone
-        .wait_for(|r| {
-            r.updates
-                .iter()
-                .any(|(id, record)| *id == 7 && record["sms_status"]["value"] == "delivered")
-        })
+        .wait_for(|r| r.wrote(7, "sms_status", "delivered"))
         .await;
     let written = kintone.records.lock().unwrap().revisions[&7];
 
@@ -1040,13 +1036,7 @@ async fn a_trigger_field_sends_once_and_is_cleared_with_the_first_write_back() {
     );
     let (_, answer) = deliver(&s, &edited(5, &["送信する"])).await;
     assert_eq!(answer["result"], "queued", "{answer}");
-    kintone
-        .wait_for(|r| {
-            r.updates
-                .iter()
-                .any(|(id, record)| *id == 7 && record["SMS送信"]["value"] == json!([]))
-        })
-        .await;
+    kintone.wait_for(|r| r.wrote(7, "SMS送信", json!([]))).await;
     {
         let records = kintone.records.lock().unwrap();
         let cleared = records
@@ -1080,11 +1070,7 @@ async fn japanese_status_values_are_written_and_a_drop_down_lacking_one_is_a_rea
     let (_, answer) = deliver(&s, &booking("webhook_add_record.json")).await;
     assert_eq!(answer["result"], "queued", "{answer}");
     kintone
-        .wait_for(|r| {
-            r.updates
-                .iter()
-                .any(|(id, record)| *id == 7 && record["sms_status"]["value"] == "配信済")
-        })
+        .wait_for(|r| r.wrote(7, "sms_status", "配信済"))
         .await;
     // The fake's drop-down has no options at all: every value written is missing from it.
     let mut warning = String::new();
@@ -1191,11 +1177,7 @@ async fn a_guest_space_app_behind_basic_auth_gets_its_write_back_with_both_heade
     let (_, answer) = deliver(&s, &booking("webhook_add_record.json")).await;
     assert_eq!(answer["result"], "queued", "{answer}");
     kintone
-        .wait_for(|r| {
-            r.updates
-                .iter()
-                .any(|(id, record)| *id == 7 && record["sms_status"]["value"] == "delivered")
-        })
+        .wait_for(|r| r.wrote(7, "sms_status", "delivered"))
         .await;
     let requests = kintone.server.received_requests().await.unwrap();
     assert!(!requests.is_empty());
@@ -1257,13 +1239,7 @@ async fn the_poller_catches_a_checked_trigger_field_whose_webhook_was_lost_and_s
         )
         .replacen("reply_field", "poll_interval_seconds = 1\nreply_field", 1);
     let s = TestServer::with_delivery(&config).await;
-    kintone
-        .wait_for(|r| {
-            r.updates
-                .iter()
-                .any(|(id, record)| *id == 8 && record["SMS送信"]["value"] == json!([]))
-        })
-        .await;
+    kintone.wait_for(|r| r.wrote(8, "SMS送信", json!([]))).await;
     // Polls go on with the box cleared: nothing more is sent, and record 9 was never asked.
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let messages = all_messages(&s).await;

@@ -43,7 +43,7 @@ pub(super) fn problems(form: &Form, fields: &KintoneFields) -> Vec<String> {
     }) {
         let missing: Vec<&str> = JobState::ALL
             .iter()
-            .map(|state| fields.status_value(state.as_str()))
+            .map(|state| state.shown_as(&fields.status_values))
             .filter(|value| !options.iter().any(|o| o == value))
             .collect();
         if !missing.is_empty() {
